@@ -1,0 +1,90 @@
+"""callstream: a phone call talks to a Python function over Twilio Media Streams.
+
+Run ``python app.py`` (gevent server on ``$PORT``, default 5050) or, on a PaaS,
+``gunicorn -k gevent -w 1 'app:create_app()'`` (see Procfile). Configuration comes from
+environment variables and a ``.env`` file; see ``core/settings.py`` and the README.
+"""
+
+if __name__ == "__main__":  # patch before anything imports socket/threading (gunicorn's worker does it itself)
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import logging
+import os
+from typing import Any, Mapping
+
+from dotenv import load_dotenv
+from flask import Flask
+
+from core.records import CallHistory
+from core.responder import echo, load_responder
+from core.settings import load_settings
+from handlers import api, voice
+from handlers.media import sock
+from handlers.server import make_server
+from handlers.services import Services
+from speech.recognition import make_recognizer
+from speech.synthesis import make_synthesizer
+
+log = logging.getLogger("callstream")
+
+DEFAULT_RESPONDER = "core.responder:echo"
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app: settings, speech engines (loaded and warmed once), routes.
+
+    Args:
+        test_config: typed overrides of settings (e.g. ``{"WARM_UP": False}``), applied after
+            the environment.
+
+    Raises:
+        core.settings.SettingsError: an environment variable does not parse.
+        core.responder.ResponderConfigError: ``RESPONDER`` cannot be imported.
+        speech.errors.EngineConfigError: an unknown engine name.
+    """
+    load_dotenv()  # a .env file in the working directory; real environment variables win
+    settings = load_settings(os.environ, test_config)
+    logging.basicConfig(
+        level=settings["LOG_LEVEL"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = Flask(__name__)
+    app.config.update(settings)
+    responder = echo if settings["RESPONDER"] == DEFAULT_RESPONDER else load_responder(settings["RESPONDER"])
+    recognizer_options = {"key": settings["GOOGLE_SPEECH_KEY"] or None} if settings["RECOGNIZER"] == "google" else {}
+    services = Services(
+        settings=settings,
+        recognizer=make_recognizer(settings["RECOGNIZER"], language=settings["LANGUAGE"], **recognizer_options),
+        synthesizer=make_synthesizer(settings["SYNTHESIZER"]),
+        responder=responder,
+        history=CallHistory(settings["CALL_HISTORY_SIZE"]),
+    )
+    if settings["WARM_UP"]:
+        for engine in (services.recognizer, services.synthesizer):
+            try:
+                engine.warm_up()
+            except Exception as exc:  # an online engine offline: calls will report it per turn
+                log.warning("warm-up of %s failed: %s", engine.name, exc)
+    app.extensions["callstream"] = services
+    app.register_blueprint(api.bp)
+    app.register_blueprint(voice.bp)
+    sock.init_app(app)
+    log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings["RECOGNIZER"], settings["SYNTHESIZER"], settings["RESPONDER"])
+    return app
+
+
+def main() -> None:
+    """``python app.py``: serve on ``$PORT`` with gevent's WSGI server."""
+    app = create_app()
+    server = make_server(app, "0.0.0.0", app.config["PORT"])
+    server.start()
+    log.info("listening on http://0.0.0.0:%d (webhook: /incoming-call, stream: /media-stream)", server.server_port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Twilio Media Streams messages: parse what Twilio sends, build what the server sends.
+
+Sans-I/O: plain functions over JSON text. The wire format is Twilio's *Media Streams -
+WebSocket Messages* page (T-WS in ``../shared/docs/protocol.md``):
+
+* Twilio → server: ``connected``, ``start``, ``media``, ``dtmf``, ``mark``, ``stop``
+  (protocol.md §2). ``sequenceNumber``, ``media.chunk`` and ``media.timestamp`` are JSON
+  strings; ``mediaFormat.sampleRate`` and ``channels`` are numbers. Both are accepted here.
+* server → Twilio (bidirectional streams only): ``media``, ``mark``, ``clear`` (§3), with
+  exactly the fields of Twilio's examples: extra fields draw warning 31951.
+
+SignalWire's variant (§9) differs in small ways this parser already tolerates: UUID SIDs,
+``dtmf`` with ``duration`` and no ``track``, no ``streamSid`` on ``media``, an empty ``stop``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+class ProtocolError(ValueError):
+    """A message that is not valid Media Streams JSON (bad JSON, missing or mistyped field)."""
+
+
+@dataclass(frozen=True)
+class MediaFormat:
+    """``start.mediaFormat``: Twilio always sends ``audio/x-mulaw``, 8000 Hz, 1 channel (T-WS)."""
+
+    encoding: str = "audio/x-mulaw"
+    sample_rate: int = 8000
+    channels: int = 1
+
+
+@dataclass(frozen=True)
+class Connected:
+    """``connected``: first message on the socket (T-WS "Connected message")."""
+
+    protocol: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Start:
+    """``start``: stream metadata, sent once (T-WS "Start message").
+
+    ``tracks`` is ``("inbound",)`` on a ``<Connect><Stream>`` (bidirectional) stream and
+    ``("inbound", "outbound")`` on a ``<Start><Stream track="both_tracks">`` fork.
+    """
+
+    stream_sid: str
+    account_sid: str
+    call_sid: str
+    tracks: tuple[str, ...]
+    media_format: MediaFormat
+    custom_parameters: dict[str, str] = field(default_factory=dict)
+    sequence_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Media:
+    """``media``: one chunk of audio (T-WS "Media message").
+
+    Attributes:
+        track: ``"inbound"`` (the caller) or ``"outbound"`` (forks only).
+        chunk: chunk counter, from 1.
+        timestamp_ms: presentation time in ms from the start of the stream.
+        payload: the decoded audio, μ-law 8 kHz mono bytes without header
+            (160 bytes = 20 ms in practice, but any length is accepted).
+    """
+
+    stream_sid: str | None
+    track: str
+    chunk: int | None
+    timestamp_ms: int
+    payload: bytes
+    sequence_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    """``dtmf``: a key press on the inbound track (T-WS "DTMF message"; bidirectional only)."""
+
+    stream_sid: str | None
+    digit: str
+    track: str | None = None
+    duration_ms: int | None = None
+    sequence_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Mark:
+    """``mark`` echo: playback reached a mark the server sent, or a ``clear`` dropped it (T-WS)."""
+
+    stream_sid: str | None
+    name: str
+    sequence_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """``stop``: the stream stopped or the call ended (T-WS "Stop message")."""
+
+    stream_sid: str | None
+    account_sid: str | None = None
+    call_sid: str | None = None
+    sequence_number: int | None = None
+
+
+@dataclass(frozen=True)
+class UnknownEvent:
+    """Any other ``event`` value; the caller logs and ignores it."""
+
+    event: str
+
+
+Event = Union[Connected, Start, Media, Dtmf, Mark, Stop, UnknownEvent]
+
+
+def parse_message(text: str | bytes) -> Event:
+    """Parse one WebSocket text message from Twilio.
+
+    Args:
+        text: the JSON text of one message.
+
+    Returns:
+        The typed event. Unknown ``event`` values give ``UnknownEvent``.
+
+    Raises:
+        ProtocolError: not JSON, not an object, no ``event``, or a required field missing
+            or of the wrong type (including a media payload that is not valid base64).
+    """
+    try:
+        message = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(message).__name__}")
+    event = message.get("event")
+    if not isinstance(event, str):
+        raise ProtocolError("missing 'event'")
+    parser = _PARSERS.get(event)
+    if parser is None:
+        return UnknownEvent(event)
+    try:
+        return parser(message)
+    except ProtocolError as exc:
+        raise ProtocolError(f"{event}: {exc}") from None
+
+
+def media_message(stream_sid: str, ulaw: bytes) -> str:
+    """Build an outbound ``media`` message (T-WS "Send a Media message").
+
+    Args:
+        stream_sid: the stream's SID.
+        ulaw: μ-law 8 kHz mono audio without any file header; any length.
+
+    Returns:
+        JSON text with exactly ``event``, ``streamSid`` and ``media.payload``.
+    """
+    payload = base64.b64encode(ulaw).decode("ascii")
+    return json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}})
+
+
+def mark_message(stream_sid: str, name: str) -> str:
+    """Build an outbound ``mark``; Twilio echoes it when playback reaches it (T-WS "Send a Mark message")."""
+    return json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+
+
+def clear_message(stream_sid: str) -> str:
+    """Build an outbound ``clear``: Twilio drops buffered audio and echoes pending marks (T-WS)."""
+    return json.dumps({"event": "clear", "streamSid": stream_sid})
+
+
+# --- field readers ---------------------------------------------------------------------
+
+
+def _object(message: dict, key: str) -> dict:
+    value = message.get(key)
+    if not isinstance(value, dict):
+        raise ProtocolError(f"missing object '{key}'")
+    return value
+
+
+def _string(obj: dict, key: str, *, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"'{key}' must be a string")
+    return value
+
+
+def _integer(obj: dict, key: str, *, required: bool = True) -> int | None:
+    """Read a number that Twilio sends as a string ("5") and SignalWire sometimes as a number."""
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool):
+        raise ProtocolError(f"'{key}' must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ProtocolError(f"'{key}' must be an integer or a string of digits, got {value!r}")
+
+
+def _parse_connected(message: dict) -> Connected:
+    return Connected(
+        protocol=_string(message, "protocol", required=False) or "",
+        version=_string(message, "version", required=False) or "",
+    )
+
+
+def _parse_start(message: dict) -> Start:
+    start = _object(message, "start")
+    tracks = start.get("tracks", ["inbound"])
+    if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
+        raise ProtocolError("'tracks' must be a list of strings")
+    fmt = start.get("mediaFormat") or {}
+    if not isinstance(fmt, dict):
+        raise ProtocolError("'mediaFormat' must be an object")
+    params = start.get("customParameters") or {}
+    if not isinstance(params, dict):
+        raise ProtocolError("'customParameters' must be an object")
+    return Start(
+        stream_sid=_string(start, "streamSid") or "",
+        account_sid=_string(start, "accountSid", required=False) or "",
+        call_sid=_string(start, "callSid") or "",
+        tracks=tuple(tracks),
+        media_format=MediaFormat(
+            encoding=_string(fmt, "encoding", required=False) or "audio/x-mulaw",
+            sample_rate=_integer(fmt, "sampleRate", required=False) or 8000,
+            channels=_integer(fmt, "channels", required=False) or 1,
+        ),
+        custom_parameters={str(k): str(v) for k, v in params.items()},
+        sequence_number=_integer(message, "sequenceNumber", required=False),
+    )
+
+
+def _parse_media(message: dict) -> Media:
+    media = _object(message, "media")
+    payload_b64 = _string(media, "payload")
+    try:
+        payload = base64.b64decode(payload_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError(f"payload is not base64: {exc}") from None
+    return Media(
+        stream_sid=_string(message, "streamSid", required=False),
+        track=_string(media, "track", required=False) or "inbound",
+        chunk=_integer(media, "chunk", required=False),
+        timestamp_ms=_integer(media, "timestamp"),
+        payload=payload,
+        sequence_number=_integer(message, "sequenceNumber", required=False),
+    )
+
+
+def _parse_dtmf(message: dict) -> Dtmf:
+    dtmf = _object(message, "dtmf")
+    return Dtmf(
+        stream_sid=_string(message, "streamSid", required=False),
+        digit=_string(dtmf, "digit") or "",
+        track=_string(dtmf, "track", required=False),
+        duration_ms=_integer(dtmf, "duration", required=False),
+        sequence_number=_integer(message, "sequenceNumber", required=False),
+    )
+
+
+def _parse_mark(message: dict) -> Mark:
+    mark = _object(message, "mark")
+    return Mark(
+        stream_sid=_string(message, "streamSid", required=False),
+        name=_string(mark, "name") or "",
+        sequence_number=_integer(message, "sequenceNumber", required=False),
+    )
+
+
+def _parse_stop(message: dict) -> Stop:
+    stop = message.get("stop") or {}
+    if not isinstance(stop, dict):
+        raise ProtocolError("'stop' must be an object")
+    return Stop(
+        stream_sid=_string(message, "streamSid", required=False),
+        account_sid=_string(stop, "accountSid", required=False),
+        call_sid=_string(stop, "callSid", required=False),
+        sequence_number=_integer(message, "sequenceNumber", required=False),
+    )
+
+
+_PARSERS: dict[str, Any] = {
+    "connected": _parse_connected,
+    "start": _parse_start,
+    "media": _parse_media,
+    "dtmf": _parse_dtmf,
+    "mark": _parse_mark,
+    "stop": _parse_stop,
+}

@@ -1,0 +1,88 @@
+"""Call records: who called, when, and what each side said, on the stream's media clock.
+
+In memory for now (a bounded, most-recent-first history). Plain data: no I/O, no clock reads;
+wall-clock times are set by the caller as ISO 8601 strings.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Turn:
+    """One turn of the conversation.
+
+    Attributes:
+        speaker: ``"caller"`` or ``"bot"``.
+        text: what was said (caller: the transcript; bot: the reply text).
+        start_ms: media time the turn started (caller: first voiced frame; bot: first reply
+            audio sent), in ms on the stream's ``media.timestamp`` clock.
+        end_ms: media time the turn ended (caller: end of the last voiced frame; bot: the
+            last mark echo, i.e. playback finished, or the barge-in ``clear``); ``None``
+            while the bot is still speaking.
+        extra: optional fields: ``dtmf`` (digits), ``interrupted`` (bool), ``heard`` (the
+            bot sentences whose playback completed before a barge-in), ``error``.
+    """
+
+    speaker: str
+    text: str
+    start_ms: int
+    end_ms: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the API shape: ``speaker``, ``text``, ``start_ms``, ``end_ms`` plus extras."""
+        data = {"speaker": self.speaker, "text": self.text, "start_ms": self.start_ms, "end_ms": self.end_ms}
+        data.update(self.extra)
+        return data
+
+
+@dataclass
+class CallRecord:
+    """One call as the API reports it (``GET /api/calls/<call_sid>``)."""
+
+    call_sid: str
+    stream_sid: str
+    from_number: str | None = None
+    to_number: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    turns: list[Turn] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the API shape, with ``from``/``to`` keys as in Twilio's webhook fields."""
+        return {
+            "call_sid": self.call_sid,
+            "stream_sid": self.stream_sid,
+            "from": self.from_number,
+            "to": self.to_number,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "turns": [t.to_json() for t in self.turns],
+        }
+
+
+class CallHistory:
+    """The most recent calls, in memory, bounded to ``max_calls`` (oldest dropped first)."""
+
+    def __init__(self, max_calls: int = 500) -> None:
+        self._calls: OrderedDict[str, CallRecord] = OrderedDict()
+        self.max_calls = max_calls
+
+    def add(self, record: CallRecord) -> None:
+        """Store ``record`` (replacing one with the same call SID) as the most recent call."""
+        self._calls.pop(record.call_sid, None)
+        self._calls[record.call_sid] = record
+        while len(self._calls) > self.max_calls:
+            self._calls.popitem(last=False)
+
+    def get(self, call_sid: str) -> CallRecord | None:
+        """Return the call with this SID, or ``None``."""
+        return self._calls.get(call_sid)
+
+    def recent(self, limit: int = 50) -> list[CallRecord]:
+        """Return up to ``limit`` calls, most recent first."""
+        return list(reversed(self._calls.values()))[:limit]

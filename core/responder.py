@@ -1,0 +1,92 @@
+"""Responders: the Python function a call talks to (text in, text out).
+
+A responder is ``respond(text: str, call: CallContext) -> str | None``. ``text`` is the
+caller's transcribed utterance (never a recognition failure); for key presses ``text`` is
+``""`` and ``call.dtmf`` holds the digits. Return the reply to speak, or ``None``/``""`` to
+stay silent. A one-argument ``respond(text)`` also works; it is not called for key presses.
+Select one with ``RESPONDER=module:function``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+
+class ResponderConfigError(ValueError):
+    """``RESPONDER`` does not name an importable callable."""
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a responder knows about the call.
+
+    Attributes:
+        call_sid: Twilio call SID (``CA…``).
+        stream_sid: media stream SID (``MZ…``).
+        from_number: the caller (``From`` of the voice webhook), if known.
+        to_number: the called number (``To``), if known.
+        custom_parameters: the stream's ``<Parameter>`` values (``start.customParameters``).
+        dtmf: the digits pressed for this turn (``None`` for a spoken turn).
+        history: earlier turns as ``{"speaker", "text", "start_ms", "end_ms"}`` dicts.
+    """
+
+    call_sid: str
+    stream_sid: str
+    from_number: str | None = None
+    to_number: str | None = None
+    custom_parameters: dict[str, str] = field(default_factory=dict)
+    dtmf: str | None = None
+    history: tuple[dict, ...] = ()
+
+
+Responder = Callable[[str, CallContext], Optional[str]]
+
+
+def echo(text: str, call: CallContext) -> str:
+    """The default responder: repeat what the caller said, or the keys they pressed."""
+    if call.dtmf:
+        return "You pressed " + " ".join(call.dtmf) + "."
+    return f"You said: {text}"
+
+
+def load_responder(spec: str) -> Responder:
+    """Import the responder named ``module:function`` (``module.sub:function`` also works).
+
+    Raises:
+        ResponderConfigError: malformed spec, module not importable, attribute missing or not
+            callable.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ResponderConfigError(f"RESPONDER must look like 'module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ResponderConfigError(f"RESPONDER {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    func = module
+    for part in attr.split("."):
+        func = getattr(func, part, None)
+        if func is None:
+            raise ResponderConfigError(f"RESPONDER {spec!r}: {module_name!r} has no attribute {attr!r}")
+    if not callable(func):
+        raise ResponderConfigError(f"RESPONDER {spec!r} is not callable")
+    return _adapt(func)
+
+
+def _adapt(func: Callable) -> Responder:
+    """Accept ``f(text)`` as well as ``f(text, call)``."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return func
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params):
+        return func
+
+    def one_argument(text: str, call: CallContext) -> str | None:
+        return None if call.dtmf else func(text)
+
+    return one_argument

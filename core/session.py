@@ -1,0 +1,495 @@
+"""The per-call state machine of a bidirectional (``<Connect><Stream>``) conversation.
+
+Sans-I/O, shaped like ``websockets.Protocol``: the worker feeds inputs and then drains
+``actions_to_perform()``; the session never touches a socket, a greenlet or a clock. Time is
+the stream's media clock: the ``timestamp`` of Twilio's inbound media (protocol.md §7).
+
+Inputs:
+    ``receive_event(event)``         every parsed Twilio message;
+    ``receive_transcript(turn_id, text, error)``  the recognizer's result;
+    ``receive_reply(turn_id, text, error)``       the responder's result;
+    ``receive_speech(reply_id, index, ulaw)``     one synthesized sentence, μ-law 8 kHz;
+    ``receive_speech_failed(reply_id, error)``;
+    ``close()``                      the socket ended (with or without ``stop``).
+Outputs (actions): ``Send`` a message, ``Transcribe`` an utterance, ``Respond`` to a turn,
+``Speak`` a reply, ``Cancel`` a turn's pending work, ``EndCall``.
+
+Turn-taking rules:
+* An utterance ends after ``stop_ms`` of non-speech (``audio.endpointing``); it is
+  transcribed, and a non-empty transcript goes to the responder. An empty transcript or a
+  recognition error never reaches the responder.
+* **Continuation:** if the caller starts speaking again before any audio of the reply to
+  their previous utterance was sent, that reply is abandoned and the two utterances are
+  transcribed together as one turn (no answer to half a sentence).
+* **Barge-in:** if the caller starts speaking (or presses a key) while reply audio is still
+  queued at Twilio (marks not yet echoed) or being synthesized, the session sends ``clear``,
+  cancels the reply and treats its pending marks as cleared (T-WS "clear": Twilio echoes
+  them; those late echoes are ignored like any unknown mark name).
+* A mark follows each synthesized sentence; the bot is speaking from its first reply audio
+  until the last mark echo.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+from audio.codec import ulaw_to_pcm16
+from audio.endpointing import Endpointer, EndpointingConfig, SpeechStarted, UtteranceEnded
+from audio.framing import FrameAssembler
+from core import protocol
+from core.protocol import Connected, Dtmf, Event, Mark, Media, Start, Stop, UnknownEvent
+from core.records import CallRecord, Turn
+from core.sentences import split_sentences
+
+log = logging.getLogger(__name__)
+
+ULAW_BYTES_PER_MS = 8  # μ-law at 8 kHz: one byte per sample
+
+
+# --- actions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send ``text`` on the socket (in order). ``reply_id`` tags reply audio so a barge-in
+    can drop what is still queued in the worker."""
+
+    text: str
+    reply_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Transcribe:
+    """Recognize ``pcm`` (PCM16 LE mono, ``sample_rate`` Hz), then call ``receive_transcript``."""
+
+    turn_id: int
+    pcm: bytes
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class Respond:
+    """Ask the responder for a reply to ``text`` (speech) or ``dtmf`` (digits), then call
+    ``receive_reply``."""
+
+    turn_id: int
+    text: str
+    dtmf: str | None = None
+
+
+@dataclass(frozen=True)
+class Speak:
+    """Synthesize ``sentences`` in order; call ``receive_speech(reply_id, index, ulaw)`` for
+    each as soon as it is ready (the first plays while the rest is synthesized)."""
+
+    reply_id: int
+    sentences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Abandon pending work (transcription, responder, synthesis) of these turns/replies."""
+
+    turn_ids: tuple[int, ...] = ()
+    reply_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndCall:
+    """The stream is over: finish pending transcriptions (bounded) and release the call."""
+
+
+Action = Union[Send, Transcribe, Respond, Speak, Cancel, EndCall]
+
+
+# --- configuration and internal state ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Per-call behaviour.
+
+    Attributes:
+        endpointing: utterance detection settings (media-clock milliseconds).
+        greeting: text spoken when the stream starts; ``""`` for none.
+        outbound_chunk_ms: audio per outbound media message, in ms (20 ms = 160 bytes).
+        dtmf_flush_ms: digits are passed to the responder this long (media time) after the
+            last key press, or at once on ``#``; 0 passes every digit at once.
+    """
+
+    endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
+    greeting: str = ""
+    outbound_chunk_ms: int = 20
+    dtmf_flush_ms: int = 1500
+
+
+@dataclass
+class _CallerTurn:
+    turn_id: int
+    pcm: bytes
+    start_ms: int  # first voiced frame
+    end_ms: int  # end of last voiced frame
+    record: Turn | None = None  # set once a transcript is recorded
+    answered: bool = False  # reply audio has been sent
+
+
+@dataclass
+class _Reply:
+    reply_id: int
+    turn_id: int | None  # None for the greeting
+    text: str
+    sentences: tuple[str, ...]
+    sentences_sent: int = 0
+    record: Turn | None = None
+    cancelled: bool = False
+    heard: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _PendingMark:
+    name: str
+    reply_id: int
+    sentence_index: int
+    final: bool
+
+
+class CallSession:
+    """State machine of one bidirectional call; see the module docstring.
+
+    Args:
+        config: per-call settings.
+        is_speech: voice activity decision for one frame of PCM16 8 kHz mono
+            (``config.endpointing.frame_ms`` long).
+    """
+
+    def __init__(self, config: SessionConfig, is_speech: Callable[[bytes], bool]) -> None:
+        self.config = config
+        self.record: CallRecord | None = None
+        self.stream_sid: str | None = None
+        self.start: Start | None = None
+        self.stopped = False
+        self.now_ms = 0  # media clock: end of the latest inbound frame
+        self.media_before_start = 0
+        self._frames = FrameAssembler(frame_ms=config.endpointing.frame_ms, sample_rate=config.endpointing.sample_rate)
+        self._endpointer = Endpointer(config.endpointing, is_speech)
+        self._actions: list[Action] = []
+        self._next_turn_id = 1
+        self._next_reply_id = 1
+        self._open_turn: _CallerTurn | None = None  # latest caller turn not yet answered with audio
+        self._continuation: _CallerTurn | None = None  # turn the current utterance continues
+        self._turns: dict[int, _CallerTurn] = {}
+        self._replies: dict[int, _Reply] = {}
+        self._pending_marks: deque[_PendingMark] = deque()
+        self._dtmf_digits = ""
+        self._dtmf_start_ms = 0
+        self._dtmf_last_ms = 0
+
+    # -- outputs --------------------------------------------------------------------
+
+    def actions_to_perform(self) -> list[Action]:
+        """Return and forget the actions produced since the last call. Perform them in order."""
+        actions, self._actions = self._actions, []
+        return actions
+
+    @property
+    def bot_speaking(self) -> bool:
+        """True from a reply's first audio until its last mark echo (or a barge-in)."""
+        return bool(self._pending_marks) or any(r.record is not None for r in self._replies.values())
+
+    # -- inputs ---------------------------------------------------------------------
+
+    def receive_event(self, event: Event) -> None:
+        """Handle one parsed Twilio message. Afterwards drain ``actions_to_perform()``."""
+        if isinstance(event, Media):
+            self._on_media(event)
+        elif isinstance(event, Mark):
+            self._on_mark(event)
+        elif isinstance(event, Dtmf):
+            self._on_dtmf(event)
+        elif isinstance(event, Start):
+            self._on_start(event)
+        elif isinstance(event, Stop):
+            self._on_stop()
+        elif isinstance(event, Connected):
+            pass
+        elif isinstance(event, UnknownEvent):
+            log.info("ignoring unknown event %r", event.event)
+
+    def receive_transcript(self, turn_id: int, text: str | None, error: str | None = None) -> None:
+        """Take the recognizer's result for ``turn_id`` (``text`` stripped; ``""`` = nothing heard).
+
+        A stale result (the turn was merged into a continuation) is ignored. After
+        ``stop`` the transcript is recorded but not answered.
+        """
+        turn = self._turns.get(turn_id)
+        if turn is None or self.record is None:
+            return
+        if error is not None:
+            log.warning("turn %d: recognition failed: %s", turn_id, error)
+            self._record_caller_turn(turn, "", error=error)
+            self._forget_turn(turn)
+            return
+        text = (text or "").strip()
+        if not text:
+            log.info("turn %d: nothing recognized (%d ms of audio)", turn_id, turn.end_ms - turn.start_ms)
+            self._forget_turn(turn)
+            return
+        self._record_caller_turn(turn, text)
+        if self.stopped:
+            self._forget_turn(turn)
+            return
+        self._actions.append(Respond(turn_id, text))
+
+    def receive_reply(self, turn_id: int, text: str | None, error: str | None = None) -> None:
+        """Take the responder's reply for ``turn_id``; ``None``/blank means say nothing."""
+        turn = self._turns.get(turn_id)
+        if turn is None or self.stopped:
+            return
+        if error is not None:
+            log.warning("turn %d: responder failed: %s", turn_id, error)
+        if error is not None or not (text or "").strip():
+            self._forget_turn(turn)
+            return
+        self._start_reply(text or "", turn_id)
+
+    def receive_speech(self, reply_id: int, index: int, ulaw: bytes) -> None:
+        """Queue sentence ``index`` of reply ``reply_id``: μ-law 8 kHz mono, no header.
+
+        Produces media messages of ``outbound_chunk_ms`` each followed by one mark. Audio of
+        a cancelled reply is dropped.
+        """
+        reply = self._replies.get(reply_id)
+        if reply is None or reply.cancelled or self.stream_sid is None or self.stopped:
+            return
+        if reply.record is None:
+            reply.record = Turn("bot", reply.text, self.now_ms, None)
+            assert self.record is not None
+            self.record.turns.append(reply.record)
+            turn = self._turns.get(reply.turn_id) if reply.turn_id is not None else None
+            if turn is not None:
+                turn.answered = True
+                if self._open_turn is turn:
+                    self._open_turn = None
+        chunk_bytes = self.config.outbound_chunk_ms * ULAW_BYTES_PER_MS
+        for offset in range(0, len(ulaw), chunk_bytes):
+            self._actions.append(Send(protocol.media_message(self.stream_sid, ulaw[offset : offset + chunk_bytes]), reply_id))
+        final = index == len(reply.sentences) - 1
+        name = f"r{reply_id}s{index}"
+        self._pending_marks.append(_PendingMark(name, reply_id, index, final))
+        self._actions.append(Send(protocol.mark_message(self.stream_sid, name), reply_id))
+        reply.sentences_sent = index + 1
+        if final:
+            self._reply_fully_sent(reply)
+
+    def receive_speech_failed(self, reply_id: int, error: str) -> None:
+        """Synthesis of reply ``reply_id`` failed: stop it where it is."""
+        reply = self._replies.get(reply_id)
+        if reply is None or reply.cancelled:
+            return
+        log.warning("reply %d: synthesis failed: %s", reply_id, error)
+        reply.sentences = reply.sentences[: reply.sentences_sent]
+        if reply.sentences_sent and self._pending_marks and self._pending_marks[-1].reply_id == reply_id:
+            self._pending_marks[-1].final = True
+            self._reply_fully_sent(reply)
+        else:
+            self._drop_reply(reply)
+
+    def close(self) -> None:
+        """The socket ended. Same as ``stop`` if Twilio did not send one."""
+        if not self.stopped:
+            self._on_stop()
+
+    # -- event handlers -----------------------------------------------------------------
+
+    def _on_start(self, event: Start) -> None:
+        if self.start is not None:
+            log.warning("ignoring a second start message")
+            return
+        self.start = event
+        self.stream_sid = event.stream_sid
+        params = event.custom_parameters
+        self.record = CallRecord(
+            call_sid=event.call_sid,
+            stream_sid=event.stream_sid,
+            from_number=params.get("From"),
+            to_number=params.get("To"),
+        )
+        if self.config.greeting.strip():
+            self._start_reply(self.config.greeting, None)
+
+    def _on_media(self, event: Media) -> None:
+        if self.start is None:
+            self.media_before_start += 1
+            if self.media_before_start == 1:
+                log.warning("media before start: ignored")
+            return
+        if self.stopped or event.track != "inbound":
+            return
+        for frame in self._frames.push(event.payload, event.timestamp_ms):
+            self.now_ms = frame.timestamp_ms + self.config.endpointing.frame_ms
+            for ep_event in self._endpointer.push(frame.pcm, frame.timestamp_ms):
+                if isinstance(ep_event, SpeechStarted):
+                    self._on_speech_started(ep_event)
+                elif isinstance(ep_event, UtteranceEnded):
+                    self._on_utterance_ended(ep_event)
+        self._maybe_flush_dtmf()
+
+    def _on_speech_started(self, event: SpeechStarted) -> None:
+        if self._interrupt_bot():
+            log.info("barge-in at %d ms", event.detected_ms)
+            return
+        if self._open_turn is not None:
+            # The caller went on before hearing any reply: answer the whole thing instead.
+            turn = self._open_turn
+            log.info("turn %d continues at %d ms; its pending reply is abandoned", turn.turn_id, event.voice_start_ms)
+            self._continuation = turn
+            self._forget_turn(turn)
+        for reply in [r for r in self._replies.values() if not r.cancelled]:
+            self._drop_reply(reply)  # e.g. a greeting still being synthesized
+
+    def _on_utterance_ended(self, event: UtteranceEnded) -> None:
+        utt = event.utterance
+        pcm, start_ms = utt.pcm, utt.voice_start_ms
+        previous = self._continuation
+        self._continuation = None
+        if previous is not None:
+            pcm, start_ms = previous.pcm + pcm, previous.start_ms
+        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms)
+        if previous is not None and previous.record is not None:
+            turn.record = previous.record  # the merged transcript replaces it
+        self._turns[turn.turn_id] = turn
+        self._open_turn = turn
+        self._actions.append(Transcribe(turn.turn_id, pcm, self.config.endpointing.sample_rate))
+
+    def _on_mark(self, event: Mark) -> None:
+        names = [m.name for m in self._pending_marks]
+        if event.name not in names:
+            log.debug("ignoring mark %r (unknown, or cleared)", event.name)
+            return
+        while self._pending_marks:
+            mark = self._pending_marks.popleft()
+            reply = self._replies.get(mark.reply_id)
+            if reply is not None and reply.record is not None:
+                reply.heard.append(reply.sentences[mark.sentence_index])
+                if mark.final:
+                    reply.record.end_ms = self.now_ms
+                    del self._replies[reply.reply_id]
+            if mark.name == event.name:
+                break
+
+    def _on_dtmf(self, event: Dtmf) -> None:
+        if self.start is None or self.stopped:
+            return
+        self._interrupt_bot()
+        if not self._dtmf_digits:
+            self._dtmf_start_ms = self.now_ms
+        self._dtmf_digits += event.digit
+        self._dtmf_last_ms = self.now_ms
+        if event.digit == "#" or self.config.dtmf_flush_ms <= 0:
+            self._flush_dtmf()
+
+    def _maybe_flush_dtmf(self) -> None:
+        if self._dtmf_digits and self.now_ms - self._dtmf_last_ms >= self.config.dtmf_flush_ms:
+            self._flush_dtmf()
+
+    def _flush_dtmf(self) -> None:
+        digits, self._dtmf_digits = self._dtmf_digits, ""
+        turn = _CallerTurn(self._new_turn_id(), b"", self._dtmf_start_ms, self._dtmf_last_ms)
+        self._turns[turn.turn_id] = turn
+        self._record_caller_turn(turn, "", dtmf=digits)
+        self._actions.append(Respond(turn.turn_id, "", dtmf=digits))
+
+    def _on_stop(self) -> None:
+        self.stopped = True
+        for event in self._endpointer.finish():
+            # Transcribed for the record; not answered (the call is over).
+            utt = event.utterance
+            turn = _CallerTurn(self._new_turn_id(), utt.pcm, utt.voice_start_ms, utt.end_ms)
+            self._turns[turn.turn_id] = turn
+            self._actions.append(Transcribe(turn.turn_id, utt.pcm, self.config.endpointing.sample_rate))
+        live = tuple(r.reply_id for r in self._replies.values() if not r.cancelled)
+        for reply in list(self._replies.values()):
+            if reply.record is not None and reply.record.end_ms is None:
+                reply.record.end_ms = self.now_ms
+            reply.cancelled = True
+        self._replies.clear()
+        self._pending_marks.clear()
+        if live:
+            self._actions.append(Cancel(reply_ids=live))
+        self._actions.append(EndCall())
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _new_turn_id(self) -> int:
+        turn_id = self._next_turn_id
+        self._next_turn_id += 1
+        return turn_id
+
+    def _start_reply(self, text: str, turn_id: int | None) -> None:
+        sentences = tuple(split_sentences(text))
+        if not sentences:
+            return
+        reply = _Reply(self._next_reply_id, turn_id, text.strip(), sentences)
+        self._next_reply_id += 1
+        self._replies[reply.reply_id] = reply
+        self._actions.append(Speak(reply.reply_id, sentences))
+
+    def _reply_fully_sent(self, reply: _Reply) -> None:
+        """All audio of ``reply`` is queued at Twilio; the turn is done once its marks echo."""
+        if reply.turn_id is not None:
+            self._turns.pop(reply.turn_id, None)
+
+    def _interrupt_bot(self) -> bool:
+        """Barge-in: if reply audio was sent and is not fully played, clear Twilio's buffer and
+        cancel every reply. Returns True if it did."""
+        live = [r for r in self._replies.values() if not r.cancelled]
+        if not self._pending_marks and not any(r.record is not None for r in live):
+            return False
+        if self._pending_marks and self.stream_sid is not None:
+            self._actions.append(Send(protocol.clear_message(self.stream_sid)))
+        self._pending_marks.clear()  # Twilio echoes them after clear; the echoes are ignored
+        for reply in live:
+            self._drop_reply(reply, interrupted=True)
+        return True
+
+    def _drop_reply(self, reply: _Reply, *, interrupted: bool = False) -> None:
+        reply.cancelled = True
+        self._replies.pop(reply.reply_id, None)
+        self._actions.append(Cancel(reply_ids=(reply.reply_id,)))
+        if reply.record is not None:
+            if reply.record.end_ms is None:
+                reply.record.end_ms = self.now_ms
+            if interrupted:
+                reply.record.extra["interrupted"] = True
+                reply.record.extra["heard"] = " ".join(reply.heard)
+        if reply.turn_id is not None:
+            turn = self._turns.get(reply.turn_id)
+            if turn is not None and not turn.answered:
+                self._forget_turn(turn)
+
+    def _forget_turn(self, turn: _CallerTurn) -> None:
+        """Stop tracking ``turn`` and cancel its pending work."""
+        self._turns.pop(turn.turn_id, None)
+        if self._open_turn is turn:
+            self._open_turn = None
+        reply_ids = tuple(r.reply_id for r in self._replies.values() if r.turn_id == turn.turn_id)
+        for reply_id in reply_ids:
+            self._replies[reply_id].cancelled = True
+            del self._replies[reply_id]
+        self._actions.append(Cancel(turn_ids=(turn.turn_id,), reply_ids=reply_ids))
+
+    def _record_caller_turn(self, turn: _CallerTurn, text: str, **extra: object) -> None:
+        assert self.record is not None
+        if turn.record is None:
+            turn.record = Turn("caller", text, turn.start_ms, turn.end_ms)
+            self.record.turns.append(turn.record)
+        else:  # a continuation: the merged transcript replaces the partial one
+            turn.record.text = text
+            turn.record.start_ms = turn.start_ms
+            turn.record.end_ms = turn.end_ms
+        for key, value in extra.items():
+            if value is not None:
+                turn.record.extra[key] = value

@@ -1,0 +1,115 @@
+"""Configuration: every setting, its type, default and meaning, read from environment variables.
+
+``SETTINGS`` is the single source of truth; the README's configuration table documents each
+entry (a test checks that they agree). Pure: the environment is passed in as a mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"expected a positive number, got {value}")
+    return value
+
+
+def _url(text: str) -> str:
+    value = text.strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://", "wss://")):
+        raise ValueError(f"expected an absolute URL such as https://abc.ngrok.app, got {text!r}")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PORT", 5050, _int_range(0, 65535), "TCP port of `python app.py` (the Procfile passes `$PORT` to gunicorn)."),
+    Setting("PUBLIC_URL", "", _url, "Public base URL, e.g. `https://abc.ngrok.app`; the stream URL becomes `wss://<host>/media-stream`. Unset: the host of the webhook request."),
+    Setting("RESPONDER", "core.responder:echo", str, "The function that answers: `module:function`, called as `f(text, call)`. Default: echo."),
+    Setting("GREETING", "Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none."),
+    Setting("TWIML_GREETING", "", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none."),
+    Setting("RECOGNIZER", "whisper", _choice("whisper", "sphinx", "google"), "Speech recognition engine: `whisper` (offline, faster-whisper tiny.en), `sphinx` (offline, weak), `google` (online)."),
+    Setting("SYNTHESIZER", "piper", _choice("piper", "gtts"), "Speech synthesis engine: `piper` (offline) or `gtts` (online)."),
+    Setting("LANGUAGE", "en", str, "Recognition language code (`en`; Google gets `en-US`)."),
+    Setting("GOOGLE_SPEECH_KEY", "", str, "API key for `RECOGNIZER=google`; empty uses SpeechRecognition's default key."),
+    Setting("VAD_MODE", 3, _int_range(0, 3), "WebRTC VAD aggressiveness, 0 (most speech) to 3 (least noise)."),
+    Setting("SPEECH_START_MS", 200, _int_range(20, 2000), "Voiced audio needed before an utterance starts, ms."),
+    Setting("ENDPOINT_SILENCE_MS", 600, _int_range(100, 5000), "Silence that ends an utterance, ms."),
+    Setting("PRE_ROLL_MS", 300, _int_range(0, 2000), "Audio kept from before the utterance start, ms."),
+    Setting("MAX_UTTERANCE_MS", 15000, _int_range(1000, 60000), "Longest utterance; longer speech is cut and transcribed in parts, ms."),
+    Setting("OUTBOUND_CHUNK_MS", 20, _int_range(10, 1000), "Audio per outbound media message, ms."),
+    Setting("DTMF_FLUSH_MS", 1500, _int_range(0, 10000), "Key presses reach the responder this long after the last key, or at once on `#`; 0 sends each key at once, ms."),
+    Setting("RECOGNITION_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one transcription, s."),
+    Setting("RESPONDER_TIMEOUT_S", 15.0, _positive_float, "Longest wait for the responder, s."),
+    Setting("SYNTHESIS_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one synthesized sentence, s."),
+    Setting("WARM_UP", True, _bool, "Load and exercise the speech engines at start-up, so the first call is not slow."),
+    Setting("CALL_HISTORY_SIZE", 500, _int_range(1, 1_000_000), "Calls kept in memory for `/api/calls`."),
+    Setting("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "Logging level."),
+)
+
+
+def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read every setting from ``environ`` (strings), then apply ``overrides`` (typed values).
+
+    Returns:
+        ``{name: value}`` for every entry of ``SETTINGS``.
+
+    Raises:
+        SettingsError: a value does not parse; the message names the variable.
+    """
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.name)
+        if raw is None or (raw == "" and setting.parse is not str):
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{setting.name}: {exc}") from None
+    for name, value in (overrides or {}).items():
+        values[name] = value
+    return values

@@ -1,0 +1,263 @@
+"""The gevent runtime of one call: the only code that touches the socket and greenlets.
+
+One ``CallWorker`` per WebSocket connection (flask-sock runs each connection in its own
+greenlet). It reads Twilio's messages, feeds them to the sans-I/O ``CallSession`` and carries
+out the session's actions:
+
+* a **writer** greenlet is the only sender on the socket (media, mark, clear, in order);
+* recognition, the responder and synthesis run as jobs (greenlets) whose CPU work goes to
+  gevent's threadpool, so the hub keeps reading 50 media messages a second per call
+  (feasibility §3: faster-whisper and piper release the GIL; pocketsphinx runs in a process
+  pool inside the recognizer);
+* every engine call runs under a timeout; a failure is reported to the session, which never
+  passes a failed transcription to the responder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import gevent
+from gevent.queue import Queue
+from simple_websocket import ConnectionClosed
+
+from audio.codec import array_to_ulaw
+from audio.resample import resample
+from audio.vad import WebRtcVad
+from core import protocol
+from core.protocol import ProtocolError
+from core.responder import CallContext
+from core.session import CallSession, Cancel, EndCall, Respond, Send, Speak, Transcribe
+from handlers.server import close_websocket
+from handlers.services import Services
+
+log = logging.getLogger(__name__)
+
+PHONE_SAMPLE_RATE = 8000
+END_OF_CALL_TRANSCRIBE_WAIT_S = 5.0  # let the last utterance reach the call record
+
+
+class _CallLog(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        return f"[{self.extra['call']}] {msg}", kwargs
+
+
+def _iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _in_threadpool(func: Callable, *args: Any, timeout_s: float) -> Any:
+    """Run blocking ``func(*args)`` in gevent's threadpool; raise ``gevent.Timeout`` after ``timeout_s``."""
+    return gevent.get_hub().threadpool.spawn(func, *args).get(timeout=timeout_s)
+
+
+class CallWorker:
+    """Serve one media stream until ``stop`` or the socket closes.
+
+    Args:
+        ws: the flask-sock WebSocket (``simple_websocket.Server``).
+        services: the process-wide engines, responder and call history.
+    """
+
+    def __init__(self, ws, services: Services) -> None:
+        self.ws = ws
+        self.services = services
+        settings = services.settings
+        vad = WebRtcVad(mode=settings["VAD_MODE"], sample_rate=PHONE_SAMPLE_RATE, frame_ms=20)
+        self.session = CallSession(services.session_config(), vad.is_speech)
+        self.log = _CallLog(log, {"call": "connecting"})
+        self._outbox: Queue = Queue()
+        self._cancelled_replies: set[int] = set()
+        self._jobs: dict[tuple[str, int], gevent.Greenlet] = {}
+        self._transcribed_at: dict[int, float] = {}  # turn id → monotonic time its transcript arrived
+        self._ended = False
+
+    # -- main loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Read and handle messages until the call ends; always finalizes the call record."""
+        self.services.active_calls += 1
+        writer = gevent.spawn(self._write_loop)
+        try:
+            self._read_loop()
+        finally:
+            try:
+                self.session.close()
+                self._perform(self.session.actions_to_perform())
+                self._finish(writer)
+            finally:
+                self.services.active_calls -= 1
+
+    def _read_loop(self) -> None:
+        while not self._ended:
+            try:
+                text = self.ws.receive()
+            except ConnectionClosed:
+                self.log.info("socket closed by peer")
+                return
+            if text is None:
+                continue
+            if isinstance(text, bytes):
+                self.log.warning("ignoring a binary frame of %d bytes (Twilio sends text frames)", len(text))
+                continue
+            try:
+                event = protocol.parse_message(text)
+            except ProtocolError as exc:
+                self.log.warning("ignoring a bad message: %s: %.120r", exc, text)
+                continue
+            first_start = isinstance(event, protocol.Start) and self.session.start is None
+            self.session.receive_event(event)
+            if first_start:
+                self._on_started(event)
+            self._perform(self.session.actions_to_perform())
+
+    def _on_started(self, start: protocol.Start) -> None:
+        self.log = _CallLog(log, {"call": start.call_sid or start.stream_sid})
+        record = self.session.record
+        if record is not None:
+            record.started_at = _iso_now()
+            self.services.history.add(record)
+        self.log.info("stream %s started (tracks %s, params %s)", start.stream_sid, ",".join(start.tracks), sorted(start.custom_parameters))
+
+    def _finish(self, writer: gevent.Greenlet) -> None:
+        transcriptions = [g for (kind, _), g in self._jobs.items() if kind == "transcribe"]
+        gevent.joinall(transcriptions, timeout=END_OF_CALL_TRANSCRIBE_WAIT_S)
+        gevent.killall(list(self._jobs.values()), block=True, timeout=1.0)
+        self._outbox.put(None)
+        writer.join(timeout=2.0)
+        writer.kill(block=False)
+        if self.session.record is not None:
+            self.session.record.ended_at = _iso_now()
+        if self.ws.connected:
+            close_websocket(self.ws)
+        self.log.info("call finished")
+
+    # -- actions ------------------------------------------------------------------------
+
+    def _perform(self, actions: list) -> None:
+        """Carry out session actions. Never yields, so session state stays consistent."""
+        for action in actions:
+            if isinstance(action, Send):
+                self._outbox.put(action)
+            elif isinstance(action, Transcribe):
+                self._spawn(("transcribe", action.turn_id), self._transcribe, action)
+            elif isinstance(action, Respond):
+                self._spawn(("respond", action.turn_id), self._respond, action)
+            elif isinstance(action, Speak):
+                self._spawn(("speak", action.reply_id), self._speak, action)
+            elif isinstance(action, Cancel):
+                self._cancel(action)
+            elif isinstance(action, EndCall):
+                self._ended = True
+
+    def _spawn(self, key: tuple[str, int], func: Callable, action: Any) -> None:
+        job = gevent.spawn(func, action)
+        self._jobs[key] = job
+        job.link(lambda g: self._jobs.pop(key, None) if self._jobs.get(key) is g else None)
+
+    def _cancel(self, action: Cancel) -> None:
+        current = gevent.getcurrent()
+        keys = [("respond", t) for t in action.turn_ids] + [("transcribe", t) for t in action.turn_ids]
+        keys += [("speak", r) for r in action.reply_ids]
+        self._cancelled_replies.update(action.reply_ids)
+        for key in keys:
+            job = self._jobs.get(key)
+            if job is not None and job is not current:
+                job.kill(block=False)
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def _transcribe(self, action: Transcribe) -> None:
+        settings = self.services.settings
+        began = time.monotonic()
+        try:
+            text = _in_threadpool(
+                self.services.recognizer.transcribe, action.pcm, action.sample_rate, timeout_s=settings["RECOGNITION_TIMEOUT_S"]
+            )
+            error = None
+        except gevent.Timeout:
+            text, error = None, f"timed out after {settings['RECOGNITION_TIMEOUT_S']} s"
+        except Exception as exc:  # engine failure: reported, never passed to the responder
+            text, error = None, f"{type(exc).__name__}: {exc}"
+        elapsed_ms = (time.monotonic() - began) * 1000
+        audio_ms = len(action.pcm) // 2 * 1000 // action.sample_rate
+        self.log.info("turn %d: recognized %r from %d ms of audio in %.0f ms", action.turn_id, text, audio_ms, elapsed_ms)
+        self._transcribed_at[action.turn_id] = time.monotonic()
+        self.session.receive_transcript(action.turn_id, text, error)
+        self._perform(self.session.actions_to_perform())
+
+    def _respond(self, action: Respond) -> None:
+        session, settings = self.session, self.services.settings
+        start = session.start
+        record = session.record
+        context = CallContext(
+            call_sid=start.call_sid if start else "",
+            stream_sid=start.stream_sid if start else "",
+            from_number=record.from_number if record else None,
+            to_number=record.to_number if record else None,
+            custom_parameters=dict(start.custom_parameters) if start else {},
+            dtmf=action.dtmf,
+            history=tuple(t.to_json() for t in record.turns) if record else (),
+        )
+        began = time.monotonic()
+        try:
+            reply = _in_threadpool(self.services.responder, action.text, context, timeout_s=settings["RESPONDER_TIMEOUT_S"])
+            error = None
+        except gevent.Timeout:
+            reply, error = None, f"timed out after {settings['RESPONDER_TIMEOUT_S']} s"
+        except Exception as exc:  # a responder bug must not end the call
+            reply, error = None, f"{type(exc).__name__}: {exc}"
+            self.log.exception("turn %d: responder raised", action.turn_id)
+        self.log.info("turn %d: responder answered %r in %.0f ms", action.turn_id, reply, (time.monotonic() - began) * 1000)
+        session.receive_reply(action.turn_id, None if reply is None else str(reply), error)
+        self._perform(session.actions_to_perform())
+
+    def _speak(self, action: Speak) -> None:
+        timeout_s = self.services.settings["SYNTHESIS_TIMEOUT_S"]
+        synthesize = self.services.synthesizer.synthesize
+        for index, sentence in enumerate(action.sentences):
+            if action.reply_id in self._cancelled_replies:
+                return
+            began = time.monotonic()
+            try:
+                ulaw = _in_threadpool(_synthesize_ulaw, synthesize, sentence, timeout_s=timeout_s)
+            except gevent.Timeout:
+                self.session.receive_speech_failed(action.reply_id, f"timed out after {timeout_s} s")
+                self._perform(self.session.actions_to_perform())
+                return
+            except Exception as exc:
+                self.session.receive_speech_failed(action.reply_id, f"{type(exc).__name__}: {exc}")
+                self._perform(self.session.actions_to_perform())
+                return
+            self.log.info(
+                "reply %d: sentence %d/%d, %d ms of audio synthesized in %.0f ms",
+                action.reply_id, index + 1, len(action.sentences), len(ulaw) // 8, (time.monotonic() - began) * 1000,
+            )
+            self.session.receive_speech(action.reply_id, index, ulaw)
+            self._perform(self.session.actions_to_perform())
+
+    def _write_loop(self) -> None:
+        """The only sender: messages leave in the order the session produced them."""
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            if item.reply_id is not None and item.reply_id in self._cancelled_replies:
+                continue  # barge-in: drop reply audio not yet sent
+            try:
+                self.ws.send(item.text)
+            except ConnectionClosed:
+                return
+            except OSError as exc:
+                self.log.warning("send failed: %s", exc)
+                return
+
+
+def _synthesize_ulaw(synthesize: Callable, text: str) -> bytes:
+    """Synthesize ``text`` and convert it for the phone: soxr to 8 kHz, μ-law (runs in a thread)."""
+    audio = synthesize(text)
+    samples = resample(audio.samples, audio.sample_rate, PHONE_SAMPLE_RATE)
+    return array_to_ulaw(samples)

@@ -1,0 +1,40 @@
+"""What every call shares in one process: settings, speech engines, responder, call history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from audio.endpointing import EndpointingConfig
+from core.records import CallHistory
+from core.responder import Responder
+from core.session import SessionConfig
+from speech.recognition import Recognizer
+from speech.synthesis import Synthesizer
+
+
+@dataclass
+class Services:
+    """Process-wide objects, created once by ``create_app`` (models load once per process)."""
+
+    settings: dict[str, Any]
+    recognizer: Recognizer
+    synthesizer: Synthesizer
+    responder: Responder
+    history: CallHistory
+    active_calls: int = 0
+
+    def session_config(self) -> SessionConfig:
+        """The per-call state machine's settings, from the environment settings."""
+        s = self.settings
+        return SessionConfig(
+            endpointing=EndpointingConfig(
+                start_ms=s["SPEECH_START_MS"],
+                stop_ms=s["ENDPOINT_SILENCE_MS"],
+                pre_roll_ms=s["PRE_ROLL_MS"],
+                max_utterance_ms=s["MAX_UTTERANCE_MS"],
+            ),
+            greeting=s["GREETING"],
+            outbound_chunk_ms=s["OUTBOUND_CHUNK_MS"],
+            dtmf_flush_ms=s["DTMF_FLUSH_MS"],
+        )

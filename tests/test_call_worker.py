@@ -1,0 +1,194 @@
+"""The gevent shell of one call, with a fake socket and fake engines (the real ones are in test_e2e)."""
+
+import json
+from pathlib import Path
+
+import gevent
+import soundfile as sf
+import numpy as np
+import pytest
+from gevent.queue import Queue
+from simple_websocket import ConnectionClosed
+
+from audio.codec import array_to_ulaw
+from audio.resample import resample
+from core.records import CallHistory
+from core.responder import echo
+from core.settings import load_settings
+from handlers.call_worker import CallWorker
+from handlers.services import Services
+from speech.synthesis import SynthesizedAudio
+
+STREAM_SID = "MZ00000000000000000000000000000002"
+CALL_SID = "CA00000000000000000000000000000002"
+SILENT = b"\xff" * 160
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def phone_ulaw(name: str) -> bytes:
+    """A corpus file as Twilio would carry it: mono, 8 kHz, μ-law."""
+    samples, sample_rate = sf.read(CORPUS / name, dtype="int16", always_2d=True)
+    return array_to_ulaw(resample(samples[:, 0], sample_rate, 8000))
+
+
+SPEECH = phone_ulaw("sr_english.wav")  # "one two three", 2.7 s
+
+
+class FakeSocket:
+    """A flask-sock-like socket: ``receive`` pops scripted messages, ``send`` records."""
+
+    def __init__(self) -> None:
+        self.inbox: Queue = Queue()
+        self.sent: list[dict] = []
+        self.connected = True
+
+    def receive(self, timeout=None):
+        item = self.inbox.get()
+        if item is ConnectionClosed:
+            self.connected = False
+            raise ConnectionClosed()
+        return item
+
+    def send(self, text):
+        self.sent.append(json.loads(text))
+
+    def close(self, *args):
+        self.connected = False
+
+
+class FakeRecognizer:
+    name = "fake"
+
+    def __init__(self, text="hello there", fail=False):
+        self.text, self.fail, self.calls = text, fail, 0
+
+    def transcribe(self, pcm, sample_rate):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("engine down")
+        return self.text
+
+    def warm_up(self):
+        pass
+
+
+class FakeSynthesizer:
+    name = "fake"
+
+    def synthesize(self, text):
+        return SynthesizedAudio(np.full(16000 * len(text.split()) // 10, 1000, dtype=np.int16), 16000)  # 0.1 s per word
+
+    def warm_up(self):
+        pass
+
+
+def services(recognizer=None, responder=echo, **settings):
+    values = load_settings({}, {"GREETING": "", **settings})
+    return Services(values, recognizer or FakeRecognizer(), FakeSynthesizer(), responder, CallHistory())
+
+
+def media(timestamp_ms, payload):
+    import base64
+
+    return json.dumps({"event": "media", "sequenceNumber": "2", "streamSid": STREAM_SID,
+                       "media": {"track": "inbound", "chunk": "1", "timestamp": str(timestamp_ms),
+                                 "payload": base64.b64encode(payload).decode()}})
+
+
+START = json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID,
+                    "start": {"streamSid": STREAM_SID, "accountSid": "AC1", "callSid": CALL_SID, "tracks": ["inbound"],
+                              "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                              "customParameters": {"From": "+15550001", "To": "+15550002"}}})
+STOP = json.dumps({"event": "stop", "sequenceNumber": "99", "streamSid": STREAM_SID, "stop": {"accountSid": "AC1", "callSid": CALL_SID}})
+
+
+class Script:
+    """Feeds the fake socket in (media-clock) real time, 20 ms per chunk, but 10× faster."""
+
+    def __init__(self, ws):
+        self.ws, self.timestamp_ms = ws, 20
+
+    def send(self, audio):
+        for offset in range(0, len(audio), 160):
+            self.ws.inbox.put(media(self.timestamp_ms, audio[offset:offset + 160]))
+            self.timestamp_ms += 20
+            gevent.sleep(0.002)
+
+    def pause(self, duration_ms):
+        self.send(SILENT * (duration_ms // 20))
+
+
+def run_worker(ws, svc):
+    worker = CallWorker(ws, svc)
+    return worker, gevent.spawn(worker.run)
+
+
+def test_a_turn_end_to_end_through_the_shell():
+    ws, svc = FakeSocket(), services()
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
+    ws.inbox.put(START)
+    script = Script(ws)
+    script.pause(200)
+    script.send(SPEECH)
+    script.pause(1500)
+    with gevent.Timeout(5):
+        while not any(m["event"] == "mark" for m in ws.sent):
+            gevent.sleep(0.01)
+    events = [m["event"] for m in ws.sent]
+    # "You said: hello there": 4 words = 0.4 s of audio = 20 media messages of 20 ms, then a mark.
+    assert events[-1] == "mark" and events.count("media") == 20
+    ws.inbox.put(json.dumps({"event": "mark", "sequenceNumber": "50", "streamSid": STREAM_SID, "mark": ws.sent[-1]["mark"]}))
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert job.dead and svc.active_calls == 0
+    record = svc.history.get(CALL_SID).to_json()
+    assert [(t["speaker"], t["text"]) for t in record["turns"]] == [("caller", "hello there"), ("bot", "You said: hello there")]
+    assert record["started_at"] and record["ended_at"]
+    assert all(set(m) == {"event", "streamSid", "media"} for m in ws.sent if m["event"] == "media")
+
+
+def test_bad_messages_and_binary_frames_do_not_end_the_call():
+    ws, svc = FakeSocket(), services()
+    worker, job = run_worker(ws, svc)
+    for bad in ["not json", b"\x00\x01", '{"event": "media"}', '{"event": "closed"}', "[]"]:
+        ws.inbox.put(bad)
+    ws.inbox.put(START)
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert job.dead and job.exception is None
+    assert svc.history.get(CALL_SID) is not None
+
+
+@pytest.mark.parametrize("failure", ["recognizer", "responder"])
+def test_engine_and_responder_failures_keep_the_call_going(failure):
+    def broken_responder(text, call):
+        raise ValueError("bug in user code")
+
+    recognizer = FakeRecognizer(fail=failure == "recognizer")
+    responder = broken_responder if failure == "responder" else echo
+    ws, svc = FakeSocket(), services(recognizer=recognizer, responder=responder)
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    script = Script(ws)
+    script.send(SPEECH)
+    script.pause(1000)
+    gevent.sleep(0.3)
+    assert not job.dead and recognizer.calls == 1
+    assert not [m for m in ws.sent if m["event"] == "media"]
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert job.dead and job.exception is None
+
+
+def test_socket_closed_without_stop_finalizes_the_call():
+    ws, svc = FakeSocket(), services()
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    Script(ws).send(SPEECH[:8000])
+    ws.inbox.put(ConnectionClosed)
+    job.join(timeout=10)
+    assert job.dead
+    record = svc.history.get(CALL_SID)
+    assert record.ended_at is not None
+    assert [t.text for t in record.turns] == ["hello there"]  # the last utterance was transcribed for the record

@@ -1,0 +1,63 @@
+"""HTTP routes through Flask's test client: health, TwiML webhook, call record API."""
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from app import create_app
+from core.records import CallRecord, Turn
+
+
+@pytest.fixture
+def app():
+    return create_app({"WARM_UP": False, "TWIML_GREETING": "Connecting you now."})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def test_health(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "service": "callstream", "active_calls": 0, "recognizer": "whisper", "synthesizer": "piper"}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_incoming_call_connects_a_stream_on_the_request_host(client, method):
+    fields = {"CallSid": "CA123", "From": "+15550001", "To": "+15550002", "AccountSid": "AC1"}
+    if method == "POST":
+        response = client.post("/incoming-call", data=fields, headers={"Host": "abc.ngrok.app"})
+    else:
+        response = client.get("/incoming-call", query_string=fields, headers={"Host": "abc.ngrok.app"})
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    root = ET.fromstring(response.data)
+    assert root.find("Say").text == "Connecting you now."
+    stream = root.find("Connect/Stream")
+    assert stream.get("url") == "wss://abc.ngrok.app/media-stream"
+    assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")} == {"From": "+15550001", "To": "+15550002", "CallSid": "CA123"}
+
+
+def test_public_url_sets_the_stream_host():
+    client = create_app({"WARM_UP": False, "PUBLIC_URL": "https://calls.example.com"}).test_client()
+    root = ET.fromstring(client.post("/incoming-call", data={"CallSid": "CA1"}, headers={"Host": "10.0.0.5:5050"}).data)
+    assert root.find("Connect/Stream").get("url") == "wss://calls.example.com/media-stream"
+    assert root.find("Say") is None
+
+
+def test_call_api(app, client):
+    history = app.extensions["callstream"].history
+    assert client.get("/api/calls").get_json() == {"calls": []}
+    assert client.get("/api/calls/CAnope").status_code == 404
+    record = CallRecord("CA1", "MZ1", "+15550001", "+15550002", "2026-11-21T07:00:00.000+00:00")
+    record.turns.append(Turn("caller", "hello", 420, 1400))
+    history.add(record)
+    history.add(CallRecord("CA2", "MZ2"))
+    data = client.get("/api/calls/CA1").get_json()
+    assert data == {"call_sid": "CA1", "stream_sid": "MZ1", "from": "+15550001", "to": "+15550002",
+                    "started_at": "2026-11-21T07:00:00.000+00:00", "ended_at": None,
+                    "turns": [{"speaker": "caller", "text": "hello", "start_ms": 420, "end_ms": 1400}]}
+    assert [c["call_sid"] for c in client.get("/api/calls").get_json()["calls"]] == ["CA2", "CA1"]
+    assert [c["call_sid"] for c in client.get("/api/calls?limit=1").get_json()["calls"]] == ["CA2"]
+    assert client.get("/api/calls?limit=x").status_code == 400

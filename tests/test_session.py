@@ -1,0 +1,238 @@
+"""The per-call state machine, driven by scripted messages on the media clock (no I/O)."""
+
+import json
+
+import pytest
+
+from audio.endpointing import EndpointingConfig
+from core.protocol import Dtmf, Mark, Media, MediaFormat, Start, Stop, UnknownEvent
+from core.session import CallSession, Cancel, EndCall, Respond, SessionConfig, Send, Speak, Transcribe
+
+STREAM_SID = "MZ00000000000000000000000000000001"
+CALL_SID = "CA00000000000000000000000000000001"
+VOICED = bytes(160)  # μ-law 0x00 decodes to -32124: loud
+SILENT = b"\xff" * 160  # μ-law silence decodes to 0
+
+
+def is_speech(frame: bytes) -> bool:
+    return any(frame)
+
+
+def make_session(greeting: str = "", **overrides) -> CallSession:
+    config = SessionConfig(endpointing=EndpointingConfig(), greeting=greeting, **overrides)
+    return CallSession(config, is_speech)
+
+
+class Caller:
+    """Feeds a session 20 ms media chunks on a media clock starting at 20 ms."""
+
+    def __init__(self, session: CallSession) -> None:
+        self.session = session
+        self.timestamp_ms = 20
+        self.actions: list = []
+
+    def start(self) -> list:
+        self.session.receive_event(
+            Start(STREAM_SID, "AC1", CALL_SID, ("inbound",), MediaFormat(), {"From": "+15550001", "To": "+15550002"})
+        )
+        return self.drain()
+
+    def send(self, chunk: bytes, duration_ms: int) -> list:
+        for _ in range(duration_ms // 20):
+            self.session.receive_event(Media(STREAM_SID, "inbound", None, self.timestamp_ms, chunk))
+            self.timestamp_ms += 20
+        return self.drain()
+
+    def speak(self, duration_ms: int) -> list:
+        return self.send(VOICED, duration_ms)
+
+    def pause(self, duration_ms: int) -> list:
+        return self.send(SILENT, duration_ms)
+
+    def drain(self) -> list:
+        actions = self.session.actions_to_perform()
+        self.actions.extend(actions)
+        return actions
+
+
+def of_type(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def sent_events(actions) -> list[dict]:
+    return [json.loads(a.text) for a in of_type(actions, Send)]
+
+
+def test_greeting_is_spoken_when_the_stream_starts():
+    caller = Caller(make_session(greeting="Hello there, how are you?"))
+    actions = caller.start()
+    speak = of_type(actions, Speak)
+    assert len(speak) == 1 and speak[0].sentences == ("Hello there, how are you?",)
+    assert caller.session.record.call_sid == CALL_SID
+    assert caller.session.record.from_number == "+15550001"
+
+
+def test_no_greeting_no_actions():
+    assert Caller(make_session()).start() == []
+
+
+def test_utterance_is_transcribed_answered_spoken_and_marked():
+    caller = Caller(make_session())
+    caller.start()
+    caller.pause(400)
+    assert caller.speak(1000) == []
+    actions = caller.pause(700)
+    [transcribe] = of_type(actions, Transcribe)
+    assert transcribe.sample_rate == 8000
+    # 1000 ms of speech plus pre-roll, in PCM16 bytes; the utterance spans the voiced frames.
+    assert 1000 * 16 <= len(transcribe.pcm) <= (1000 + 300 + 40) * 16
+    session = caller.session
+    session.receive_transcript(transcribe.turn_id, "hello")
+    [respond] = of_type(caller.drain(), Respond)
+    assert respond.text == "hello" and respond.dtmf is None
+    session.receive_reply(respond.turn_id, "You said hello. Anything else?")
+    [speak] = of_type(caller.drain(), Speak)
+    assert speak.sentences == ("You said hello.", "Anything else?")
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 400)
+    events = sent_events(caller.drain())
+    assert [e["event"] for e in events] == ["media", "media", "media", "mark"]
+    assert events[0] == {"event": "media", "streamSid": STREAM_SID, "media": {"payload": events[0]["media"]["payload"]}}
+    assert session.bot_speaking
+    session.receive_speech(speak.reply_id, 1, b"\x02" * 160)
+    marks = [e["mark"]["name"] for e in sent_events(caller.drain()) if e["event"] == "mark"]
+    session.receive_event(Mark(STREAM_SID, events[-1]["mark"]["name"]))
+    assert session.bot_speaking
+    caller.pause(100)
+    session.receive_event(Mark(STREAM_SID, marks[0]))
+    assert not session.bot_speaking
+    turns = [t.to_json() for t in session.record.turns]
+    assert [t["speaker"] for t in turns] == ["caller", "bot"]
+    assert turns[0]["text"] == "hello" and turns[0]["start_ms"] == 420 and turns[0]["end_ms"] == 1420
+    assert turns[1]["text"] == "You said hello. Anything else?"
+    assert turns[1]["start_ms"] < turns[1]["end_ms"]
+
+
+def test_short_pause_inside_speech_does_not_end_the_utterance():
+    caller = Caller(make_session())
+    caller.start()
+    caller.speak(600)
+    caller.pause(400)
+    caller.speak(600)
+    actions = caller.pause(700)
+    [transcribe] = of_type(actions, Transcribe)
+    assert len(transcribe.pcm) >= 1600 * 16
+
+
+def test_barge_in_clears_twilio_and_cancels_the_reply():
+    caller = Caller(make_session())
+    caller.start()
+    caller.speak(600)
+    [transcribe] = of_type(caller.pause(700), Transcribe)
+    session = caller.session
+    session.receive_transcript(transcribe.turn_id, "tell me a story")
+    [respond] = of_type(caller.drain(), Respond)
+    session.receive_reply(respond.turn_id, "Once upon a time there was a phone. It rang all day.")
+    [speak] = of_type(caller.drain(), Speak)
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 8000)
+    first_mark = sent_events(caller.drain())[-1]["mark"]["name"]
+    actions = caller.speak(300)  # the caller talks over the reply
+    assert sent_events(actions) == [{"event": "clear", "streamSid": STREAM_SID}]
+    cancel = of_type(actions, Cancel)
+    assert cancel and speak.reply_id in cancel[0].reply_ids
+    # Twilio echoes the cleared mark; it is tolerated and changes nothing.
+    session.receive_event(Mark(STREAM_SID, first_mark))
+    session.receive_event(Mark(STREAM_SID, "never-sent"))
+    # Late synthesis of the cancelled reply is dropped.
+    session.receive_speech(speak.reply_id, 1, b"\x01" * 160)
+    assert sent_events(caller.drain()) == []
+    bot = session.record.turns[-1]
+    assert bot.speaker == "bot" and bot.extra["interrupted"] is True and bot.end_ms is not None
+    # The interruption is a new turn.
+    [transcribe2] = of_type(caller.pause(700), Transcribe)
+    assert transcribe2.turn_id != transcribe.turn_id
+
+
+def test_continuation_before_any_reply_audio_merges_the_utterances():
+    caller = Caller(make_session())
+    caller.start()
+    caller.speak(600)
+    [first] = of_type(caller.pause(700), Transcribe)
+    session = caller.session
+    session.receive_transcript(first.turn_id, "I would like")
+    [respond] = of_type(caller.drain(), Respond)
+    actions = caller.speak(400)  # the caller goes on before the bot said anything
+    assert not [e for e in sent_events(actions) if e["event"] == "clear"]
+    assert any(isinstance(a, Cancel) and first.turn_id in a.turn_ids for a in actions)
+    session.receive_reply(respond.turn_id, "You said: I would like")  # stale: dropped
+    assert of_type(caller.drain(), Speak) == []
+    [merged] = of_type(caller.pause(700), Transcribe)
+    assert len(merged.pcm) > len(first.pcm)
+    session.receive_transcript(merged.turn_id, "I would like a pizza")
+    assert of_type(caller.drain(), Respond)[0].text == "I would like a pizza"
+    caller_turns = [t for t in session.record.turns if t.speaker == "caller"]
+    assert len(caller_turns) == 1 and caller_turns[0].text == "I would like a pizza"
+
+
+@pytest.mark.parametrize("text,error", [("", None), (None, "RecognitionError: offline")])
+def test_nothing_recognized_or_a_failure_never_reaches_the_responder(text, error):
+    caller = Caller(make_session())
+    caller.start()
+    caller.speak(600)
+    [transcribe] = of_type(caller.pause(700), Transcribe)
+    caller.session.receive_transcript(transcribe.turn_id, text, error)
+    assert of_type(caller.drain(), Respond) == []
+    turns = caller.session.record.turns
+    if error:
+        assert turns[0].extra["error"] == error and turns[0].text == ""
+    else:
+        assert turns == []
+
+
+def test_dtmf_digits_reach_the_responder_after_a_pause_or_hash():
+    caller = Caller(make_session(dtmf_flush_ms=1000))
+    caller.start()
+    caller.pause(100)
+    for digit in "12":
+        caller.session.receive_event(Dtmf(STREAM_SID, digit, "inbound_track"))
+    assert of_type(caller.pause(900), Respond) == []
+    [respond] = of_type(caller.pause(200), Respond)
+    assert respond.dtmf == "12" and respond.text == ""
+    caller.session.receive_event(Dtmf(STREAM_SID, "9", "inbound_track"))
+    caller.session.receive_event(Dtmf(STREAM_SID, "#", "inbound_track"))
+    [respond2] = of_type(caller.drain(), Respond)
+    assert respond2.dtmf == "9#"
+    assert [t.extra.get("dtmf") for t in caller.session.record.turns] == ["12", "9#"]
+
+
+def test_stop_mid_utterance_transcribes_for_the_record_but_does_not_answer():
+    caller = Caller(make_session())
+    caller.start()
+    caller.speak(600)
+    caller.session.receive_event(Stop(STREAM_SID, "AC1", CALL_SID))
+    actions = caller.drain()
+    [transcribe] = of_type(actions, Transcribe)
+    assert isinstance(actions[-1], EndCall)
+    caller.session.receive_transcript(transcribe.turn_id, "goodbye")
+    assert of_type(caller.drain(), Respond) == []
+    assert caller.session.record.turns[0].text == "goodbye"
+
+
+def test_media_before_start_unknown_events_and_a_second_start_are_ignored():
+    session = make_session(greeting="Hi there, welcome!")
+    session.receive_event(Media(STREAM_SID, "inbound", 1, 0, VOICED))
+    session.receive_event(UnknownEvent("surprise"))
+    assert session.actions_to_perform() == [] and session.media_before_start == 1
+    caller = Caller(session)
+    assert len(of_type(caller.start(), Speak)) == 1
+    assert caller.start() == []
+    assert session.record.call_sid == CALL_SID
+
+
+def test_caller_speaking_while_the_greeting_is_synthesized_drops_it_without_clear():
+    caller = Caller(make_session(greeting="Hello and welcome to the line."))
+    [speak] = of_type(caller.start(), Speak)
+    actions = caller.speak(300)
+    assert sent_events(actions) == []
+    assert any(isinstance(a, Cancel) and speak.reply_id in a.reply_ids for a in actions)
+    caller.session.receive_speech(speak.reply_id, 0, b"\x01" * 160)
+    assert caller.drain() == []

@@ -1,0 +1,41 @@
+"""Settings parse from the environment, and the README documents every one of them."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from core.settings import SETTINGS, SettingsError, load_settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_defaults_without_environment():
+    values = load_settings({})
+    assert values["PORT"] == 5050 and values["RECOGNIZER"] == "whisper" and values["SYNTHESIZER"] == "piper"
+    assert values["ENDPOINT_SILENCE_MS"] == 600 and values["WARM_UP"] is True
+
+
+def test_environment_values_are_typed_and_overrides_win():
+    values = load_settings({"PORT": "8080", "WARM_UP": "no", "RECOGNIZER": "Google", "PUBLIC_URL": "https://x.ngrok.app/"}, {"PORT": 1})
+    assert values["PORT"] == 1 and values["WARM_UP"] is False and values["RECOGNIZER"] == "google"
+    assert values["PUBLIC_URL"] == "https://x.ngrok.app"
+
+
+@pytest.mark.parametrize("name,value", [("PORT", "eighty"), ("VAD_MODE", "7"), ("RECOGNIZER", "vosk"), ("WARM_UP", "maybe"),
+                                        ("PUBLIC_URL", "abc.ngrok.app"), ("RESPONDER_TIMEOUT_S", "-1")])
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
+
+
+def test_readme_configuration_table_matches_the_settings():
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+) \|", README.read_text(), re.MULTILINE)
+    documented = {name: default.strip() for name, default in rows}
+    for setting in SETTINGS:
+        assert setting.name in documented, f"{setting.name} is not in the README's configuration table"
+        default = setting.default
+        if isinstance(default, bool):
+            default = "true" if default else "false"
+        expected = f"`{default}`" if default != "" else "(empty)"
+        assert documented[setting.name] == expected, f"README default of {setting.name}"
