@@ -60,12 +60,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         responder=responder,
         history=CallHistory(settings["CALL_HISTORY_SIZE"]),
     )
-    if settings["WARM_UP"]:
-        for engine in (services.recognizer, services.synthesizer):
-            try:
-                engine.warm_up()
-            except Exception as exc:  # an online engine offline: calls will report it per turn
-                log.warning("warm-up of %s failed: %s", engine.name, exc)
+    engines = [services.recognizer, services.synthesizer] if settings["WARM_UP"] else []
+    if settings["RECOGNIZER"] == "sphinx" and not engines:
+        engines = [services.recognizer]  # its process pool must be started from the main thread (speech/recognition.py)
+    for engine in engines:
+        try:
+            engine.warm_up()
+        except Exception as exc:  # an online engine offline: calls will report it per turn
+            log.warning("warm-up of %s failed: %s", engine.name, exc)
     app.extensions["callstream"] = services
     app.register_blueprint(api.bp)
     app.register_blueprint(voice.bp)
