@@ -19,3 +19,10 @@ def test_long_sentences_are_cut_at_clauses():
 
 def test_blank_text():
     assert split_sentences("   ") == []
+
+
+def test_a_long_first_sentence_gives_up_its_first_clause_so_audio_starts_sooner():
+    text = "You said: and so my fellow Americans, ask not what your country can do for you."
+    assert split_sentences(text) == ["You said:", "and so my fellow Americans, ask not what your country can do for you."]
+    assert split_sentences("You said: hello there.") == ["You said: hello there."]
+    assert split_sentences("Well, " + "word " * 20 + "end.")[0] == "Well, " + "word " * 20 + "end."  # one-word clause: kept
