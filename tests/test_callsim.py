@@ -450,6 +450,21 @@ def test_caller_script_waits_while_bot_audio_is_queued():
     assert ticks[-1][0] == pytest.approx(0.98 + 0.2 - 0.02, abs=0.021)
 
 
+def test_caller_script_interrupt_talks_over_the_reply_after_it_played_that_long():
+    audio = bytes(160)
+    waiter = TurnWaiter(quiet_s=0.5, min_wait_s=0.0, timeout_s=5.0)
+    items = parse_script(["a.wav", "interrupt:0.3", "b.wav"])
+    assert items[1].kind == "interrupt" and items[1].seconds == 0.3
+    script = CallerScript(items, {"a.wav": audio, "b.wav": audio}, waiter, wait_first=False)
+    ticks = run_script(script, bot_media_at=[0.5], queued_until=2.0)
+    notes = [(round(now_s, 2), tick.note) for now_s, tick in ticks if tick.note]
+    assert notes[0] == (0.0, "caller: a.wav")
+    # The wait starts on the 0.02 s tick; bot audio is first heard after it (0.04 s); 0.3 s later the caller
+    # barges in, long before the bot is quiet (2.0 s).
+    assert notes[1] == (0.02, "waiting for the bot to reply")
+    assert notes[2] == (0.34, "interrupting the bot; caller: b.wav")
+
+
 def test_caller_script_requires_audio_for_audio_items():
     with pytest.raises(ValueError):
         CallerScript(parse_script(["missing.wav"]), {}, TurnWaiter(1, 0, 1))

@@ -15,6 +15,8 @@ ITEM is the caller's script, played in order:
                    as 20 ms media messages.
 * ``dtmf:DIGITS``  one ``dtmf`` message per digit (0-9, ``*``, ``#``), 100 ms apart.
 * ``silence:SECONDS``  that much μ-law silence.
+* ``interrupt:SECONDS``  barge in: the wait before the next item ends once the bot's
+                   reply has played for SECONDS (instead of waiting until it is quiet).
 
 Before the first item (unless ``--no-wait-greeting``), between items and after
 the last one, the caller keeps sending μ-law silence (0xFF, as a phone line
@@ -102,11 +104,12 @@ class ScriptItem:
     """One step of the caller's script.
 
     Attributes:
-        kind: "audio", "dtmf" or "silence".
+        kind: "audio", "dtmf", "silence" or "interrupt" (the wait before the next item ends
+            once the bot's reply has played for ``seconds``: a barge-in).
         token: the command-line argument it came from (for messages).
         path: audio file path (kind "audio").
         digits: DTMF digits, each one of ``DTMF_DIGITS`` (kind "dtmf").
-        seconds: silence duration in seconds, > 0 (kind "silence").
+        seconds: silence duration, or reply playback before interrupting, in seconds, > 0.
     """
 
     kind: str
@@ -137,14 +140,15 @@ def parse_script(tokens: list[str]) -> list[ScriptItem]:
             if not digits or any(d not in DTMF_DIGITS for d in digits):
                 raise ValueError(f"{token!r}: DTMF digits must be one or more of {DTMF_DIGITS}")
             items.append(ScriptItem("dtmf", token, digits=digits))
-        elif token.startswith("silence:"):
+        elif token.startswith(("silence:", "interrupt:")):
+            kind, _, value = token.partition(":")
             try:
-                seconds = float(token[len("silence:"):])
+                seconds = float(value)
             except ValueError:
-                raise ValueError(f"{token!r}: silence needs a duration in seconds, e.g. silence:2.5") from None
+                raise ValueError(f"{token!r}: {kind} needs a duration in seconds, e.g. {kind}:2.5") from None
             if not math.isfinite(seconds) or seconds <= 0:
-                raise ValueError(f"{token!r}: silence duration must be > 0 seconds")
-            items.append(ScriptItem("silence", token, seconds=seconds))
+                raise ValueError(f"{token!r}: {kind} duration must be > 0 seconds")
+            items.append(ScriptItem(kind, token, seconds=seconds))
         elif not token:
             raise ValueError("empty script item")
         else:
@@ -206,12 +210,20 @@ class CallerScript:
             raise ValueError(f"no audio loaded for {missing}")
         self._audio = dict(audio)
         self._waiter = waiter
-        self._steps: deque = deque()
+        self._steps: deque = deque()  # ("wait", previous item, interrupt after s) | ("play", item, None)
+        previous = None
         for index, item in enumerate(items):
-            if index > 0 or wait_first:
-                self._steps.append(("wait", items[index - 1] if index else None))
-            self._steps.append(("play", item))
-        self._steps.append(("wait", items[-1] if items else None))
+            if item.kind == "interrupt":
+                if self._steps and self._steps[-1][0] == "wait":
+                    self._steps[-1] = ("wait", self._steps[-1][1], item.seconds)
+                else:
+                    self._steps.append(("wait", previous, item.seconds))
+                continue
+            if (index > 0 or wait_first) and not (self._steps and self._steps[-1][0] == "wait"):
+                self._steps.append(("wait", previous, None))
+            self._steps.append(("play", item, None))
+            previous = item
+        self._steps.append(("wait", previous, None))
         self._frames: deque = deque()  # (ulaw, digits) of the item being played
         self._waiting = False
         self.final_note: str | None = None  # note of the tick that ended the script (see next_tick)
@@ -232,17 +244,17 @@ class CallerScript:
                 if reason is None:
                     return CallerTick(bytes([ULAW_SILENCE]) * FRAME_BYTES, note=note)
                 self._waiting = False
-                note = _join_notes(note, "bot quiet" if reason == "quiet"
-                                   else f"wait timed out after {self._waiter.timeout_s:g} s")
+                note = _join_notes(note, {"quiet": "bot quiet", "interrupt": "interrupting the bot"}.get(
+                    reason, f"wait timed out after {self._waiter.timeout_s:g} s"))
                 continue
             if not self._steps:
                 self.final_note = note
                 return None
-            step, item = self._steps.popleft()
+            step, item, interrupt_after_s = self._steps.popleft()
             if step == "wait":
                 self._waiting = True
                 expect_reply = item is not None and item.kind in REPLY_EXPECTED_AFTER
-                self._waiter.start(now_s, expect_reply=expect_reply)
+                self._waiter.start(now_s, expect_reply=expect_reply, interrupt_after_s=interrupt_after_s)
                 note = _join_notes(note, "waiting for the bot" + (" to reply" if expect_reply else ""))
             else:
                 self._frames.extend(self._item_frames(item))
@@ -276,7 +288,9 @@ class TurnWaiter:
     the wait at the earliest); at least ``min_wait_s`` since the wait started;
     and, when a reply is expected (after an audio or DTMF item), at
     least one outbound media message received since the wait started. The wait
-    ends anyway after ``timeout_s``. All times are monotonic seconds.
+    ends anyway after ``timeout_s``. With ``interrupt_after_s`` the wait instead ends as
+    soon as bot audio has been playing for that long (the caller barges in). All times
+    are monotonic seconds.
 
     Args:
         quiet_s: required bot silence, seconds.
@@ -292,12 +306,17 @@ class TurnWaiter:
         self._last_bot_s: float | None = None
         self._expect_reply = False
         self._reply_seen = False
+        self._interrupt_after_s: float | None = None
+        self._first_played_s: float | None = None
 
-    def start(self, now_s: float, expect_reply: bool = False) -> None:
-        """Begin a wait at ``now_s``; ``expect_reply`` requires bot media to arrive before quiet counts."""
+    def start(self, now_s: float, expect_reply: bool = False, interrupt_after_s: float | None = None) -> None:
+        """Begin a wait at ``now_s``; ``expect_reply`` requires bot media to arrive before quiet counts;
+        ``interrupt_after_s`` ends the wait once bot audio has played that long."""
         self._start_s = now_s
         self._expect_reply = expect_reply
         self._reply_seen = False
+        self._interrupt_after_s = interrupt_after_s
+        self._first_played_s = None
 
     def note_media_received(self, now_s: float) -> None:
         """Record that an outbound media message arrived at ``now_s``."""
@@ -308,9 +327,11 @@ class TurnWaiter:
     def note_audio_played(self, now_s: float) -> None:
         """Record that bot audio was played (heard) on the tick at ``now_s``."""
         self._last_bot_s = now_s
+        if self._first_played_s is None and self._start_s is not None and now_s >= self._start_s:
+            self._first_played_s = now_s
 
     def poll(self, now_s: float, audio_queued: bool) -> str | None:
-        """Return "quiet" or "timeout" when the wait is over, else None.
+        """Return "quiet", "interrupt" or "timeout" when the wait is over, else None.
 
         Raises:
             RuntimeError: ``start`` was never called.
@@ -320,6 +341,9 @@ class TurnWaiter:
         waited_s = now_s - self._start_s
         if waited_s >= self.timeout_s:
             return "timeout"
+        if self._interrupt_after_s is not None:
+            played = self._first_played_s is not None and now_s - self._first_played_s >= self._interrupt_after_s
+            return "interrupt" if played else None
         if audio_queued or (self._expect_reply and not self._reply_seen):
             return None
         quiet_from_s = max(self._start_s, self._last_bot_s if self._last_bot_s is not None else self._start_s)
@@ -1190,7 +1214,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("script", nargs="*", metavar="AUDIO_OR_DTMF",
-                        help="caller's script in order: an audio FILE, dtmf:DIGITS (100 ms apart) or silence:SECONDS")
+                        help="caller's script in order: an audio FILE, dtmf:DIGITS (100 ms apart), silence:SECONDS, "
+                             "or interrupt:SECONDS (talk over the reply after it played that long)")
     parser.add_argument("--url", help="server base URL (voice webhook = URL/incoming-call); "
                                       "default: start app.create_app() in this process")
     parser.add_argument("--from", dest="from_number", default="+15551230001",
