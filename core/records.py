@@ -24,7 +24,11 @@ class Turn:
             last mark echo, i.e. playback finished, or the barge-in ``clear``); ``None``
             while the bot is still speaking.
         extra: optional fields: ``dtmf`` (digits), ``interrupted`` (bool), ``heard`` (the
-            bot sentences whose playback completed before a barge-in), ``error``.
+            bot sentences whose playback completed before a barge-in), ``error``, and on a
+            bot reply ``latency_ms``: ``endpoint`` (silence waited before deciding the
+            caller had finished, media clock), ``recognition``, ``responder`` and
+            ``synthesis`` (first sentence) in wall-clock ms, and ``total`` (caller's last
+            voiced frame to the first reply audio sent, media clock).
     """
 
     speaker: str

@@ -132,8 +132,10 @@ class _CallerTurn:
     pcm: bytes
     start_ms: int  # first voiced frame
     end_ms: int  # end of last voiced frame
+    detected_ms: int  # media time the endpoint was decided
     record: Turn | None = None  # set once a transcript is recorded
     answered: bool = False  # reply audio has been sent
+    latency_ms: dict[str, int] = field(default_factory=dict)  # per stage, filled as the turn goes
 
 
 @dataclass
@@ -218,15 +220,20 @@ class CallSession:
         elif isinstance(event, UnknownEvent):
             log.info("ignoring unknown event %r", event.event)
 
-    def receive_transcript(self, turn_id: int, text: str | None, error: str | None = None) -> None:
+    def receive_transcript(
+        self, turn_id: int, text: str | None, error: str | None = None, *, elapsed_ms: int | None = None
+    ) -> None:
         """Take the recognizer's result for ``turn_id`` (``text`` stripped; ``""`` = nothing heard).
 
         A stale result (the turn was merged into a continuation) is ignored. After
-        ``stop`` the transcript is recorded but not answered.
+        ``stop`` the transcript is recorded but not answered. ``elapsed_ms`` (how long
+        recognition took) goes into the reply's ``latency_ms``.
         """
         turn = self._turns.get(turn_id)
         if turn is None or self.record is None:
             return
+        if elapsed_ms is not None:
+            turn.latency_ms["recognition"] = elapsed_ms
         if error is not None:
             log.warning("turn %d: recognition failed: %s", turn_id, error)
             self._record_caller_turn(turn, "", error=error)
@@ -243,11 +250,16 @@ class CallSession:
             return
         self._actions.append(Respond(turn_id, text))
 
-    def receive_reply(self, turn_id: int, text: str | None, error: str | None = None) -> None:
-        """Take the responder's reply for ``turn_id``; ``None``/blank means say nothing."""
+    def receive_reply(
+        self, turn_id: int, text: str | None, error: str | None = None, *, elapsed_ms: int | None = None
+    ) -> None:
+        """Take the responder's reply for ``turn_id``; ``None``/blank means say nothing.
+        ``elapsed_ms`` (how long the responder took) goes into the reply's ``latency_ms``."""
         turn = self._turns.get(turn_id)
         if turn is None or self.stopped:
             return
+        if elapsed_ms is not None:
+            turn.latency_ms["responder"] = elapsed_ms
         if error is not None:
             log.warning("turn %d: responder failed: %s", turn_id, error)
         if error is not None or not (text or "").strip():
@@ -255,11 +267,12 @@ class CallSession:
             return
         self._start_reply(text or "", turn_id)
 
-    def receive_speech(self, reply_id: int, index: int, ulaw: bytes) -> None:
+    def receive_speech(self, reply_id: int, index: int, ulaw: bytes, *, elapsed_ms: int | None = None) -> None:
         """Queue sentence ``index`` of reply ``reply_id``: μ-law 8 kHz mono, no header.
 
         Produces media messages of ``outbound_chunk_ms`` each followed by one mark. Audio of
-        a cancelled reply is dropped.
+        a cancelled reply is dropped. ``elapsed_ms`` (synthesis time of the first sentence)
+        goes into the reply's ``latency_ms``.
         """
         reply = self._replies.get(reply_id)
         if reply is None or reply.cancelled or self.stream_sid is None or self.stopped:
@@ -271,6 +284,13 @@ class CallSession:
             turn = self._turns.get(reply.turn_id) if reply.turn_id is not None else None
             if turn is not None:
                 turn.answered = True
+                if elapsed_ms is not None:
+                    turn.latency_ms["synthesis"] = elapsed_ms
+                reply.record.extra["latency_ms"] = {
+                    "endpoint": turn.detected_ms - turn.end_ms,
+                    **turn.latency_ms,
+                    "total": self.now_ms - turn.end_ms,
+                }
                 if self._open_turn is turn:
                     self._open_turn = None
         chunk_bytes = self.config.outbound_chunk_ms * ULAW_BYTES_PER_MS
@@ -357,7 +377,7 @@ class CallSession:
         self._continuation = None
         if previous is not None:
             pcm, start_ms = previous.pcm + pcm, previous.start_ms
-        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms)
+        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms)
         if previous is not None and previous.record is not None:
             turn.record = previous.record  # the merged transcript replaces it
         self._turns[turn.turn_id] = turn
@@ -397,7 +417,7 @@ class CallSession:
 
     def _flush_dtmf(self) -> None:
         digits, self._dtmf_digits = self._dtmf_digits, ""
-        turn = _CallerTurn(self._new_turn_id(), b"", self._dtmf_start_ms, self._dtmf_last_ms)
+        turn = _CallerTurn(self._new_turn_id(), b"", self._dtmf_start_ms, self._dtmf_last_ms, self.now_ms)
         self._turns[turn.turn_id] = turn
         self._record_caller_turn(turn, "", dtmf=digits)
         self._actions.append(Respond(turn.turn_id, "", dtmf=digits))
@@ -407,7 +427,7 @@ class CallSession:
         for event in self._endpointer.finish():
             # Transcribed for the record; not answered (the call is over).
             utt = event.utterance
-            turn = _CallerTurn(self._new_turn_id(), utt.pcm, utt.voice_start_ms, utt.end_ms)
+            turn = _CallerTurn(self._new_turn_id(), utt.pcm, utt.voice_start_ms, utt.end_ms, event.detected_ms)
             self._turns[turn.turn_id] = turn
             self._actions.append(Transcribe(turn.turn_id, utt.pcm, self.config.endpointing.sample_rate))
         live = tuple(r.reply_id for r in self._replies.values() if not r.cancelled)

@@ -72,7 +72,6 @@ class CallWorker:
         self._outbox: Queue = Queue()
         self._cancelled_replies: set[int] = set()
         self._jobs: dict[tuple[str, int], gevent.Greenlet] = {}
-        self._transcribed_at: dict[int, float] = {}  # turn id → monotonic time its transcript arrived
         self._ended = False
 
     # -- main loop ----------------------------------------------------------------------
@@ -185,8 +184,7 @@ class CallWorker:
         elapsed_ms = (time.monotonic() - began) * 1000
         audio_ms = len(action.pcm) // 2 * 1000 // action.sample_rate
         self.log.info("turn %d: recognized %r from %d ms of audio in %.0f ms", action.turn_id, text, audio_ms, elapsed_ms)
-        self._transcribed_at[action.turn_id] = time.monotonic()
-        self.session.receive_transcript(action.turn_id, text, error)
+        self.session.receive_transcript(action.turn_id, text, error, elapsed_ms=round(elapsed_ms))
         self._perform(self.session.actions_to_perform())
 
     def _respond(self, action: Respond) -> None:
@@ -211,8 +209,9 @@ class CallWorker:
         except Exception as exc:  # a responder bug must not end the call
             reply, error = None, f"{type(exc).__name__}: {exc}"
             self.log.exception("turn %d: responder raised", action.turn_id)
-        self.log.info("turn %d: responder answered %r in %.0f ms", action.turn_id, reply, (time.monotonic() - began) * 1000)
-        session.receive_reply(action.turn_id, None if reply is None else str(reply), error)
+        elapsed_ms = (time.monotonic() - began) * 1000
+        self.log.info("turn %d: responder answered %r in %.0f ms", action.turn_id, reply, elapsed_ms)
+        session.receive_reply(action.turn_id, None if reply is None else str(reply), error, elapsed_ms=round(elapsed_ms))
         self._perform(session.actions_to_perform())
 
     def _speak(self, action: Speak) -> None:
@@ -232,11 +231,12 @@ class CallWorker:
                 self.session.receive_speech_failed(action.reply_id, f"{type(exc).__name__}: {exc}")
                 self._perform(self.session.actions_to_perform())
                 return
+            elapsed_ms = (time.monotonic() - began) * 1000
             self.log.info(
                 "reply %d: sentence %d/%d, %d ms of audio synthesized in %.0f ms",
-                action.reply_id, index + 1, len(action.sentences), len(ulaw) // 8, (time.monotonic() - began) * 1000,
+                action.reply_id, index + 1, len(action.sentences), len(ulaw) // 8, elapsed_ms,
             )
-            self.session.receive_speech(action.reply_id, index, ulaw)
+            self.session.receive_speech(action.reply_id, index, ulaw, elapsed_ms=round(elapsed_ms))
             self._perform(self.session.actions_to_perform())
 
     def _write_loop(self) -> None:

@@ -87,13 +87,14 @@ def test_utterance_is_transcribed_answered_spoken_and_marked():
     # 1000 ms of speech plus pre-roll, in PCM16 bytes; the utterance spans the voiced frames.
     assert 1000 * 16 <= len(transcribe.pcm) <= (1000 + 300 + 40) * 16
     session = caller.session
-    session.receive_transcript(transcribe.turn_id, "hello")
+    session.receive_transcript(transcribe.turn_id, "hello", elapsed_ms=300)
     [respond] = of_type(caller.drain(), Respond)
     assert respond.text == "hello" and respond.dtmf is None
-    session.receive_reply(respond.turn_id, "You said hello. Anything else?")
+    session.receive_reply(respond.turn_id, "You said hello. Anything else?", elapsed_ms=2)
     [speak] = of_type(caller.drain(), Speak)
     assert speak.sentences == ("You said hello.", "Anything else?")
-    session.receive_speech(speak.reply_id, 0, b"\x01" * 400)
+    caller.pause(400)  # recognition and synthesis take media time too
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 400, elapsed_ms=60)
     events = sent_events(caller.drain())
     assert [e["event"] for e in events] == ["media", "media", "media", "mark"]
     assert events[0] == {"event": "media", "streamSid": STREAM_SID, "media": {"payload": events[0]["media"]["payload"]}}
@@ -110,6 +111,8 @@ def test_utterance_is_transcribed_answered_spoken_and_marked():
     assert turns[0]["text"] == "hello" and turns[0]["start_ms"] == 420 and turns[0]["end_ms"] == 1420
     assert turns[1]["text"] == "You said hello. Anything else?"
     assert turns[1]["start_ms"] < turns[1]["end_ms"]
+    # Endpoint after 600 ms of silence; the 700 ms pause ran 100 ms past it, then 400 ms until the reply audio.
+    assert turns[1]["latency_ms"] == {"endpoint": 600, "recognition": 300, "responder": 2, "synthesis": 60, "total": 1100}
 
 
 def test_short_pause_inside_speech_does_not_end_the_utterance():
