@@ -16,7 +16,6 @@ import pytest
 import requests
 import soundfile as sf
 
-from speech.recognition import WhisperRecognizer
 from tools.wer import normalize_text, word_error_rate
 
 pytestmark = pytest.mark.e2e
@@ -60,14 +59,6 @@ def server(tmp_path_factory):
     print(f"\nserver log: {log_path}")
 
 
-@pytest.fixture(scope="module")
-def recognizer():
-    """A recognizer of our own, to check what the simulated caller heard."""
-    engine = WhisperRecognizer()
-    engine.warm_up()
-    return engine
-
-
 def run_callsim(tmp_path, *script, url=None, timeout_s=240):
     report_path, heard_path = tmp_path / "report.json", tmp_path / "heard.wav"
     command = [sys.executable, "tools/callsim.py", "--json", str(report_path), "--out", str(heard_path), "--strict"]
@@ -104,7 +95,7 @@ def heard_text(recognizer, heard_path) -> str:
     return " ".join(recognizer.transcribe(piece.tobytes(), 8000) for piece in pieces)
 
 
-def test_jfk_call_transcribes_and_the_caller_hears_the_echo(server, recognizer, tmp_path):
+def test_jfk_call_transcribes_and_the_caller_hears_the_echo(server, whisper, tmp_path):
     report, heard_path = run_callsim(tmp_path, JFK, url=server)
     reference = (CORPUS / "jfk.txt").read_text()
     callers = turns(report, "caller")
@@ -122,7 +113,7 @@ def test_jfk_call_transcribes_and_the_caller_hears_the_echo(server, recognizer, 
     assert counts["clears_received"] == 0
 
     expected_heard = " ".join(b["text"] for b in bots)
-    heard = heard_text(recognizer, heard_path)
+    heard = heard_text(whisper, heard_path)  # our own recognizer checks what the caller heard
     heard_wer = word_error_rate(expected_heard, heard)
     print(f"heard WER {heard_wer:.3f}: {heard!r}")
     assert heard_wer <= 0.2
@@ -133,7 +124,7 @@ def test_jfk_call_transcribes_and_the_caller_hears_the_echo(server, recognizer, 
     assert latencies and all(value is not None and 0 < value < 10_000 for value in latencies)
 
 
-def test_in_process_call_with_dtmf_and_barge_in(recognizer, tmp_path):
+def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
     # callsim without --url starts the app itself. Script: "one two three", keys 4 2 #, then JFK, and
     # while the bot is reading JFK back the caller talks over it after 1.5 s.
     report, heard_path = run_callsim(tmp_path, ONE_TWO_THREE, "dtmf:42#", JFK, "interrupt:1.5", ONE_TWO_THREE)

@@ -1,5 +1,4 @@
 import os
-import socket
 import sys
 import threading
 import time
@@ -19,26 +18,11 @@ from speech.recognition import (
     WhisperRecognizer,
     make_recognizer,
 )
+from tests.conftest import online
 from tests.phone import CORPUS, phone_corpus, read_mono, reference_text, to_pcm
 from tools.wer import normalize_text, word_error_rate
 
 MAX_WER = 0.15
-
-
-def _online(host: str) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=1.0).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def whisper():
-    recognizer = WhisperRecognizer()
-    recognizer.warm_up()
-    yield recognizer
-    recognizer.close()
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +180,7 @@ def test_sphinx_concurrent_calls(sphinx, sphinx_phone_text):
 
 
 def test_google_fails_fast_offline():
-    if _online("www.google.com"):
+    if online("www.google.com"):
         pytest.skip("network is reachable; this test checks the offline failure")
     recognizer = GoogleRecognizer(timeout_s=2.0)
     started = time.monotonic()

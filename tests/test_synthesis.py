@@ -1,6 +1,5 @@
 import io
 import json
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,7 +10,6 @@ import soundfile as sf
 import soxr
 
 from speech.errors import EngineConfigError, SynthesisError
-from speech.recognition import WhisperRecognizer
 from speech.synthesis import (
     GTTSSynthesizer,
     PiperSynthesizer,
@@ -19,6 +17,7 @@ from speech.synthesis import (
     decode_mp3,
     make_synthesizer,
 )
+from tests.conftest import online
 from tests.phone import phone_round_trip
 from tools.wer import word_error_rate
 
@@ -29,26 +28,11 @@ MAX_WER = 0.15
 SECONDS_PER_WORD = (0.15, 0.8)
 
 
-def _online(host: str) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=1.0).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def piper():
     synthesizer = PiperSynthesizer()
     synthesizer.warm_up()
     return synthesizer
-
-
-@pytest.fixture(scope="module")
-def whisper():
-    recognizer = WhisperRecognizer()
-    recognizer.warm_up()
-    return recognizer
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +128,7 @@ def test_decode_mp3_rejects_non_audio(data):
 
 
 def test_gtts_fails_fast_offline():
-    if _online("translate.google.com"):
+    if online("translate.google.com"):
         pytest.skip("network is reachable; this test checks the offline failure")
     synthesizer = GTTSSynthesizer(timeout_s=2.0)
     started = time.monotonic()

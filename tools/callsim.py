@@ -957,7 +957,7 @@ class Counts:
     max_tick_lateness_ms: float = 0.0
 
 
-class CallSession:
+class SimulatedCall:
     """Run one Media Stream as Twilio would: send the caller's audio, play the bot's.
 
     The sending loop runs in the calling greenlet on absolute 20 ms deadlines
@@ -1307,7 +1307,7 @@ class CallOutcome:
     ws_url: str | None = None
     downgraded: bool = False
     twiml: TwimlStream | None = None
-    session: CallSession | None = None
+    session: SimulatedCall | None = None
     record: dict | None = None
     record_error: str | None = None
     latency: list[dict] = field(default_factory=list)
@@ -1481,7 +1481,7 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, audio: dict[str, 
     waiter = TurnWaiter(args.quiet_s, args.min_wait_s, args.turn_timeout_s)
     script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting)
     messages = TwilioMessages(outcome.stream_sid, outcome.account_sid, outcome.call_sid, args.first_timestamp_ms)
-    outcome.session = session = CallSession(ws, messages, twiml.parameters, script, waiter, verbose=args.verbose)
+    outcome.session = session = SimulatedCall(ws, messages, twiml.parameters, script, waiter, verbose=args.verbose)
     session.run()
     if session.failure:
         outcome.errors.append(session.failure)

@@ -1,0 +1,123 @@
+"""Benchmark: word error rate and turn latency of simulated calls on real speech.
+
+Starts ``python app.py`` (default offline engines) on a free port, places ``--runs`` simulated
+calls per corpus file with ``tools/callsim.py``, and prints markdown tables:
+
+* word error rate of each file's caller transcript (after the μ-law round trip), against the
+  manifest's reference text;
+* voice-to-voice latency measured by callsim (wall clock: the caller's last voiced frame, as the
+  server's turn ``end_ms`` says, to the first reply media message), median / p95 / min / max;
+* the server's own per-stage latency (``latency_ms`` of each reply in the call record).
+
+Usage: python bench/voice_to_voice.py [--runs 3] [--corpus ../shared/corpus] [FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools.wer import word_error_rate  # noqa: E402
+
+STAGES = ("endpoint", "recognition", "responder", "synthesis", "total")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "LOG_LEVEL": "info"}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/", timeout=1).ok:
+                return process, url
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"server did not start; see {log_path}")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "– | – | – | – | 0"
+    return (f"{statistics.median(values):.0f} | {percentile(values, 0.95):.0f} | {min(values):.0f} | "
+            f"{max(values):.0f} | {len(values)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="calls per file (default 3)")
+    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus", help="folder with manifest.tsv")
+    parser.add_argument("files", nargs="*", help="corpus file names (default: every file in the manifest)")
+    args = parser.parse_args()
+
+    with open(args.corpus / "manifest.tsv", newline="") as f:
+        references = {row["file"]: row["reference_text"] for row in csv.DictReader(f, delimiter="\t")}
+    files = args.files or list(references)
+    work = Path(tempfile.mkdtemp(prefix="bench-v2v-"))
+    process, url = start_server(work / "server.log")
+    wers: dict[str, list[float]] = {name: [] for name in files}
+    voice_to_voice: list[float] = []
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    try:
+        for run in range(args.runs):
+            for name in files:
+                report_path = work / f"{name}.{run}.json"
+                command = [sys.executable, "tools/callsim.py", "--url", url, "--json", str(report_path),
+                           "--out", str(work / f"{name}.{run}.wav"), str(args.corpus / name)]
+                subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=300)
+                report = json.loads(report_path.read_text())
+                turns = report["call"]["turns"]
+                transcript = " ".join(t["text"] for t in turns if t["speaker"] == "caller" and "dtmf" not in t)
+                wers[name].append(word_error_rate(references[name], transcript))
+                voice_to_voice += [e["voice_to_voice_ms"] for e in report["latency"] if e["voice_to_voice_ms"] is not None]
+                for turn in turns:
+                    for stage, value in turn.get("latency_ms", {}).items():
+                        stages[stage].append(value)
+                print(f"run {run + 1}/{args.runs} {name}: WER {wers[name][-1]:.3f}, transcript {transcript!r}", file=sys.stderr)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"{args.runs} call(s) per file; default engines (whisper tiny.en, piper), 600 ms endpoint silence.\n")
+    print("| file | word error rate (per call) |\n|---|---|")
+    for name in files:
+        print(f"| {name} | {', '.join(f'{w:.3f}' for w in wers[name])} |")
+    print("\n| latency, ms | median | p95 | min | max | n |\n|---|---|---|---|---|---|")
+    print(f"| voice-to-voice (callsim, wall clock) | {summary(voice_to_voice)} |")
+    for stage in STAGES:
+        print(f"| server `latency_ms.{stage}` | {summary(stages[stage])} |")
+
+
+if __name__ == "__main__":
+    main()
