@@ -54,7 +54,7 @@ def start_server(log_path: Path) -> tuple[subprocess.Popen, str]:
         try:
             if requests.get(url + "/", timeout=1).ok:
                 return process, url
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but the worker is still loading
             time.sleep(0.2)
     process.kill()
     raise SystemExit(f"server did not start; see {log_path}")

@@ -33,29 +33,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``python app.py`` as a user runs it, on a free port."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
+def start_server(command: list[str], log_path: Path, port: int):
+    """Start a server process with ``PORT=port``; return it once ``GET /`` answers 200."""
     env = {**os.environ, "PORT": str(port), "LOG_LEVEL": "info", "GREETING": GREETING}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the venv's gunicorn
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
         try:
             if requests.get(url + "/", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but the worker is still loading
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"server did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
-    yield url
+    return process, url
+
+
+def stop_server(process) -> None:
     process.terminate()
-    process.wait(timeout=10)
+    process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``python app.py`` as a user runs it, on a free port."""
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    process, url = start_server([sys.executable, "app.py"], log_path, free_port())
+    yield url
+    stop_server(process)
     print(f"\nserver log: {log_path}")
 
 
@@ -143,3 +153,19 @@ def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
     # The barge-in cut the long reply short: it ended within about 2.5 s of starting (1.5 s + VAD start + margin).
     assert interrupted[0]["end_ms"] - interrupted[0]["start_ms"] < 3000
     assert bots[-1]["text"].lower().startswith("you said") and word_error_rate("you said one two three", bots[-1]["text"]) == 0
+
+
+def test_procfile_command_serves_a_call_under_gunicorn(tmp_path, whisper):
+    # The PaaS runs the Procfile's web command with $PORT set: gunicorn's gevent worker + flask-sock.
+    web = next(line for line in (REPO / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    port = free_port()
+    command = ["bash", "-c", "exec " + web.removeprefix("web:").strip()]
+    process, url = start_server(command, tmp_path / "gunicorn.log", port)
+    try:
+        report, heard_path = run_callsim(tmp_path, ONE_TWO_THREE, url=url)
+    finally:
+        stop_server(process)
+    callers = turns(report, "caller")
+    assert len(callers) == 1 and word_error_rate("one two three", callers[0]["text"]) == 0
+    assert word_error_rate(f"{GREETING} you said one two three", heard_text(whisper, heard_path)) <= 0.2
+    assert "gevent" in (tmp_path / "gunicorn.log").read_text()  # the gevent worker class was used
