@@ -305,17 +305,23 @@ class CallSession:
             self._reply_fully_sent(reply)
 
     def receive_speech_failed(self, reply_id: int, error: str) -> None:
-        """Synthesis of reply ``reply_id`` failed: stop it where it is."""
+        """Synthesis of reply ``reply_id`` failed: the reply ends with what was already sent."""
         reply = self._replies.get(reply_id)
         if reply is None or reply.cancelled:
             return
-        log.warning("reply %d: synthesis failed: %s", reply_id, error)
-        reply.sentences = reply.sentences[: reply.sentences_sent]
-        if reply.sentences_sent and self._pending_marks and self._pending_marks[-1].reply_id == reply_id:
-            self._pending_marks[-1].final = True
+        log.warning("reply %d: synthesis failed after %d sentence(s): %s", reply_id, reply.sentences_sent, error)
+        if reply.record is not None:
+            reply.record.extra["error"] = f"synthesis failed: {error}"
+        pending = [m for m in self._pending_marks if m.reply_id == reply_id]
+        if pending:  # finish when what was sent has played
+            pending[-1].final = True
+            reply.sentences = reply.sentences[: reply.sentences_sent]
             self._reply_fully_sent(reply)
-        else:
-            self._drop_reply(reply)
+            return
+        if reply.record is not None and reply.record.end_ms is None:
+            reply.record.end_ms = self.now_ms
+        self._reply_fully_sent(reply)
+        self._drop_reply(reply)
 
     def close(self) -> None:
         """The socket ended. Same as ``stop`` if Twilio did not send one."""

@@ -239,3 +239,27 @@ def test_caller_speaking_while_the_greeting_is_synthesized_drops_it_without_clea
     assert any(isinstance(a, Cancel) and speak.reply_id in a.reply_ids for a in actions)
     caller.session.receive_speech(speak.reply_id, 0, b"\x01" * 160)
     assert caller.drain() == []
+
+
+@pytest.mark.parametrize("played_before_failure", [False, True])
+def test_synthesis_failure_ends_the_reply_with_what_was_sent(played_before_failure):
+    caller = Caller(make_session())
+    caller.start()
+    caller.speak(600)
+    [transcribe] = of_type(caller.pause(700), Transcribe)
+    session = caller.session
+    session.receive_transcript(transcribe.turn_id, "hi")
+    session.receive_reply(transcribe.turn_id, "First sentence here. Second sentence here.")
+    [speak] = of_type(caller.drain(), Speak)
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 160)
+    mark = sent_events(caller.drain())[-1]["mark"]["name"]
+    if played_before_failure:
+        session.receive_event(Mark(STREAM_SID, mark))
+    session.receive_speech_failed(speak.reply_id, "engine down")
+    if not played_before_failure:
+        assert session.bot_speaking
+        session.receive_event(Mark(STREAM_SID, mark))
+    assert not session.bot_speaking
+    bot = session.record.turns[-1]
+    assert bot.end_ms is not None and bot.extra["error"] == "synthesis failed: engine down"
+    assert sent_events(caller.speak(300)) == []  # no clear: nothing is playing
