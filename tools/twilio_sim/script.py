@@ -1,0 +1,253 @@
+"""The simulated caller's script: parsing the items, and speaking them tick by tick between waits for the bot.
+
+Pure: no I/O; time comes in as arguments (monotonic seconds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from tools.twilio_sim.frames import FRAME_BYTES, FRAME_MS, ULAW_SILENCE, split_frames
+
+DTMF_INTERVAL_MS = 100
+DTMF_DIGITS = "0123456789*#"
+REPLY_EXPECTED_AFTER = ("audio", "dtmf")  # script item kinds the bot answers; waits after them need a reply
+
+
+@dataclass(frozen=True)
+class ScriptItem:
+    """One step of the caller's script.
+
+    Attributes:
+        kind: "audio", "dtmf", "silence" or "interrupt" (the wait before the next item ends
+            once the bot's reply has played for ``seconds``: a barge-in).
+        token: the command-line argument it came from (for messages).
+        path: audio file path (kind "audio").
+        digits: DTMF digits, each one of ``DTMF_DIGITS`` (kind "dtmf").
+        seconds: silence duration, or reply playback before interrupting, in seconds, > 0.
+    """
+
+    kind: str
+    token: str
+    path: str | None = None
+    digits: str | None = None
+    seconds: float | None = None
+
+
+def parse_script(tokens: list[str]) -> list[ScriptItem]:
+    """Parse the positional arguments into script items (no file access).
+
+    Args:
+        tokens: e.g. ``["hello.wav", "dtmf:12#", "silence:2.5"]``. Anything not
+            starting with ``dtmf:`` or ``silence:`` is an audio file path.
+
+    Returns:
+        The items, in order.
+
+    Raises:
+        ValueError: empty or invalid DTMF digits, or a silence duration that is
+            not a finite number > 0.
+    """
+    items = []
+    for token in tokens:
+        if token.startswith("dtmf:"):
+            digits = token[len("dtmf:"):]
+            if not digits or any(d not in DTMF_DIGITS for d in digits):
+                raise ValueError(f"{token!r}: DTMF digits must be one or more of {DTMF_DIGITS}")
+            items.append(ScriptItem("dtmf", token, digits=digits))
+        elif token.startswith(("silence:", "interrupt:")):
+            kind, _, value = token.partition(":")
+            try:
+                seconds = float(value)
+            except ValueError:
+                raise ValueError(f"{token!r}: {kind} needs a duration in seconds, e.g. {kind}:2.5") from None
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ValueError(f"{token!r}: {kind} duration must be > 0 seconds")
+            items.append(ScriptItem(kind, token, seconds=seconds))
+        elif not token:
+            raise ValueError("empty script item")
+        else:
+            items.append(ScriptItem("audio", token, path=token))
+    return items
+
+
+@dataclass
+class CallerTick:
+    """What the caller sends on one 20 ms tick.
+
+    Attributes:
+        ulaw: 160 bytes of μ-law for this tick's media message.
+        digits: DTMF digits to send (as ``dtmf`` messages) before the media message.
+        note: a human-readable event that started on this tick, or None.
+    """
+
+    ulaw: bytes
+    digits: list[str] = field(default_factory=list)
+    note: str | None = None
+
+
+class CallerScript:
+    """The caller's behaviour, tick by tick: wait for the bot, speak an item, repeat.
+
+    Pure: the runtime passes the clock in (``now_s``, monotonic seconds) and
+    tells the ``TurnWaiter`` about bot audio.
+
+    Args:
+        items: the parsed script.
+        audio: μ-law 8 kHz bytes for each audio item, keyed by ``ScriptItem.path``.
+        waiter: decides when a wait is over.
+        wait_first: wait for the bot (greeting) before the first item.
+
+    Raises:
+        ValueError: an audio item has no entry in ``audio``.
+    """
+
+    def __init__(self, items: list[ScriptItem], audio: dict[str, bytes], waiter: "TurnWaiter",
+                 wait_first: bool = True):
+        missing = [item.path for item in items if item.kind == "audio" and item.path not in audio]
+        if missing:
+            raise ValueError(f"no audio loaded for {missing}")
+        self._audio = dict(audio)
+        self._waiter = waiter
+        self._steps: deque = deque()  # ("wait", previous item, interrupt after s) | ("play", item, None)
+        previous = None
+        for index, item in enumerate(items):
+            if item.kind == "interrupt":
+                if self._steps and self._steps[-1][0] == "wait":
+                    self._steps[-1] = ("wait", self._steps[-1][1], item.seconds)
+                else:
+                    self._steps.append(("wait", previous, item.seconds))
+                continue
+            if (index > 0 or wait_first) and not (self._steps and self._steps[-1][0] == "wait"):
+                self._steps.append(("wait", previous, None))
+            self._steps.append(("play", item, None))
+            previous = item
+        self._steps.append(("wait", previous, None))
+        self._frames: deque = deque()  # (ulaw, digits) of the item being played
+        self._waiting = False
+        self.final_note: str | None = None  # note of the tick that ended the script (see next_tick)
+
+    def next_tick(self, now_s: float, audio_queued: bool) -> CallerTick | None:
+        """Return what to send on this tick, or None once the script (and final wait) is over.
+
+        When None is returned, ``final_note`` says how the final wait ended.
+
+        Args:
+            now_s: monotonic time of this tick, in seconds.
+            audio_queued: whether bot audio is still queued in the playback buffer.
+        """
+        note = None
+        while not self._frames:
+            if self._waiting:
+                reason = self._waiter.poll(now_s, audio_queued)
+                if reason is None:
+                    return CallerTick(bytes([ULAW_SILENCE]) * FRAME_BYTES, note=note)
+                self._waiting = False
+                note = _join_notes(note, {"quiet": "bot quiet", "interrupt": "interrupting the bot"}.get(
+                    reason, f"wait timed out after {self._waiter.timeout_s:g} s"))
+                continue
+            if not self._steps:
+                self.final_note = note
+                return None
+            step, item, interrupt_after_s = self._steps.popleft()
+            if step == "wait":
+                self._waiting = True
+                expect_reply = item is not None and item.kind in REPLY_EXPECTED_AFTER
+                self._waiter.start(now_s, expect_reply=expect_reply, interrupt_after_s=interrupt_after_s)
+                note = _join_notes(note, "waiting for the bot" + (" to reply" if expect_reply else ""))
+            else:
+                self._frames.extend(self._item_frames(item))
+                note = _join_notes(note, f"caller: {item.token}")
+        ulaw, digits = self._frames.popleft()
+        return CallerTick(ulaw, list(digits), note)
+
+    def _item_frames(self, item: ScriptItem) -> list[tuple[bytes, tuple[str, ...]]]:
+        silence = bytes([ULAW_SILENCE]) * FRAME_BYTES
+        if item.kind == "audio":
+            return [(frame, ()) for frame in split_frames(self._audio[item.path])] or [(silence, ())]
+        if item.kind == "silence":
+            return [(silence, ())] * max(1, round(item.seconds * 1000 / FRAME_MS))
+        frames_per_digit = DTMF_INTERVAL_MS // FRAME_MS
+        frames = []
+        for digit in item.digits:
+            frames.append((silence, (digit,)))
+            frames.extend([(silence, ())] * (frames_per_digit - 1))
+        return frames
+
+
+def _join_notes(first: str | None, second: str) -> str:
+    return second if first is None else f"{first}; {second}"
+
+
+class TurnWaiter:
+    """Decide when the simulated caller may speak again (the bot is quiet).
+
+    Quiet means: no bot audio queued in the playback buffer; no outbound media
+    received and no bot audio played for ``quiet_s`` (counted from the start of
+    the wait at the earliest); at least ``min_wait_s`` since the wait started;
+    and, when a reply is expected (after an audio or DTMF item), at
+    least one outbound media message received since the wait started. The wait
+    ends anyway after ``timeout_s``. With ``interrupt_after_s`` the wait instead ends as
+    soon as bot audio has been playing for that long (the caller barges in). All times
+    are monotonic seconds.
+
+    Args:
+        quiet_s: required bot silence, seconds.
+        min_wait_s: minimum wait, seconds.
+        timeout_s: maximum wait, seconds.
+    """
+
+    def __init__(self, quiet_s: float, min_wait_s: float, timeout_s: float):
+        self.quiet_s = quiet_s
+        self.min_wait_s = min_wait_s
+        self.timeout_s = timeout_s
+        self._start_s: float | None = None
+        self._last_bot_s: float | None = None
+        self._expect_reply = False
+        self._reply_seen = False
+        self._interrupt_after_s: float | None = None
+        self._first_played_s: float | None = None
+
+    def start(self, now_s: float, expect_reply: bool = False, interrupt_after_s: float | None = None) -> None:
+        """Begin a wait at ``now_s``; ``expect_reply`` requires bot media to arrive before quiet counts;
+        ``interrupt_after_s`` ends the wait once bot audio has played that long."""
+        self._start_s = now_s
+        self._expect_reply = expect_reply
+        self._reply_seen = False
+        self._interrupt_after_s = interrupt_after_s
+        self._first_played_s = None
+
+    def note_media_received(self, now_s: float) -> None:
+        """Record that an outbound media message arrived at ``now_s``."""
+        self._last_bot_s = now_s
+        if self._start_s is not None and now_s >= self._start_s:
+            self._reply_seen = True
+
+    def note_audio_played(self, now_s: float) -> None:
+        """Record that bot audio was played (heard) on the tick at ``now_s``."""
+        self._last_bot_s = now_s
+        if self._first_played_s is None and self._start_s is not None and now_s >= self._start_s:
+            self._first_played_s = now_s
+
+    def poll(self, now_s: float, audio_queued: bool) -> str | None:
+        """Return "quiet", "interrupt" or "timeout" when the wait is over, else None.
+
+        Raises:
+            RuntimeError: ``start`` was never called.
+        """
+        if self._start_s is None:
+            raise RuntimeError("TurnWaiter.poll() before start()")
+        waited_s = now_s - self._start_s
+        if waited_s >= self.timeout_s:
+            return "timeout"
+        if self._interrupt_after_s is not None:
+            played = self._first_played_s is not None and now_s - self._first_played_s >= self._interrupt_after_s
+            return "interrupt" if played else None
+        if audio_queued or (self._expect_reply and not self._reply_seen):
+            return None
+        quiet_from_s = max(self._start_s, self._last_bot_s if self._last_bot_s is not None else self._start_s)
+        if now_s - quiet_from_s >= self.quiet_s and waited_s >= self.min_wait_s:
+            return "quiet"
+        return None
