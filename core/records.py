@@ -46,7 +46,12 @@ class Turn:
 
 @dataclass
 class CallRecord:
-    """One call as the API reports it (``GET /api/calls/<call_sid>``)."""
+    """One call as the API reports it (``GET /api/calls/<call_sid>``).
+
+    ``mode`` is ``"conversation"`` (``<Connect><Stream>``: the bot talks) or ``"fork"``
+    (``<Start><Stream>``: listen only; turns are ``"caller"`` and ``"callee"``).
+    ``status_events`` are Twilio's stream status callbacks: ``{"event", "error", "timestamp", "name"}``.
+    """
 
     call_sid: str
     stream_sid: str
@@ -54,7 +59,16 @@ class CallRecord:
     to_number: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
+    mode: str = "conversation"
     turns: list[Turn] = field(default_factory=list)
+    status_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_turn(self, turn: Turn) -> None:
+        """Insert ``turn`` in start-time order (transcripts of two tracks can finish out of order)."""
+        index = len(self.turns)
+        while index > 0 and self.turns[index - 1].start_ms > turn.start_ms:
+            index -= 1
+        self.turns.insert(index, turn)
 
     def to_json(self) -> dict[str, Any]:
         """Return the API shape, with ``from``/``to`` keys as in Twilio's webhook fields."""
@@ -65,7 +79,9 @@ class CallRecord:
             "to": self.to_number,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
+            "mode": self.mode,
             "turns": [t.to_json() for t in self.turns],
+            "status_events": list(self.status_events),
         }
 
 

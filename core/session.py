@@ -280,7 +280,7 @@ class CallSession:
         if reply.record is None:
             reply.record = Turn("bot", reply.text, self.now_ms, None)
             assert self.record is not None
-            self.record.turns.append(reply.record)
+            self.record.add_turn(reply.record)
             turn = self._turns.get(reply.turn_id) if reply.turn_id is not None else None
             if turn is not None:
                 turn.answered = True
@@ -511,7 +511,7 @@ class CallSession:
         assert self.record is not None
         if turn.record is None:
             turn.record = Turn("caller", text, turn.start_ms, turn.end_ms)
-            self.record.turns.append(turn.record)
+            self.record.add_turn(turn.record)
         else:  # a continuation: the merged transcript replaces the partial one
             turn.record.text = text
             turn.record.start_ms = turn.start_ms

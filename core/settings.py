@@ -71,6 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RESPONDER", "core.responder:echo", str, "The function that answers: `module:function`, called as `f(text, call)`. Default: echo."),
     Setting("GREETING", "Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none."),
     Setting("TWIML_GREETING", "", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none."),
+    Setting("FORWARD_TO", "", str, "Number (E.164) or SIP address that `/forward-call` dials while it forks the call to a listen-only stream."),
     Setting("RECOGNIZER", "whisper", _choice("whisper", "sphinx", "google"), "Speech recognition engine: `whisper` (offline, faster-whisper tiny.en), `sphinx` (offline, weak), `google` (online)."),
     Setting("SYNTHESIZER", "piper", _choice("piper", "gtts"), "Speech synthesis engine: `piper` (offline) or `gtts` (online)."),
     Setting("LANGUAGE", "en", str, "Recognition language code (`en`; Google gets `en-US`)."),

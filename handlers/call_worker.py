@@ -1,8 +1,10 @@
 """The gevent runtime of one call: the only code that touches the socket and greenlets.
 
 One ``CallWorker`` per WebSocket connection (flask-sock runs each connection in its own
-greenlet). It reads Twilio's messages, feeds them to the sans-I/O ``CallSession`` and carries
-out the session's actions:
+greenlet). It reads Twilio's messages, feeds them to a sans-I/O session and carries out the
+session's actions. The ``start`` message decides the session: ``CallSession`` for a
+bidirectional conversation, ``ListenSession`` for a listen-only fork (``core.listen_session.is_fork``),
+which never sends anything.
 
 * a **writer** greenlet is the only sender on the socket (media, mark, clear, in order);
 * recognition, the responder and synthesis run as jobs (greenlets) whose CPU work goes to
@@ -28,6 +30,7 @@ from audio.codec import array_to_ulaw
 from audio.resample import resample
 from audio.vad import WebRtcVad
 from core import protocol
+from core.listen_session import ListenSession, is_fork
 from core.protocol import ProtocolError
 from core.responder import CallContext
 from core.session import CallSession, Cancel, EndCall, Respond, Send, Speak, Transcribe
@@ -65,9 +68,8 @@ class CallWorker:
     def __init__(self, ws, services: Services) -> None:
         self.ws = ws
         self.services = services
-        settings = services.settings
-        vad = WebRtcVad(mode=settings["VAD_MODE"], sample_rate=PHONE_SAMPLE_RATE, frame_ms=20)
-        self.session = CallSession(services.session_config(), vad.is_speech)
+        self.session: CallSession | ListenSession | None = None  # created by the start message
+        self.messages_before_start = 0
         self.log = _CallLog(log, {"call": "connecting"})
         self._outbox: Queue = Queue()
         self._cancelled_replies: set[int] = set()
@@ -84,8 +86,9 @@ class CallWorker:
             self._read_loop()
         finally:
             try:
-                self.session.close()
-                self._perform(self.session.actions_to_perform())
+                if self.session is not None:
+                    self.session.close()
+                    self._perform(self.session.actions_to_perform())
                 self._finish(writer)
             finally:
                 self.services.active_calls -= 1
@@ -107,19 +110,47 @@ class CallWorker:
             except ProtocolError as exc:
                 self.log.warning("ignoring a bad message: %s: %.120r", exc, text)
                 continue
-            first_start = isinstance(event, protocol.Start) and self.session.start is None
-            self.session.receive_event(event)
-            if first_start:
+            if self.session is None:
+                if not isinstance(event, protocol.Start):
+                    self._before_start(event)
+                    continue
+                self.session = self._new_session(event)
+                self.session.receive_event(event)
                 self._on_started(event)
+            else:
+                self.session.receive_event(event)
             self._perform(self.session.actions_to_perform())
+
+    def _before_start(self, event: protocol.Event) -> None:
+        if isinstance(event, protocol.Connected):
+            return
+        self.messages_before_start += 1
+        if self.messages_before_start == 1:
+            self.log.warning("ignoring %s before start", type(event).__name__.lower())
+
+    def _new_session(self, start: protocol.Start) -> CallSession | ListenSession:
+        settings = self.services.settings
+
+        def make_vad():
+            return WebRtcVad(mode=settings["VAD_MODE"], sample_rate=PHONE_SAMPLE_RATE, frame_ms=20).is_speech
+
+        if is_fork(start):
+            return ListenSession(self.services.session_config().endpointing, make_vad)
+        return CallSession(self.services.session_config(), make_vad())
 
     def _on_started(self, start: protocol.Start) -> None:
         self.log = _CallLog(log, {"call": start.call_sid or start.stream_sid})
         record = self.session.record
         if record is not None:
             record.started_at = _iso_now()
+            existing = self.services.history.get(record.call_sid)
+            if existing is not None:  # a status callback came first
+                record.status_events[:0] = existing.status_events
             self.services.history.add(record)
-        self.log.info("stream %s started (tracks %s, params %s)", start.stream_sid, ",".join(start.tracks), sorted(start.custom_parameters))
+        self.log.info(
+            "%s stream %s started (tracks %s, params %s)",
+            record.mode if record else "?", start.stream_sid, ",".join(start.tracks), sorted(start.custom_parameters),
+        )
 
     def _finish(self, writer: gevent.Greenlet) -> None:
         transcriptions = [g for (kind, _), g in self._jobs.items() if kind == "transcribe"]
@@ -128,7 +159,7 @@ class CallWorker:
         self._outbox.put(None)
         writer.join(timeout=2.0)
         writer.kill(block=False)
-        if self.session.record is not None:
+        if self.session is not None and self.session.record is not None:
             self.session.record.ended_at = _iso_now()
         if self.ws.connected:
             close_websocket(self.ws)

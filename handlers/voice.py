@@ -1,37 +1,96 @@
-"""Voice webhooks: answer a call with TwiML that connects a bidirectional media stream."""
+"""Voice webhooks: TwiML that connects a conversation or forks a call, and stream status callbacks."""
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from twiml.responses import connect_stream
+from core.records import CallRecord
+from twiml.responses import connect_stream, fork_and_dial, say_and_hang_up
 
 bp = Blueprint("voice", __name__)
+log = logging.getLogger(__name__)
 
 STREAM_PATH = "/media-stream"
+STATUS_PATH = "/stream-status"
+NOT_CONFIGURED = "Sorry, this number is not set up to forward calls. Goodbye."
+
+
+def _public_host() -> str:
+    """``PUBLIC_URL``'s host, else the request's ``Host`` (ngrok forwards the public host name)."""
+    public_url = current_app.config["PUBLIC_URL"]
+    return urlsplit(public_url).netloc if public_url else request.host
 
 
 def stream_url() -> str:
-    """The ``wss://`` URL of the media stream: ``PUBLIC_URL``'s host, else this request's host.
+    """The ``wss://`` URL of the media stream (``wss`` is the only scheme Twilio accepts)."""
+    return f"wss://{_public_host()}{STREAM_PATH}"
 
-    Behind ngrok or a proxy set ``PUBLIC_URL``; without it the ``Host`` header is used (ngrok
-    forwards the public host name). The scheme is always ``wss`` (the only one Twilio accepts).
-    """
+
+def status_callback_url() -> str:
+    """Absolute URL of the stream status callback: ``PUBLIC_URL`` as given, else ``https://`` + host."""
     public_url = current_app.config["PUBLIC_URL"]
-    host = urlsplit(public_url).netloc if public_url else request.host
-    return f"wss://{host}{STREAM_PATH}"
+    base = public_url if public_url.startswith(("http://", "https://")) else f"https://{_public_host()}"
+    return base + STATUS_PATH
+
+
+def _call_parameters() -> dict[str, str]:
+    values = request.values
+    return {name: values[name] for name in ("From", "To", "CallSid") if values.get(name)}
 
 
 @bp.route("/incoming-call", methods=["GET", "POST"])
 def incoming_call() -> Response:
-    """Twilio's voice webhook: ``<Say>`` (optional) then ``<Connect><Stream>``.
+    """Twilio's voice webhook for a conversation: ``<Say>`` (optional) then ``<Connect><Stream>``.
 
     The caller (``From``), the called number (``To``) and ``CallSid`` from Twilio's webhook
     fields are passed to the stream as ``<Parameter>``s.
     """
-    values = request.values
-    parameters = {name: values[name] for name in ("From", "To", "CallSid") if values.get(name)}
-    twiml = connect_stream(stream_url(), parameters=parameters, greeting=current_app.config["TWIML_GREETING"])
+    twiml = connect_stream(stream_url(), parameters=_call_parameters(), greeting=current_app.config["TWIML_GREETING"])
     return Response(twiml, mimetype="text/xml")
+
+
+@bp.route("/forward-call", methods=["GET", "POST"])
+def forward_call() -> Response:
+    """Voice webhook for a listen-only fork: ``<Start><Stream track="both_tracks">`` then ``<Dial FORWARD_TO>``.
+
+    Without ``FORWARD_TO`` the caller hears that the number is not set up, and the call ends.
+    """
+    forward_to = current_app.config["FORWARD_TO"]
+    if not forward_to:
+        log.error("/forward-call: FORWARD_TO is not set; the caller is told and the call ends")
+        return Response(say_and_hang_up(NOT_CONFIGURED), mimetype="text/xml")
+    twiml = fork_and_dial(
+        stream_url(), status_callback_url=status_callback_url(), forward_to=forward_to, parameters=_call_parameters()
+    )
+    return Response(twiml, mimetype="text/xml")
+
+
+@bp.route(STATUS_PATH, methods=["GET", "POST"])
+def stream_status():
+    """Twilio's stream ``statusCallback``: stream-started, stream-stopped, stream-error (TwiML ``<Stream>``).
+
+    Stored on the call (created if the callback comes before the stream's ``start``).
+    Fields: AccountSid, CallSid, StreamSid, StreamName, StreamEvent, StreamError, Timestamp.
+    """
+    values = request.values
+    call_sid, event = values.get("CallSid", ""), values.get("StreamEvent", "")
+    if not call_sid or not event:
+        return jsonify(error="CallSid and StreamEvent are required"), 400
+    history = current_app.extensions["callstream"].history
+    record = history.get(call_sid)
+    if record is None:
+        record = CallRecord(call_sid, values.get("StreamSid", ""))
+        history.add(record)
+    entry = {
+        "event": event,
+        "error": values.get("StreamError") or None,
+        "timestamp": values.get("Timestamp") or None,
+        "name": values.get("StreamName") or None,
+    }
+    record.status_events.append(entry)
+    if event == "stream-error":
+        log.warning("[%s] stream error: %s", call_sid, entry["error"])
+    return "", 204

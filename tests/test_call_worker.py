@@ -192,3 +192,29 @@ def test_socket_closed_without_stop_finalizes_the_call():
     record = svc.history.get(CALL_SID)
     assert record.ended_at is not None
     assert [t.text for t in record.turns] == ["hello there"]  # the last utterance was transcribed for the record
+
+
+def test_a_fork_transcribes_both_tracks_and_never_sends():
+    ws, svc = FakeSocket(), services(GREETING="This greeting must not be sent on a fork.")
+    worker, job = run_worker(ws, svc)
+    start = json.loads(START)
+    start["start"]["tracks"] = ["inbound", "outbound"]
+    ws.inbox.put(json.dumps(start))
+    timestamp_ms = 20
+    silence = SILENT * 50
+    for inbound, outbound in ((SPEECH, SILENT * (len(SPEECH) // 160)), (silence, silence),
+                              (SILENT * (len(SPEECH) // 160), SPEECH), (silence, silence)):
+        for offset in range(0, len(inbound), 160):
+            for track, audio in (("inbound", inbound), ("outbound", outbound)):
+                message = json.loads(media(timestamp_ms, audio[offset:offset + 160]))
+                message["media"]["track"] = track
+                ws.inbox.put(json.dumps(message))
+            timestamp_ms += 20
+            gevent.sleep(0.001)
+    ws.inbox.put(STOP)
+    job.join(timeout=10)
+    assert job.dead and job.exception is None
+    assert ws.sent == []
+    record = svc.history.get(CALL_SID).to_json()
+    assert record["mode"] == "fork"
+    assert [(t["speaker"], t["text"]) for t in record["turns"]] == [("caller", "hello there"), ("callee", "hello there")]

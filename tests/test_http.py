@@ -56,8 +56,38 @@ def test_call_api(app, client):
     history.add(CallRecord("CA2", "MZ2"))
     data = client.get("/api/calls/CA1").get_json()
     assert data == {"call_sid": "CA1", "stream_sid": "MZ1", "from": "+15550001", "to": "+15550002",
-                    "started_at": "2026-11-21T07:00:00.000+00:00", "ended_at": None,
-                    "turns": [{"speaker": "caller", "text": "hello", "start_ms": 420, "end_ms": 1400}]}
+                    "started_at": "2026-11-21T07:00:00.000+00:00", "ended_at": None, "mode": "conversation",
+                    "turns": [{"speaker": "caller", "text": "hello", "start_ms": 420, "end_ms": 1400}], "status_events": []}
     assert [c["call_sid"] for c in client.get("/api/calls").get_json()["calls"]] == ["CA2", "CA1"]
     assert [c["call_sid"] for c in client.get("/api/calls?limit=1").get_json()["calls"]] == ["CA2"]
     assert client.get("/api/calls?limit=x").status_code == 400
+
+
+def test_forward_call_forks_both_tracks_and_dials():
+    client = create_app({"WARM_UP": False, "FORWARD_TO": "+15557654321"}).test_client()
+    response = client.post("/forward-call", data={"CallSid": "CA9", "From": "+15550001", "To": "+15550002"}, headers={"Host": "abc.ngrok.app"})
+    root = ET.fromstring(response.data)
+    assert [child.tag for child in root] == ["Start", "Dial"]
+    stream = root.find("Start/Stream")
+    assert stream.get("url") == "wss://abc.ngrok.app/media-stream" and stream.get("track") == "both_tracks"
+    assert stream.get("statusCallback") == "https://abc.ngrok.app/stream-status"
+    assert root.find("Dial").text == "+15557654321"
+    assert {p.get("name") for p in stream.findall("Parameter")} == {"From", "To", "CallSid"}
+
+
+def test_forward_call_without_forward_to_says_so_and_hangs_up(client):
+    root = ET.fromstring(client.post("/forward-call", data={"CallSid": "CA9"}).data)
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert "not set up to forward calls" in root.find("Say").text
+
+
+def test_stream_status_events_are_stored_on_the_call(app, client):
+    fields = {"AccountSid": "AC1", "CallSid": "CA7", "StreamSid": "MZ7", "StreamName": "MZ7", "Timestamp": "2026-11-21T07:00:00Z"}
+    assert client.post("/stream-status", data={**fields, "StreamEvent": "stream-started"}).status_code == 204
+    assert client.post("/stream-status", data={**fields, "StreamEvent": "stream-error", "StreamError": "Handshake failed"}).status_code == 204
+    events = client.get("/api/calls/CA7").get_json()["status_events"]
+    assert events == [
+        {"event": "stream-started", "error": None, "timestamp": "2026-11-21T07:00:00Z", "name": "MZ7"},
+        {"event": "stream-error", "error": "Handshake failed", "timestamp": "2026-11-21T07:00:00Z", "name": "MZ7"},
+    ]
+    assert client.post("/stream-status", data={"CallSid": "CA7"}).status_code == 400

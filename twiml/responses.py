@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from twilio.twiml.voice_response import Connect, VoiceResponse
+from twilio.twiml.voice_response import Connect, Start, VoiceResponse
 
 # Twilio: "The combined length of each <Parameter> name and value attributes must be under
 # 500 characters" (TwiML <Stream>, protocol.md §4.3).
@@ -31,19 +31,65 @@ def connect_stream(stream_url: str, *, parameters: Mapping[str, str] | None = No
     Raises:
         ValueError: ``stream_url`` is not ``wss://`` or has a query string.
     """
-    if not stream_url.startswith("wss://"):
-        raise ValueError(f"stream URL must start with wss:// (Twilio error 31922), got {stream_url!r}")
-    if "?" in stream_url:
-        raise ValueError(f"stream URL must not have a query string (Twilio error 31920), got {stream_url!r}")
+    _check_stream_url(stream_url)
     response = VoiceResponse()
     if greeting:
         response.say(greeting)
     connect = Connect()
     stream = connect.stream(url=stream_url)
+    _add_parameters(stream, parameters)
+    response.append(connect)
+    return str(response)
+
+
+def fork_and_dial(
+    stream_url: str, *, status_callback_url: str, forward_to: str, parameters: Mapping[str, str] | None = None
+) -> str:
+    """Fork the call's audio to a listen-only stream, then connect the caller to ``forward_to``.
+
+    ``<Start><Stream track="both_tracks">`` streams both sides (the caller on the inbound
+    track, the dialled party on the outbound track) while Twilio goes on to the ``<Dial>``
+    (TwiML ``<Stream>``: "Twilio immediately continues with the next TwiML instruction").
+
+    Args:
+        stream_url: absolute ``wss://`` URL of the media stream, without a query string.
+        status_callback_url: absolute URL for stream-started/stopped/error callbacks (POST).
+        forward_to: the number (E.164) or SIP address to dial.
+        parameters: ``<Parameter>`` name/value pairs for ``start.customParameters``.
+
+    Raises:
+        ValueError: a bad ``stream_url``, or an empty ``forward_to``.
+    """
+    _check_stream_url(stream_url)
+    if not forward_to.strip():
+        raise ValueError("forward_to is empty")
+    response = VoiceResponse()
+    start = Start()
+    stream = start.stream(url=stream_url, track="both_tracks", status_callback=status_callback_url, status_callback_method="POST")
+    _add_parameters(stream, parameters)
+    response.append(start)
+    response.dial(forward_to.strip())
+    return str(response)
+
+
+def say_and_hang_up(text: str) -> str:
+    """Speak ``text`` with Twilio's ``<Say>`` and end the call."""
+    response = VoiceResponse()
+    response.say(text)
+    response.hangup()
+    return str(response)
+
+
+def _check_stream_url(stream_url: str) -> None:
+    if not stream_url.startswith("wss://"):
+        raise ValueError(f"stream URL must start with wss:// (Twilio error 31922), got {stream_url!r}")
+    if "?" in stream_url:
+        raise ValueError(f"stream URL must not have a query string (Twilio error 31920), got {stream_url!r}")
+
+
+def _add_parameters(stream, parameters: Mapping[str, str] | None) -> None:
     for name, value in (parameters or {}).items():
         if value is None:
             continue
         value = str(value)[: max(0, MAX_PARAMETER_CHARS - len(name))]
         stream.parameter(name=name, value=value)
-    response.append(connect)
-    return str(response)
