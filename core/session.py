@@ -102,7 +102,20 @@ class EndCall:
     """The stream is over: finish pending transcriptions (bounded) and release the call."""
 
 
-Action = Union[Send, Transcribe, Respond, Speak, Cancel, EndCall]
+@dataclass(frozen=True)
+class RecordPlayed:
+    """Bot audio that played at Twilio: μ-law 8 kHz placed at media time ``start_ms``.
+
+    Placed when a mark echo says it played (it ended at the echo), or, on a barge-in
+    ``clear`` or ``stop``, the part that played before it; audio removed by ``clear`` is not
+    in it. For the call recording's outbound track.
+    """
+
+    start_ms: int
+    ulaw: bytes
+
+
+Action = Union[Send, Transcribe, Respond, Speak, Cancel, EndCall, RecordPlayed]
 
 
 # --- configuration and internal state ----------------------------------------------------
@@ -156,6 +169,8 @@ class _PendingMark:
     reply_id: int
     sentence_index: int
     final: bool
+    ulaw: bytes  # the sentence's audio, placed in the recording once it played
+    sent_ms: int  # media time it was sent
 
 
 class CallSession:
@@ -185,6 +200,7 @@ class CallSession:
         self._turns: dict[int, _CallerTurn] = {}
         self._replies: dict[int, _Reply] = {}
         self._pending_marks: deque[_PendingMark] = deque()
+        self._playout_end_ms = 0  # media time the last placed bot audio ended
         self._dtmf_digits = ""
         self._dtmf_start_ms = 0
         self._dtmf_last_ms = 0
@@ -298,7 +314,7 @@ class CallSession:
             self._actions.append(Send(protocol.media_message(self.stream_sid, ulaw[offset : offset + chunk_bytes]), reply_id))
         final = index == len(reply.sentences) - 1
         name = f"r{reply_id}s{index}"
-        self._pending_marks.append(_PendingMark(name, reply_id, index, final))
+        self._pending_marks.append(_PendingMark(name, reply_id, index, final, ulaw, self.now_ms))
         self._actions.append(Send(protocol.mark_message(self.stream_sid, name), reply_id))
         reply.sentences_sent = index + 1
         if final:
@@ -397,6 +413,7 @@ class CallSession:
             return
         while self._pending_marks:
             mark = self._pending_marks.popleft()
+            self._record_played(mark, ends_at_ms=self.now_ms if mark.name == event.name else None)
             reply = self._replies.get(mark.reply_id)
             if reply is not None and reply.record is not None:
                 reply.heard.append(reply.sentences[mark.sentence_index])
@@ -442,7 +459,7 @@ class CallSession:
                 reply.record.end_ms = self.now_ms
             reply.cancelled = True
         self._replies.clear()
-        self._pending_marks.clear()
+        self._record_played_until_now()
         if live:
             self._actions.append(Cancel(reply_ids=live))
         self._actions.append(EndCall())
@@ -476,10 +493,35 @@ class CallSession:
             return False
         if self._pending_marks and self.stream_sid is not None:
             self._actions.append(Send(protocol.clear_message(self.stream_sid)))
-        self._pending_marks.clear()  # Twilio echoes them after clear; the echoes are ignored
+        self._record_played_until_now()  # Twilio echoes the pending marks after clear; the echoes are ignored
         for reply in live:
             self._drop_reply(reply, interrupted=True)
         return True
+
+    def _record_played(self, mark: _PendingMark, *, ends_at_ms: int | None, until_ms: int | None = None) -> None:
+        """Place the audio of ``mark``'s sentence where it played.
+
+        ``ends_at_ms``: its echo says it finished then. Otherwise it started when it was sent
+        or when the audio before it ended, whichever is later; ``until_ms`` cuts it there
+        (a ``clear`` or ``stop``).
+        """
+        duration_ms = len(mark.ulaw) // ULAW_BYTES_PER_MS
+        if ends_at_ms is not None:
+            start_ms = max(ends_at_ms - duration_ms, self._playout_end_ms)
+        else:
+            start_ms = max(mark.sent_ms, self._playout_end_ms)
+        if until_ms is not None:
+            duration_ms = min(duration_ms, until_ms - start_ms)
+        if duration_ms <= 0:
+            return
+        self._actions.append(RecordPlayed(start_ms, mark.ulaw[: duration_ms * ULAW_BYTES_PER_MS]))
+        self._playout_end_ms = start_ms + duration_ms
+
+    def _record_played_until_now(self) -> None:
+        """A ``clear`` or the end of the stream: place what played of the queued audio, drop the marks."""
+        for mark in self._pending_marks:
+            self._record_played(mark, ends_at_ms=None, until_ms=self.now_ms)
+        self._pending_marks.clear()
 
     def _drop_reply(self, reply: _Reply, *, interrupted: bool = False) -> None:
         reply.cancelled = True

@@ -6,7 +6,7 @@ import pytest
 
 from audio.endpointing import EndpointingConfig
 from core.protocol import Dtmf, Mark, Media, MediaFormat, Start, Stop, UnknownEvent
-from core.session import CallSession, Cancel, EndCall, Respond, SessionConfig, Send, Speak, Transcribe
+from core.session import CallSession, Cancel, EndCall, RecordPlayed, Respond, SessionConfig, Send, Speak, Transcribe
 
 STREAM_SID = "MZ00000000000000000000000000000001"
 CALL_SID = "CA00000000000000000000000000000001"
@@ -263,3 +263,45 @@ def test_synthesis_failure_ends_the_reply_with_what_was_sent(played_before_failu
     bot = session.record.turns[-1]
     assert bot.end_ms is not None and bot.extra["error"] == "synthesis failed: engine down"
     assert sent_events(caller.speak(300)) == []  # no clear: nothing is playing
+
+
+def reply_with(caller, text, ulaw_per_sentence):
+    """Drive one turn up to the reply's audio being sent; return the sent mark names."""
+    caller.speak(600)
+    [transcribe] = of_type(caller.pause(700), Transcribe)
+    caller.session.receive_transcript(transcribe.turn_id, "hi")
+    caller.session.receive_reply(transcribe.turn_id, text)
+    [speak] = of_type(caller.drain(), Speak)
+    for index, ulaw in enumerate(ulaw_per_sentence):
+        caller.session.receive_speech(speak.reply_id, index, ulaw)
+    return [e["mark"]["name"] for e in sent_events(caller.drain()) if e["event"] == "mark"]
+
+
+def test_played_bot_audio_is_placed_where_its_mark_echo_says_it_ended():
+    caller = Caller(make_session())
+    caller.start()
+    first, second = b"\x01" * 3200, b"\x02" * 1600  # 400 ms and 200 ms
+    marks = reply_with(caller, "First sentence here. Second sentence here.", [first, second])
+    sent_ms = caller.session.now_ms
+    caller.pause(500)
+    caller.session.receive_event(Mark(STREAM_SID, marks[0]))
+    [placed] = of_type(caller.drain(), RecordPlayed)
+    assert placed == RecordPlayed(sent_ms + 500 - 400, first)
+    caller.pause(200)
+    caller.session.receive_event(Mark(STREAM_SID, marks[1]))
+    [placed2] = of_type(caller.drain(), RecordPlayed)
+    assert placed2 == RecordPlayed(sent_ms + 500, second)  # right after the first
+
+
+def test_barge_in_records_only_what_played_before_the_clear():
+    caller = Caller(make_session())
+    caller.start()
+    marks = reply_with(caller, "A long sentence that will be interrupted.", [b"\x01" * 8000])  # 1 s
+    sent_ms = caller.session.now_ms
+    actions = caller.speak(300)  # speech starts; the endpointer decides after 200 ms of it
+    [clear] = [e for e in sent_events(actions) if e["event"] == "clear"]
+    [placed] = of_type(actions, RecordPlayed)
+    played_ms = len(placed.ulaw) // 8
+    assert placed.start_ms == sent_ms and 200 <= played_ms <= 300  # cut at the barge-in, not the whole second
+    caller.session.receive_event(Mark(STREAM_SID, marks[0]))  # the echo after clear adds nothing
+    assert of_type(caller.drain(), RecordPlayed) == []
