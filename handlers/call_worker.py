@@ -34,6 +34,7 @@ from core.listen_session import ListenSession, is_fork
 from core.protocol import ProtocolError
 from core.responder import CallContext
 from core.session import CallSession, Cancel, EndCall, Respond, Send, Speak, Transcribe
+from handlers.blocking import run_blocking
 from handlers.server import close_websocket
 from handlers.services import Services
 
@@ -50,11 +51,6 @@ class _CallLog(logging.LoggerAdapter):
 
 def _iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _in_threadpool(func: Callable, *args: Any, timeout_s: float) -> Any:
-    """Run blocking ``func(*args)`` in gevent's threadpool; raise ``gevent.Timeout`` after ``timeout_s``."""
-    return gevent.get_hub().threadpool.spawn(func, *args).get(timeout=timeout_s)
 
 
 class CallWorker:
@@ -204,7 +200,7 @@ class CallWorker:
         settings = self.services.settings
         began = time.monotonic()
         try:
-            text = _in_threadpool(
+            text = run_blocking(
                 self.services.recognizer.transcribe, action.pcm, action.sample_rate, timeout_s=settings["RECOGNITION_TIMEOUT_S"]
             )
             error = None
@@ -233,7 +229,7 @@ class CallWorker:
         )
         began = time.monotonic()
         try:
-            reply = _in_threadpool(self.services.responder, action.text, context, timeout_s=settings["RESPONDER_TIMEOUT_S"])
+            reply = run_blocking(self.services.responder, action.text, context, timeout_s=settings["RESPONDER_TIMEOUT_S"])
             error = None
         except gevent.Timeout:
             reply, error = None, f"timed out after {settings['RESPONDER_TIMEOUT_S']} s"
@@ -253,7 +249,7 @@ class CallWorker:
                 return
             began = time.monotonic()
             try:
-                ulaw = _in_threadpool(_synthesize_ulaw, synthesize, sentence, timeout_s=timeout_s)
+                ulaw = run_blocking(_synthesize_ulaw, synthesize, sentence, timeout_s=timeout_s)
             except gevent.Timeout:
                 self.session.receive_speech_failed(action.reply_id, f"timed out after {timeout_s} s")
                 self._perform(self.session.actions_to_perform())
