@@ -12,20 +12,25 @@ if __name__ == "__main__":  # patch before anything imports socket/threading (gu
 
 import logging
 import os
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Mapping
 
 from dotenv import load_dotenv
 from flask import Flask
 
-from core.records import CallHistory
+from audio.recording import FINALIZED_MARKER, CallRecorder
 from core.responder import echo, load_responder
 from core.settings import load_settings
-from handlers import api, voice
+from handlers import api, pages, voice
 from handlers.media import sock
 from handlers.server import make_server
+from handlers.call_keeper import file_recordings
 from handlers.services import Services
 from speech.recognition import make_recognizer
 from speech.synthesis import make_synthesizer
+from store.calls import CallStore
+from store.database import database_url, make_engine, upgrade_schema
 
 log = logging.getLogger("callstream")
 
@@ -58,8 +63,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         recognizer=make_recognizer(settings["RECOGNIZER"], language=settings["LANGUAGE"], **recognizer_options),
         synthesizer=make_synthesizer(settings["SYNTHESIZER"]),
         responder=responder,
-        history=CallHistory(settings["CALL_HISTORY_SIZE"]),
+        store=open_store(settings),
     )
+    recover_unfinished_calls(services)
     engines = [services.recognizer, services.synthesizer] if settings["WARM_UP"] else []
     if settings["RECOGNIZER"] == "sphinx" and not engines:
         engines = [services.recognizer]  # its process pool must be started from the main thread (speech/recognition.py)
@@ -71,9 +77,34 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["callstream"] = services
     app.register_blueprint(api.bp)
     app.register_blueprint(voice.bp)
+    app.register_blueprint(pages.bp)
     sock.init_app(app)
     log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings["RECOGNIZER"], settings["SYNTHESIZER"], settings["RESPONDER"])
     return app
+
+
+def open_store(settings: Mapping[str, Any]) -> CallStore:
+    """Connect to ``DATABASE_URL`` (default: SQLite ``callstream.db`` here) and bring its schema up to date."""
+    engine = make_engine(database_url(settings["DATABASE_URL"] or None, Path("callstream.db").resolve()))
+    upgrade_schema(engine)
+    return CallStore(engine)
+
+
+def recover_unfinished_calls(services: Services) -> None:
+    """After a crash: repair and file the recordings left half-written, and close the calls left open."""
+    root = Path(services.settings["RECORDINGS_DIR"])
+    in_database = services.settings["RECORDINGS_STORE"] == "database"
+    if root.is_dir():
+        for directory in sorted(p for p in root.iterdir() if p.is_dir() and not (p / FINALIZED_MARKER).exists()):
+            try:
+                files = CallRecorder.recover(directory)
+                file_recordings(services.store, directory.name, files, in_database=in_database)
+                log.warning("recovered the recordings of call %s after a crash", directory.name)
+            except Exception:
+                log.exception("could not recover the recordings in %s", directory)
+    ended = services.store.mark_unfinished_calls_ended(datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+    if ended:
+        log.warning("marked %d call(s) left open by a crash as ended: %s", len(ended), ", ".join(ended[:10]))
 
 
 def main() -> None:

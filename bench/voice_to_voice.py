@@ -45,7 +45,8 @@ def free_port() -> int:
 
 def start_server(log_path: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "LOG_LEVEL": "info"}
+    env = {**os.environ, "PORT": str(port), "LOG_LEVEL": "info",
+           "DATABASE_URL": f"sqlite:///{log_path.parent / 'calls.db'}", "RECORDINGS_DIR": str(log_path.parent / "recordings")}
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -1,12 +1,11 @@
 """Call records: who called, when, and what each side said, on the stream's media clock.
 
-In memory for now (a bounded, most-recent-first history). Plain data: no I/O, no clock reads;
-wall-clock times are set by the caller as ISO 8601 strings.
+The live record of a call, filled in by its session; ``store.calls.CallStore`` persists it.
+Plain data: no I/O, no clock reads; wall-clock times are set by the caller as ISO 8601 strings.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +49,6 @@ class CallRecord:
 
     ``mode`` is ``"conversation"`` (``<Connect><Stream>``: the bot talks) or ``"fork"``
     (``<Start><Stream>``: listen only; turns are ``"caller"`` and ``"callee"``).
-    ``status_events`` are Twilio's stream status callbacks: ``{"event", "error", "timestamp", "name"}``.
     """
 
     call_sid: str
@@ -61,7 +59,6 @@ class CallRecord:
     ended_at: str | None = None
     mode: str = "conversation"
     turns: list[Turn] = field(default_factory=list)
-    status_events: list[dict[str, Any]] = field(default_factory=list)
 
     def add_turn(self, turn: Turn) -> None:
         """Insert ``turn`` in start-time order (transcripts of two tracks can finish out of order)."""
@@ -81,28 +78,4 @@ class CallRecord:
             "ended_at": self.ended_at,
             "mode": self.mode,
             "turns": [t.to_json() for t in self.turns],
-            "status_events": list(self.status_events),
         }
-
-
-class CallHistory:
-    """The most recent calls, in memory, bounded to ``max_calls`` (oldest dropped first)."""
-
-    def __init__(self, max_calls: int = 500) -> None:
-        self._calls: OrderedDict[str, CallRecord] = OrderedDict()
-        self.max_calls = max_calls
-
-    def add(self, record: CallRecord) -> None:
-        """Store ``record`` (replacing one with the same call SID) as the most recent call."""
-        self._calls.pop(record.call_sid, None)
-        self._calls[record.call_sid] = record
-        while len(self._calls) > self.max_calls:
-            self._calls.popitem(last=False)
-
-    def get(self, call_sid: str) -> CallRecord | None:
-        """Return the call with this SID, or ``None``."""
-        return self._calls.get(call_sid)
-
-    def recent(self, limit: int = 50) -> list[CallRecord]:
-        """Return up to ``limit`` calls, most recent first."""
-        return list(reversed(self._calls.values()))[:limit]

@@ -87,7 +87,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RESPONDER_TIMEOUT_S", 15.0, _positive_float, "Longest wait for the responder, s."),
     Setting("SYNTHESIS_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one synthesized sentence, s."),
     Setting("WARM_UP", True, _bool, "Load and exercise the speech engines at start-up, so the first call is not slow."),
-    Setting("CALL_HISTORY_SIZE", 500, _int_range(1, 1_000_000), "Calls kept in memory for `/api/calls`."),
+    Setting("DATABASE_URL", "", str, "Call store. Empty: a SQLite file `callstream.db` in the working directory. `postgresql://…` (or Heroku's `postgres://…`): PostgreSQL."),
+    Setting("RECORDINGS_DIR", "recordings", str, "Folder where each call's WAV files are written as the call goes (one sub-folder per call SID)."),
+    Setting("RECORDINGS_STORE", "folder", _choice("folder", "database"), "Where finished recordings are kept: `folder` (in `RECORDINGS_DIR`) or `database` (in the call store, for platforms whose filesystem is wiped at restart)."),
     Setting("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "Logging level."),
 )
 

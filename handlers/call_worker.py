@@ -33,8 +33,9 @@ from core import protocol
 from core.listen_session import ListenSession, is_fork
 from core.protocol import ProtocolError
 from core.responder import CallContext
-from core.session import CallSession, Cancel, EndCall, Respond, Send, Speak, Transcribe
+from core.session import CallSession, Cancel, EndCall, RecordPlayed, Respond, Send, Speak, Transcribe
 from handlers.blocking import run_blocking
+from handlers.call_keeper import CallKeeper
 from handlers.server import close_websocket
 from handlers.services import Services
 
@@ -66,6 +67,7 @@ class CallWorker:
         self.services = services
         self.session: CallSession | ListenSession | None = None  # created by the start message
         self.messages_before_start = 0
+        self.keeper: CallKeeper | None = None  # recordings and the call store, from start on
         self.log = _CallLog(log, {"call": "connecting"})
         self._outbox: Queue = Queue()
         self._cancelled_replies: set[int] = set()
@@ -114,6 +116,8 @@ class CallWorker:
                 self.session.receive_event(event)
                 self._on_started(event)
             else:
+                if isinstance(event, protocol.Media) and self.keeper is not None and event.track in self.session.start.tracks:
+                    self.keeper.add_audio(event.track, event.timestamp_ms, event.payload)  # as Twilio sent it
                 self.session.receive_event(event)
             self._perform(self.session.actions_to_perform())
 
@@ -139,10 +143,11 @@ class CallWorker:
         record = self.session.record
         if record is not None:
             record.started_at = _iso_now()
-            existing = self.services.history.get(record.call_sid)
-            if existing is not None:  # a status callback came first
-                record.status_events[:0] = existing.status_events
-            self.services.history.add(record)
+            self.keeper = CallKeeper(self.services, record, self.log)
+            try:
+                self.keeper.start()
+            except Exception:  # the call goes on without recording rather than not at all
+                self.log.exception("could not start recording/saving the call")
         self.log.info(
             "%s stream %s started (tracks %s, params %s)",
             record.mode if record else "?", start.stream_sid, ",".join(start.tracks), sorted(start.custom_parameters),
@@ -157,6 +162,8 @@ class CallWorker:
         writer.kill(block=False)
         if self.session is not None and self.session.record is not None:
             self.session.record.ended_at = _iso_now()
+        if self.keeper is not None:
+            self.keeper.finish()
         if self.ws.connected:
             close_websocket(self.ws)
         self.log.info("call finished")
@@ -178,6 +185,9 @@ class CallWorker:
                 self._cancel(action)
             elif isinstance(action, EndCall):
                 self._ended = True
+            elif isinstance(action, RecordPlayed):
+                if self.keeper is not None:
+                    self.keeper.add_audio("outbound", action.start_ms, action.ulaw)
 
     def _spawn(self, key: tuple[str, int], func: Callable, action: Any) -> None:
         job = gevent.spawn(func, action)

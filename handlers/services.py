@@ -1,4 +1,4 @@
-"""What every call shares in one process: settings, speech engines, responder, call history."""
+"""What every call shares in one process: settings, speech engines, responder, call store."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from audio.endpointing import EndpointingConfig
-from core.records import CallHistory
 from core.responder import Responder
 from core.session import SessionConfig
 from speech.recognition import Recognizer
 from speech.synthesis import Synthesizer
+from store.calls import CallStore
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Services:
     recognizer: Recognizer
     synthesizer: Synthesizer
     responder: Responder
-    history: CallHistory
+    store: CallStore
     active_calls: int = 0
 
     def session_config(self) -> SessionConfig:

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from core.records import CallRecord
+from handlers.blocking import run_blocking
 from twiml.responses import connect_stream, fork_and_dial, say_and_hang_up
 
 bp = Blueprint("voice", __name__)
@@ -79,18 +79,18 @@ def stream_status():
     call_sid, event = values.get("CallSid", ""), values.get("StreamEvent", "")
     if not call_sid or not event:
         return jsonify(error="CallSid and StreamEvent are required"), 400
-    history = current_app.extensions["callstream"].history
-    record = history.get(call_sid)
-    if record is None:
-        record = CallRecord(call_sid, values.get("StreamSid", ""))
-        history.add(record)
-    entry = {
-        "event": event,
-        "error": values.get("StreamError") or None,
-        "timestamp": values.get("Timestamp") or None,
-        "name": values.get("StreamName") or None,
-    }
-    record.status_events.append(entry)
+    error = values.get("StreamError") or None
+    store = current_app.extensions["callstream"].store
+    run_blocking(
+        lambda: store.add_status_event(
+            call_sid,
+            stream_sid=values.get("StreamSid") or None,
+            event=event,
+            error=error,
+            timestamp=values.get("Timestamp") or None,
+            name=values.get("StreamName") or None,
+        )
+    )
     if event == "stream-error":
-        log.warning("[%s] stream error: %s", call_sid, entry["error"])
+        log.warning("[%s] stream error: %s", call_sid, error)
     return "", 204

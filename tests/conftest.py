@@ -5,6 +5,8 @@ import socket
 import pytest
 
 from speech.recognition import WhisperRecognizer
+from store.calls import CallStore
+from store.database import make_engine, upgrade_schema
 
 
 def online(host: str) -> bool:
@@ -23,3 +25,18 @@ def whisper():
     recognizer.warm_up()
     yield recognizer
     recognizer.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    """A call store on a fresh SQLite file."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'calls.db'}")
+    upgrade_schema(engine)
+    yield CallStore(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def app_settings(tmp_path):
+    """Settings for an app whose store and recordings live in ``tmp_path`` (no model warm-up)."""
+    return {"WARM_UP": False, "DATABASE_URL": f"sqlite:///{tmp_path / 'calls.db'}", "RECORDINGS_DIR": str(tmp_path / "recordings")}

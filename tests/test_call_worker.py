@@ -12,7 +12,6 @@ from simple_websocket import ConnectionClosed
 
 from audio.codec import array_to_ulaw
 from audio.resample import resample
-from core.records import CallHistory
 from core.responder import echo
 from core.settings import load_settings
 from handlers.call_worker import CallWorker
@@ -82,9 +81,15 @@ class FakeSynthesizer:
         pass
 
 
-def services(recognizer=None, responder=echo, **settings):
-    values = load_settings({}, {"GREETING": "", **settings})
-    return Services(values, recognizer or FakeRecognizer(), FakeSynthesizer(), responder, CallHistory())
+@pytest.fixture
+def services(sqlite_store, tmp_path):
+    """Services with fake engines, a real SQLite store and recordings in ``tmp_path``."""
+
+    def make(recognizer=None, responder=echo, **settings):
+        values = load_settings({}, {"GREETING": "", "RECORDINGS_DIR": str(tmp_path / "recordings"), **settings})
+        return Services(values, recognizer or FakeRecognizer(), FakeSynthesizer(), responder, sqlite_store)
+
+    return make
 
 
 def media(timestamp_ms, payload):
@@ -123,7 +128,7 @@ def run_worker(ws, svc):
     return worker, gevent.spawn(worker.run)
 
 
-def test_a_turn_end_to_end_through_the_shell():
+def test_a_turn_end_to_end_through_the_shell(services):
     ws, svc = FakeSocket(), services()
     worker, job = run_worker(ws, svc)
     ws.inbox.put('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
@@ -142,13 +147,13 @@ def test_a_turn_end_to_end_through_the_shell():
     ws.inbox.put(STOP)
     job.join(timeout=5)
     assert job.dead and svc.active_calls == 0
-    record = svc.history.get(CALL_SID).to_json()
+    record = svc.store.get_call(CALL_SID)
     assert [(t["speaker"], t["text"]) for t in record["turns"]] == [("caller", "hello there"), ("bot", "You said: hello there")]
     assert record["started_at"] and record["ended_at"]
     assert all(set(m) == {"event", "streamSid", "media"} for m in ws.sent if m["event"] == "media")
 
 
-def test_bad_messages_and_binary_frames_do_not_end_the_call():
+def test_bad_messages_and_binary_frames_do_not_end_the_call(services):
     ws, svc = FakeSocket(), services()
     worker, job = run_worker(ws, svc)
     for bad in ["not json", b"\x00\x01", '{"event": "media"}', '{"event": "closed"}', "[]"]:
@@ -157,11 +162,11 @@ def test_bad_messages_and_binary_frames_do_not_end_the_call():
     ws.inbox.put(STOP)
     job.join(timeout=5)
     assert job.dead and job.exception is None
-    assert svc.history.get(CALL_SID) is not None
+    assert svc.store.get_call(CALL_SID) is not None
 
 
 @pytest.mark.parametrize("failure", ["recognizer", "responder"])
-def test_engine_and_responder_failures_keep_the_call_going(failure):
+def test_engine_and_responder_failures_keep_the_call_going(failure, services):
     def broken_responder(text, call):
         raise ValueError("bug in user code")
 
@@ -181,7 +186,7 @@ def test_engine_and_responder_failures_keep_the_call_going(failure):
     assert job.dead and job.exception is None
 
 
-def test_socket_closed_without_stop_finalizes_the_call():
+def test_socket_closed_without_stop_finalizes_the_call(services):
     ws, svc = FakeSocket(), services()
     worker, job = run_worker(ws, svc)
     ws.inbox.put(START)
@@ -189,12 +194,12 @@ def test_socket_closed_without_stop_finalizes_the_call():
     ws.inbox.put(ConnectionClosed)
     job.join(timeout=10)
     assert job.dead
-    record = svc.history.get(CALL_SID)
-    assert record.ended_at is not None
-    assert [t.text for t in record.turns] == ["hello there"]  # the last utterance was transcribed for the record
+    record = svc.store.get_call(CALL_SID)
+    assert record["ended_at"] is not None
+    assert [t["text"] for t in record["turns"]] == ["hello there"]  # the last utterance was transcribed for the record
 
 
-def test_a_fork_transcribes_both_tracks_and_never_sends():
+def test_a_fork_transcribes_both_tracks_and_never_sends(services):
     ws, svc = FakeSocket(), services(GREETING="This greeting must not be sent on a fork.")
     worker, job = run_worker(ws, svc)
     start = json.loads(START)
@@ -215,6 +220,6 @@ def test_a_fork_transcribes_both_tracks_and_never_sends():
     job.join(timeout=10)
     assert job.dead and job.exception is None
     assert ws.sent == []
-    record = svc.history.get(CALL_SID).to_json()
+    record = svc.store.get_call(CALL_SID)
     assert record["mode"] == "fork"
     assert [(t["speaker"], t["text"]) for t in record["turns"]] == [("caller", "hello there"), ("callee", "hello there")]

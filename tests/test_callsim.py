@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,3 +18,25 @@ def test_import_does_not_pull_in_network_or_threading_modules():
             "print([m for m in ('gevent', 'websocket', 'requests', 'socket', 'threading') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fork_options_parse_with_their_defaults():
+    from tools.callsim import build_arg_parser
+
+    args = build_arg_parser().parse_args(["--fork", "q.wav", "callee:a.wav"])
+    assert (args.fork, args.gap_s, args.tail_s, args.script) == (True, 0.8, 2.0, ["q.wav", "callee:a.wav"])
+    assert build_arg_parser().parse_args(["q.wav"]).fork is False
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["callee:a.wav"], "need --fork"),
+    (["--fork", "dtmf:12"], "bidirectional"),
+    (["--fork", "--gap-s", "-1", "silence:1"], "--gap-s"),
+    (["--fork", "--tail-s", "nan", "silence:1"], "--tail-s"),
+])
+def test_bad_mode_arguments_exit_2_before_any_call(argv, message):
+    # --url points at a closed port: a call attempt would fail with exit code 1, not 2.
+    out = subprocess.run([sys.executable, "tools/callsim.py", "--url", "http://127.0.0.1:9", *argv], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr

@@ -3,6 +3,7 @@
 Slow (real time: each call lasts as long as its audio plus the bot's replies). Marked ``e2e``.
 """
 
+import io
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ CORPUS = REPO.parent / "shared" / "corpus"
 JFK = CORPUS / "jfk.flac"
 ONE_TWO_THREE = REPO / "tests" / "data" / "sr_english.wav"
 GREETING = "Hello! Say something and I will repeat it."
+FORWARD_TO = "+15557654321"
 
 
 def free_port() -> int:
@@ -33,9 +35,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(command: list[str], log_path: Path, port: int):
+def data_env(directory: Path) -> dict[str, str]:
+    """Environment that keeps the call store and the recordings in ``directory``."""
+    return {"DATABASE_URL": f"sqlite:///{directory / 'calls.db'}", "RECORDINGS_DIR": str(directory / "recordings")}
+
+
+def start_server(command: list[str], log_path: Path, port: int, **settings: str):
     """Start a server process with ``PORT=port``; return it once ``GET /`` answers 200."""
-    env = {**os.environ, "PORT": str(port), "LOG_LEVEL": "info", "GREETING": GREETING}
+    env = {**os.environ, "PORT": str(port), "LOG_LEVEL": "info", "GREETING": GREETING, "FORWARD_TO": FORWARD_TO,
+           **data_env(log_path.parent), **settings}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the venv's gunicorn
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -69,12 +77,15 @@ def server(tmp_path_factory):
     print(f"\nserver log: {log_path}")
 
 
-def run_callsim(tmp_path, *script, url=None, timeout_s=240):
+def run_callsim(tmp_path, *script, url=None, fork=False, timeout_s=240):
     report_path, heard_path = tmp_path / "report.json", tmp_path / "heard.wav"
     command = [sys.executable, "tools/callsim.py", "--json", str(report_path), "--out", str(heard_path), "--strict"]
     if url:
         command += ["--url", url]
-    result = subprocess.run(command + [str(item) for item in script], cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+    if fork:
+        command.append("--fork")
+    env = {**os.environ, "GREETING": GREETING, **data_env(tmp_path)}  # for the in-process server
+    result = subprocess.run(command + [str(item) for item in script], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
     print(result.stdout[-4000:])
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(report_path.read_text())
@@ -132,6 +143,55 @@ def test_jfk_call_transcribes_and_the_caller_hears_the_echo(server, whisper, tmp
     latencies = [entry["voice_to_voice_ms"] for entry in report["latency"]]
     print(f"voice-to-voice ms: {latencies}")
     assert latencies and all(value is not None and 0 < value < 10_000 for value in latencies)
+    check_recordings(server, report, heard_path)
+
+
+def onset_ms(samples: np.ndarray, from_ms: int, offset_ms: int = 0, threshold: int = 300) -> int:
+    """Media time of the first sample louder than ``threshold`` at or after ``from_ms``."""
+    first = max(0, (from_ms - offset_ms) * 8)
+    loud = np.nonzero(np.abs(samples[first:].astype(np.int32)) > threshold)[0]
+    assert loud.size, f"no sound after {from_ms} ms"
+    return offset_ms + (first + int(loud[0])) // 8
+
+
+def finished_call(url: str, call_sid: str) -> dict:
+    """The call record once the server has filed its three recordings (it does so as the call winds down)."""
+    deadline = time.monotonic() + 30
+    while True:
+        call = requests.get(f"{url}/api/calls/{call_sid}", timeout=10).json()
+        if len(call.get("recordings", [])) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(r["kind"] for r in call["recordings"]) == ["inbound", "outbound", "stereo"]
+    for item in call["recordings"]:
+        response = requests.get(url + item["url"], timeout=10)
+        assert response.status_code == 200 and response.content[:4] == b"RIFF"
+    return call
+
+
+def stereo_recording(url: str, call_sid: str) -> np.ndarray:
+    stereo = requests.get(f"{url}/api/calls/{call_sid}/recording.wav", timeout=10).content
+    audio, sample_rate = sf.read(io.BytesIO(stereo), dtype="int16")
+    assert sample_rate == 8000 and audio.shape[1] == 2
+    return audio
+
+
+def check_recordings(url: str, report: dict, heard_path: Path) -> None:
+    """The stereo recording has the caller on the left where they spoke and the bot on the right
+    where the caller heard it (within 40 ms); both μ-law tracks download."""
+    call = finished_call(url, report["call_sid"])
+    audio = stereo_recording(url, report["call_sid"])
+    heard, _ = sf.read(heard_path, dtype="int16")  # what callsim played, sample 0 = its first timestamp
+    first_ms = report["first_timestamp_ms"]
+    errors = []
+    for reply in report["replies"]:
+        expected = onset_ms(heard, reply["heard_ms"] - 100, first_ms)
+        recorded = onset_ms(audio[:, 1], reply["heard_ms"] - 100)
+        errors.append(recorded - expected)
+    print(f"bot audio placement error in the recording, ms: {errors}")
+    assert errors and all(abs(error) <= 40 for error in errors)
+    for turn in (t for t in call["turns"] if t["speaker"] == "caller"):
+        assert onset_ms(audio[:, 0], turn["start_ms"] - 300) <= turn["start_ms"] + 40
 
 
 def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
@@ -169,3 +229,69 @@ def test_procfile_command_serves_a_call_under_gunicorn(tmp_path, whisper):
     assert len(callers) == 1 and word_error_rate("one two three", callers[0]["text"]) == 0
     assert word_error_rate(f"{GREETING} you said one two three", heard_text(whisper, heard_path)) <= 0.2
     assert "gevent" in (tmp_path / "gunicorn.log").read_text()  # the gevent worker class was used
+
+
+def test_fork_transcribes_both_parties_and_records_them_aligned(server, tmp_path):
+    # A listen-only fork: the caller says "one two three", then the dialled party reads JFK.
+    report, _ = run_callsim(tmp_path, ONE_TWO_THREE, f"callee:{JFK}", url=server, fork=True)
+    assert report["mode"] == "fork" and report["counts"]["media_received"] == 0  # the server sent nothing
+    assert report["twiml"]["dial"] and FORWARD_TO in str(report["twiml"]["dial"])
+    call = finished_call(server, report["call_sid"])
+    assert call["mode"] == "fork"
+    assert [e["event"] for e in call["status_events"]] == ["stream-started", "stream-stopped"]
+    callers, callees = turns({"call": call}, "caller"), turns({"call": call}, "callee")
+    assert word_error_rate("one two three", " ".join(t["text"] for t in callers)) == 0
+    callee_wer = word_error_rate((CORPUS / "jfk.txt").read_text(), " ".join(t["text"] for t in callees))
+    print(f"callee WER {callee_wer:.3f}")
+    assert callee_wer <= 0.15
+    # Each side is in its channel where callsim spoke it, and the turns line up with it.
+    audio = stereo_recording(server, report["call_sid"])
+    errors = []
+    for spoken in report["spoken"]:
+        channel = 0 if spoken["track"] == "inbound" else 1
+        errors.append(onset_ms(audio[:, channel], spoken["start_ms"]) - onset_ms(audio[:, channel], spoken["start_ms"] - 500))
+        speaker_turns = callers if channel == 0 else callees
+        assert abs(speaker_turns[0]["start_ms"] - onset_ms(audio[:, channel], spoken["start_ms"])) <= 200
+    assert errors == [0, 0]  # nothing on that side in the half second before it spoke
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL database on the machine's server (127.0.0.1:5432)."""
+    import uuid
+
+    import psycopg
+
+    name = f"callstream_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgres://postgres@127.0.0.1:5432/{name}"  # Heroku's form
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("backend", ["sqlite-folder", "postgres-database"])
+def test_calls_and_recordings_survive_a_restart(backend, tmp_path, request):
+    settings = {}
+    if backend == "postgres-database":
+        settings = {"DATABASE_URL": request.getfixturevalue("postgres_url"), "RECORDINGS_STORE": "database"}
+    process, url = start_server([sys.executable, "app.py"], tmp_path / "first.log", free_port(), **settings)
+    try:
+        report, _ = run_callsim(tmp_path, ONE_TWO_THREE, url=url)
+        before = finished_call(url, report["call_sid"])
+        stereo_before = requests.get(f"{url}/api/calls/{report['call_sid']}/recording.wav", timeout=10).content
+    finally:
+        stop_server(process)
+    if backend == "postgres-database":
+        assert not any((tmp_path / "recordings").glob("*/stereo.wav"))  # the bytes live in the database
+    process, url = start_server([sys.executable, "app.py"], tmp_path / "second.log", free_port(), **settings)
+    try:
+        after = finished_call(url, report["call_sid"])
+        stereo_after = requests.get(f"{url}/api/calls/{report['call_sid']}/recording.wav", timeout=10).content
+        page = requests.get(f"{url}/calls/{report['call_sid']}", timeout=10).text
+    finally:
+        stop_server(process)
+    assert after == before and after["ended_at"] is not None
+    assert [t["speaker"] for t in after["turns"]] == ["bot", "caller", "bot"]
+    assert stereo_after == stereo_before and len(stereo_after) > 8000 * 4 * 5
+    assert "You said" in page and 'id="player"' in page

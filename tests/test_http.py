@@ -9,8 +9,8 @@ from core.records import CallRecord, Turn
 
 
 @pytest.fixture
-def app():
-    return create_app({"WARM_UP": False, "TWIML_GREETING": "Connecting you now."})
+def app(app_settings):
+    return create_app({**app_settings, "TWIML_GREETING": "Connecting you now."})
 
 
 @pytest.fixture
@@ -39,32 +39,46 @@ def test_incoming_call_connects_a_stream_on_the_request_host(client, method):
     assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")} == {"From": "+15550001", "To": "+15550002", "CallSid": "CA123"}
 
 
-def test_public_url_sets_the_stream_host():
-    client = create_app({"WARM_UP": False, "PUBLIC_URL": "https://calls.example.com"}).test_client()
+def test_public_url_sets_the_stream_host(app_settings):
+    client = create_app({**app_settings, "PUBLIC_URL": "https://calls.example.com"}).test_client()
     root = ET.fromstring(client.post("/incoming-call", data={"CallSid": "CA1"}, headers={"Host": "10.0.0.5:5050"}).data)
     assert root.find("Connect/Stream").get("url") == "wss://calls.example.com/media-stream"
     assert root.find("Say") is None
 
 
 def test_call_api(app, client):
-    history = app.extensions["callstream"].history
-    assert client.get("/api/calls").get_json() == {"calls": []}
+    store = app.extensions["callstream"].store
+    assert client.get("/api/calls").get_json() == {"calls": [], "page": 1, "per_page": 20, "total": 0, "pages": 0}
     assert client.get("/api/calls/CAnope").status_code == 404
     record = CallRecord("CA1", "MZ1", "+15550001", "+15550002", "2026-11-21T07:00:00.000+00:00")
     record.turns.append(Turn("caller", "hello", 420, 1400))
-    history.add(record)
-    history.add(CallRecord("CA2", "MZ2"))
+    store.save_call(record.to_json())
+    store.save_call(CallRecord("CA2", "MZ2", started_at="2026-11-21T07:05:00.000+00:00").to_json())
     data = client.get("/api/calls/CA1").get_json()
     assert data == {"call_sid": "CA1", "stream_sid": "MZ1", "from": "+15550001", "to": "+15550002",
                     "started_at": "2026-11-21T07:00:00.000+00:00", "ended_at": None, "mode": "conversation",
-                    "turns": [{"speaker": "caller", "text": "hello", "start_ms": 420, "end_ms": 1400}], "status_events": []}
-    assert [c["call_sid"] for c in client.get("/api/calls").get_json()["calls"]] == ["CA2", "CA1"]
-    assert [c["call_sid"] for c in client.get("/api/calls?limit=1").get_json()["calls"]] == ["CA2"]
-    assert client.get("/api/calls?limit=x").status_code == 400
+                    "turns": [{"speaker": "caller", "text": "hello", "start_ms": 420, "end_ms": 1400}],
+                    "status_events": [], "recordings": []}
+    listing = client.get("/api/calls").get_json()
+    assert [c["call_sid"] for c in listing["calls"]] == ["CA2", "CA1"] and listing["total"] == 2
+    assert [c["call_sid"] for c in client.get("/api/calls?per_page=1&page=2").get_json()["calls"]] == ["CA1"]
+    assert client.get("/api/calls?per_page=x").status_code == 400
+    assert client.get("/api/calls?page=0").status_code == 400
 
 
-def test_forward_call_forks_both_tracks_and_dials():
-    client = create_app({"WARM_UP": False, "FORWARD_TO": "+15557654321"}).test_client()
+def test_recording_downloads(app, client):
+    store = app.extensions["callstream"].store
+    store.save_call(CallRecord("CA3", "MZ3").to_json())
+    assert client.get("/api/calls/CA3/recording.wav").status_code == 404
+    store.save_recording("CA3", "stereo", duration_ms=1, size_bytes=4, data=b"RIFF")
+    response = client.get("/api/calls/CA3/recording.wav")
+    assert response.status_code == 200 and response.mimetype == "audio/wav" and response.data == b"RIFF"
+    assert client.get("/api/calls/CA3").get_json()["recordings"][0]["url"] == "/api/calls/CA3/recording.wav"
+    assert client.get("/api/calls/CA3/recording/bogus.wav").status_code == 404
+
+
+def test_forward_call_forks_both_tracks_and_dials(app_settings):
+    client = create_app({**app_settings, "FORWARD_TO": "+15557654321"}).test_client()
     response = client.post("/forward-call", data={"CallSid": "CA9", "From": "+15550001", "To": "+15550002"}, headers={"Host": "abc.ngrok.app"})
     root = ET.fromstring(response.data)
     assert [child.tag for child in root] == ["Start", "Dial"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.twilio_sim.messages import ProtocolViolation, TwilioMessages, parse_server_message, random_sid
+from tools.twilio_sim.messages import (UNIDIRECTIONAL_VIOLATION, ProtocolViolation, TwilioMessages,
+                                       parse_server_message, random_sid)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "twilio"
 
@@ -117,3 +118,59 @@ def _mutations():
 def test_validator_rejects_what_twilio_rejects(case, data):
     with pytest.raises(ProtocolViolation):
         parse_server_message(data, STREAM_SID)
+
+
+def test_fork_start_announces_the_tracks_like_the_fixture():
+    messages = TwilioMessages(STREAM_SID, ACCOUNT_SID, CALL_SID)
+    expected = fixture("start_fork_both_tracks.json")
+    start = json.loads(messages.start(expected["start"]["customParameters"], ["inbound", "outbound"]))
+    assert shape(start) == shape(expected)
+    assert start["start"]["tracks"] == expected["start"]["tracks"] == ["inbound", "outbound"]
+    assert json.loads(TwilioMessages(STREAM_SID, ACCOUNT_SID, CALL_SID).start({}, ["outbound"]))["start"][
+        "tracks"] == ["outbound"]
+    with pytest.raises(ValueError):
+        TwilioMessages(STREAM_SID, ACCOUNT_SID, CALL_SID).start({}, ["both"])
+    with pytest.raises(ValueError):
+        TwilioMessages(STREAM_SID, ACCOUNT_SID, CALL_SID).start({}, [])
+
+
+def test_both_tracks_share_the_sequence_and_timestamps_but_count_chunks_per_track():
+    messages = TwilioMessages(STREAM_SID, ACCOUNT_SID, CALL_SID, first_timestamp_ms=52)
+    messages.start({}, ["inbound", "outbound"])
+    sent = []
+    for tick in range(3):
+        assert messages.next_timestamp_ms == 52 + 20 * tick
+        for track in ("inbound", "outbound"):
+            sent.append(json.loads(messages.media(bytes([tick]) * 160, track)))
+    assert messages.next_timestamp_ms == 112
+    assert shape(sent[1]) == shape(fixture("media_outbound.json"))
+    assert [m["sequenceNumber"] for m in sent] == ["2", "3", "4", "5", "6", "7"]
+    assert [m["media"]["track"] for m in sent] == ["inbound", "outbound"] * 3
+    assert [m["media"]["chunk"] for m in sent] == ["1", "1", "2", "2", "3", "3"]
+    assert [m["media"]["timestamp"] for m in sent] == ["52", "52", "72", "72", "92", "92"]
+    assert [base64.b64decode(m["media"]["payload"])[0] for m in sent] == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError):
+        messages.media(bytes(160), "inbound_track")
+
+
+def test_outbound_only_fork_clock_follows_the_outbound_track():
+    messages = TwilioMessages(STREAM_SID, ACCOUNT_SID, CALL_SID, first_timestamp_ms=20)
+    messages.start({}, ["outbound"])
+    messages.media(bytes(160), "outbound")
+    assert messages.next_timestamp_ms == 40
+    assert json.loads(messages.media(bytes(160), "outbound"))["media"]["timestamp"] == "40"
+
+
+@pytest.mark.parametrize("case, data", _mutations()[:3] + [
+    ("valid media", json.dumps(outbound("out_media.json"))),
+    ("valid mark", json.dumps(outbound("out_mark.json"))),
+    ("valid clear", json.dumps(outbound("out_clear.json"))),
+])
+def test_unidirectional_stream_rejects_every_message_with_31924(case, data):
+    if case.startswith("valid"):
+        parse_server_message(data, STREAM_SID)  # accepted on a bidirectional stream
+    with pytest.raises(ProtocolViolation, match=re.escape(UNIDIRECTIONAL_VIOLATION)) as error:
+        parse_server_message(data, STREAM_SID, unidirectional=True)
+    assert "31924" in str(error.value)
+    if case.startswith("valid"):
+        assert repr(json.loads(data)["event"]) in str(error.value)

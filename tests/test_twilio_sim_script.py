@@ -3,7 +3,7 @@
 import pytest
 
 from tools.twilio_sim.frames import FRAME_BYTES, split_frames
-from tools.twilio_sim.script import CallerScript, TurnWaiter, parse_script
+from tools.twilio_sim.script import CallerScript, ForkScript, SpokenItem, TurnWaiter, parse_script
 
 
 def test_parse_script_reads_each_kind_in_order():
@@ -135,3 +135,95 @@ def test_caller_script_interrupt_talks_over_the_reply_after_it_played_that_long(
 def test_caller_script_requires_audio_for_audio_items():
     with pytest.raises(ValueError):
         CallerScript(parse_script(["missing.wav"]), {}, TurnWaiter(1, 0, 1))
+
+
+def test_caller_script_logs_when_each_audio_item_was_sent():
+    a, b = bytes(range(256)) * 2, bytes(range(100))  # 512 bytes (64 ms, 4 frames), 100 bytes (12.5 ms, 1 frame)
+    waiter = TurnWaiter(quiet_s=0.2, min_wait_s=0.0, timeout_s=1.0)
+    script = CallerScript(parse_script(["a.wav", "dtmf:1", "b.wav"]), {"a.wav": a, "b.wav": b}, waiter,
+                          wait_first=False)
+    ticks = run_script(script)
+    starts = [index for index, (_, tick) in enumerate(ticks) if tick.note and "caller:" in tick.note]
+    assert script.spoken == [SpokenItem("inbound", 0, "a.wav", starts[0], 64),
+                             SpokenItem("inbound", 2, "b.wav", starts[2], 12)]
+    assert ticks[starts[2]][1].ulaw[:100] == b
+
+
+def test_parse_script_fork_reads_callee_items():
+    items = parse_script(["q.wav", "callee:dir/answer.wav", "silence:1"], fork=True)
+    assert [(item.kind, item.track, item.path) for item in items] == [
+        ("audio", "inbound", "q.wav"), ("audio", "outbound", "dir/answer.wav"), ("silence", "inbound", None)]
+    assert items[1].token == "callee:dir/answer.wav"
+
+
+@pytest.mark.parametrize("tokens, fork, message", [
+    (["callee:a.wav"], False, "need --fork"),
+    (["callee:"], True, "audio file path"),
+    (["dtmf:1"], True, "bidirectional"),
+    (["interrupt:1"], True, "one after"),
+])
+def test_parse_script_refuses_items_of_the_other_mode(tokens, fork, message):
+    with pytest.raises(ValueError, match=message):
+        parse_script(tokens, fork=fork)
+
+
+def test_caller_script_refuses_callee_items():
+    items = parse_script(["callee:a.wav"], fork=True)
+    with pytest.raises(ValueError, match="--fork"):
+        CallerScript(items, {"a.wav": bytes(160)}, TurnWaiter(1, 0, 1))
+
+
+def drain(script):
+    ticks = []
+    while (tick := script.next_tick()) is not None:
+        ticks.append(tick)
+    return ticks
+
+
+def test_fork_script_plays_both_sides_in_turn_with_gaps_and_tail():
+    caller = bytes(range(1, 251)) * 2  # 500 bytes: 4 frames (62.5 ms)
+    callee = bytes(range(3, 203))  # 200 bytes: 2 frames (25 ms)
+    items = parse_script(["q.wav", "callee:a.wav", "silence:0.1", "q.wav"], fork=True)
+    script = ForkScript(items, {"q.wav": caller, "a.wav": callee}, gap_s=0.1, tail_s=0.2)
+    ticks = drain(script)
+    silence = b"\xff" * FRAME_BYTES
+    # q 4 + gap 5 + a 2 + gap 5 + silence 5 + gap 5 + q 4 + tail 10
+    assert len(ticks) == 4 + 5 + 2 + 5 + 5 + 5 + 4 + 10
+    assert all(len(t.inbound) == len(t.outbound) == FRAME_BYTES for t in ticks)
+    assert b"".join(t.inbound for t in ticks[0:4]) == b"".join(split_frames(caller))
+    assert all(t.outbound == silence for t in ticks[0:4])
+    assert all(t.inbound == t.outbound == silence for t in ticks[4:9])
+    assert b"".join(t.outbound for t in ticks[9:11]) == b"".join(split_frames(callee))
+    assert all(t.inbound == silence for t in ticks[9:11])
+    assert b"".join(t.inbound for t in ticks[26:30]) == b"".join(split_frames(caller))
+    assert all(t.inbound == t.outbound == silence for t in ticks[30:])
+    assert script.spoken == [SpokenItem("inbound", 0, "q.wav", 0, 62), SpokenItem("outbound", 1, "callee:a.wav", 9, 25),
+                             SpokenItem("inbound", 3, "q.wav", 26, 62)]
+    notes = [(index, t.note) for index, t in enumerate(ticks) if t.note]
+    assert notes == [(0, "caller: q.wav"), (9, "callee: a.wav"), (16, "silence: 0.1 s"), (26, "caller: q.wav"),
+                     (30, "tail: 0.2 s of silence")]
+    assert script.next_tick() is None and script.final_note == "script over"
+
+
+def test_fork_script_without_gap_or_tail_is_just_the_items():
+    items = parse_script(["callee:a.wav", "b.wav"], fork=True)
+    script = ForkScript(items, {"a.wav": bytes(160), "b.wav": bytes(320)}, gap_s=0, tail_s=0)
+    ticks = drain(script)
+    assert len(ticks) == 3
+    assert [item.start_tick for item in script.spoken] == [0, 1]
+    assert ForkScript([], {}, gap_s=0, tail_s=0).next_tick() is None
+
+
+@pytest.mark.parametrize("tokens, audio, kwargs", [
+    (["a.wav"], {}, {}),
+    ([], {}, {"gap_s": -0.1}),
+    ([], {}, {"tail_s": float("nan")}),
+])
+def test_fork_script_rejects_missing_audio_and_bad_durations(tokens, audio, kwargs):
+    with pytest.raises(ValueError):
+        ForkScript(parse_script(tokens, fork=True), audio, **kwargs)
+
+
+def test_fork_script_rejects_conversation_items():
+    with pytest.raises(ValueError, match="fork script"):
+        ForkScript(parse_script(["dtmf:1"]), {})

@@ -2,13 +2,16 @@
 
 One command plays the whole loop: the voice webhook, the TwiML answer, the
 bidirectional Media Stream (``<Connect><Stream>``) and the caller's audio, in
-real time, while modelling Twilio's playback buffer for the bot's audio.
+real time, while modelling Twilio's playback buffer for the bot's audio. With
+``--fork`` it plays a forwarded call's listen-only ``<Start><Stream>`` fork instead
+(both sides of the call streamed, nothing accepted back; see "Fork mode").
 
 Usage::
 
     python tools/callsim.py [--url http://127.0.0.1:5050] [options] ITEM...
+    python tools/callsim.py --fork [--gap-s 0.8] [--tail-s 2.0] [options] ITEM...
 
-ITEM is the caller's script, played in order:
+ITEM is the script, played in order (fork mode: see "Fork mode" below):
 
 * ``PATH``         an audio file soundfile can read (wav, flac, ogg...), mixed to
                    mono, soxr-resampled to 8 kHz and μ-law encoded, then spoken
@@ -17,6 +20,8 @@ ITEM is the caller's script, played in order:
 * ``silence:SECONDS``  that much μ-law silence.
 * ``interrupt:SECONDS``  barge in: the wait before the next item ends once the bot's
                    reply has played for SECONDS (instead of waiting until it is quiet).
+* ``callee:PATH``  (``--fork`` only) an audio file the dialled party speaks, on the
+                   outbound track.
 
 Before the first item (unless ``--no-wait-greeting``), between items and after
 the last one, the caller keeps sending μ-law silence (0xFF, as a phone line
@@ -28,11 +33,40 @@ every wait. Then it sends ``stop`` and closes the socket.
 Without ``--url`` the server runs in this process: ``app.create_app()`` served
 by ``app.make_server(app, "127.0.0.1", 0)`` from the repository root.
 
+Fork mode (``--fork``): a forwarded call with a listen-only fork. The voice
+webhook is ``{url}/forward-call`` (same form fields) and must answer with a
+unidirectional ``<Start><Stream>`` (its ``url``, ``track`` — default
+``inbound_track`` —, ``statusCallback``, ``statusCallbackMethod``, ``name`` and
+``<Parameter>``s are read; the ``<Dial>`` target is printed, not dialled). The
+``start`` message's ``tracks`` follow ``track`` (inbound_track → ["inbound"],
+outbound_track → ["outbound"], both_tracks → ["inbound","outbound"]). Every
+20 ms one media message per track is sent (μ-law silence when that side is
+quiet), all with the same timestamp. ITEMs are the caller's (inbound track), plus
+``callee:PATH``, an audio file the dialled party speaks (outbound track); they
+play one after another, ``--gap-s`` apart, then ``--tail-s`` of silence, then
+``stop``. ``dtmf:`` and ``interrupt:`` items are refused (Twilio sends no DTMF on
+a fork; there is no bot to interrupt), and ``callee:`` items are refused without
+``--fork``. Any message from the server is a protocol violation (Twilio error
+31924: nothing may be sent on a unidirectional stream).
+
+Status callbacks (both modes): when the ``<Stream>`` has ``statusCallback``,
+``stream-started`` is sent right after the ``start`` message, ``stream-stopped``
+after ``stop`` (or when the server closed the socket), and ``stream-error`` if
+the WebSocket could not be opened: a form-encoded POST (or a GET with
+``statusCallbackMethod="GET"``) with AccountSid, CallSid, StreamSid, StreamName,
+StreamEvent, Timestamp (ISO 8601 UTC) [protocol.md §5], signed like the webhook
+with ``--auth-token``. A relative URL resolves against the webhook URL; an
+``https://`` one is requested over ``http://`` when the webhook is plain
+``http://``. A 404 answer is noted (an older server); other failures go in the
+report's errors (exit code 1) without stopping the call.
+
 Outputs: what the caller heard (``--out``, 8 kHz PCM16 mono WAV; sample 0 is
-the timestamp of the first media message sent), the conversation from
-``GET /api/calls/<CallSid>``, a summary line with the median voice-to-voice
-latency, and with ``--json`` a machine-readable report (see
-``tools.twilio_sim.report.build_report``).
+the timestamp of the first media message sent: the bot's audio as played or,
+with ``--fork``, the callee's audio as sent on the outbound track), the
+conversation from ``GET /api/calls/<CallSid>``, a summary line with the median
+voice-to-voice latency (conversation only), and with ``--json`` a
+machine-readable report (see ``tools.twilio_sim.report.build_report``) that also
+gives when each audio item was sent (``spoken``) and the status callbacks.
 
 Latency: a bot *reply* starts with the first outbound media message after a
 ``clear``, or after ``REPLY_GAP_S`` (``tools.twilio_sim.latency``) without
@@ -44,15 +78,15 @@ whose 20 ms contain the turn's ``end_ms`` to the arrival of that reply's first
 media message, and ``first_mark_echo_ms`` the time to the first mark echoed by
 playback after it (the caller has heard the start).
 Exit code: 0 for a completed call, 1 on errors (webhook or connection failure,
-no ``<Connect><Stream>`` in the TwiML, protocol violations with ``--strict``),
-2 for bad arguments.
+no ``<Connect><Stream>`` in the TwiML — ``<Start><Stream>`` with ``--fork`` —, a
+failed status callback, protocol violations with ``--strict``), 2 for bad arguments.
 
 Protocol facts come from ``docs/protocol.md`` (Twilio Media Streams, T-WS) and
 the message fixtures in ``shared/twilio/``. This file is the command line; the
 simulator is the package ``tools.twilio_sim`` (its docstring maps the modules).
 The pure parts (``PlaybackBuffer``, ``parse_server_message``, ``parse_twiml``,
-``parse_script``, ``TwilioMessages``, ``CallerScript``, ``TurnWaiter``,
-``ReplyTracker``, ``pair_latencies``) do no I/O and read no clock; importing this
+``parse_script``, ``TwilioMessages``, ``CallerScript``, ``ForkScript``, ``TurnWaiter``,
+``ReplyTracker``, ``pair_latencies``, ``status_callback_form``) do no I/O and read no clock; importing this
 module or the package imports no gevent, socket or threading, so ``main`` can
 monkey-patch first.
 """
@@ -76,20 +110,34 @@ def build_arg_parser() -> argparse.ArgumentParser:
                     "callstream server, in real time. Before the first item (unless --no-wait-greeting), between\n"
                     "items and after the last one, the caller sends μ-law silence until the bot is quiet:\n"
                     "nothing queued for playback, no bot audio for --quiet-s, at least --min-wait-s waited and,\n"
-                    "after an audio or dtmf item, a reply started; --turn-timeout-s bounds each wait.",
+                    "after an audio or dtmf item, a reply started; --turn-timeout-s bounds each wait.\n"
+                    "With --fork: a forwarded call (URL/forward-call, <Start><Stream> listen-only fork, <Dial>):\n"
+                    "caller items and callee:PATH items play one after another on the inbound and outbound\n"
+                    "tracks, --gap-s apart, then --tail-s of silence and stop; the server may send nothing.\n"
+                    "A <Stream statusCallback> gets stream-started/stream-stopped callbacks in both modes.",
         epilog="Examples:\n"
                "  python tools/callsim.py ../shared/corpus/jfk.flac\n"
                "  python tools/callsim.py --url http://127.0.0.1:5050 hello.wav dtmf:12# silence:2 bye.wav\n"
                "  python tools/callsim.py --no-wait-greeting --json report.json question.wav\n"
-               "Exit code: 0 completed call, 1 error (webhook/connection, no <Connect><Stream>, "
-               "violations with --strict), 2 bad arguments.",
+               "  python tools/callsim.py --fork --json report.json caller_q.wav callee:answer.wav\n"
+               "Exit code: 0 completed call, 1 error (webhook/connection, no <Connect><Stream> (<Start><Stream> "
+               "with --fork), a failed status callback, violations with --strict), 2 bad arguments.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("script", nargs="*", metavar="AUDIO_OR_DTMF",
-                        help="caller's script in order: an audio FILE, dtmf:DIGITS (100 ms apart), silence:SECONDS, "
-                             "or interrupt:SECONDS (talk over the reply after it played that long)")
-    parser.add_argument("--url", help="server base URL (voice webhook = URL/incoming-call); "
-                                      "default: start app.create_app() in this process")
+    parser.add_argument("script", nargs="*", metavar="ITEM",
+                        help="the script in order: an audio FILE (the caller speaks it), dtmf:DIGITS (100 ms apart), "
+                             "silence:SECONDS, or interrupt:SECONDS (talk over the reply after it played that long); "
+                             "with --fork: FILE, callee:FILE (the dialled party speaks it) and silence:SECONDS")
+    parser.add_argument("--url", help="server base URL (voice webhook = URL/incoming-call, or URL/forward-call "
+                                      "with --fork); default: start app.create_app() in this process")
+    parser.add_argument("--fork", action="store_true",
+                        help="a forwarded call with a listen-only <Start><Stream> fork (webhook URL/forward-call): "
+                             "one media message per TwiML track every 20 ms, items played one after another; "
+                             "any message from the server is a violation (Twilio error 31924)")
+    parser.add_argument("--gap-s", type=float, default=0.8,
+                        help="--fork: silence between items, seconds (default %(default)s)")
+    parser.add_argument("--tail-s", type=float, default=2.0,
+                        help="--fork: silence after the last item before stop, seconds (default %(default)s)")
     parser.add_argument("--from", dest="from_number", default="+15551230001",
                         help="caller number (default %(default)s)")
     parser.add_argument("--to", dest="to_number", default="+15559870002", help="called number (default %(default)s)")
@@ -102,10 +150,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="speak the first item at once instead of waiting for the bot (tests barge-in)")
     parser.add_argument("--first-timestamp-ms", type=int, default=20,
                         help="media.timestamp of the first media message (default %(default)s)")
-    parser.add_argument("--auth-token", help="sign the webhook and the WebSocket upgrade with X-Twilio-Signature "
-                                             "using this auth token")
+    parser.add_argument("--auth-token", help="sign the webhook, the WebSocket upgrade and the status callbacks with "
+                                             "X-Twilio-Signature using this auth token")
     parser.add_argument("--out", default="callsim-heard.wav",
-                        help="WAV of what the caller heard, 8 kHz PCM16 mono (default %(default)s)")
+                        help="WAV of what the caller heard, 8 kHz PCM16 mono: the bot's audio as played or, with "
+                             "--fork, the callee's audio as sent on the outbound track (default %(default)s)")
     parser.add_argument("--json", dest="json_path", help="write a machine-readable report to this path")
     parser.add_argument("--strict", action="store_true", help="exit 1 if the server sent any invalid message")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every message from the server")

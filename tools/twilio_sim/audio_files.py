@@ -51,13 +51,16 @@ def write_wav(path: str, pcm: bytes, sample_rate: int = SAMPLE_RATE) -> None:
         wav.writeframes(pcm)
 
 
-def load_script(tokens: list[str]) -> tuple[list[ScriptItem], dict[str, bytes]]:
-    """Parse the script and decode its audio files (μ-law 8 kHz) before the call starts.
+def load_script(tokens: list[str], fork: bool = False) -> tuple[list[ScriptItem], dict[str, bytes]]:
+    """Parse the script (``parse_script(tokens, fork)``) and decode its audio files (μ-law 8 kHz) before the call.
+
+    Returns:
+        (items, μ-law 8 kHz bytes keyed by ``ScriptItem.path``).
 
     Raises:
         ValueError: a bad item or an unreadable audio file.
     """
-    items = parse_script(tokens)
+    items = parse_script(tokens, fork=fork)
     audio = {}
     for item in items:
         if item.kind == "audio" and item.path not in audio:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from tools.twilio_sim.audio_files import load_script, ulaw_to_pcm, write_wav
@@ -17,12 +18,16 @@ from tools.twilio_sim.latency import pair_latencies
 from tools.twilio_sim.messages import TwilioMessages, random_sid
 from tools.twilio_sim.report import CallOutcome, build_report, print_conversation, print_summary
 from tools.twilio_sim.repo import add_repo_root_to_sys_path
-from tools.twilio_sim.script import CallerScript, TurnWaiter
-from tools.twilio_sim.stream import SimulatedCall
-from tools.twilio_sim.twiml import TwimlError, TwimlStream, parse_twiml, webhook_form, websocket_url
+from tools.twilio_sim.script import CallerScript, ForkScript, TurnWaiter
+from tools.twilio_sim.status_callback import callback_request, judge_response, status_callback_form
+from tools.twilio_sim.stream import SimulatedCall, SimulatedFork
+from tools.twilio_sim.twiml import (TwimlError, TwimlStream, parse_twiml, status_callback_urls, webhook_form,
+                                    websocket_url)
 
-WEBHOOK_PATH = "/incoming-call"
+WEBHOOK_PATH = "/incoming-call"  # conversation: answers with <Connect><Stream>
+FORK_WEBHOOK_PATH = "/forward-call"  # --fork: answers with <Start><Stream> and <Dial>
 API_CALL_PATH = "/api/calls/{call_sid}"
+CALLBACK_TIMEOUT_S = 15.0  # Twilio's default webhook timeout
 
 
 class CallError(Exception):
@@ -68,16 +73,18 @@ def fetch_call_record(base_url: str, call_sid: str, wait_s: float = 3.0) -> tupl
         time.sleep(0.2)
 
 
-def answer_call(webhook_url: str, form: dict[str, str], validator) -> TwimlStream:
+def answer_call(webhook_url: str, form: dict[str, str], validator, fork: bool = False) -> TwimlStream:
     """POST the voice webhook like Twilio and return the stream from its TwiML.
 
     Args:
-        webhook_url: ``{url}/incoming-call``.
+        webhook_url: ``{url}/incoming-call``, or ``{url}/forward-call`` with ``fork``.
         form: fields from ``webhook_form``.
         validator: a ``twilio.request_validator.RequestValidator`` to sign with, or None.
+        fork: expect a ``<Start><Stream>`` fork instead of a ``<Connect><Stream>``.
 
     Raises:
-        CallError: connection failure, non-200 answer, or TwiML without ``<Connect><Stream>``.
+        CallError: connection failure, non-200 answer, or TwiML without the expected stream
+            (see ``parse_twiml``).
     """
     import requests
 
@@ -91,7 +98,7 @@ def answer_call(webhook_url: str, form: dict[str, str], validator) -> TwimlStrea
     if response.status_code != 200:
         raise CallError(f"voice webhook returned HTTP {response.status_code}: {response.text[:300]}")
     try:
-        return parse_twiml(response.text)
+        return parse_twiml(response.text, fork=fork)
     except TwimlError as error:
         raise CallError(f"{error}\nTwiML was: {response.text[:500]}") from None
 
@@ -121,50 +128,167 @@ def open_stream(ws_url: str, signed_url: str, validator):
     return ws
 
 
+class StatusCallbackSender:
+    """Send a stream's status callbacks as Twilio does, without blocking the media clock.
+
+    Each event is sent from its own greenlet, after the previous event's request
+    finished (so the server sees them in order); ``results`` collects the outcomes.
+    Requires gevent monkey patching.
+
+    Args:
+        twiml: the stream (``status_callback`` must be set), for the URL, method and name.
+        webhook_url: the voice webhook URL (relative callback URLs resolve against it).
+        outcome: the call's SIDs.
+        validator: a ``RequestValidator`` to sign with (``X-Twilio-Signature``), or None.
+
+    Raises:
+        TwimlError: the callback URL is not http(s).
+    """
+
+    def __init__(self, twiml: TwimlStream, webhook_url: str, outcome: CallOutcome, validator):
+        self.request_url, self.signed_url, downgraded = status_callback_urls(twiml.status_callback, webhook_url)
+        if downgraded:
+            print(f"statusCallback {twiml.status_callback} -> requesting {self.request_url} "
+                  "(webhook is plain http://, no TLS)")
+        self.method = twiml.status_callback_method
+        self.name = twiml.name
+        self.outcome = outcome
+        self.validator = validator
+        self.results: list[dict] = []
+        self._last = None  # greenlet of the latest event
+
+    def __call__(self, event: str, error: str | None = None) -> None:
+        """Send ``event`` (a StreamEvent) in the background, stamped now; ``error`` becomes StreamError."""
+        from datetime import datetime, timezone
+
+        import gevent
+
+        self._last = gevent.spawn(self._send, event, datetime.now(timezone.utc), error, self._last)
+
+    def join(self, timeout_s: float = 2 * CALLBACK_TIMEOUT_S + 5) -> None:
+        """Wait for every callback sent so far."""
+        if self._last is not None:
+            self._last.join(timeout=timeout_s)
+
+    def _send(self, event: str, moment, error: str | None, previous) -> None:
+        import requests
+
+        if previous is not None:
+            previous.join()
+        outcome = self.outcome
+        form = status_callback_form(outcome.account_sid, outcome.call_sid, outcome.stream_sid, self.name, event,
+                                    moment, error)
+        request = callback_request(self.method, self.request_url, self.signed_url, form)
+        headers = {"User-Agent": "TwilioProxy/1.1"}
+        if self.validator is not None:
+            headers["X-Twilio-Signature"] = self.validator.compute_signature(request.signed_url, request.form)
+        status_code, failure = None, None
+        try:
+            response = requests.request(request.method, request.url, data=request.form or None, headers=headers,
+                                        timeout=CALLBACK_TIMEOUT_S)
+            status_code = response.status_code
+        except requests.RequestException as exc:
+            failure = str(exc)
+        text, failed = judge_response(status_code, failure)
+        self.results.append({"event": event, "method": request.method, "url": self.request_url,
+                             "status_code": status_code, "error": failure, "failed": failed})
+        print(f"status callback {event}: {request.method} {self.request_url} -> {text}", flush=True)
+
+
+def _collect_callbacks(sender: StatusCallbackSender | None, outcome: CallOutcome) -> None:
+    """Wait for the status callbacks; put their outcomes in the report and failures in its errors."""
+    if sender is None:
+        return
+    sender.join()
+    outcome.status_callbacks = list(sender.results)
+    for result in sender.results:
+        if result["failed"]:
+            what = f"HTTP {result['status_code']}" if result["status_code"] is not None else result["error"]
+            outcome.errors.append(f"status callback {result['event']} ({result['method']} {result['url']}): {what}")
+
+
+def _print_fork_plan(twiml: TwimlStream, outcome: CallOutcome) -> None:
+    print(f"TwiML <Start><Stream track={twiml.track!r}>: start.tracks {twiml.tracks}")
+    for target in twiml.dial:
+        print(f"TwiML <Dial>: {target} (the dialled party is simulated by the callee: items)")
+    if not twiml.dial:
+        print("note: no <Dial> after <Start><Stream> (the callee: items are played anyway)")
+    for track, who in (("inbound", "caller"), ("outbound", "callee")):
+        items = [item.token for item in outcome.items if item.kind == "audio" and item.track == track]
+        if items and track not in twiml.tracks:
+            print(f"note: the {who}'s items {items} are played but not streamed (track={twiml.track!r})")
+
+
 def place_call(args: argparse.Namespace, outcome: CallOutcome, audio: dict[str, bytes]) -> None:
     """Run the whole call against ``outcome.base_url``, filling ``outcome``.
 
     Raises:
         CallError: the call could not be placed or streamed.
     """
+    fork = outcome.mode == "fork"
     validator = None
     if args.auth_token:
         from twilio.request_validator import RequestValidator
 
         validator = RequestValidator(args.auth_token)
-    webhook_url = outcome.base_url.rstrip("/") + WEBHOOK_PATH
+    webhook_url = outcome.base_url.rstrip("/") + (FORK_WEBHOOK_PATH if fork else WEBHOOK_PATH)
     form = webhook_form(outcome.call_sid, outcome.account_sid, args.from_number, args.to_number)
     print(f"POST {webhook_url} (CallSid {outcome.call_sid}, From {args.from_number}, To {args.to_number})")
-    outcome.twiml = twiml = answer_call(webhook_url, form, validator)
+    outcome.twiml = twiml = answer_call(webhook_url, form, validator, fork=fork)
     for text in twiml.say:
         print(f"TwiML <Say>: {text!r} (Twilio speaks this before streaming; not simulated)")
+    if fork:
+        _print_fork_plan(twiml, outcome)
     try:
         outcome.ws_url, outcome.downgraded = websocket_url(twiml.url, webhook_url)
     except TwimlError as error:
         raise CallError(str(error)) from None
     if outcome.downgraded:
         print(f"stream URL {twiml.url} -> connecting to {outcome.ws_url} (webhook is plain http://, no TLS)")
+    sender = None
+    if twiml.status_callback:
+        try:
+            sender = StatusCallbackSender(twiml, webhook_url, outcome, validator)
+        except TwimlError as error:
+            print(f"ERROR: {error}; no status callbacks are sent", file=sys.stderr)
+            outcome.errors.append(str(error))
     print(f"WebSocket {outcome.ws_url} (StreamSid {outcome.stream_sid}, parameters {twiml.parameters})")
-    ws = open_stream(outcome.ws_url, twiml.url, validator)
+    try:
+        ws = open_stream(outcome.ws_url, twiml.url, validator)
+    except CallError as error:
+        if sender is not None:  # Twilio reports a stream that could not connect as stream-error [protocol.md §5]
+            sender("stream-error", error=str(error).splitlines()[0][:200])
+            _collect_callbacks(sender, outcome)
+        raise
 
-    waiter = TurnWaiter(args.quiet_s, args.min_wait_s, args.turn_timeout_s)
-    script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting)
     messages = TwilioMessages(outcome.stream_sid, outcome.account_sid, outcome.call_sid, args.first_timestamp_ms)
-    outcome.session = session = SimulatedCall(ws, messages, twiml.parameters, script, waiter, verbose=args.verbose)
+    if fork:
+        script = ForkScript(outcome.items, audio, gap_s=args.gap_s, tail_s=args.tail_s)
+        session = SimulatedFork(ws, messages, twiml.parameters, twiml.tracks, script, verbose=args.verbose,
+                                on_stream_event=sender)
+    else:
+        waiter = TurnWaiter(args.quiet_s, args.min_wait_s, args.turn_timeout_s)
+        script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting)
+        session = SimulatedCall(ws, messages, twiml.parameters, script, waiter, verbose=args.verbose,
+                                on_stream_event=sender)
+    outcome.session = session
     session.run()
     if session.failure:
         outcome.errors.append(session.failure)
+    _collect_callbacks(sender, outcome)
 
     write_wav(args.out, ulaw_to_pcm(bytes(session.heard)))
     outcome.heard_wav = args.out
-    print(f"\nheard audio: {args.out} ({len(session.heard) / SAMPLE_RATE:.2f} s, "
+    what = "the callee's audio (outbound track as sent)" if fork else "the bot's audio as played"
+    print(f"\nheard audio: {args.out} ({what}, {len(session.heard) / SAMPLE_RATE:.2f} s, "
           f"sample 0 = timestamp {args.first_timestamp_ms} ms)")
 
     outcome.record, outcome.record_error = fetch_call_record(outcome.base_url, outcome.call_sid)
     if outcome.record is not None:
         print_conversation(outcome.record)
-        caller_ends = session.caller_end_send_times(outcome.record.get("turns") or [])
-        outcome.latency = pair_latencies(caller_ends, session.replies.replies)
+        if not fork:
+            caller_ends = session.caller_end_send_times(outcome.record.get("turns") or [])
+            outcome.latency = pair_latencies(caller_ends, session.replies.replies)
     else:
         print(f"\nno call record: {outcome.record_error}")
     if session.violations:
@@ -178,12 +302,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Place the call described by ``args``; return the exit code. Needs gevent patching done."""
     if args.quiet_s < 0 or args.min_wait_s < 0 or args.turn_timeout_s <= 0 or args.first_timestamp_ms < 0:
         parser.error("--quiet-s, --min-wait-s and --first-timestamp-ms must be >= 0, --turn-timeout-s > 0")
+    if not (args.gap_s >= 0 and args.tail_s >= 0) or math.inf in (args.gap_s, args.tail_s):
+        parser.error("--gap-s and --tail-s must be finite numbers >= 0")
     try:
-        items, audio = load_script(args.script)
+        items, audio = load_script(args.script, fork=args.fork)
     except ValueError as error:
         parser.error(str(error))
     outcome = CallOutcome(random_sid("CA"), random_sid("AC"), random_sid("MZ"), items, args.first_timestamp_ms,
-                          base_url=args.url)
+                          base_url=args.url, mode="fork" if args.fork else "conversation")
     server = None
     try:
         if outcome.base_url is None:

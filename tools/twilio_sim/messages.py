@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from tools.twilio_sim.frames import FRAME_MS, SAMPLE_RATE
 
+MEDIA_TRACKS = ("inbound", "outbound")  # media.track values [T-WS]
+UNIDIRECTIONAL_VIOLATION = "message on a unidirectional stream: Twilio rejects it with error 31924"
+
 
 def random_sid(prefix: str) -> str:
     """Return a Twilio-style SID: a two-letter prefix and 32 lowercase hex digits.
@@ -27,10 +30,13 @@ class TwilioMessages:
     """Build the JSON texts Twilio sends on one stream, with its counters [T-WS, protocol.md §2].
 
     ``sequenceNumber`` is one counter shared by every message after ``connected``
-    (``start`` is "1"); ``media.chunk`` counts media messages from "1";
-    ``media.timestamp`` starts at ``first_timestamp_ms`` and advances 20 per
-    160-byte frame. Numeric-looking fields are JSON strings, ``mediaFormat``
-    numbers are JSON numbers.
+    (``start`` is "1"), across tracks; ``media.chunk`` counts each track's media
+    messages from "1" (whether Twilio counts chunks per track or across the tracks
+    of a ``both_tracks`` fork is undocumented [protocol.md §11]: per track is our
+    choice); ``media.timestamp`` starts at ``first_timestamp_ms`` and advances 20
+    per 160-byte frame of that track, so when every track sends one frame per
+    20 ms the frames of the same 20 ms carry the same timestamp. Numeric-looking
+    fields are JSON strings, ``mediaFormat`` numbers are JSON numbers.
 
     Args:
         stream_sid: ``MZ…``; account_sid: ``AC…``; call_sid: ``CA…``.
@@ -44,12 +50,17 @@ class TwilioMessages:
         self.call_sid = call_sid
         self.first_timestamp_ms = first_timestamp_ms
         self.sequence_number = 0  # last one used
-        self.chunk = 0  # last media chunk used
+        self.chunks = {track: 0 for track in MEDIA_TRACKS}  # last media chunk used, per track
+        self.tracks: tuple[str, ...] = ("inbound",)  # the stream's tracks, set by ``start``
 
     @property
     def next_timestamp_ms(self) -> int:
-        """Timestamp the next media message will carry."""
-        return self.first_timestamp_ms + self.chunk * FRAME_MS
+        """Timestamp of the next 20 ms: the next frame of the stream's track that has sent the fewest.
+
+        Between ticks (each of ``tracks`` has sent one frame per tick) it is the
+        timestamp every track's next frame carries.
+        """
+        return self.first_timestamp_ms + min(self.chunks[track] for track in self.tracks) * FRAME_MS
 
     def _next_sequence(self) -> str:
         self.sequence_number += 1
@@ -59,8 +70,20 @@ class TwilioMessages:
         """Return the ``connected`` message (no sequence number)."""
         return json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
-    def start(self, custom_parameters: dict[str, str]) -> str:
-        """Return the ``start`` message of a bidirectional stream (tracks ["inbound"])."""
+    def start(self, custom_parameters: dict[str, str], tracks: list[str] | tuple[str, ...] = ("inbound",)) -> str:
+        """Return the ``start`` message.
+
+        Args:
+            custom_parameters: the TwiML ``<Parameter>``s.
+            tracks: ``start.tracks``: ["inbound"] for a bidirectional stream; a fork's
+                follow its TwiML ``track`` (``twiml.STREAM_TRACKS``) [T-WS, protocol.md §2.2].
+
+        Raises:
+            ValueError: a track other than "inbound"/"outbound", or none.
+        """
+        if not tracks or any(track not in MEDIA_TRACKS for track in tracks):
+            raise ValueError(f"tracks {list(tracks)!r} must be one or more of {MEDIA_TRACKS}")
+        self.tracks = tuple(tracks)
         return json.dumps({
             "event": "start",
             "sequenceNumber": self._next_sequence(),
@@ -68,27 +91,34 @@ class TwilioMessages:
                 "accountSid": self.account_sid,
                 "streamSid": self.stream_sid,
                 "callSid": self.call_sid,
-                "tracks": ["inbound"],
+                "tracks": list(tracks),
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": SAMPLE_RATE, "channels": 1},
                 "customParameters": dict(custom_parameters),
             },
             "streamSid": self.stream_sid,
         })
 
-    def media(self, ulaw: bytes) -> str:
-        """Return an inbound ``media`` message carrying one frame.
+    def media(self, ulaw: bytes, track: str = "inbound") -> str:
+        """Return a ``media`` message carrying one frame of one track.
 
         Args:
             ulaw: G.711 μ-law bytes, 8 kHz mono; 160 bytes (20 ms) for the timestamps to stay right.
+            track: "inbound" (the caller) or "outbound" (audio Twilio plays to the caller: on a fork,
+                the dialled party) [T-WS "media.track"].
+
+        Raises:
+            ValueError: another track.
         """
-        timestamp_ms = self.next_timestamp_ms
-        self.chunk += 1
+        if track not in MEDIA_TRACKS:
+            raise ValueError(f"track {track!r} is not one of {MEDIA_TRACKS}")
+        timestamp_ms = self.first_timestamp_ms + self.chunks[track] * FRAME_MS
+        self.chunks[track] += 1
         return json.dumps({
             "event": "media",
             "sequenceNumber": self._next_sequence(),
             "media": {
-                "track": "inbound",
-                "chunk": str(self.chunk),
+                "track": track,
+                "chunk": str(self.chunks[track]),
                 "timestamp": str(timestamp_ms),
                 "payload": base64.b64encode(ulaw).decode("ascii"),
             },
@@ -168,25 +198,31 @@ def _check_shape(value: object, shape: dict, where: str) -> None:
             _check_shape(value[key], sub_shape, path)
 
 
-def parse_server_message(data: str | bytes, stream_sid: str) -> ServerMessage:
+def parse_server_message(data: str | bytes, stream_sid: str, unidirectional: bool = False) -> ServerMessage:
     """Validate one WebSocket message from the server the way Twilio does.
 
-    Twilio accepts only text frames holding JSON ``media``, ``mark`` or
-    ``clear`` messages with exactly the documented fields and the active
-    ``streamSid`` [T-WS; T-ERR-31950, T-ERR-31951].
+    On a bidirectional stream Twilio accepts only text frames holding JSON
+    ``media``, ``mark`` or ``clear`` messages with exactly the documented fields
+    and the active ``streamSid`` [T-WS; T-ERR-31950, T-ERR-31951]. On a
+    unidirectional ``<Start><Stream>`` fork it accepts nothing at all: "do not
+    send audio or control messages back to Twilio" [T-ERR-31924].
 
     Args:
         data: the message: ``str`` for a text frame, ``bytes`` for a binary frame.
         stream_sid: the stream's SID (from ``start``).
+        unidirectional: the stream is a fork; every message is a violation.
 
     Returns:
         The parsed message.
 
     Raises:
-        ProtocolViolation: binary frame, invalid JSON, unknown event, missing or
-            extra fields, non-string fields, wrong streamSid, payload that is not
+        ProtocolViolation: any message on a unidirectional stream (the text starts with
+            ``UNIDIRECTIONAL_VIOLATION``); else binary frame, invalid JSON, unknown event,
+            missing or extra fields, non-string fields, wrong streamSid, payload that is not
             non-empty standard base64, or an empty mark name.
     """
+    if unidirectional:
+        raise ProtocolViolation(f"{UNIDIRECTIONAL_VIOLATION} ({_describe(data)})")
     if isinstance(data, (bytes, bytearray)):
         raise ProtocolViolation("binary frame (Twilio accepts text frames only, warning 31950)")
     try:
@@ -216,3 +252,16 @@ def parse_server_message(data: str | bytes, stream_sid: str) -> ServerMessage:
             raise ProtocolViolation("mark.name is empty")
         return ServerMessage("mark", mark_name=name)
     return ServerMessage("clear")
+
+
+def _describe(data: str | bytes) -> str:
+    """A short description of a message for a violation text, e.g. "text frame, event 'mark'"."""
+    if isinstance(data, (bytes, bytearray)):
+        return f"binary frame, {len(data)} bytes"
+    try:
+        message = json.loads(data)
+    except json.JSONDecodeError:
+        return "text frame, not JSON"
+    if isinstance(message, dict) and "event" in message:
+        return f"text frame, event {message['event']!r}"
+    return "text frame, JSON without an event"

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field
 
 from tools.twilio_sim.frames import FRAME_MS
 from tools.twilio_sim.latency import median_or_none
-from tools.twilio_sim.script import ScriptItem
-from tools.twilio_sim.stream import SimulatedCall
+from tools.twilio_sim.script import ScriptItem, SpokenItem
+from tools.twilio_sim.stream import SimulatedCall, SimulatedFork
 from tools.twilio_sim.twiml import TwimlStream
+
+SPEAKERS = {"inbound": "caller", "outbound": "callee"}  # who speaks on each track of a fork
 
 
 def print_conversation(record: dict) -> None:
@@ -38,15 +40,37 @@ class CallOutcome:
     items: list[ScriptItem]
     first_timestamp_ms: int
     base_url: str | None = None
+    mode: str = "conversation"
     ws_url: str | None = None
     downgraded: bool = False
     twiml: TwimlStream | None = None
-    session: SimulatedCall | None = None
+    session: SimulatedCall | SimulatedFork | None = None
     record: dict | None = None
     record_error: str | None = None
     latency: list[dict] = field(default_factory=list)
     heard_wav: str | None = None
+    status_callbacks: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+
+def spoken_entries(spoken: list[SpokenItem], first_timestamp_ms: int) -> list[dict]:
+    """Convert the script's audio items to the report's ``spoken`` entries on the media clock.
+
+    Args:
+        spoken: from ``CallerScript.spoken`` / ``ForkScript.spoken``.
+        first_timestamp_ms: ``media.timestamp`` of tick 0.
+
+    Returns:
+        ``[{"track", "speaker", "item", "index", "start_ms", "end_ms"}]``: ``start_ms`` is the
+        timestamp of the media carrying the item's first frame, ``end_ms`` = start + the audio's
+        length (without the padding of its last frame).
+    """
+    entries = []
+    for item in spoken:
+        start_ms = first_timestamp_ms + item.start_tick * FRAME_MS
+        entries.append({"track": item.track, "speaker": SPEAKERS[item.track], "item": item.token,
+                        "index": item.index, "start_ms": start_ms, "end_ms": start_ms + item.duration_ms})
+    return entries
 
 
 def build_report(outcome: CallOutcome) -> dict:
@@ -56,28 +80,36 @@ def build_report(outcome: CallOutcome) -> dict:
     ``timestamp`` of the media messages sent; latencies are wall-clock ms)::
 
         {"call_sid": "CA…", "account_sid": "AC…", "stream_sid": "MZ…",
+         "mode": "conversation" (<Connect><Stream>, /incoming-call) | "fork" (<Start><Stream>, /forward-call),
          "url": base URL, "websocket_url": URL opened, "downgraded_to_ws": bool,
-         "twiml": {"stream_url", "parameters": {…}, "say": [...]} | null,
+         "twiml": {"verb": "Connect" | "Start", "stream_url", "track", "name", "status_callback",
+                   "status_callback_method", "parameters": {…}, "say": [...], "dial": [...]} | null,
+         "tracks": start.tracks sent, e.g. ["inbound"] or ["inbound", "outbound"],
          "script": [argument, ...], "first_timestamp_ms": int,
          "ended_by": "caller" | "server" | "caller (interrupted)" | "error" | null,
-         "duration_ms": media time sent (frames × 20),
+         "duration_ms": media time sent (ticks × 20),
+         "spoken": [{"track": "inbound" | "outbound", "speaker": "caller" | "callee", "item": argument,
+                     "index": position in script, "start_ms", "end_ms"}] (each audio item as sent),
          "call": call record from GET /api/calls/<sid> | null, "call_error": str | null,
-         "counts": {media_sent, dtmf_sent, media_received, media_received_bytes,
-                    marks_received (sent by the server), marks_echoed, clears_received,
-                    violations, late_ticks (> 10 ms behind the 20 ms clock),
-                    max_tick_lateness_ms, replies},
+         "counts": {media_sent (all tracks), media_sent_inbound, media_sent_outbound, dtmf_sent,
+                    media_received, media_received_bytes, marks_received (sent by the server),
+                    marks_echoed, clears_received, violations,
+                    late_ticks (> 10 ms behind the 20 ms clock), max_tick_lateness_ms, replies},
          "violations": [{"at_ms", "error", "message" (first 300 chars)}],
          "replies": [{"index", "arrival_ms", "heard_ms", "first_mark_echo_ms",
-                      "media_messages", "ulaw_bytes"}],
+                      "media_messages", "ulaw_bytes"}] ([] in fork mode),
          "latency": [{"caller_turn" (index in call.turns), "caller_end_ms", "reply" (index | null),
-                      "voice_to_voice_ms", "first_mark_echo_ms", "reply_heard_ms"}],
-         "voice_to_voice_ms_median": number | null, "heard_wav": path | null,
-         "errors": [str], "ok": bool}
+                      "voice_to_voice_ms", "first_mark_echo_ms", "reply_heard_ms"}] ([] in fork mode),
+         "voice_to_voice_ms_median": number | null,
+         "status_callbacks": [{"event", "method", "url" (requested), "status_code" (null if the
+                               request failed), "error" (str | null), "failed" (bool)}],
+         "heard_wav": path | null, "errors": [str], "ok": bool}
     """
     session = outcome.session
     counts, replies = {}, []
     if session is not None:
         counts = asdict(session.counts)
+    if isinstance(session, SimulatedCall):
         counts["replies"] = len(session.replies.replies)
         for reply in session.replies.replies:
             replies.append({
@@ -90,18 +122,27 @@ def build_report(outcome: CallOutcome) -> dict:
                 "ulaw_bytes": reply.ulaw_bytes,
             })
     twiml = outcome.twiml
+    twiml_entry = None
+    if twiml is not None:
+        twiml_entry = {"verb": twiml.verb, "stream_url": twiml.url, "track": twiml.track, "name": twiml.name,
+                       "status_callback": twiml.status_callback,
+                       "status_callback_method": twiml.status_callback_method,
+                       "parameters": twiml.parameters, "say": twiml.say, "dial": twiml.dial}
     return {
         "call_sid": outcome.call_sid,
         "account_sid": outcome.account_sid,
         "stream_sid": outcome.stream_sid,
+        "mode": outcome.mode,
         "url": outcome.base_url,
         "websocket_url": outcome.ws_url,
         "downgraded_to_ws": outcome.downgraded,
-        "twiml": {"stream_url": twiml.url, "parameters": twiml.parameters, "say": twiml.say} if twiml else None,
+        "twiml": twiml_entry,
+        "tracks": list(session.tracks) if session else (twiml.tracks if twiml else []),
         "script": [item.token for item in outcome.items],
         "first_timestamp_ms": outcome.first_timestamp_ms,
         "ended_by": session.ended_by if session else None,
         "duration_ms": len(session.frame_sent_s) * FRAME_MS if session else 0,
+        "spoken": spoken_entries(session.spoken, outcome.first_timestamp_ms) if session else [],
         "call": outcome.record,
         "call_error": outcome.record_error,
         "counts": counts,
@@ -109,6 +150,7 @@ def build_report(outcome: CallOutcome) -> dict:
         "replies": replies,
         "latency": outcome.latency,
         "voice_to_voice_ms_median": median_or_none([entry["voice_to_voice_ms"] for entry in outcome.latency]),
+        "status_callbacks": outcome.status_callbacks,
         "heard_wav": outcome.heard_wav,
         "errors": outcome.errors,
         "ok": not outcome.errors,
@@ -116,8 +158,18 @@ def build_report(outcome: CallOutcome) -> dict:
 
 
 def print_summary(report: dict) -> None:
-    """Print the one-line summary: turns, replies, median voice-to-voice latency, counts."""
+    """Print the one-line summary: turns, replies, median voice-to-voice latency, counts (fork: media per track)."""
     counts = report["counts"]
+    callbacks = ", ".join(f"{entry['event']} {entry['status_code'] or 'failed'}"
+                          for entry in report["status_callbacks"]) or "none"
+    if report["mode"] == "fork":
+        turns = (report["call"] or {}).get("turns") or []
+        print(f"\nSummary (fork, tracks {report['tracks']}): {len(report['spoken'])} item(s) spoken, "
+              f"{len(turns)} turn(s) in the call record; media sent {counts.get('media_sent', 0)} "
+              f"(inbound {counts.get('media_sent_inbound', 0)}, outbound {counts.get('media_sent_outbound', 0)}); "
+              f"status callbacks: {callbacks}; violations {counts.get('violations', 0)}; "
+              f"max tick lateness {counts.get('max_tick_lateness_ms', 0)} ms; ended by {report['ended_by']}")
+        return
     latencies = [entry["voice_to_voice_ms"] for entry in report["latency"] if entry["voice_to_voice_ms"] is not None]
     median = report["voice_to_voice_ms_median"]
     latency_text = (f"voice-to-voice median {median:.0f} ms (min {min(latencies)}, max {max(latencies)}, "
@@ -126,4 +178,5 @@ def print_summary(report: dict) -> None:
           f"{latency_text}; media sent {counts.get('media_sent', 0)}, received {counts.get('media_received', 0)}; "
           f"marks {counts.get('marks_echoed', 0)} echoed / {counts.get('marks_received', 0)} received; "
           f"clears {counts.get('clears_received', 0)}; violations {counts.get('violations', 0)}; "
-          f"max tick lateness {counts.get('max_tick_lateness_ms', 0)} ms; ended by {report['ended_by']}")
+          f"max tick lateness {counts.get('max_tick_lateness_ms', 0)} ms; status callbacks: {callbacks}; "
+          f"ended by {report['ended_by']}")

@@ -1,4 +1,8 @@
-"""The simulated caller's script: parsing the items, and speaking them tick by tick between waits for the bot.
+"""The simulated call's script: parsing the items, and playing them tick by tick.
+
+``CallerScript`` is the caller of a conversation (items between waits for the
+bot); ``ForkScript`` is both sides of a forked call (caller and callee items one
+after another, no waiting). Both log when each audio item was sent (``spoken``).
 
 Pure: no I/O; time comes in as arguments (monotonic seconds).
 """
@@ -9,9 +13,10 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from tools.twilio_sim.frames import FRAME_BYTES, FRAME_MS, ULAW_SILENCE, split_frames
+from tools.twilio_sim.frames import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ULAW_SILENCE, split_frames
 
 DTMF_INTERVAL_MS = 100
+CALLEE_PREFIX = "callee:"  # fork mode: an audio file the dialled party speaks (the outbound track)
 DTMF_DIGITS = "0123456789*#"
 REPLY_EXPECTED_AFTER = ("audio", "dtmf")  # script item kinds the bot answers; waits after them need a reply
 
@@ -27,6 +32,8 @@ class ScriptItem:
         path: audio file path (kind "audio").
         digits: DTMF digits, each one of ``DTMF_DIGITS`` (kind "dtmf").
         seconds: silence duration, or reply playback before interrupting, in seconds, > 0.
+        track: who speaks an audio item: "inbound" (the caller) or, for a ``callee:`` item in
+            fork mode, "outbound" (the dialled party, heard by the caller).
     """
 
     kind: str
@@ -34,24 +41,64 @@ class ScriptItem:
     path: str | None = None
     digits: str | None = None
     seconds: float | None = None
+    track: str = "inbound"
 
 
-def parse_script(tokens: list[str]) -> list[ScriptItem]:
+@dataclass(frozen=True)
+class SpokenItem:
+    """When an audio item was sent, on the tick clock.
+
+    Attributes:
+        track: "inbound" (caller) or "outbound" (callee).
+        index: position of the item in the script.
+        token: the item's command-line argument.
+        start_tick: index of the 20 ms tick whose media carried the item's first frame (tick n
+            carries media timestamp ``first_timestamp_ms + 20 * n``).
+        duration_ms: the item's audio length in ms (μ-law bytes / 8, rounded), without frame padding.
+    """
+
+    track: str
+    index: int
+    token: str
+    start_tick: int
+    duration_ms: int
+
+
+def parse_script(tokens: list[str], fork: bool = False) -> list[ScriptItem]:
     """Parse the positional arguments into script items (no file access).
 
     Args:
         tokens: e.g. ``["hello.wav", "dtmf:12#", "silence:2.5"]``. Anything not
-            starting with ``dtmf:`` or ``silence:`` is an audio file path.
+            starting with ``dtmf:``, ``silence:``, ``interrupt:`` or ``callee:`` is an
+            audio file path (the caller speaks it).
+        fork: the script of a listen-only fork: ``callee:PATH`` items (the dialled party
+            speaks PATH) are allowed; ``dtmf:`` and ``interrupt:`` items are not.
 
     Returns:
         The items, in order.
 
     Raises:
-        ValueError: empty or invalid DTMF digits, or a silence duration that is
-            not a finite number > 0.
+        ValueError: empty or invalid DTMF digits, a silence duration that is not a
+            finite number > 0, a ``callee:`` item without ``fork`` or without a path,
+            or a ``dtmf:``/``interrupt:`` item with ``fork``.
     """
     items = []
     for token in tokens:
+        if token.startswith(CALLEE_PREFIX):
+            if not fork:
+                raise ValueError(f"{token!r}: callee: items need --fork (a bidirectional stream carries only "
+                                 "the caller's audio; the other side is the bot)")
+            path = token[len(CALLEE_PREFIX):]
+            if not path:
+                raise ValueError(f"{token!r}: callee: needs an audio file path, e.g. callee:answer.wav")
+            items.append(ScriptItem("audio", token, path=path, track="outbound"))
+            continue
+        if fork and token.startswith("dtmf:"):
+            raise ValueError(f"{token!r}: dtmf: items need a bidirectional stream (Twilio sends no dtmf "
+                             "messages on a <Start><Stream> fork)")
+        if fork and token.startswith("interrupt:"):
+            raise ValueError(f"{token!r}: interrupt: needs a bot to talk over; --fork plays the items one after "
+                             "another (--gap-s apart)")
         if token.startswith("dtmf:"):
             digits = token[len("dtmf:"):]
             if not digits or any(d not in DTMF_DIGITS for d in digits):
@@ -100,8 +147,13 @@ class CallerScript:
         waiter: decides when a wait is over.
         wait_first: wait for the bot (greeting) before the first item.
 
+    Attributes:
+        spoken: the audio items sent so far, with the tick they started on (``SpokenItem``).
+        final_note: how the final wait ended, once ``next_tick`` returned None.
+
     Raises:
-        ValueError: an audio item has no entry in ``audio``.
+        ValueError: an audio item has no entry in ``audio``, or an item is on the outbound track
+            (``callee:``: only the caller speaks in a conversation).
     """
 
     def __init__(self, items: list[ScriptItem], audio: dict[str, bytes], waiter: "TurnWaiter",
@@ -109,9 +161,12 @@ class CallerScript:
         missing = [item.path for item in items if item.kind == "audio" and item.path not in audio]
         if missing:
             raise ValueError(f"no audio loaded for {missing}")
+        outbound = [item.token for item in items if item.track != "inbound"]
+        if outbound:
+            raise ValueError(f"{outbound}: only the caller speaks in a conversation (callee: items need --fork)")
         self._audio = dict(audio)
         self._waiter = waiter
-        self._steps: deque = deque()  # ("wait", previous item, interrupt after s) | ("play", item, None)
+        self._steps: deque = deque()  # ("wait", previous item, interrupt after s) | ("play", item, index)
         previous = None
         for index, item in enumerate(items):
             if item.kind == "interrupt":
@@ -122,11 +177,13 @@ class CallerScript:
                 continue
             if (index > 0 or wait_first) and not (self._steps and self._steps[-1][0] == "wait"):
                 self._steps.append(("wait", previous, None))
-            self._steps.append(("play", item, None))
+            self._steps.append(("play", item, index))
             previous = item
         self._steps.append(("wait", previous, None))
         self._frames: deque = deque()  # (ulaw, digits) of the item being played
         self._waiting = False
+        self._ticks = 0  # ticks returned so far
+        self.spoken: list[SpokenItem] = []  # audio items, in the order they were sent
         self.final_note: str | None = None  # note of the tick that ended the script (see next_tick)
 
     def next_tick(self, now_s: float, audio_queued: bool) -> CallerTick | None:
@@ -143,6 +200,7 @@ class CallerScript:
             if self._waiting:
                 reason = self._waiter.poll(now_s, audio_queued)
                 if reason is None:
+                    self._ticks += 1
                     return CallerTick(bytes([ULAW_SILENCE]) * FRAME_BYTES, note=note)
                 self._waiting = False
                 note = _join_notes(note, {"quiet": "bot quiet", "interrupt": "interrupting the bot"}.get(
@@ -151,22 +209,25 @@ class CallerScript:
             if not self._steps:
                 self.final_note = note
                 return None
-            step, item, interrupt_after_s = self._steps.popleft()
+            step, item, extra = self._steps.popleft()
             if step == "wait":
                 self._waiting = True
                 expect_reply = item is not None and item.kind in REPLY_EXPECTED_AFTER
-                self._waiter.start(now_s, expect_reply=expect_reply, interrupt_after_s=interrupt_after_s)
+                self._waiter.start(now_s, expect_reply=expect_reply, interrupt_after_s=extra)
                 note = _join_notes(note, "waiting for the bot" + (" to reply" if expect_reply else ""))
             else:
                 self._frames.extend(self._item_frames(item))
+                if item.kind == "audio":
+                    self.spoken.append(_spoken(item, extra, self._ticks, self._audio[item.path]))
                 note = _join_notes(note, f"caller: {item.token}")
         ulaw, digits = self._frames.popleft()
+        self._ticks += 1
         return CallerTick(ulaw, list(digits), note)
 
     def _item_frames(self, item: ScriptItem) -> list[tuple[bytes, tuple[str, ...]]]:
         silence = bytes([ULAW_SILENCE]) * FRAME_BYTES
         if item.kind == "audio":
-            return [(frame, ()) for frame in split_frames(self._audio[item.path])] or [(silence, ())]
+            return [(frame, ()) for frame in _audio_frames(self._audio[item.path])]
         if item.kind == "silence":
             return [(silence, ())] * max(1, round(item.seconds * 1000 / FRAME_MS))
         frames_per_digit = DTMF_INTERVAL_MS // FRAME_MS
@@ -179,6 +240,108 @@ class CallerScript:
 
 def _join_notes(first: str | None, second: str) -> str:
     return second if first is None else f"{first}; {second}"
+
+
+def _audio_frames(ulaw: bytes) -> list[bytes]:
+    """Frames of an audio item; an empty file still takes one (silent) frame."""
+    return split_frames(ulaw) or [bytes([ULAW_SILENCE]) * FRAME_BYTES]
+
+
+def _spoken(item: ScriptItem, index: int, start_tick: int, ulaw: bytes) -> SpokenItem:
+    return SpokenItem(item.track, index, item.token, start_tick, round(len(ulaw) * 1000 / SAMPLE_RATE))
+
+
+@dataclass
+class ForkTick:
+    """What both sides of a forked call say on one 20 ms tick.
+
+    Attributes:
+        inbound: 160 bytes of μ-law the caller says (the inbound track).
+        outbound: 160 bytes of μ-law the callee says (the outbound track: what the caller hears).
+        note: a human-readable event that started on this tick, or None.
+    """
+
+    inbound: bytes
+    outbound: bytes
+    note: str | None = None
+
+
+class ForkScript:
+    """Both sides of a forked call, tick by tick: the items one after another, no waiting.
+
+    Caller items (audio files, ``silence:``) go on the inbound track, ``callee:`` items on
+    the outbound track; the other track is μ-law silence meanwhile. Consecutive items are
+    separated by ``gap_s`` of silence on both tracks; after the last item come ``tail_s`` of
+    silence, then the script is over. Nobody waits for the server: on a fork it never speaks.
+
+    Args:
+        items: the parsed script (``parse_script(tokens, fork=True)``).
+        audio: μ-law 8 kHz bytes for each audio item, keyed by ``ScriptItem.path``.
+        gap_s: silence between items, seconds (rounded to 20 ms ticks).
+        tail_s: silence after the last item, seconds (rounded to 20 ms ticks).
+
+    Attributes:
+        spoken: the audio items queued so far, with the tick they start on (``SpokenItem``).
+        final_note: "script over" once ``next_tick`` returned None.
+
+    Raises:
+        ValueError: a ``dtmf``/``interrupt`` item, an audio item with no entry in ``audio``,
+            or a gap/tail that is not a finite number >= 0.
+    """
+
+    def __init__(self, items: list[ScriptItem], audio: dict[str, bytes], gap_s: float = 0.8, tail_s: float = 2.0):
+        unsupported = [item.token for item in items if item.kind not in ("audio", "silence")]
+        if unsupported:
+            raise ValueError(f"{unsupported}: a fork script has only audio, callee: and silence: items")
+        missing = [item.path for item in items if item.kind == "audio" and item.path not in audio]
+        if missing:
+            raise ValueError(f"no audio loaded for {missing}")
+        for name, value in (("gap_s", gap_s), ("tail_s", tail_s)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        self._audio = dict(audio)
+        self._gap_ticks = round(gap_s * 1000 / FRAME_MS)
+        self._steps: deque = deque(enumerate(items))
+        self._tail_ticks: int | None = round(tail_s * 1000 / FRAME_MS)  # None once the tail is queued
+        self._frames: deque = deque()  # (inbound, outbound, note)
+        self._ticks = 0
+        self.spoken: list[SpokenItem] = []
+        self.final_note: str | None = None
+
+    def next_tick(self) -> ForkTick | None:
+        """Return what both sides send on this tick, or None once the script (and tail) is over."""
+        silence = bytes([ULAW_SILENCE]) * FRAME_BYTES
+        while not self._frames:
+            if self._steps:
+                index, item = self._steps.popleft()
+                if index > 0:
+                    self._frames.extend([(silence, silence, None)] * self._gap_ticks)
+                self._frames.extend(self._item_frames(index, item, silence))
+            elif self._tail_ticks is not None:
+                tail = [(silence, silence, None)] * self._tail_ticks
+                if tail:
+                    tail[0] = (silence, silence, f"tail: {self._tail_ticks * FRAME_MS / 1000:g} s of silence")
+                self._frames.extend(tail)
+                self._tail_ticks = None
+            else:
+                self.final_note = "script over"
+                return None
+        inbound, outbound, note = self._frames.popleft()
+        self._ticks += 1
+        return ForkTick(inbound, outbound, note)
+
+    def _item_frames(self, index: int, item: ScriptItem, silence: bytes) -> list[tuple[bytes, bytes, str | None]]:
+        start_tick = self._ticks + len(self._frames)
+        if item.kind == "silence":
+            count = max(1, round(item.seconds * 1000 / FRAME_MS))
+            return [(silence, silence, f"silence: {item.seconds:g} s")] + [(silence, silence, None)] * (count - 1)
+        ulaw = self._audio[item.path]
+        self.spoken.append(_spoken(item, index, start_tick, ulaw))
+        speaker = "caller" if item.track == "inbound" else "callee"
+        frames = [(frame, silence, None) if item.track == "inbound" else (silence, frame, None)
+                  for frame in _audio_frames(ulaw)]
+        frames[0] = (*frames[0][:2], f"{speaker}: {item.path}")
+        return frames
 
 
 class TurnWaiter:

@@ -1,18 +1,21 @@
 """One Media Stream played as Twilio would, in real time over a WebSocket (runs under gevent).
 
-Importing it imports no gevent, socket or threading: the runtime imports them
-when a call runs, after ``callsim.main`` has monkey-patched.
+``SimulatedCall`` is a bidirectional ``<Connect><Stream>`` conversation with a bot;
+``SimulatedFork`` a unidirectional ``<Start><Stream>`` fork of a forwarded call.
+Importing this module imports no gevent, socket or threading: the runtime imports
+them when a call runs, after ``callsim.main`` has monkey-patched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tools.twilio_sim.frames import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ULAW_SILENCE, frame_index_for_ms
 from tools.twilio_sim.latency import ReplyTracker
 from tools.twilio_sim.messages import ProtocolViolation, ServerMessage, TwilioMessages, parse_server_message
 from tools.twilio_sim.playback import PlaybackBuffer
-from tools.twilio_sim.script import CallerScript, TurnWaiter
+from tools.twilio_sim.script import CallerScript, ForkScript, SpokenItem, TurnWaiter
 
 STOP_GRACE_S = 1.0  # after sending stop, time the server gets to close the socket itself
 
@@ -22,6 +25,8 @@ class Counts:
     """Message counts for the report."""
 
     media_sent: int = 0
+    media_sent_inbound: int = 0
+    media_sent_outbound: int = 0
     dtmf_sent: int = 0
     media_received: int = 0
     media_received_bytes: int = 0
@@ -33,45 +38,53 @@ class Counts:
     max_tick_lateness_ms: float = 0.0
 
 
-class SimulatedCall:
-    """Run one Media Stream as Twilio would: send the caller's audio, play the bot's.
+class _MediaStream:
+    """What every stream does as Twilio: the 20 ms clock, receiving and validating, hanging up.
 
-    The sending loop runs in the calling greenlet on absolute 20 ms deadlines
-    from a monotonic clock (late ticks are caught up, never skipped); a second
-    greenlet receives and validates server messages so the clock never waits
-    on a receive. Requires gevent monkey patching (``callsim.main`` does it).
+    The sending loop runs in the calling greenlet on absolute 20 ms deadlines from
+    a monotonic clock (late ticks are caught up, never skipped) and calls
+    ``_send_tick`` once per tick; a second greenlet receives and validates server
+    messages so the clock never waits on a receive. Requires gevent monkey
+    patching (``callsim.main`` does it).
 
     Args:
         ws: an open websocket-client ``WebSocket``.
         messages: message builder holding the SIDs and counters.
         custom_parameters: the TwiML ``<Parameter>``s, sent in ``start``.
-        script: the caller's behaviour.
-        waiter: the script's ``TurnWaiter``.
+        tracks: ``start.tracks``.
         verbose: print every server message.
+        on_stream_event: called with "stream-started" right after ``start`` is sent and with
+            "stream-stopped" once the stream is over (after ``stop``, or when the server
+            closed the socket); it must not block (the status callbacks run in greenlets).
     """
 
-    def __init__(self, ws, messages: TwilioMessages, custom_parameters: dict[str, str],
-                 script: CallerScript, waiter: TurnWaiter, verbose: bool = False):
+    unidirectional = False
+
+    def __init__(self, ws, messages: TwilioMessages, custom_parameters: dict[str, str], tracks: list[str],
+                 verbose: bool = False, on_stream_event: Callable[[str], None] | None = None):
         import threading
 
         self.ws = ws
         self.messages = messages
         self.custom_parameters = custom_parameters
-        self.script = script
-        self.waiter = waiter
+        self.tracks = list(tracks)
         self.verbose = verbose
-        self.buffer = PlaybackBuffer()
-        self.replies = ReplyTracker()
+        self.on_stream_event = on_stream_event
         self.counts = Counts()
         self.violations: list[dict] = []
-        self.heard = bytearray()  # μ-law, one FRAME_BYTES block per media frame sent
-        self.frame_sent_s: list[float] = []  # monotonic send time of media frame n
+        self.heard = bytearray()  # μ-law the caller heard, one FRAME_BYTES block per tick
+        self.frame_sent_s: list[float] = []  # monotonic send time of tick n's media
         self.ended_by: str | None = None
         self.failure: str | None = None  # set if the receiving greenlet crashed
         self._send_lock = threading.Lock()  # gevent-patched: keeps sequence numbers in send order
         self._t0: float | None = None
         self._server_closed = False
         self._stopping = False
+
+    @property
+    def spoken(self) -> list[SpokenItem]:
+        """The script's audio items in the order they were sent (tick clock)."""
+        return self.script.spoken
 
     # -- output helpers --
 
@@ -86,6 +99,18 @@ class SimulatedCall:
     def _send(self, build, *args) -> None:
         with self._send_lock:
             self.ws.send(build(*args))
+
+    def _send_media(self, ulaw: bytes, track: str) -> None:
+        self._send(self.messages.media, ulaw, track)
+        self.counts.media_sent += 1
+        if track == "inbound":
+            self.counts.media_sent_inbound += 1
+        else:
+            self.counts.media_sent_outbound += 1
+
+    def _stream_event(self, event: str) -> None:
+        if self.on_stream_event is not None:
+            self.on_stream_event(event)
 
     # -- receiving --
 
@@ -117,7 +142,7 @@ class SimulatedCall:
                     self._violation(now_s, "text frame is not UTF-8", repr(data[:80]))
                     continue
             try:
-                message = parse_server_message(data, self.messages.stream_sid)
+                message = parse_server_message(data, self.messages.stream_sid, unidirectional=self.unidirectional)
             except ProtocolViolation as error:
                 self._violation(now_s, str(error), data if isinstance(data, str) else repr(data[:80]))
                 continue
@@ -127,6 +152,112 @@ class SimulatedCall:
         self.counts.violations += 1
         self.violations.append({"at_ms": self.clock_ms(now_s), "error": error, "message": raw[:300]})
         self.log(now_s, f"PROTOCOL VIOLATION: {error}")
+
+    def _apply(self, message: ServerMessage, now_s: float) -> None:
+        raise NotImplementedError
+
+    # -- sending --
+
+    def _send_tick(self, now_s: float) -> bool:
+        """Send this tick's messages; return False (sending nothing) once the script is over."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        """Send connected/start, run the script in real time, then stop and close."""
+        import time
+
+        import gevent
+        import websocket
+
+        self._send(self.messages.connected)
+        self._send(self.messages.start, self.custom_parameters, self.tracks)
+        self._stream_event("stream-started")
+        receiver = gevent.spawn(self._receive_loop)
+        self._t0 = time.monotonic()
+        frame = 0
+        try:
+            while True:
+                deadline_s = self._t0 + frame * FRAME_MS / 1000
+                now_s = time.monotonic()
+                if deadline_s > now_s:
+                    gevent.sleep(deadline_s - now_s)
+                    now_s = time.monotonic()
+                lateness_ms = (now_s - deadline_s) * 1000
+                self.counts.max_tick_lateness_ms = max(self.counts.max_tick_lateness_ms, round(lateness_ms, 1))
+                if lateness_ms > 10:
+                    self.counts.late_ticks += 1
+                if self._server_closed:
+                    self.ended_by = "error" if self.failure else "server"
+                    self.log(now_s, self.failure or "server closed the WebSocket")
+                    break
+                if not self._send_tick(now_s):
+                    if self.script.final_note:
+                        self.log(now_s, self.script.final_note)
+                    self.ended_by = "caller"
+                    break
+                self.frame_sent_s.append(now_s)
+                frame += 1
+        except KeyboardInterrupt:
+            self.ended_by = "caller (interrupted)"
+        except (websocket.WebSocketConnectionClosedException, OSError) as error:
+            self.ended_by = "server"  # the socket died under us: wrap up with what we have
+            self.log(time.monotonic(), f"connection lost: {error!r}")
+        finally:
+            self._hang_up(receiver)
+
+    def _hang_up(self, receiver) -> None:
+        """Send ``stop`` (unless the server hung up), report stream-stopped, then close the socket.
+
+        Twilio sends ``stop`` and closes [T-WS]; a server usually closes first on
+        ``stop``, so give it ``STOP_GRACE_S`` before closing from this side. Only
+        one greenlet reads the socket at a time.
+        """
+        import time
+
+        import websocket
+
+        self._stopping = True
+        if self.ended_by != "server":
+            try:
+                self._send(self.messages.stop)
+                self.log(time.monotonic(), "caller: hang up (stop)")
+            except (websocket.WebSocketException, OSError):
+                pass
+        self._stream_event("stream-stopped")
+        if self.ended_by != "server":
+            receiver.join(timeout=STOP_GRACE_S)
+        # ws.close() reads the peer's close frame: never while the receiver is reading too.
+        receiver.kill(timeout=1)
+        try:
+            self.ws.close(timeout=2)  # no-op if the server's close frame was already answered
+        except (websocket.WebSocketException, OSError):
+            pass
+        self.ws.shutdown()
+
+
+class SimulatedCall(_MediaStream):
+    """Run one bidirectional Media Stream as Twilio would: send the caller's audio, play the bot's.
+
+    ``heard`` is the bot's audio as played to the caller (silence when nothing is queued).
+
+    Args:
+        ws: an open websocket-client ``WebSocket``.
+        messages: message builder holding the SIDs and counters.
+        custom_parameters: the TwiML ``<Parameter>``s, sent in ``start``.
+        script: the caller's behaviour.
+        waiter: the script's ``TurnWaiter``.
+        verbose: print every server message.
+        on_stream_event: see ``_MediaStream``.
+    """
+
+    def __init__(self, ws, messages: TwilioMessages, custom_parameters: dict[str, str],
+                 script: CallerScript, waiter: TurnWaiter, verbose: bool = False,
+                 on_stream_event: Callable[[str], None] | None = None):
+        super().__init__(ws, messages, custom_parameters, ["inbound"], verbose, on_stream_event)
+        self.script = script
+        self.waiter = waiter
+        self.buffer = PlaybackBuffer()
+        self.replies = ReplyTracker()
 
     def _apply(self, message: ServerMessage, now_s: float) -> None:
         if message.event == "media":
@@ -162,84 +293,18 @@ class SimulatedCall:
         if self.verbose:
             self.log(now_s, f"-> mark echo {name!r}{'' if played else ' (cleared)'}")
 
-    # -- sending --
-
-    def run(self) -> None:
-        """Send connected/start, run the script in real time, then stop and close."""
-        import time
-
-        import gevent
-        import websocket
-
-        self._send(self.messages.connected)
-        self._send(self.messages.start, self.custom_parameters)
-        receiver = gevent.spawn(self._receive_loop)
-        self._t0 = time.monotonic()
-        frame = 0
-        try:
-            while True:
-                deadline_s = self._t0 + frame * FRAME_MS / 1000
-                now_s = time.monotonic()
-                if deadline_s > now_s:
-                    gevent.sleep(deadline_s - now_s)
-                    now_s = time.monotonic()
-                lateness_ms = (now_s - deadline_s) * 1000
-                self.counts.max_tick_lateness_ms = max(self.counts.max_tick_lateness_ms, round(lateness_ms, 1))
-                if lateness_ms > 10:
-                    self.counts.late_ticks += 1
-                if self._server_closed:
-                    self.ended_by = "error" if self.failure else "server"
-                    self.log(now_s, self.failure or "server closed the WebSocket")
-                    break
-                tick = self.script.next_tick(now_s, self.buffer.queued_bytes > 0)
-                if tick is None:
-                    if self.script.final_note:
-                        self.log(now_s, self.script.final_note)
-                    self.ended_by = "caller"
-                    break
-                if tick.note:
-                    self.log(now_s, tick.note)
-                self._play_tick(now_s)
-                for digit in tick.digits:
-                    self._send(self.messages.dtmf, digit)
-                    self.counts.dtmf_sent += 1
-                self._send(self.messages.media, tick.ulaw)
-                self.frame_sent_s.append(now_s)
-                self.counts.media_sent += 1
-                frame += 1
-        except KeyboardInterrupt:
-            self.ended_by = "caller (interrupted)"
-        except (websocket.WebSocketConnectionClosedException, OSError) as error:
-            self.ended_by = "server"  # the socket died under us: wrap up with what we have
-            self.log(time.monotonic(), f"connection lost: {error!r}")
-        finally:
-            self._hang_up(receiver)
-
-    def _hang_up(self, receiver) -> None:
-        """Send ``stop`` (unless the server hung up), then close the socket with one reader at a time.
-
-        Twilio sends ``stop`` and closes [T-WS]; a server usually closes first on
-        ``stop``, so give it ``STOP_GRACE_S`` before closing from this side.
-        """
-        import time
-
-        import websocket
-
-        self._stopping = True
-        if self.ended_by != "server":
-            try:
-                self._send(self.messages.stop)
-                self.log(time.monotonic(), "caller: hang up (stop)")
-            except (websocket.WebSocketException, OSError):
-                pass
-            receiver.join(timeout=STOP_GRACE_S)
-        # ws.close() reads the peer's close frame: never while the receiver is reading too.
-        receiver.kill(timeout=1)
-        try:
-            self.ws.close(timeout=2)  # no-op if the server's close frame was already answered
-        except (websocket.WebSocketException, OSError):
-            pass
-        self.ws.shutdown()
+    def _send_tick(self, now_s: float) -> bool:
+        tick = self.script.next_tick(now_s, self.buffer.queued_bytes > 0)
+        if tick is None:
+            return False
+        if tick.note:
+            self.log(now_s, tick.note)
+        self._play_tick(now_s)
+        for digit in tick.digits:
+            self._send(self.messages.dtmf, digit)
+            self.counts.dtmf_sent += 1
+        self._send_media(tick.ulaw, "inbound")
+        return True
 
     def _play_tick(self, now_s: float) -> None:
         timestamp_ms = self.messages.next_timestamp_ms
@@ -261,3 +326,44 @@ class SimulatedCall:
             if frame < len(self.frame_sent_s):
                 ends.append((index, int(turn["end_ms"]), self.frame_sent_s[frame]))
         return ends
+
+
+class SimulatedFork(_MediaStream):
+    """Run one unidirectional ``<Start><Stream>`` fork as Twilio would: stream both sides, accept nothing back.
+
+    Every 20 ms one media message per track in ``tracks`` (μ-law silence when that
+    side is not talking), all carrying the same timestamp. Any message from the
+    server is a protocol violation (Twilio error 31924) [T-ERR-31924, protocol.md §3].
+    ``heard`` is the callee's audio (the outbound track as sent, whether or not it is
+    streamed): what the caller heard.
+
+    Args:
+        ws: an open websocket-client ``WebSocket``.
+        messages: message builder holding the SIDs and counters.
+        custom_parameters: the TwiML ``<Parameter>``s, sent in ``start``.
+        tracks: ``start.tracks`` from the TwiML track (``TwimlStream.tracks``).
+        script: both sides' items.
+        verbose: print every server message.
+        on_stream_event: see ``_MediaStream``.
+    """
+
+    unidirectional = True
+
+    def __init__(self, ws, messages: TwilioMessages, custom_parameters: dict[str, str], tracks: list[str],
+                 script: ForkScript, verbose: bool = False, on_stream_event: Callable[[str], None] | None = None):
+        super().__init__(ws, messages, custom_parameters, tracks, verbose, on_stream_event)
+        self.script = script
+
+    def _apply(self, message: ServerMessage, now_s: float) -> None:
+        raise AssertionError("parse_server_message accepts nothing on a unidirectional stream")
+
+    def _send_tick(self, now_s: float) -> bool:
+        tick = self.script.next_tick()
+        if tick is None:
+            return False
+        if tick.note:
+            self.log(now_s, tick.note)
+        for track in self.tracks:
+            self._send_media(tick.inbound if track == "inbound" else tick.outbound, track)
+        self.heard += tick.outbound
+        return True

@@ -1,0 +1,487 @@
+"""CallStore: calls, turns, stream status events and recordings in the database (blocking).
+
+Every method is one short transaction on its own ``Session``, so one ``CallStore`` (and its
+engine) is shared by all threads. From gevent code, call it through the threadpool: the
+database drivers block the OS thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.database import WRITE_OPTION
+from store.models import CallRow, RecordingRow, StatusEventRow, TurnRow
+
+log = logging.getLogger(__name__)
+
+RECORDING_KINDS = ("stereo", "inbound", "outbound")
+
+# Turn keys with a column of their own; any other key goes to the ``extra`` JSON column.
+_TURN_BASE_KEYS = ("speaker", "text", "start_ms", "end_ms")
+_TURN_OPTIONAL_KEYS = ("dtmf", "error", "interrupted", "heard", "latency_ms")
+
+# Rows per UPDATE … WHERE call_sid IN (…): old SQLite builds allow 999 bound parameters.
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Metadata of one stored recording.
+
+    Attributes:
+        call_sid: the call (``CA…``).
+        kind: ``"stereo"``, ``"inbound"`` or ``"outbound"``.
+        duration_ms: length of the audio, ms.
+        size_bytes: size of the file, bytes.
+        content_type: MIME type of the bytes, e.g. ``"audio/wav"``.
+        path: the file holding the bytes, or ``None`` when they are in the database.
+        in_database: True when the bytes are in the database; ``CallStore.recording_bytes``
+            returns them either way.
+    """
+
+    call_sid: str
+    kind: str
+    duration_ms: int
+    size_bytes: int
+    content_type: str
+    path: str | None
+    in_database: bool
+
+
+class CallStore:
+    """The call history in a SQLite or PostgreSQL database (schema from ``upgrade_schema``).
+
+    Thread-safe: each method runs one short transaction on a session of its own. Times in
+    and out are ISO 8601 strings; they are stored as UTC timestamps and returned in UTC as
+    ``YYYY-MM-DDTHH:MM:SS.mmm+00:00`` (microseconds when the value has them), so a UTC time
+    written by the app (``isoformat(timespec="milliseconds")``) comes back unchanged; a time
+    with another offset comes back converted to UTC; a time without offset is taken as UTC.
+
+    Args:
+        engine: from ``store.database.make_engine``.
+
+    Raises:
+        NotImplementedError: the engine is neither SQLite nor PostgreSQL (upserts use their
+            ``INSERT … ON CONFLICT``).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect.name
+        if dialect == "sqlite":
+            self._insert = sqlite.insert
+        elif dialect == "postgresql":
+            self._insert = postgresql.insert
+        else:
+            raise NotImplementedError(f"the call store supports SQLite and PostgreSQL, not {dialect}")
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def save_call(self, record: dict[str, Any]) -> None:
+        """Insert or replace one call and its turns (one transaction).
+
+        Args:
+            record: the API shape (``CallRecord.to_json()``) plus ``mode``: ``call_sid``,
+                ``stream_sid``, ``from``, ``to``, ``started_at``/``ended_at`` (ISO 8601 or
+                ``None``), ``mode`` (``"conversation"`` | ``"fork"``), and ``turns``: the FULL
+                current list, which replaces the stored one. Each turn: ``speaker``, ``text``,
+                ``start_ms``, ``end_ms`` (ms, media clock; ``end_ms`` may be ``None``) and
+                optional ``dtmf``, ``error``, ``interrupted``, ``heard``, ``latency_ms`` (a dict
+                of stage → ms, its ``total`` also kept in a column); other keys are kept as
+                JSON. Keys whose value is ``None`` are not kept. Missing call keys are stored
+                as NULL (they replace what was stored).
+
+        Raises:
+            ValueError: no ``call_sid``, a time that is not ISO 8601, or a turn without
+                ``speaker``/``text``/``start_ms``.
+        """
+        call_sid = _require_sid(record.get("call_sid"))
+        values = {
+            "call_sid": call_sid,
+            "stream_sid": record.get("stream_sid"),
+            "from_number": record.get("from"),
+            "to_number": record.get("to"),
+            "started_at": _parse_time(record.get("started_at"), "started_at"),
+            "ended_at": _parse_time(record.get("ended_at"), "ended_at"),
+            "mode": record.get("mode"),
+        }
+        turns = [_turn_row(call_sid, position, turn) for position, turn in enumerate(record.get("turns") or [])]
+        upsert = self._insert(CallRow.__table__).values(values)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["call_sid"], set_={k: v for k, v in values.items() if k != "call_sid"}
+        )
+        with self._write() as session:
+            session.execute(upsert)
+            session.execute(delete(TurnRow.__table__).where(TurnRow.call_sid == call_sid))
+            if turns:
+                session.execute(TurnRow.__table__.insert(), turns)
+
+    def add_status_event(
+        self,
+        call_sid: str,
+        *,
+        stream_sid: str | None,
+        event: str,
+        error: str | None,
+        timestamp: str | None,
+        name: str | None = None,
+    ) -> None:
+        """Append one Twilio stream ``statusCallback`` request to the call's events.
+
+        The callback may arrive before the call is saved: a placeholder call row with only
+        ``call_sid`` is created, and ``save_call`` fills it in later.
+
+        Args:
+            call_sid: Twilio's ``CallSid``.
+            stream_sid: ``StreamSid``.
+            event: ``StreamEvent``: ``stream-started``, ``stream-stopped`` or ``stream-error``.
+            error: ``StreamError`` (set with ``stream-error``).
+            timestamp: ``Timestamp`` (ISO 8601, kept verbatim).
+            name: ``StreamName``.
+
+        Raises:
+            ValueError: empty ``call_sid`` or ``event``.
+        """
+        call_sid = _require_sid(call_sid)
+        if not event:
+            raise ValueError("a status event needs its StreamEvent")
+        with self._write() as session:
+            self._ensure_call(session, call_sid)
+            session.execute(
+                StatusEventRow.__table__.insert().values(
+                    call_sid=call_sid, stream_sid=stream_sid, event=event, error=error, timestamp=timestamp, name=name
+                )
+            )
+
+    def save_recording(
+        self,
+        call_sid: str,
+        kind: str,
+        *,
+        duration_ms: int,
+        size_bytes: int,
+        content_type: str = "audio/wav",
+        path: str | os.PathLike[str] | None = None,
+        data: bytes | None = None,
+    ) -> None:
+        """Insert or replace the metadata (and maybe the bytes) of one recording of a call.
+
+        Give exactly one of ``path`` (the file stays where it is; only its path is stored) and
+        ``data`` (the bytes are stored in the database, for platforms whose filesystem is
+        wiped at restart). A placeholder call row is created if the call is not saved yet.
+
+        Args:
+            call_sid: the call (``CA…``).
+            kind: ``"stereo"``, ``"inbound"`` or ``"outbound"``; one recording per kind.
+            duration_ms: length of the audio, ms.
+            size_bytes: size of the file, bytes (``len(data)`` when ``data`` is given).
+            content_type: MIME type of the bytes.
+            path: the file holding the recording.
+            data: the recording's bytes.
+
+        Raises:
+            ValueError: unknown ``kind``, both or neither of ``path``/``data``, a negative
+                duration or size, or ``size_bytes != len(data)``.
+        """
+        call_sid = _require_sid(call_sid)
+        if kind not in RECORDING_KINDS:
+            raise ValueError(f"recording kind must be one of {RECORDING_KINDS}, not {kind!r}")
+        if (path is None) == (data is None):
+            raise ValueError("give exactly one of path and data")
+        if duration_ms < 0 or size_bytes < 0:
+            raise ValueError("duration_ms and size_bytes must be >= 0")
+        if data is not None and len(data) != size_bytes:
+            raise ValueError(f"size_bytes is {size_bytes} but data has {len(data)} bytes")
+        values = {
+            "call_sid": call_sid,
+            "kind": kind,
+            "duration_ms": int(duration_ms),
+            "size_bytes": int(size_bytes),
+            "content_type": content_type,
+            "path": os.fspath(path) if path is not None else None,
+            "data": bytes(data) if data is not None else None,
+        }
+        upsert = self._insert(RecordingRow.__table__).values(values)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["call_sid", "kind"],
+            set_={k: v for k, v in values.items() if k not in ("call_sid", "kind")},
+        )
+        with self._write() as session:
+            self._ensure_call(session, call_sid)
+            session.execute(upsert)
+
+    def mark_unfinished_calls_ended(self, ended_at: str) -> list[str]:
+        """Set ``ended_at`` on every call that has none (after a crash, at start-up).
+
+        Caution: with several processes sharing one PostgreSQL database this also ends the
+        calls still running in the other processes.
+
+        Args:
+            ended_at: the time to record, ISO 8601.
+
+        Returns:
+            The call SIDs that were marked, sorted.
+
+        Raises:
+            ValueError: ``ended_at`` is not an ISO 8601 time.
+        """
+        when = _parse_time(ended_at, "ended_at")
+        if when is None:
+            raise ValueError("ended_at is required")
+        with self._write() as session:
+            query = select(CallRow.call_sid).where(CallRow.ended_at.is_(None)).order_by(CallRow.call_sid)
+            call_sids = list(session.scalars(query.with_for_update()))
+            for start in range(0, len(call_sids), _IN_CHUNK):
+                chunk = call_sids[start : start + _IN_CHUNK]
+                session.execute(
+                    update(CallRow.__table__)
+                    .where(CallRow.call_sid.in_(chunk), CallRow.ended_at.is_(None))
+                    .values(ended_at=when)
+                )
+        return call_sids
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get_call(self, call_sid: str) -> dict[str, Any] | None:
+        """Return one call in the API shape, or ``None`` if it is not stored.
+
+        Returns:
+            ``call_sid``, ``stream_sid``, ``from``, ``to``, ``started_at``, ``ended_at`` (ISO
+            8601 UTC or ``None``), ``mode``, ``turns`` (dicts as saved, ordered by ``start_ms``
+            then position in the saved list), ``status_events`` (``[{event, error, timestamp,
+            name}]`` in arrival order) and ``recordings`` (``[{kind, duration_ms,
+            size_bytes}]`` ordered by kind).
+        """
+        with self._read() as session:
+            call = session.execute(select(CallRow.__table__).where(CallRow.call_sid == call_sid)).mappings().first()
+            if call is None:
+                return None
+            turns = session.execute(
+                select(TurnRow.__table__)
+                .where(TurnRow.call_sid == call_sid)
+                .order_by(TurnRow.start_ms, TurnRow.position)
+            ).mappings()
+            turn_dicts = [_turn_json(row) for row in turns]
+            events = session.execute(
+                select(StatusEventRow.event, StatusEventRow.error, StatusEventRow.timestamp, StatusEventRow.name)
+                .where(StatusEventRow.call_sid == call_sid)
+                .order_by(StatusEventRow.id)
+            ).mappings()
+            event_dicts = [dict(row) for row in events]
+            recordings = session.execute(
+                select(RecordingRow.kind, RecordingRow.duration_ms, RecordingRow.size_bytes)
+                .where(RecordingRow.call_sid == call_sid)
+                .order_by(RecordingRow.kind)
+            ).mappings()
+            recording_dicts = [dict(row) for row in recordings]
+        return {
+            "call_sid": call["call_sid"],
+            "stream_sid": call["stream_sid"],
+            "from": call["from_number"],
+            "to": call["to_number"],
+            "started_at": _format_time(call["started_at"]),
+            "ended_at": _format_time(call["ended_at"]),
+            "mode": call["mode"],
+            "turns": turn_dicts,
+            "status_events": event_dicts,
+            "recordings": recording_dicts,
+        }
+
+    def list_calls(self, *, page: int = 1, per_page: int = 20) -> tuple[list[dict[str, Any]], int]:
+        """Return one page of call summaries, most recent first, and the number of calls.
+
+        Order: ``started_at`` descending, calls without ``started_at`` last, then ``call_sid``.
+
+        Args:
+            page: page number, from 1.
+            per_page: calls per page, from 1.
+
+        Returns:
+            (summaries, total). Each summary: ``call_sid``, ``from``, ``to``, ``started_at``,
+            ``ended_at``, ``duration_ms`` (``ended_at - started_at`` in ms, or ``None``),
+            ``mode``, ``turn_count``. A page past the end is an empty list.
+
+        Raises:
+            ValueError: ``page`` or ``per_page`` below 1.
+        """
+        if page < 1 or per_page < 1:
+            raise ValueError("page and per_page must be >= 1")
+        turn_count = (
+            select(func.count())
+            .select_from(TurnRow)
+            .where(TurnRow.call_sid == CallRow.call_sid)
+            .correlate(CallRow)
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                CallRow.call_sid,
+                CallRow.from_number,
+                CallRow.to_number,
+                CallRow.started_at,
+                CallRow.ended_at,
+                CallRow.mode,
+                turn_count.label("turn_count"),
+            )
+            # NULLS LAST spelled portably (SQLite before 3.30 lacks the keyword).
+            .order_by(case((CallRow.started_at.is_(None), 1), else_=0), CallRow.started_at.desc(), CallRow.call_sid)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+        with self._read() as session:
+            rows = session.execute(query).mappings().all()
+            total = session.scalar(select(func.count()).select_from(CallRow))
+        summaries = [
+            {
+                "call_sid": row["call_sid"],
+                "from": row["from_number"],
+                "to": row["to_number"],
+                "started_at": _format_time(row["started_at"]),
+                "ended_at": _format_time(row["ended_at"]),
+                "duration_ms": _duration_ms(row["started_at"], row["ended_at"]),
+                "mode": row["mode"],
+                "turn_count": int(row["turn_count"]),
+            }
+            for row in rows
+        ]
+        return summaries, int(total or 0)
+
+    def recording(self, call_sid: str, kind: str) -> Recording | None:
+        """Return the metadata of one recording (without its bytes), or ``None``."""
+        query = select(
+            RecordingRow.call_sid,
+            RecordingRow.kind,
+            RecordingRow.duration_ms,
+            RecordingRow.size_bytes,
+            RecordingRow.content_type,
+            RecordingRow.path,
+            RecordingRow.data.is_not(None).label("in_database"),
+        ).where(RecordingRow.call_sid == call_sid, RecordingRow.kind == kind)
+        with self._read() as session:
+            row = session.execute(query).mappings().first()
+        if row is None:
+            return None
+        return Recording(**{**row, "in_database": bool(row["in_database"])})
+
+    def recording_bytes(self, call_sid: str, kind: str) -> bytes | None:
+        """Return the bytes of one recording, from the database or its file.
+
+        Returns:
+            The file's bytes (``content_type`` from ``recording``), or ``None`` when no such
+            recording is stored or its file no longer exists (logged as a warning).
+
+        Raises:
+            OSError: the file exists but cannot be read.
+        """
+        query = select(RecordingRow.path, RecordingRow.data).where(
+            RecordingRow.call_sid == call_sid, RecordingRow.kind == kind
+        )
+        with self._read() as session:
+            row = session.execute(query).first()
+        if row is None:
+            return None
+        path, data = row
+        if data is not None:
+            return bytes(data)
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            log.warning("recording %s/%s: file %s is gone", call_sid, kind, path)
+            return None
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A write transaction (on SQLite it begins with ``BEGIN IMMEDIATE``); commits on exit."""
+        with self._sessions.begin() as session:
+            session.connection(execution_options={WRITE_OPTION: True})
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        """A read transaction: one consistent snapshot on SQLite; rolled back on exit."""
+        with self._sessions() as session:
+            yield session
+
+    def _ensure_call(self, session: Session, call_sid: str) -> None:
+        session.execute(
+            self._insert(CallRow.__table__).values(call_sid=call_sid).on_conflict_do_nothing(index_elements=["call_sid"])
+        )
+
+
+def _require_sid(call_sid: Any) -> str:
+    if not isinstance(call_sid, str) or not call_sid:
+        raise ValueError(f"call_sid must be a non-empty string, not {call_sid!r}")
+    return call_sid
+
+
+def _parse_time(value: str | datetime | None, field: str) -> datetime | None:
+    """ISO 8601 text (``Z`` allowed) → datetime; the UTC conversion is the column type's job."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{field} must be an ISO 8601 time, not {value!r}") from error
+
+
+def _format_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat(timespec="milliseconds" if value.microsecond % 1000 == 0 else "microseconds")
+
+
+def _duration_ms(started_at: datetime | None, ended_at: datetime | None) -> int | None:
+    if started_at is None or ended_at is None:
+        return None
+    return (ended_at - started_at) // timedelta(milliseconds=1)
+
+
+def _turn_row(call_sid: str, position: int, turn: dict[str, Any]) -> dict[str, Any]:
+    """One saved turn dict → the values of its ``turns`` row."""
+    missing = [key for key in ("speaker", "text", "start_ms") if turn.get(key) is None]
+    if missing:
+        raise ValueError(f"turn {position} of {call_sid} has no {', '.join(missing)}")
+    latency = turn.get("latency_ms")
+    total = latency.get("total") if isinstance(latency, dict) else None
+    extra = {k: v for k, v in turn.items() if k not in _TURN_BASE_KEYS and k not in _TURN_OPTIONAL_KEYS}
+    return {
+        "call_sid": call_sid,
+        "position": position,
+        "speaker": turn["speaker"],
+        "text": turn["text"],
+        "start_ms": int(turn["start_ms"]),
+        "end_ms": None if turn.get("end_ms") is None else int(turn["end_ms"]),
+        "dtmf": turn.get("dtmf"),
+        "error": turn.get("error"),
+        "interrupted": turn.get("interrupted"),
+        "heard": turn.get("heard"),
+        "latency_ms": latency,
+        "latency_total_ms": round(total) if isinstance(total, (int, float)) else None,
+        "extra": {k: v for k, v in extra.items() if v is not None} or None,
+    }
+
+
+def _turn_json(row: Any) -> dict[str, Any]:
+    """A ``turns`` row → the turn dict as saved (keys with ``None`` values left out)."""
+    turn = {key: row[key] for key in _TURN_BASE_KEYS}
+    for key in _TURN_OPTIONAL_KEYS:
+        if row[key] is not None:
+            turn[key] = row[key]
+    if row["extra"]:
+        turn.update(row["extra"])
+    return turn

@@ -1,0 +1,168 @@
+"""SQLAlchemy 2.0 declarative models of the call store: the tables the Alembic migrations create.
+
+Four tables, all keyed by the Twilio call SID (``CA…``):
+
+- ``calls``: one row per call (``CallRow``).
+- ``turns``: the call's turns, keyed by (call SID, position in the saved list) (``TurnRow``).
+- ``stream_status_events``: Twilio's stream ``statusCallback`` requests, in arrival order
+  (``StatusEventRow``).
+- ``recordings``: one row per (call SID, kind) recording, its bytes in a file or in the
+  ``data`` column (``RecordingRow``).
+
+Keep these models and ``store/migrations/versions/`` in step: ``tests/test_store.py`` fails when
+Alembic's ``compare_metadata`` finds a difference between them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints, so later migrations can drop or alter them by name (SQLite batch mode needs names).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC ``datetime`` on both back ends.
+
+    PostgreSQL stores ``TIMESTAMP WITH TIME ZONE``. SQLite has no time type: SQLAlchemy stores
+    ``DATETIME`` as text and silently drops the offset, so values are converted to UTC first and
+    read back as UTC. Naive datetimes are taken to be UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# ``none_as_null``: Python ``None`` is stored as SQL NULL, not as the JSON text ``null``.
+JsonColumn = JSON(none_as_null=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; ``Base.metadata`` is the target of Alembic's autogenerate."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CallRow(Base):
+    """One call. A row with only ``call_sid`` set is a placeholder made by a status event."""
+
+    __tablename__ = "calls"
+
+    call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream_sid: Mapped[str | None] = mapped_column(String(64))
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    to_number: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    mode: Mapped[str | None] = mapped_column(String(16))  # "conversation" | "fork"
+
+    __table_args__ = (Index("ix_calls_started_at", "started_at"),)
+
+
+class TurnRow(Base):
+    """One turn, at ``position`` in the call's turn list as last saved (0-based).
+
+    Times are ms on the stream's ``media.timestamp`` clock. The optional turn keys have columns
+    of their own; ``latency_ms`` is kept whole as JSON and its ``total`` also in
+    ``latency_total_ms`` (shown on pages, sortable); unknown keys go to ``extra``.
+    """
+
+    __tablename__ = "turns"
+
+    call_sid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.call_sid", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    speaker: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    start_ms: Mapped[int] = mapped_column(Integer)
+    end_ms: Mapped[int | None] = mapped_column(Integer)
+    dtmf: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    interrupted: Mapped[bool | None] = mapped_column(Boolean)
+    heard: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[dict[str, Any] | None] = mapped_column(JsonColumn)
+    latency_total_ms: Mapped[int | None] = mapped_column(Integer)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JsonColumn)
+
+
+class StatusEventRow(Base):
+    """One Twilio stream ``statusCallback`` request; ``id`` gives the arrival order.
+
+    ``timestamp`` is Twilio's ``Timestamp`` parameter kept verbatim (ISO 8601 text): it is only
+    shown, and a format surprise must not lose the event.
+    """
+
+    __tablename__ = "stream_status_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_sid: Mapped[str] = mapped_column(String(64), ForeignKey("calls.call_sid", ondelete="CASCADE"))
+    stream_sid: Mapped[str | None] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))  # stream-started | stream-stopped | stream-error
+    error: Mapped[str | None] = mapped_column(Text)
+    timestamp: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_stream_status_events_call_sid", "call_sid"),)
+
+
+class RecordingRow(Base):
+    """Metadata of one recording (``kind``: stereo | inbound | outbound) and where its bytes are.
+
+    Exactly one of ``path`` (a file on disk) and ``data`` (the bytes, for platforms whose
+    filesystem is wiped at restart) is set.
+    """
+
+    __tablename__ = "recordings"
+
+    call_sid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.call_sid", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+
+    __table_args__ = (CheckConstraint("(path IS NULL) <> (data IS NULL)", name="path_xor_data"),)
