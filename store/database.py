@@ -88,7 +88,8 @@ def _make_sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     in_memory = parsed.database in (None, "", ":memory:")
     kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}}
-    if in_memory:  # one shared connection, or every thread would see its own empty database
+    if in_memory:  # ``sqlite://`` (tests): one shared connection, so no concurrent use; each thread
+        # would otherwise see its own empty database
         kwargs["poolclass"] = StaticPool
     else:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -298,10 +297,11 @@ def test_upgrade_schema_concurrent_threads(url):
 
 
 START_UP = """
-import sys, time
+import sys
 from store import make_engine, upgrade_schema
 engine = make_engine(sys.argv[1])
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all processes go at the same instant
+print("ready", flush=True)
+sys.stdin.readline()  # "go": all processes upgrade at the same instant
 upgrade_schema(engine)
 """
 
@@ -313,13 +313,21 @@ def test_upgrade_schema_concurrent_processes(url):
     PostgreSQL, "database is locked" on SQLite.)
     """
     repo = Path(__file__).resolve().parents[1]
-    start_at = time.time() + 2.5  # after the imports (~1 s)
     processes = [
-        subprocess.Popen([sys.executable, "-c", START_UP, url, str(start_at)], cwd=repo,
-                         env={**os.environ, "PYTHONPATH": str(repo)}, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", START_UP, url], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
-    results = [(process.wait(timeout=60), process.stderr.read()) for process in processes]
+    try:
+        assert [process.stdout.readline() for process in processes] == ["ready\n"] * 3
+        for process in processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        results = [(process.wait(timeout=60), process.stderr.read()) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
     assert results == [(0, "")] * 3
     assert_migrated_once(url)
 
