@@ -2,8 +2,8 @@
 
 PostgreSQL: ``CALLSTREAM_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``)
 is used to create one throwaway database per test, ``callstream_test_<random>``, dropped afterwards.
-The PostgreSQL cases are skipped only when that server is unreachable, unless
-``CALLSTREAM_REQUIRE_POSTGRES=1`` (set it in CI), which turns the skip into a failure.
+The PostgreSQL cases are skipped only when that server is unreachable, except in CI (``CI=true``,
+which CI sets) or with ``CALLSTREAM_REQUIRE_POSTGRES=1``: then an unreachable server is a failure.
 """
 
 import io
@@ -31,7 +31,7 @@ from store.database import alembic_config
 from store.models import Base, TurnRow
 
 PG_ADMIN_URL = os.environ.get("CALLSTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REQUIRE_POSTGRES = os.environ.get("CALLSTREAM_REQUIRE_POSTGRES") == "1"
+REQUIRE_POSTGRES = os.environ.get("CALLSTREAM_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
 TABLES = {"calls", "turns", "stream_status_events", "recordings"}
 T0 = datetime(2026, 11, 21, 7, 0, tzinfo=timezone.utc)
 
