@@ -56,7 +56,7 @@ def start_server(command: list[str], log_path: Path, port: int, **settings: str)
         except requests.RequestException:  # refused, or accepted but the worker is still loading
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            stop_server(process)  # SIGTERM: gunicorn's master takes its worker down with it
             pytest.fail(f"server did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
     return process, url
@@ -64,7 +64,11 @@ def start_server(command: list[str], log_path: Path, port: int, **settings: str)
 
 def stop_server(process) -> None:
     process.terminate()
-    process.wait(timeout=15)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -272,26 +276,40 @@ def postgres_url():
 
 @pytest.mark.parametrize("backend", ["sqlite-folder", "postgres-database"])
 def test_calls_and_recordings_survive_a_restart(backend, tmp_path, request):
+    # A conversation and a fork, then a restart: both calls, their transcripts and recordings are still there.
     settings = {}
     if backend == "postgres-database":
         settings = {"DATABASE_URL": request.getfixturevalue("postgres_url"), "RECORDINGS_STORE": "database"}
     process, url = start_server([sys.executable, "app.py"], tmp_path / "first.log", free_port(), **settings)
+    calls = {}
     try:
-        report, _ = run_callsim(tmp_path, ONE_TWO_THREE, url=url)
-        before = finished_call(url, report["call_sid"])
-        stereo_before = requests.get(f"{url}/api/calls/{report['call_sid']}/recording.wav", timeout=10).content
+        for mode, script in (("conversation", [ONE_TWO_THREE]), ("fork", [ONE_TWO_THREE, f"callee:{ONE_TWO_THREE}"])):
+            (tmp_path / mode).mkdir()
+            report, _ = run_callsim(tmp_path / mode, *script, url=url, fork=mode == "fork")
+            call = finished_call(url, report["call_sid"])
+            stereo = requests.get(f"{url}/api/calls/{report['call_sid']}/recording.wav", timeout=10).content
+            calls[mode] = (call, stereo)
     finally:
         stop_server(process)
     if backend == "postgres-database":
         assert not any((tmp_path / "recordings").glob("*/stereo.wav"))  # the bytes live in the database
     process, url = start_server([sys.executable, "app.py"], tmp_path / "second.log", free_port(), **settings)
     try:
-        after = finished_call(url, report["call_sid"])
-        stereo_after = requests.get(f"{url}/api/calls/{report['call_sid']}/recording.wav", timeout=10).content
-        page = requests.get(f"{url}/calls/{report['call_sid']}", timeout=10).text
+        listing = requests.get(f"{url}/api/calls", timeout=10).json()
+        calls_page = requests.get(f"{url}/calls", timeout=10).text
+        after = {}
+        for mode, (before, stereo_before) in calls.items():
+            sid = before["call_sid"]
+            after[mode] = (finished_call(url, sid), requests.get(f"{url}/api/calls/{sid}/recording.wav", timeout=10).content,
+                           requests.get(f"{url}/calls/{sid}", timeout=10).text)
     finally:
         stop_server(process)
-    assert after == before and after["ended_at"] is not None
-    assert [t["speaker"] for t in after["turns"]] == ["bot", "caller", "bot"]
-    assert stereo_after == stereo_before and len(stereo_after) > 8000 * 4 * 5
-    assert "You said" in page and 'id="player"' in page
+    assert {c["call_sid"]: c["mode"] for c in listing["calls"]} == {c["call_sid"]: m for m, (c, _) in calls.items()}
+    for mode, (before, stereo_before) in calls.items():
+        call, stereo_after, page = after[mode]
+        assert call == before and call["ended_at"] is not None and before["call_sid"] in calls_page
+        assert stereo_after == stereo_before and len(stereo_after) > 8000 * 4 * 3
+        assert 'id="player"' in page and "<svg" in page
+    assert [t["speaker"] for t in after["conversation"][0]["turns"]] == ["bot", "caller", "bot"]
+    assert "You said" in after["conversation"][2]
+    assert [t["speaker"] for t in after["fork"][0]["turns"]] == ["caller", "callee"]
