@@ -21,10 +21,11 @@ from flask import Flask
 
 from audio.recording import FINALIZED_MARKER, CallRecorder
 from core.responder import echo, load_responder
-from core.settings import load_settings
+from core.settings import SettingsError, load_settings
 from handlers import api, pages, voice
 from handlers.media import sock
 from handlers.server import make_server
+from handlers.signatures import SignatureChecker, install as install_signature_check
 from handlers.call_keeper import file_recordings
 from handlers.services import Services
 from speech.recognition import make_recognizer
@@ -51,6 +52,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """
     load_dotenv()  # a .env file in the working directory; real environment variables win
     settings = load_settings(os.environ, test_config)
+    checker = SignatureChecker([settings["TWILIO_AUTH_TOKEN"], settings["SIGNALWIRE_SIGNING_KEY"]], settings["PUBLIC_URL"])
+    if settings["APP_ENV"] == "production" and not checker.enabled and not settings["ALLOW_UNSIGNED_REQUESTS"]:
+        raise SettingsError(
+            "APP_ENV=production needs TWILIO_AUTH_TOKEN (or SIGNALWIRE_SIGNING_KEY) so that requests are checked; "
+            "set ALLOW_UNSIGNED_REQUESTS=true to run without signature checks"
+        )
     logging.basicConfig(
         level=settings["LOG_LEVEL"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -75,6 +82,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         except Exception as exc:  # an online engine offline: calls will report it per turn
             log.warning("warm-up of %s failed: %s", engine.name, exc)
     app.extensions["callstream"] = services
+    install_signature_check(app, checker, voice.STREAM_PATH)
+    if not checker.enabled:
+        log.warning("TWILIO_AUTH_TOKEN is not set: requests are not checked for Twilio's signature")
     app.register_blueprint(api.bp)
     app.register_blueprint(voice.bp)
     app.register_blueprint(pages.bp)

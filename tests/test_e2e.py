@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
+import websocket
 
 from tools.wer import normalize_text, word_error_rate
 
@@ -313,3 +314,27 @@ def test_calls_and_recordings_survive_a_restart(backend, tmp_path, request):
     assert [t["speaker"] for t in after["conversation"][0]["turns"]] == ["bot", "caller", "bot"]
     assert "You said" in after["conversation"][2]
     assert [t["speaker"] for t in after["fork"][0]["turns"]] == ["caller", "callee"]
+
+
+def test_signed_requests_pass_and_unsigned_ones_are_refused(tmp_path):
+    token = "e2e-auth-token-0123456789abcdef"
+    process, url = start_server([sys.executable, "app.py"], tmp_path / "signed.log", free_port(), TWILIO_AUTH_TOKEN=token)
+    try:
+        # callsim signs the webhook and the WebSocket upgrade like Twilio
+        report, _ = run_callsim(tmp_path, "--auth-token", token, ONE_TWO_THREE, url=url)
+        assert word_error_rate("one two three", turns(report, "caller")[0]["text"]) == 0
+        unsigned = subprocess.run([sys.executable, "tools/callsim.py", "--url", url, "--out", str(tmp_path / "x.wav"), str(ONE_TWO_THREE)],
+                                  cwd=REPO, capture_output=True, text=True, timeout=60)
+        wrong = subprocess.run([sys.executable, "tools/callsim.py", "--url", url, "--auth-token", "not-the-token",
+                                "--out", str(tmp_path / "y.wav"), str(ONE_TWO_THREE)], cwd=REPO, capture_output=True, text=True, timeout=60)
+        # a forged upgrade straight to the media stream never becomes a socket
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(url.replace("http", "ws") + "/media-stream", timeout=5,
+                                        header={"X-Twilio-Signature": "Zm9yZ2VkIHNpZ25hdHVyZQ=="})
+        assert refused.value.status_code == 403
+    finally:
+        stop_server(process)
+    assert unsigned.returncode == 1 and "403" in unsigned.stdout + unsigned.stderr
+    assert wrong.returncode == 1 and "403" in wrong.stdout + wrong.stderr
+    log = (tmp_path / "signed.log").read_text()
+    assert "403 POST /incoming-call" in log and "no X-Twilio-Signature header" in log and "signature does not match" in log

@@ -1,0 +1,130 @@
+"""Check that webhooks and the media stream's WebSocket upgrade really come from Twilio (or SignalWire).
+
+Twilio signs every request with ``X-Twilio-Signature``: base64 HMAC-SHA1 of the full URL plus
+the sorted POST parameters, keyed with the account's auth token (protocol.md §6.1). The
+WebSocket upgrade of a media stream is signed too, over the ``wss://`` URL exactly as written
+in the TwiML, with no parameters; Twilio's security page says to also try it with a trailing
+``/`` (§6.2). SignalWire signs cXML webhooks the same way with the project's signing key, in
+``X-SignalWire-Signature`` (``X-Twilio-Signature`` as an alias) (§9). The maths is the
+``twilio`` library's ``RequestValidator``.
+
+Behind ngrok or a proxy the scheme, host or port the server sees differ from what Twilio
+signed: set ``PUBLIC_URL`` and the URL is rebuilt from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+from twilio.request_validator import RequestValidator
+
+SIGNATURE_HEADERS = ("X-Twilio-Signature", "X-SignalWire-Signature")
+
+
+class SignatureChecker:
+    """Validates request signatures against one or more secrets (Twilio auth token, SignalWire key).
+
+    Args:
+        secrets: the keys to try; a request passes if any of them signed it.
+        public_url: ``PUBLIC_URL`` (e.g. ``https://abc.ngrok.app``) or ``""``.
+    """
+
+    def __init__(self, secrets: Sequence[str], public_url: str = "") -> None:
+        self._validators = [RequestValidator(secret) for secret in secrets if secret]
+        self.public_url = public_url.rstrip("/")
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one secret is configured."""
+        return bool(self._validators)
+
+    def check_webhook(
+        self, *, method: str, scheme: str, host: str, path: str, query_string: str,
+        form: Mapping | None, headers: Mapping[str, str],
+    ) -> str | None:
+        """Check an HTTP webhook (voice URL, stream status callback).
+
+        Args:
+            method: ``GET`` or ``POST``.
+            scheme, host: as the request arrived (``X-Forwarded-Proto`` already applied), used
+                when ``PUBLIC_URL`` is unset.
+            path: the request path; query_string: the raw query string (not re-encoded), "" if none.
+            form: the POST parameters (a Werkzeug ``MultiDict`` keeps repeated keys).
+            headers: the request headers.
+
+        Returns:
+            ``None`` if a configured secret signed it, else the reason to log.
+        """
+        signature = _signature(headers)
+        if signature is None:
+            return "no X-Twilio-Signature header"
+        base = self.public_url or f"{scheme}://{host}"
+        url = base + path + (f"?{query_string}" if query_string else "")
+        params = form if method == "POST" else {}
+        if any(v.validate(url, params, signature) for v in self._validators):
+            return None
+        return f"signature does not match {url} (set PUBLIC_URL to the URL Twilio calls)"
+
+    def check_websocket(self, *, host: str, path: str, headers: Mapping[str, str]) -> str | None:
+        """Check the WebSocket upgrade of a media stream: the ``wss://`` URL, empty params, with or without ``/``.
+
+        Returns:
+            ``None`` if a configured secret signed it, else the reason to log.
+        """
+        signature = _signature(headers)
+        if signature is None:
+            return "no X-Twilio-Signature header on the WebSocket upgrade"
+        public_host = urlsplit(self.public_url).netloc if self.public_url else host
+        url = f"wss://{public_host}{path}"
+        for candidate in (url, url + "/"):
+            if any(v.validate(candidate, {}, signature) for v in self._validators):
+                return None
+        return f"signature does not match {url} (set PUBLIC_URL to the host in the TwiML)"
+
+
+def _signature(headers: Mapping[str, str]) -> str | None:
+    for name in SIGNATURE_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+SIGNED_WEBHOOKS = ("/incoming-call", "/forward-call", "/stream-status")
+
+
+def install(app, checker: SignatureChecker, stream_path: str) -> None:
+    """Reject unsigned requests to the webhooks and the stream upgrade with 403, before any route runs.
+
+    For the WebSocket route this runs before flask-sock answers the upgrade, so a forged
+    upgrade never becomes a socket (Twilio then logs 31920 for a misconfigured server).
+    """
+    import logging
+
+    from flask import Response, request
+
+    log = logging.getLogger(__name__)
+
+    @app.before_request
+    def verify_signature():
+        if not checker.enabled:
+            return None
+        if request.path == stream_path:
+            reason = checker.check_websocket(host=request.host, path=request.path, headers=request.headers)
+        elif request.path in SIGNED_WEBHOOKS:
+            reason = checker.check_webhook(
+                method=request.method,
+                scheme=request.headers.get("X-Forwarded-Proto", request.scheme),
+                host=request.host,
+                path=request.path,
+                query_string=request.query_string.decode("latin-1"),
+                form=request.form,
+                headers=request.headers,
+            )
+        else:
+            return None
+        if reason is None:
+            return None
+        log.warning("403 %s %s from %s: %s", request.method, request.path, request.remote_addr, reason)
+        return Response("Forbidden: the request signature is missing or wrong.\n", status=403, mimetype="text/plain")
