@@ -63,6 +63,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app = Flask(__name__)
     app.config.update(settings)
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings["MAX_MESSAGE_BYTES"]}
     responder = echo if settings["RESPONDER"] == DEFAULT_RESPONDER else load_responder(settings["RESPONDER"])
     recognizer_options = {"key": settings["GOOGLE_SPEECH_KEY"] or None} if settings["RECOGNIZER"] == "google" else {}
     services = Services(

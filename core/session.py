@@ -12,7 +12,9 @@ Inputs:
     ``receive_speech_failed(reply_id, error)``;
     ``close()``                      the socket ended (with or without ``stop``).
 Outputs (actions): ``Send`` a message, ``Transcribe`` an utterance, ``Respond`` to a turn,
-``Speak`` a reply, ``Cancel`` a turn's pending work, ``EndCall``.
+``Speak`` a reply, ``Cancel`` a turn's pending work, ``RecordPlayed`` bot audio, ``HangUp``
+(close the socket: nothing follows ``</Connect>``, so Twilio ends the call), ``EndCall``.
+``hang_up(text)`` says goodbye and hangs up once it has played (the caller cannot cut it off).
 
 Turn-taking rules:
 * An utterance ends after ``stop_ms`` of non-speech (``audio.endpointing``); it is
@@ -115,7 +117,14 @@ class RecordPlayed:
     ulaw: bytes
 
 
-Action = Union[Send, Transcribe, Respond, Speak, Cancel, EndCall, RecordPlayed]
+@dataclass(frozen=True)
+class HangUp:
+    """End the call now: close the socket (the goodbye, if any, has played)."""
+
+    reason: str
+
+
+Action = Union[Send, Transcribe, Respond, Speak, Cancel, EndCall, RecordPlayed, HangUp]
 
 
 # --- configuration and internal state ----------------------------------------------------
@@ -131,12 +140,17 @@ class SessionConfig:
         outbound_chunk_ms: audio per outbound media message, in ms (20 ms = 160 bytes).
         dtmf_flush_ms: digits are passed to the responder this long (media time) after the
             last key press, or at once on ``#``; 0 passes every digit at once.
+        max_call_ms: media time after which the call says ``time_limit_goodbye`` and hangs
+            up; 0 for no limit.
+        time_limit_goodbye: what the caller hears when the time limit is reached.
     """
 
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
     greeting: str = ""
     outbound_chunk_ms: int = 20
     dtmf_flush_ms: int = 1500
+    max_call_ms: int = 0
+    time_limit_goodbye: str = "We have reached the time limit for this call. Goodbye."
 
 
 @dataclass
@@ -161,6 +175,7 @@ class _Reply:
     record: Turn | None = None
     cancelled: bool = False
     heard: list[str] = field(default_factory=list)
+    hang_up: bool = False  # a goodbye: hang up once it has played
 
 
 @dataclass
@@ -201,6 +216,8 @@ class CallSession:
         self._replies: dict[int, _Reply] = {}
         self._pending_marks: deque[_PendingMark] = deque()
         self._playout_end_ms = 0  # media time the last placed bot audio ended
+        self.hanging_up: str | None = None  # the reason, once hang_up() was called
+        self._first_media_ms: int | None = None
         self._dtmf_digits = ""
         self._dtmf_start_ms = 0
         self._dtmf_last_ms = 0
@@ -338,6 +355,30 @@ class CallSession:
             reply.record.end_ms = self.now_ms
         self._reply_fully_sent(reply)
         self._drop_reply(reply)
+        if reply.hang_up:
+            self._actions.append(HangUp(self.hanging_up or "goodbye"))
+
+    def hang_up(self, goodbye: str, reason: str) -> None:
+        """End the call: stop listening, say ``goodbye`` (``""`` for none), then ``HangUp``.
+
+        Whatever the bot was saying is cleared and pending turns are dropped; the goodbye
+        cannot be interrupted, and the ``HangUp`` comes when its last mark is echoed, so it
+        is not cut off. Afterwards drain ``actions_to_perform()``.
+        """
+        if self.hanging_up is not None or self.stopped or self.stream_sid is None:
+            return
+        log.info("hanging up (%s)", reason)
+        self._interrupt_bot()
+        for turn in list(self._turns.values()):
+            self._forget_turn(turn)
+        for reply in [r for r in self._replies.values() if not r.cancelled]:
+            self._drop_reply(reply)
+        self.hanging_up = reason
+        self._dtmf_digits = ""
+        if goodbye.strip():
+            self._start_reply(goodbye, None, hang_up=True)
+        if not any(r.hang_up for r in self._replies.values()):
+            self._actions.append(HangUp(reason))
 
     def close(self) -> None:
         """The socket ended. Same as ``stop`` if Twilio did not send one."""
@@ -370,6 +411,8 @@ class CallSession:
             return
         if self.stopped or event.track != "inbound":
             return
+        if self._first_media_ms is None:
+            self._first_media_ms = event.timestamp_ms
         for frame in self._frames.push(event.payload, event.timestamp_ms):
             self.now_ms = frame.timestamp_ms + self.config.endpointing.frame_ms
             for ep_event in self._endpointer.push(frame.pcm, frame.timestamp_ms):
@@ -378,8 +421,13 @@ class CallSession:
                 elif isinstance(ep_event, UtteranceEnded):
                     self._on_utterance_ended(ep_event)
         self._maybe_flush_dtmf()
+        limit_ms = self.config.max_call_ms
+        if limit_ms and self.hanging_up is None and self.now_ms - self._first_media_ms >= limit_ms:
+            self.hang_up(self.config.time_limit_goodbye, f"call longer than {limit_ms} ms")
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
+        if self.hanging_up is not None:
+            return  # the goodbye plays to the end
         if self._interrupt_bot():
             log.info("barge-in at %d ms", event.detected_ms)
             return
@@ -393,6 +441,8 @@ class CallSession:
             self._drop_reply(reply)  # e.g. a greeting still being synthesized
 
     def _on_utterance_ended(self, event: UtteranceEnded) -> None:
+        if self.hanging_up is not None:
+            return
         utt = event.utterance
         pcm, start_ms = utt.pcm, utt.voice_start_ms
         previous = self._continuation
@@ -420,11 +470,13 @@ class CallSession:
                 if mark.final:
                     reply.record.end_ms = self.now_ms
                     del self._replies[reply.reply_id]
+                    if reply.hang_up:
+                        self._actions.append(HangUp(self.hanging_up or "goodbye"))
             if mark.name == event.name:
                 break
 
     def _on_dtmf(self, event: Dtmf) -> None:
-        if self.start is None or self.stopped:
+        if self.start is None or self.stopped or self.hanging_up is not None:
             return
         self._interrupt_bot()
         if not self._dtmf_digits:
@@ -471,11 +523,11 @@ class CallSession:
         self._next_turn_id += 1
         return turn_id
 
-    def _start_reply(self, text: str, turn_id: int | None) -> None:
+    def _start_reply(self, text: str, turn_id: int | None, *, hang_up: bool = False) -> None:
         sentences = tuple(split_sentences(text))
         if not sentences:
             return
-        reply = _Reply(self._next_reply_id, turn_id, text.strip(), sentences)
+        reply = _Reply(self._next_reply_id, turn_id, text.strip(), sentences, hang_up=hang_up)
         self._next_reply_id += 1
         self._replies[reply.reply_id] = reply
         self._actions.append(Speak(reply.reply_id, sentences))

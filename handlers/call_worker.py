@@ -33,7 +33,7 @@ from core import protocol
 from core.listen_session import ListenSession, is_fork
 from core.protocol import ProtocolError
 from core.responder import CallContext
-from core.session import CallSession, Cancel, EndCall, RecordPlayed, Respond, Send, Speak, Transcribe
+from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
 from handlers.blocking import run_blocking
 from handlers.call_keeper import CallKeeper
 from handlers.server import close_websocket
@@ -115,11 +115,29 @@ class CallWorker:
                 self.session = self._new_session(event)
                 self.session.receive_event(event)
                 self._on_started(event)
+                self._refuse_if_busy()
             else:
                 if isinstance(event, protocol.Media) and self.keeper is not None and event.track in self.session.start.tracks:
                     self.keeper.add_audio(event.track, event.timestamp_ms, event.payload)  # as Twilio sent it
                 self.session.receive_event(event)
             self._perform(self.session.actions_to_perform())
+
+    def _refuse_if_busy(self) -> None:
+        """Over ``MAX_CALLS`` (this call included): say the busy message and hang up; a fork just ends."""
+        settings = self.services.settings
+        if self.services.active_calls <= settings["MAX_CALLS"]:
+            return
+        self.log.warning("over MAX_CALLS=%d: refusing the call", settings["MAX_CALLS"])
+        if isinstance(self.session, CallSession):
+            self.session.hang_up(settings["BUSY_MESSAGE"], f"over MAX_CALLS={settings['MAX_CALLS']}")
+        else:
+            self._hang_up(f"over MAX_CALLS={settings['MAX_CALLS']}")
+
+    def _hang_up(self, reason: str) -> None:
+        """Close the socket: nothing follows ``</Connect>``, so Twilio ends the call (and logs 31921)."""
+        self.log.info("hanging up: %s", reason)
+        self._ended = True
+        gevent.spawn(close_websocket, self.ws)  # also unblocks the reader waiting in receive()
 
     def _before_start(self, event: protocol.Event) -> None:
         if isinstance(event, protocol.Connected):
@@ -185,6 +203,8 @@ class CallWorker:
                 self._cancel(action)
             elif isinstance(action, EndCall):
                 self._ended = True
+            elif isinstance(action, HangUp):
+                self._hang_up(action.reason)
             elif isinstance(action, RecordPlayed):
                 if self.keeper is not None:
                     self.keeper.add_audio("outbound", action.start_ms, action.ulaw)

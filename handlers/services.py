@@ -37,4 +37,5 @@ class Services:
             greeting=s["GREETING"],
             outbound_chunk_ms=s["OUTBOUND_CHUNK_MS"],
             dtmf_flush_ms=s["DTMF_FLUSH_MS"],
+            max_call_ms=s["MAX_CALL_DURATION_S"] * 1000,
         )

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from handlers.blocking import run_blocking
-from twiml.responses import connect_stream, fork_and_dial, say_and_hang_up
+from twiml.responses import connect_stream, dial, fork_and_dial, say_and_hang_up
 
 bp = Blueprint("voice", __name__)
 log = logging.getLogger(__name__)
@@ -48,8 +48,18 @@ def incoming_call() -> Response:
     The caller (``From``), the called number (``To``) and ``CallSid`` from Twilio's webhook
     fields are passed to the stream as ``<Parameter>``s.
     """
+    if _busy():
+        return Response(say_and_hang_up(current_app.config["BUSY_MESSAGE"]), mimetype="text/xml")
     twiml = connect_stream(stream_url(), parameters=_call_parameters(), greeting=current_app.config["TWIML_GREETING"])
     return Response(twiml, mimetype="text/xml")
+
+
+def _busy() -> bool:
+    services = current_app.extensions["callstream"]
+    if services.active_calls < current_app.config["MAX_CALLS"]:
+        return False
+    log.warning("over MAX_CALLS=%d (%d active): answering busy", current_app.config["MAX_CALLS"], services.active_calls)
+    return True
 
 
 @bp.route("/forward-call", methods=["GET", "POST"])
@@ -62,6 +72,8 @@ def forward_call() -> Response:
     if not forward_to:
         log.error("/forward-call: FORWARD_TO is not set; the caller is told and the call ends")
         return Response(say_and_hang_up(NOT_CONFIGURED), mimetype="text/xml")
+    if _busy():  # the caller still reaches FORWARD_TO, just without the listen-only fork
+        return Response(dial(forward_to), mimetype="text/xml")
     twiml = fork_and_dial(
         stream_url(), status_callback_url=status_callback_url(), forward_to=forward_to, parameters=_call_parameters()
     )

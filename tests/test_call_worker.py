@@ -43,7 +43,7 @@ class FakeSocket:
 
     def receive(self, timeout=None):
         item = self.inbox.get()
-        if item is ConnectionClosed:
+        if item is ConnectionClosed or not self.connected:
             self.connected = False
             raise ConnectionClosed()
         return item
@@ -52,7 +52,9 @@ class FakeSocket:
         self.sent.append(json.loads(text))
 
     def close(self, *args):
-        self.connected = False
+        if self.connected:
+            self.connected = False
+            self.inbox.put(ConnectionClosed)  # like a real socket: receive() ends
 
 
 class FakeRecognizer:
@@ -223,3 +225,53 @@ def test_a_fork_transcribes_both_tracks_and_never_sends(services):
     record = svc.store.get_call(CALL_SID)
     assert record["mode"] == "fork"
     assert [(t["speaker"], t["text"]) for t in record["turns"]] == [("caller", "hello there"), ("callee", "hello there")]
+
+
+def wait_for(condition, timeout_s=5):
+    with gevent.Timeout(timeout_s):
+        while not condition():
+            gevent.sleep(0.01)
+
+
+def echo_marks(ws, seen):
+    for message in ws.sent[seen:]:
+        if message["event"] == "mark":
+            ws.inbox.put(json.dumps({"event": "mark", "sequenceNumber": "9", "streamSid": STREAM_SID, "mark": message["mark"]}))
+    return len(ws.sent)
+
+
+def test_a_call_over_max_calls_hears_the_busy_message_then_is_hung_up(services):
+    ws, svc = FakeSocket(), services(MAX_CALLS=0, BUSY_MESSAGE="All lines are busy, goodbye.", GREETING="Hello there!")
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
+    # 5 words of fake speech = 0.5 s = 25 media messages, then the mark; the greeting was never sent
+    assert [m["event"] for m in ws.sent].count("media") == 25
+    assert ws.connected  # not before the goodbye has played
+    echo_marks(ws, 0)
+    job.join(timeout=5)
+    assert job.dead and not ws.connected
+    turns = svc.store.get_call(CALL_SID)["turns"]
+    assert [(t["speaker"], t["text"]) for t in turns] == [("bot", "All lines are busy, goodbye.")]
+
+
+def test_a_fork_over_max_calls_just_ends(services):
+    ws, svc = FakeSocket(), services(MAX_CALLS=0)
+    worker, job = run_worker(ws, svc)
+    start = json.loads(START)
+    start["start"]["tracks"] = ["inbound", "outbound"]
+    ws.inbox.put(json.dumps(start))
+    job.join(timeout=5)
+    assert job.dead and not ws.connected and ws.sent == []
+
+
+def test_the_call_time_limit_says_goodbye_and_hangs_up(services):
+    ws, svc = FakeSocket(), services(MAX_CALL_DURATION_S=1)
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    Script(ws).pause(1100)
+    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
+    echo_marks(ws, 0)
+    job.join(timeout=5)
+    assert job.dead and not ws.connected
+    assert svc.store.get_call(CALL_SID)["turns"][-1]["text"] == "We have reached the time limit for this call. Goodbye."

@@ -338,3 +338,13 @@ def test_signed_requests_pass_and_unsigned_ones_are_refused(tmp_path):
     assert wrong.returncode == 1 and "403" in wrong.stdout + wrong.stderr
     log = (tmp_path / "signed.log").read_text()
     assert "403 POST /incoming-call" in log and "no X-Twilio-Signature header" in log and "signature does not match" in log
+
+
+def test_an_oversized_message_closes_only_that_socket(server, tmp_path):
+    big = websocket.create_connection(server.replace("http", "ws") + "/media-stream", timeout=5)
+    big.send("x" * (70 * 1024))  # over MAX_MESSAGE_BYTES (64 KiB)
+    opcode, data = big.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1009
+    big.close()
+    report, _ = run_callsim(tmp_path, ONE_TWO_THREE, url=server)  # the server goes on serving calls
+    assert word_error_rate("one two three", turns(report, "caller")[0]["text"]) == 0

@@ -105,3 +105,11 @@ def test_stream_status_events_are_stored_on_the_call(app, client):
         {"event": "stream-error", "error": "Handshake failed", "timestamp": "2026-11-21T07:00:00Z", "name": "MZ7"},
     ]
     assert client.post("/stream-status", data={"CallSid": "CA7"}).status_code == 400
+
+
+def test_webhooks_over_max_calls(app_settings):
+    client = create_app({**app_settings, "MAX_CALLS": 0, "FORWARD_TO": "+15557654321", "BUSY_MESSAGE": "Busy, goodbye."}).test_client()
+    root = ET.fromstring(client.post("/incoming-call", data={"CallSid": "CA1"}).data)
+    assert [child.tag for child in root] == ["Say", "Hangup"] and root.find("Say").text == "Busy, goodbye."
+    root = ET.fromstring(client.post("/forward-call", data={"CallSid": "CA2"}).data)
+    assert [child.tag for child in root] == ["Dial"]  # forwarded, without the fork

@@ -6,7 +6,7 @@ import pytest
 
 from audio.endpointing import EndpointingConfig
 from core.protocol import Dtmf, Mark, Media, MediaFormat, Start, Stop, UnknownEvent
-from core.session import CallSession, Cancel, EndCall, RecordPlayed, Respond, SessionConfig, Send, Speak, Transcribe
+from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, SessionConfig, Send, Speak, Transcribe
 
 STREAM_SID = "MZ00000000000000000000000000000001"
 CALL_SID = "CA00000000000000000000000000000001"
@@ -305,3 +305,37 @@ def test_barge_in_records_only_what_played_before_the_clear():
     assert placed.start_ms == sent_ms and 200 <= played_ms <= 300  # cut at the barge-in, not the whole second
     caller.session.receive_event(Mark(STREAM_SID, marks[0]))  # the echo after clear adds nothing
     assert of_type(caller.drain(), RecordPlayed) == []
+
+
+def test_hang_up_says_goodbye_uninterrupted_then_hangs_up():
+    caller = Caller(make_session())
+    caller.start()
+    caller.session.hang_up("Thanks for calling, goodbye.", "test")
+    [speak] = of_type(caller.drain(), Speak)
+    caller.session.receive_speech(speak.reply_id, 0, b"\x01" * 8000)
+    mark = sent_events(caller.drain())[-1]["mark"]["name"]
+    actions = caller.speak(600) + caller.pause(700)  # the caller talks over the goodbye
+    assert sent_events(actions) == [] and of_type(actions, Transcribe) == [] and of_type(actions, HangUp) == []
+    caller.session.receive_event(Mark(STREAM_SID, mark))
+    assert of_type(caller.drain(), HangUp) == [HangUp("test")]
+
+
+def test_hang_up_clears_what_the_bot_was_saying_and_drops_pending_turns():
+    caller = Caller(make_session())
+    caller.start()
+    reply_with(caller, "A long sentence that will be cut.", [b"\x01" * 8000])
+    caller.session.hang_up("", "the responder ended the call")
+    actions = caller.drain()
+    assert [e["event"] for e in sent_events(actions)] == ["clear"]
+    assert of_type(actions, HangUp) == [HangUp("the responder ended the call")]  # no goodbye: at once
+
+
+def test_the_call_time_limit_says_goodbye_on_the_media_clock():
+    caller = Caller(make_session(max_call_ms=2000, time_limit_goodbye="Time is up, goodbye."))
+    caller.start()
+    assert of_type(caller.pause(1960), Speak) == []
+    [speak] = of_type(caller.pause(40), Speak)
+    assert speak.sentences == ("Time is up, goodbye.",)
+    assert caller.session.hanging_up == "call longer than 2000 ms"
+    caller.session.receive_speech_failed(speak.reply_id, "engine down")  # no goodbye audio: hang up anyway
+    assert of_type(caller.drain(), HangUp) == [HangUp("call longer than 2000 ms")]

@@ -72,6 +72,13 @@ def fork_and_dial(
     return str(response)
 
 
+def dial(forward_to: str) -> str:
+    """Connect the caller to ``forward_to`` (E.164 number or SIP address), nothing else."""
+    response = VoiceResponse()
+    response.dial(forward_to.strip())
+    return str(response)
+
+
 def say_and_hang_up(text: str) -> str:
     """Speak ``text`` with Twilio's ``<Say>`` and end the call."""
     response = VoiceResponse()
