@@ -72,9 +72,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         synthesizer=make_synthesizer(settings["SYNTHESIZER"]),
         responder=responder,
         store=open_store(settings),
+        fallback_synthesizer=make_synthesizer("piper") if settings["SYNTHESIZER"] != "piper" else None,
     )
     recover_unfinished_calls(services)
     engines = [services.recognizer, services.synthesizer] if settings["WARM_UP"] else []
+    if settings["WARM_UP"] and services.fallback_synthesizer is not None:
+        engines.append(services.fallback_synthesizer)
     if settings["RECOGNIZER"] == "sphinx" and not engines:
         engines = [services.recognizer]  # its process pool must be started from the main thread (speech/recognition.py)
     for engine in engines:

@@ -74,7 +74,8 @@ class ListenSession:
         elif isinstance(event, Start):
             self._on_start(event)
         elif isinstance(event, Stop):
-            self._on_stop()
+            if not self.stopped:  # a repeated stop changes nothing
+                self._on_stop()
         elif isinstance(event, UnknownEvent):
             log.info("ignoring unknown event %r", event.event)
 

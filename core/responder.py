@@ -3,7 +3,8 @@
 A responder is ``respond(text: str, call: CallContext) -> str | None``. ``text`` is the
 caller's transcribed utterance (never a recognition failure); for key presses ``text`` is
 ``""`` and ``call.dtmf`` holds the digits. Return the reply to speak, or ``None``/``""`` to
-stay silent. A one-argument ``respond(text)`` also works; it is not called for key presses.
+stay silent, or ``Goodbye("…")`` to say it and end the call. A one-argument ``respond(text)``
+also works; it is not called for key presses.
 Select one with ``RESPONDER=module:function``.
 """
 
@@ -13,6 +14,10 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+
+class Goodbye(str):
+    """A reply that ends the call once the caller has heard it: ``return Goodbye("Thanks, bye!")``."""
 
 
 class ResponderConfigError(ValueError):

@@ -85,10 +85,12 @@ class Respond:
 @dataclass(frozen=True)
 class Speak:
     """Synthesize ``sentences`` in order; call ``receive_speech(reply_id, index, ulaw)`` for
-    each as soon as it is ready (the first plays while the rest is synthesized)."""
+    each as soon as it is ready (the first plays while the rest is synthesized).
+    ``offline_voice``: use the offline engine (apologies must not depend on the network)."""
 
     reply_id: int
     sentences: tuple[str, ...]
+    offline_voice: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,11 @@ class SessionConfig:
         max_call_ms: media time after which the call says ``time_limit_goodbye`` and hangs
             up; 0 for no limit.
         time_limit_goodbye: what the caller hears when the time limit is reached.
+        apology: said in the offline voice when recognition or the responder fails.
+        idle_nudge_ms: caller silence (media time, while the bot is quiet) after which
+            ``idle_nudge`` is said once; 0 for never.
+        idle_hangup_ms: caller silence after which ``idle_goodbye`` is said and the call
+            ends; 0 for never.
     """
 
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
@@ -151,6 +158,11 @@ class SessionConfig:
     dtmf_flush_ms: int = 1500
     max_call_ms: int = 0
     time_limit_goodbye: str = "We have reached the time limit for this call. Goodbye."
+    apology: str = "Sorry, something went wrong on my side. Could you say that again?"
+    idle_nudge_ms: int = 0
+    idle_nudge: str = "Are you still there?"
+    idle_hangup_ms: int = 0
+    idle_goodbye: str = "I have not heard anything for a while, so I will hang up now. Goodbye."
 
 
 @dataclass
@@ -176,6 +188,7 @@ class _Reply:
     cancelled: bool = False
     heard: list[str] = field(default_factory=list)
     hang_up: bool = False  # a goodbye: hang up once it has played
+    offline_voice: bool = False
 
 
 @dataclass
@@ -218,6 +231,8 @@ class CallSession:
         self._playout_end_ms = 0  # media time the last placed bot audio ended
         self.hanging_up: str | None = None  # the reason, once hang_up() was called
         self._first_media_ms: int | None = None
+        self._last_activity_ms = 0  # media time of the last caller speech, key press or bot audio
+        self._nudged = False
         self._dtmf_digits = ""
         self._dtmf_start_ms = 0
         self._dtmf_last_ms = 0
@@ -247,7 +262,8 @@ class CallSession:
         elif isinstance(event, Start):
             self._on_start(event)
         elif isinstance(event, Stop):
-            self._on_stop()
+            if not self.stopped:  # a repeated stop changes nothing
+                self._on_stop()
         elif isinstance(event, Connected):
             pass
         elif isinstance(event, UnknownEvent):
@@ -271,6 +287,7 @@ class CallSession:
             log.warning("turn %d: recognition failed: %s", turn_id, error)
             self._record_caller_turn(turn, "", error=error)
             self._forget_turn(turn)
+            self._apologize()
             return
         text = (text or "").strip()
         if not text:
@@ -284,18 +301,30 @@ class CallSession:
         self._actions.append(Respond(turn_id, text))
 
     def receive_reply(
-        self, turn_id: int, text: str | None, error: str | None = None, *, elapsed_ms: int | None = None
+        self, turn_id: int, text: str | None, error: str | None = None, *,
+        elapsed_ms: int | None = None, hang_up: bool = False,
     ) -> None:
         """Take the responder's reply for ``turn_id``; ``None``/blank means say nothing.
-        ``elapsed_ms`` (how long the responder took) goes into the reply's ``latency_ms``."""
+
+        ``error`` (the responder raised or timed out): the caller hears the apology.
+        ``hang_up``: the reply is a goodbye; the call ends once it has played.
+        ``elapsed_ms`` (how long the responder took) goes into the reply's ``latency_ms``.
+        """
         turn = self._turns.get(turn_id)
-        if turn is None or self.stopped:
+        if turn is None or self.stopped or self.hanging_up is not None:
             return
         if elapsed_ms is not None:
             turn.latency_ms["responder"] = elapsed_ms
         if error is not None:
             log.warning("turn %d: responder failed: %s", turn_id, error)
-        if error is not None or not (text or "").strip():
+            self._forget_turn(turn)
+            self._apologize()
+            return
+        if hang_up:
+            self._forget_turn(turn)
+            self.hang_up(text or "", "the responder ended the call")
+            return
+        if not (text or "").strip():
             self._forget_turn(turn)
             return
         self._start_reply(text or "", turn_id)
@@ -424,8 +453,23 @@ class CallSession:
         limit_ms = self.config.max_call_ms
         if limit_ms and self.hanging_up is None and self.now_ms - self._first_media_ms >= limit_ms:
             self.hang_up(self.config.time_limit_goodbye, f"call longer than {limit_ms} ms")
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        """Nudge a silent caller once, then hang up (media time; never while anything is in progress)."""
+        if self.hanging_up is not None or self._endpointer.in_speech or self._turns or self._replies or self._pending_marks:
+            self._last_activity_ms = max(self._last_activity_ms, self.now_ms)
+            return
+        idle_ms = self.now_ms - max(self._last_activity_ms, self._first_media_ms or 0)
+        config = self.config
+        if config.idle_hangup_ms and idle_ms >= config.idle_hangup_ms:
+            self.hang_up(config.idle_goodbye, f"caller silent for {idle_ms} ms")
+        elif config.idle_nudge_ms and idle_ms >= config.idle_nudge_ms and not self._nudged:
+            self._nudged = True
+            self._start_reply(config.idle_nudge, None)
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
+        self._nudged = False
         if self.hanging_up is not None:
             return  # the goodbye plays to the end
         if self._interrupt_bot():
@@ -479,6 +523,8 @@ class CallSession:
         if self.start is None or self.stopped or self.hanging_up is not None:
             return
         self._interrupt_bot()
+        self._nudged = False
+        self._last_activity_ms = self.now_ms
         if not self._dtmf_digits:
             self._dtmf_start_ms = self.now_ms
         self._dtmf_digits += event.digit
@@ -523,14 +569,18 @@ class CallSession:
         self._next_turn_id += 1
         return turn_id
 
-    def _start_reply(self, text: str, turn_id: int | None, *, hang_up: bool = False) -> None:
+    def _start_reply(self, text: str, turn_id: int | None, *, hang_up: bool = False, offline_voice: bool = False) -> None:
         sentences = tuple(split_sentences(text))
         if not sentences:
             return
-        reply = _Reply(self._next_reply_id, turn_id, text.strip(), sentences, hang_up=hang_up)
+        reply = _Reply(self._next_reply_id, turn_id, text.strip(), sentences, hang_up=hang_up, offline_voice=offline_voice)
         self._next_reply_id += 1
         self._replies[reply.reply_id] = reply
-        self._actions.append(Speak(reply.reply_id, sentences))
+        self._actions.append(Speak(reply.reply_id, sentences, offline_voice))
+
+    def _apologize(self) -> None:
+        if self.config.apology.strip() and not self.stopped and self.hanging_up is None:
+            self._start_reply(self.config.apology, None, offline_voice=True)
 
     def _reply_fully_sent(self, reply: _Reply) -> None:
         """All audio of ``reply`` is queued at Twilio; the turn is done once its marks echo."""

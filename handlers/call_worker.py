@@ -18,6 +18,7 @@ which never sends anything.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -32,7 +33,7 @@ from audio.vad import WebRtcVad
 from core import protocol
 from core.listen_session import ListenSession, is_fork
 from core.protocol import ProtocolError
-from core.responder import CallContext
+from core.responder import CallContext, Goodbye
 from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
 from handlers.blocking import run_blocking
 from handlers.call_keeper import CallKeeper
@@ -138,6 +139,18 @@ class CallWorker:
         self.log.info("hanging up: %s", reason)
         self._ended = True
         gevent.spawn(close_websocket, self.ws)  # also unblocks the reader waiting in receive()
+
+    def _abort(self) -> None:
+        """The socket is unusable: end the call without a close handshake (unblocks the reader)."""
+        self._ended = True
+        sock = getattr(self.ws, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        else:
+            self.ws.close()
 
     def _before_start(self, event: protocol.Event) -> None:
         if isinstance(event, protocol.Connected):
@@ -268,24 +281,35 @@ class CallWorker:
             self.log.exception("turn %d: responder raised", action.turn_id)
         elapsed_ms = (time.monotonic() - began) * 1000
         self.log.info("turn %d: responder answered %r in %.0f ms", action.turn_id, reply, elapsed_ms)
-        session.receive_reply(action.turn_id, None if reply is None else str(reply), error, elapsed_ms=round(elapsed_ms))
+        session.receive_reply(
+            action.turn_id, None if reply is None else str(reply), error,
+            elapsed_ms=round(elapsed_ms), hang_up=isinstance(reply, Goodbye),
+        )
         self._perform(session.actions_to_perform())
 
     def _speak(self, action: Speak) -> None:
         timeout_s = self.services.settings["SYNTHESIS_TIMEOUT_S"]
-        synthesize = self.services.synthesizer.synthesize
+        offline = self.services.offline_synthesizer
+        engines = [offline] if action.offline_voice else [self.services.synthesizer]
+        if engines[0] is not offline:
+            engines.append(offline)  # the online voice failed: the same sentence in the offline one
         for index, sentence in enumerate(action.sentences):
             if action.reply_id in self._cancelled_replies:
                 return
             began = time.monotonic()
-            try:
-                ulaw = run_blocking(_synthesize_ulaw, synthesize, sentence, timeout_s=timeout_s)
-            except gevent.Timeout:
-                self.session.receive_speech_failed(action.reply_id, f"timed out after {timeout_s} s")
-                self._perform(self.session.actions_to_perform())
-                return
-            except Exception as exc:
-                self.session.receive_speech_failed(action.reply_id, f"{type(exc).__name__}: {exc}")
+            ulaw, error = None, None
+            for engine in engines:
+                try:
+                    ulaw = run_blocking(_synthesize_ulaw, engine.synthesize, sentence, timeout_s=timeout_s)
+                    break
+                except gevent.Timeout:
+                    error = f"{engine.name} timed out after {timeout_s} s"
+                except Exception as exc:
+                    error = f"{engine.name}: {type(exc).__name__}: {exc}"
+                self.log.warning("reply %d: synthesis failed (%s)%s", action.reply_id, error,
+                                 "; trying the offline voice" if engine is not engines[-1] else "")
+            if ulaw is None:
+                self.session.receive_speech_failed(action.reply_id, error or "no audio")
                 self._perform(self.session.actions_to_perform())
                 return
             elapsed_ms = (time.monotonic() - began) * 1000
@@ -305,11 +329,17 @@ class CallWorker:
             if item.reply_id is not None and item.reply_id in self._cancelled_replies:
                 continue  # barge-in: drop reply audio not yet sent
             try:
-                self.ws.send(item.text)
+                with gevent.Timeout(self.services.settings["SEND_TIMEOUT_S"]):
+                    self.ws.send(item.text)
+            except gevent.Timeout:
+                self.log.warning("a send took over %s s: the socket is half-dead; ending the call", self.services.settings["SEND_TIMEOUT_S"])
+                self._abort()
+                return
             except ConnectionClosed:
                 return
             except OSError as exc:
                 self.log.warning("send failed: %s", exc)
+                self._abort()
                 return
 
 

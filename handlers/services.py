@@ -22,7 +22,13 @@ class Services:
     synthesizer: Synthesizer
     responder: Responder
     store: CallStore
+    fallback_synthesizer: Synthesizer | None = None  # the offline voice, when SYNTHESIZER is an online one
     active_calls: int = 0
+
+    @property
+    def offline_synthesizer(self) -> Synthesizer:
+        """The offline voice: for apologies, and when the online voice fails."""
+        return self.fallback_synthesizer or self.synthesizer
 
     def session_config(self) -> SessionConfig:
         """The per-call state machine's settings, from the environment settings."""
@@ -38,4 +44,7 @@ class Services:
             outbound_chunk_ms=s["OUTBOUND_CHUNK_MS"],
             dtmf_flush_ms=s["DTMF_FLUSH_MS"],
             max_call_ms=s["MAX_CALL_DURATION_S"] * 1000,
+            apology=s["APOLOGY_MESSAGE"],
+            idle_nudge_ms=s["IDLE_NUDGE_S"] * 1000,
+            idle_hangup_ms=s["IDLE_HANGUP_S"] * 1000,
         )

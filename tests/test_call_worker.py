@@ -174,18 +174,53 @@ def test_engine_and_responder_failures_keep_the_call_going(failure, services):
 
     recognizer = FakeRecognizer(fail=failure == "recognizer")
     responder = broken_responder if failure == "responder" else echo
-    ws, svc = FakeSocket(), services(recognizer=recognizer, responder=responder)
+    ws, svc = FakeSocket(), services(recognizer=recognizer, responder=responder, APOLOGY_MESSAGE="Sorry about that.")
     worker, job = run_worker(ws, svc)
     ws.inbox.put(START)
     script = Script(ws)
     script.send(SPEECH)
     script.pause(1000)
-    gevent.sleep(0.3)
+    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
     assert not job.dead and recognizer.calls == 1
-    assert not [m for m in ws.sent if m["event"] == "media"]
+    assert [m["event"] for m in ws.sent].count("media") == 15  # "Sorry about that.": 3 words = 0.3 s
     ws.inbox.put(STOP)
     job.join(timeout=5)
     assert job.dead and job.exception is None
+    turns = svc.store.get_call(CALL_SID)["turns"]
+    assert turns[-1]["speaker"] == "bot" and turns[-1]["text"] == "Sorry about that."
+    assert all(t["text"] != "You said: " for t in turns)  # the failure never reached the responder as speech
+
+
+class FailingSynthesizer(FakeSynthesizer):
+    name = "gtts"
+
+    def synthesize(self, text):
+        raise ConnectionError("gTTS unreachable")
+
+
+def test_an_online_voice_failure_falls_back_to_the_offline_voice(services):
+    ws, svc = FakeSocket(), services(GREETING="Hello there, caller!")
+    svc.fallback_synthesizer, svc.synthesizer = svc.synthesizer, FailingSynthesizer()
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
+    assert [m["event"] for m in ws.sent].count("media") == 15  # the greeting, from the fallback voice
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+
+
+class StuckSocket(FakeSocket):
+    def send(self, text):
+        gevent.sleep(60)  # a half-dead connection: the send never completes
+
+
+def test_a_half_dead_socket_ends_the_call_after_the_send_timeout(services):
+    ws, svc = StuckSocket(), services(GREETING="Hello there!", SEND_TIMEOUT_S=0.3)
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    job.join(timeout=5)
+    assert job.dead and job.exception is None and svc.active_calls == 0
+    assert svc.store.get_call(CALL_SID)["ended_at"] is not None
 
 
 def test_socket_closed_without_stop_finalizes_the_call(services):

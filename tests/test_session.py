@@ -183,12 +183,15 @@ def test_nothing_recognized_or_a_failure_never_reaches_the_responder(text, error
     caller.speak(600)
     [transcribe] = of_type(caller.pause(700), Transcribe)
     caller.session.receive_transcript(transcribe.turn_id, text, error)
-    assert of_type(caller.drain(), Respond) == []
+    actions = caller.drain()
+    assert of_type(actions, Respond) == []
     turns = caller.session.record.turns
     if error:
         assert turns[0].extra["error"] == error and turns[0].text == ""
+        [speak] = of_type(actions, Speak)  # a failure is apologized for, in the offline voice
+        assert speak.offline_voice and "Sorry" in speak.sentences[0]
     else:
-        assert turns == []
+        assert turns == [] and of_type(actions, Speak) == []  # nothing heard: no answer at all
 
 
 def test_dtmf_digits_reach_the_responder_after_a_pause_or_hash():
@@ -339,3 +342,57 @@ def test_the_call_time_limit_says_goodbye_on_the_media_clock():
     assert caller.session.hanging_up == "call longer than 2000 ms"
     caller.session.receive_speech_failed(speak.reply_id, "engine down")  # no goodbye audio: hang up anyway
     assert of_type(caller.drain(), HangUp) == [HangUp("call longer than 2000 ms")]
+
+
+def answered_turn(caller):
+    caller.speak(600)
+    [transcribe] = of_type(caller.pause(700), Transcribe)
+    caller.session.receive_transcript(transcribe.turn_id, "hello")
+    [respond] = of_type(caller.drain(), Respond)
+    return respond
+
+
+def test_a_responder_failure_is_apologized_for():
+    caller = Caller(make_session(apology="Sorry, try again."))
+    caller.start()
+    respond = answered_turn(caller)
+    caller.session.receive_reply(respond.turn_id, None, "ValueError: bug")
+    [speak] = of_type(caller.drain(), Speak)
+    assert speak.sentences == ("Sorry, try again.",) and speak.offline_voice
+
+
+def test_a_responder_goodbye_ends_the_call_after_it_played():
+    caller = Caller(make_session())
+    caller.start()
+    respond = answered_turn(caller)
+    caller.session.receive_reply(respond.turn_id, "Thanks for calling, goodbye!", hang_up=True)
+    [speak] = of_type(caller.drain(), Speak)
+    caller.session.receive_speech(speak.reply_id, 0, b"\x01" * 800)
+    mark = sent_events(caller.drain())[-1]["mark"]["name"]
+    assert of_type(caller.drain(), HangUp) == []
+    caller.session.receive_event(Mark(STREAM_SID, mark))
+    assert of_type(caller.drain(), HangUp) == [HangUp("the responder ended the call")]
+
+
+def test_a_silent_caller_is_nudged_once_then_hung_up_on():
+    caller = Caller(make_session(idle_nudge_ms=3000, idle_nudge="Still there?", idle_hangup_ms=6000))
+    caller.start()
+    assert of_type(caller.pause(2960), Speak) == []
+    [nudge] = of_type(caller.pause(40), Speak)
+    assert nudge.sentences == ("Still there?",)
+    caller.session.receive_speech(nudge.reply_id, 0, b"\x01" * 800)  # 100 ms of audio
+    mark = sent_events(caller.drain())[-1]["mark"]["name"]
+    caller.pause(100)
+    caller.session.receive_event(Mark(STREAM_SID, mark))
+    assert of_type(caller.pause(5000), Speak) == []  # silence counts again from the end of the nudge
+    [goodbye] = of_type(caller.pause(1000), Speak)
+    assert "hang up" in " ".join(goodbye.sentences) and caller.session.hanging_up.startswith("caller silent")
+
+
+def test_speaking_resets_the_idle_clock():
+    caller = Caller(make_session(idle_nudge_ms=3000))
+    caller.start()
+    caller.pause(2000)
+    respond = answered_turn(caller)
+    caller.session.receive_reply(respond.turn_id, None)  # the responder says nothing
+    assert of_type(caller.pause(2000), Speak) == []
