@@ -12,6 +12,7 @@ if __name__ == "__main__":  # patch before anything imports socket/threading (gu
 
 import logging
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -121,16 +122,41 @@ def recover_unfinished_calls(services: Services) -> None:
         log.warning("marked %d call(s) left open by a crash as ended: %s", len(ended), ", ".join(ended[:10]))
 
 
+def shut_down(server, services: Services, grace_s: float) -> None:
+    """Stop taking calls, let active calls go on for ``grace_s``, then end them; everything is saved."""
+    import gevent
+
+    services.draining = True
+    server.close()  # no new connections; calls in progress go on
+    log.info("shutting down: %d call(s) in progress, waiting up to %.0f s", services.active_calls, grace_s)
+    deadline = time.monotonic() + grace_s
+    while services.active_calls and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    for worker in list(services.workers):
+        worker.end("the server is shutting down")
+    deadline = time.monotonic() + 15
+    while services.active_calls and time.monotonic() < deadline:  # their records and recordings are saved
+        gevent.sleep(0.1)
+    server.stop(timeout=1)
+    log.info("shut down with %d call(s) still open", services.active_calls)
+
+
 def main() -> None:
-    """``python app.py``: serve on ``$PORT`` with gevent's WSGI server."""
+    """``python app.py``: serve on ``$PORT`` with gevent's WSGI server; SIGTERM/SIGINT shut down gracefully."""
+    import signal
+
+    import gevent
+    from gevent.event import Event
+
     app = create_app()
     server = make_server(app, "0.0.0.0", app.config["PORT"])
     server.start()
     log.info("listening on http://0.0.0.0:%d (webhook: /incoming-call, stream: /media-stream)", server.server_port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    stopping = Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, stopping.set)
+    stopping.wait()
+    shut_down(server, app.extensions["callstream"], app.config["SHUTDOWN_GRACE_S"])
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IDLE_NUDGE_S", 15, _int_range(0, 3600), "Caller silence (while the bot is quiet) after which they hear \"Are you still there?\" once; 0: never, s."),
     Setting("IDLE_HANGUP_S", 30, _int_range(0, 3600), "Caller silence after which they hear a goodbye and the call ends; 0: never, s."),
     Setting("SEND_TIMEOUT_S", 5.0, _positive_float, "A send to Twilio that takes longer means the socket is half-dead: the call is ended, s."),
+    Setting("SHUTDOWN_GRACE_S", 25.0, _positive_float, "On SIGTERM (every PaaS restart) `python app.py` stops taking calls and lets active calls go on this long, then ends them, saves everything and exits 0, s."),
     Setting("RECOGNITION_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one transcription, s."),
     Setting("RESPONDER_TIMEOUT_S", 15.0, _positive_float, "Longest wait for the responder, s."),
     Setting("SYNTHESIS_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one synthesized sentence, s."),

@@ -80,6 +80,7 @@ class CallWorker:
     def run(self) -> None:
         """Read and handle messages until the call ends; always finalizes the call record."""
         self.services.active_calls += 1
+        self.services.workers.add(self)
         writer = gevent.spawn(self._write_loop)
         try:
             self._read_loop()
@@ -91,6 +92,7 @@ class CallWorker:
                 self._finish(writer)
             finally:
                 self.services.active_calls -= 1
+                self.services.workers.discard(self)
 
     def _read_loop(self) -> None:
         while not self._ended:
@@ -123,10 +125,15 @@ class CallWorker:
                 self.session.receive_event(event)
             self._perform(self.session.actions_to_perform())
 
+    def end(self, reason: str) -> None:
+        """End this call now, from outside (server shutdown): hang up; the record and recordings are saved."""
+        self._hang_up(reason)
+
     def _refuse_if_busy(self) -> None:
-        """Over ``MAX_CALLS`` (this call included): say the busy message and hang up; a fork just ends."""
+        """Over ``MAX_CALLS`` (this call included), or shutting down: say the busy message and hang up;
+        a fork just ends."""
         settings = self.services.settings
-        if self.services.active_calls <= settings["MAX_CALLS"]:
+        if self.services.active_calls <= settings["MAX_CALLS"] and not self.services.draining:
             return
         self.log.warning("over MAX_CALLS=%d: refusing the call", settings["MAX_CALLS"])
         if isinstance(self.session, CallSession):

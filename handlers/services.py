@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from audio.endpointing import EndpointingConfig
@@ -24,6 +24,8 @@ class Services:
     store: CallStore
     fallback_synthesizer: Synthesizer | None = None  # the offline voice, when SYNTHESIZER is an online one
     active_calls: int = 0
+    workers: set = field(default_factory=set)  # the CallWorkers of the calls in progress
+    draining: bool = False  # shutting down: no new calls
 
     @property
     def offline_synthesizer(self) -> Synthesizer:

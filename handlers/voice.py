@@ -56,6 +56,9 @@ def incoming_call() -> Response:
 
 def _busy() -> bool:
     services = current_app.extensions["callstream"]
+    if services.draining:
+        log.warning("shutting down: answering busy")
+        return True
     if services.active_calls < current_app.config["MAX_CALLS"]:
         return False
     log.warning("over MAX_CALLS=%d (%d active): answering busy", current_app.config["MAX_CALLS"], services.active_calls)

@@ -6,6 +6,7 @@ Slow (real time: each call lasts as long as its audio plus the bot's replies). M
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -348,3 +349,40 @@ def test_an_oversized_message_closes_only_that_socket(server, tmp_path):
     big.close()
     report, _ = run_callsim(tmp_path, ONE_TWO_THREE, url=server)  # the server goes on serving calls
     assert word_error_rate("one two three", turns(report, "caller")[0]["text"]) == 0
+
+
+@pytest.mark.parametrize("grace_s", [60, 2])
+def test_sigterm_lets_calls_finish_then_exits_cleanly(grace_s, tmp_path):
+    # SIGTERM mid-call: no new calls; the call goes on (long grace) or is ended (short grace); saved; exit 0.
+    process, url = start_server([sys.executable, "app.py"], tmp_path / "server.log", free_port(), SHUTDOWN_GRACE_S=str(grace_s))
+    report_path = tmp_path / "report.json"
+    caller = subprocess.Popen([sys.executable, "tools/callsim.py", "--url", url, "--json", str(report_path),
+                               "--out", str(tmp_path / "heard.wav"), str(JFK)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while requests.get(url + "/", timeout=5).json()["active_calls"] == 0:
+            assert time.monotonic() < deadline, "the call never started"
+            time.sleep(0.2)
+        time.sleep(3)  # the greeting has played; the caller is speaking
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(requests.ConnectionError):
+            requests.post(url + "/incoming-call", data={"CallSid": "CAlate"}, timeout=5)
+        caller.communicate(timeout=120)
+        assert process.wait(timeout=60) == 0
+    finally:
+        caller.kill()
+        if process.poll() is None:
+            process.kill()
+    report = json.loads(report_path.read_text())  # its API lookup failed: the old server had stopped listening
+    assert report["ended_by"] == ("caller" if grace_s == 60 else "server")
+    process, url = start_server([sys.executable, "app.py"], tmp_path / "again.log", free_port())
+    try:
+        call = finished_call(url, report["call_sid"])
+    finally:
+        stop_server(process)
+    assert call["ended_at"] is not None
+    if grace_s == 60:  # the whole call happened, and was saved
+        callers = turns({"call": call}, "caller")
+        assert word_error_rate((CORPUS / "jfk.txt").read_text(), callers[0]["text"]) <= 0.15
+        assert turns({"call": call}, "bot")[-1]["text"].startswith("You said")
