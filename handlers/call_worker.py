@@ -43,6 +43,8 @@ from handlers.services import Services
 log = logging.getLogger(__name__)
 
 PHONE_SAMPLE_RATE = 8000
+YIELD_EVERY_MESSAGES = 20  # let other greenlets run between bursts of buffered messages
+LOGGED_DROPS = 5  # bad messages of one kind logged in full per call; then every 1000th
 END_OF_CALL_TRANSCRIBE_WAIT_S = 5.0  # let the last utterance reach the call record
 
 
@@ -68,6 +70,7 @@ class CallWorker:
         self.services = services
         self.session: CallSession | ListenSession | None = None  # created by the start message
         self.messages_before_start = 0
+        self.dropped: dict[str, int] = {}  # kind of bad message → how many were ignored
         self.keeper: CallKeeper | None = None  # recordings and the call store, from start on
         self.log = _CallLog(log, {"call": "connecting"})
         self._outbox: Queue = Queue()
@@ -95,21 +98,25 @@ class CallWorker:
                 self.services.workers.discard(self)
 
     def _read_loop(self) -> None:
+        received = 0
         while not self._ended:
             try:
                 text = self.ws.receive()
             except ConnectionClosed:
                 self.log.info("socket closed by peer")
                 return
+            received += 1
+            if received % YIELD_EVERY_MESSAGES == 0:
+                gevent.sleep(0)  # receive() does not yield while messages are buffered: a flood must not starve other calls
             if text is None:
                 continue
             if isinstance(text, bytes):
-                self.log.warning("ignoring a binary frame of %d bytes (Twilio sends text frames)", len(text))
+                self._drop("binary frame", f"{len(text)} bytes (Twilio sends text frames)")
                 continue
             try:
                 event = protocol.parse_message(text)
             except ProtocolError as exc:
-                self.log.warning("ignoring a bad message: %s: %.120r", exc, text)
+                self._drop("bad message", f"{exc}: {text[:120]!r}")
                 continue
             if self.session is None:
                 if not isinstance(event, protocol.Start):
@@ -120,10 +127,21 @@ class CallWorker:
                 self._on_started(event)
                 self._refuse_if_busy()
             else:
+                sid = getattr(event, "stream_sid", None)
+                if sid is not None and sid != self.session.stream_sid:
+                    self._drop("message for another stream", f"streamSid {sid!r}, expected {self.session.stream_sid!r}")
+                    continue
                 if isinstance(event, protocol.Media) and self.keeper is not None and event.track in self.session.start.tracks:
                     self.keeper.add_audio(event.track, event.timestamp_ms, event.payload)  # as Twilio sent it
                 self.session.receive_event(event)
             self._perform(self.session.actions_to_perform())
+
+    def _drop(self, kind: str, detail: str) -> None:
+        """Log a dropped message: the first few of each kind in full, then every thousandth."""
+        count = self.dropped.get(kind, 0) + 1
+        self.dropped[kind] = count
+        if count <= LOGGED_DROPS or count % 1000 == 0:
+            self.log.warning("ignoring a %s (#%d): %s", kind, count, detail)
 
     def end(self, reason: str) -> None:
         """End this call now, from outside (server shutdown): hang up; the record and recordings are saved."""
@@ -204,6 +222,8 @@ class CallWorker:
             self.keeper.finish()
         if self.ws.connected:
             close_websocket(self.ws)
+        if self.dropped:
+            self.log.warning("ignored messages: %s", ", ".join(f"{n} {kind}" for kind, n in self.dropped.items()))
         self.log.info("call finished")
 
     # -- actions ------------------------------------------------------------------------

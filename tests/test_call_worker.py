@@ -1,6 +1,7 @@
 """The gevent shell of one call, with a fake socket and fake engines (the real ones are in test_e2e)."""
 
 import json
+import time
 from pathlib import Path
 
 import gevent
@@ -310,3 +311,40 @@ def test_the_call_time_limit_says_goodbye_and_hangs_up(services):
     job.join(timeout=5)
     assert job.dead and not ws.connected
     assert svc.store.get_call(CALL_SID)["turns"][-1]["text"] == "We have reached the time limit for this call. Goodbye."
+
+
+def test_messages_for_another_stream_are_dropped(services):
+    ws, svc = FakeSocket(), services()
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    other = json.loads(media(20, SPEECH[:160]))
+    other["streamSid"] = "MZ99999999999999999999999999999999"
+    for _ in range(3):
+        ws.inbox.put(json.dumps(other))
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert worker.dropped == {"message for another stream": 3}
+
+
+def test_a_flood_on_one_call_does_not_starve_the_hub(services):
+    ws, svc = FakeSocket(), services()
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    for index in range(20000):
+        ws.inbox.put("{not json" if index % 2 else '{"event": "media", "media": {"timestamp": "x"}}')
+    gaps, last = [], [time.perf_counter()]
+
+    def ticker():
+        while True:
+            gevent.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            last[0] = now
+
+    tick = gevent.spawn(ticker)
+    wait_for(lambda: ws.inbox.qsize() == 0, timeout_s=30)
+    tick.kill()
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert sum(worker.dropped.values()) == 20000
+    assert max(gaps) < 0.05, f"the hub was blocked for {max(gaps) * 1000:.0f} ms"
