@@ -27,6 +27,7 @@ from handlers import api, pages, voice
 from handlers.media import sock
 from handlers.server import make_server
 from handlers.signatures import SignatureChecker, install as install_signature_check
+from handlers.twilio_rest import make_client
 from handlers.call_keeper import file_recordings
 from handlers.services import Services
 from speech.recognition import make_recognizer
@@ -74,6 +75,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         responder=responder,
         store=open_store(settings),
         fallback_synthesizer=make_synthesizer("piper") if settings["SYNTHESIZER"] != "piper" else None,
+        twilio_client=make_client(settings["TWILIO_ACCOUNT_SID"], settings["TWILIO_AUTH_TOKEN"]),
     )
     recover_unfinished_calls(services)
     engines = [services.recognizer, services.synthesizer] if settings["WARM_UP"] else []

@@ -68,6 +68,7 @@ def _url(text: str) -> str:
 SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", 5050, _int_range(0, 65535), "TCP port of `python app.py` (the Procfile passes `$PORT` to gunicorn)."),
     Setting("PUBLIC_URL", "", _url, "Public base URL, e.g. `https://abc.ngrok.app`; the stream URL becomes `wss://<host>/media-stream`. Unset: the host of the webhook request."),
+    Setting("TWILIO_ACCOUNT_SID", "", str, "Twilio account SID. With `TWILIO_AUTH_TOKEN`, a call the server ends is also hung up through the REST API (`Status=completed`), whatever TwiML follows `</Connect>`."),
     Setting("TWILIO_AUTH_TOKEN", "", str, "Twilio auth token. When set, every webhook and the media stream's WebSocket upgrade must carry a valid `X-Twilio-Signature` (else 403)."),
     Setting("SIGNALWIRE_SIGNING_KEY", "", str, "SignalWire signing key; requests signed with it (`X-SignalWire-Signature`) are accepted the same way."),
     Setting("APP_ENV", "development", _choice("development", "production"), "`production` refuses to start without `TWILIO_AUTH_TOKEN` or `SIGNALWIRE_SIGNING_KEY`, unless `ALLOW_UNSIGNED_REQUESTS` is true."),

@@ -38,6 +38,7 @@ from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Res
 from handlers.blocking import run_blocking
 from handlers.call_keeper import CallKeeper
 from handlers.server import close_websocket
+from handlers.twilio_rest import complete_call
 from handlers.services import Services
 
 log = logging.getLogger(__name__)
@@ -160,10 +161,20 @@ class CallWorker:
             self._hang_up(f"over MAX_CALLS={settings['MAX_CALLS']}")
 
     def _hang_up(self, reason: str) -> None:
-        """Close the socket: nothing follows ``</Connect>``, so Twilio ends the call (and logs 31921)."""
+        """Close the socket: nothing follows ``</Connect>``, so Twilio ends the call (and logs 31921);
+        with REST credentials, also complete the call through the API."""
         self.log.info("hanging up: %s", reason)
         self._ended = True
         gevent.spawn(close_websocket, self.ws)  # also unblocks the reader waiting in receive()
+        client, start = self.services.twilio_client, self.session.start if self.session else None
+        if client is not None and start is not None and start.call_sid:
+            gevent.spawn(self._complete_call, client, start.call_sid)
+
+    def _complete_call(self, client, call_sid: str) -> None:
+        try:
+            self.log.info("REST hang-up: %s", run_blocking(complete_call, client, call_sid, timeout_s=10))
+        except Exception as exc:  # the socket is closed anyway
+            self.log.warning("REST hang-up failed: %s", exc)
 
     def _abort(self) -> None:
         """The socket is unusable: end the call without a close handshake (unblocks the reader)."""

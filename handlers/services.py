@@ -23,6 +23,7 @@ class Services:
     responder: Responder
     store: CallStore
     fallback_synthesizer: Synthesizer | None = None  # the offline voice, when SYNTHESIZER is an online one
+    twilio_client: Any = None  # twilio.rest.Client when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set
     active_calls: int = 0
     workers: set = field(default_factory=set)  # the CallWorkers of the calls in progress
     draining: bool = False  # shutting down: no new calls

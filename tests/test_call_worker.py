@@ -348,3 +348,19 @@ def test_a_flood_on_one_call_does_not_starve_the_hub(services):
     job.join(timeout=5)
     assert sum(worker.dropped.values()) == 20000
     assert max(gaps) < 0.05, f"the hub was blocked for {max(gaps) * 1000:.0f} ms"
+
+
+def test_hanging_up_also_completes_the_call_through_the_rest_api(services):
+    from tests.test_twilio_rest import RecordingHttpClient
+    from handlers.twilio_rest import make_client
+
+    http = RecordingHttpClient()
+    ws, svc = FakeSocket(), services(MAX_CALLS=0, BUSY_MESSAGE="Busy.")
+    svc.twilio_client = make_client("AC0123", "secret", http_client=http)
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
+    echo_marks(ws, 0)
+    job.join(timeout=5)
+    wait_for(lambda: http.requests)
+    assert http.requests[0][1].endswith(f"/Calls/{CALL_SID}.json") and http.requests[0][2] == {"Status": "completed"}
