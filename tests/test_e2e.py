@@ -223,10 +223,7 @@ def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
 
 def test_procfile_command_serves_a_call_under_gunicorn(tmp_path, whisper):
     # The PaaS runs the Procfile's web command with $PORT set: gunicorn's gevent worker + flask-sock.
-    web = next(line for line in (REPO / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    port = free_port()
-    command = ["bash", "-c", "exec " + web.removeprefix("web:").strip()]
-    process, url = start_server(command, tmp_path / "gunicorn.log", port)
+    process, url = start_server(procfile_command(), tmp_path / "gunicorn.log", free_port())
     try:
         report, heard_path = run_callsim(tmp_path, ONE_TWO_THREE, url=url)
     finally:
@@ -351,10 +348,16 @@ def test_an_oversized_message_closes_only_that_socket(server, tmp_path):
     assert word_error_rate("one two three", turns(report, "caller")[0]["text"]) == 0
 
 
-@pytest.mark.parametrize("grace_s", [60, 2])
-def test_sigterm_lets_calls_finish_then_exits_cleanly(grace_s, tmp_path):
+def procfile_command() -> list[str]:
+    web = next(line for line in (REPO / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    return ["bash", "-c", "exec " + web.removeprefix("web:").strip()]
+
+
+@pytest.mark.parametrize("server_kind,grace_s", [("python", 60), ("python", 2), ("gunicorn", 60)])
+def test_sigterm_lets_calls_finish_then_exits_cleanly(server_kind, grace_s, tmp_path):
     # SIGTERM mid-call: no new calls; the call goes on (long grace) or is ended (short grace); saved; exit 0.
-    process, url = start_server([sys.executable, "app.py"], tmp_path / "server.log", free_port(), SHUTDOWN_GRACE_S=str(grace_s))
+    command = [sys.executable, "app.py"] if server_kind == "python" else procfile_command()
+    process, url = start_server(command, tmp_path / "server.log", free_port(), SHUTDOWN_GRACE_S=str(grace_s))
     report_path = tmp_path / "report.json"
     caller = subprocess.Popen([sys.executable, "tools/callsim.py", "--url", url, "--json", str(report_path),
                                "--out", str(tmp_path / "heard.wav"), str(JFK)], cwd=REPO, stdout=subprocess.PIPE, text=True)
