@@ -103,8 +103,8 @@ class ListenSession:
             self._on_stop()
 
     def _on_start(self, event: Start) -> None:
-        if self.start is not None:
-            log.warning("ignoring a second start message")
+        if self.start is not None or self.stopped:
+            log.warning("ignoring a start message after %s", "start" if self.start else "stop")
             return
         self.start, self.stream_sid = event, event.stream_sid
         params = event.custom_parameters
@@ -119,7 +119,7 @@ class ListenSession:
 
     def _on_media(self, event: Media) -> None:
         track = self._tracks.get(event.track)
-        if track is None or self.stopped:
+        if track is None or self.stopped or event.timestamp_ms < 0:
             return
         for frame in track.frames.push(event.payload, event.timestamp_ms):
             for ep_event in track.endpointer.push(frame.pcm, frame.timestamp_ms):

@@ -137,6 +137,8 @@ def parse_message(text: str | bytes) -> Event:
         message = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"expected a JSON object, got {type(message).__name__}")
     event = message.get("event")
@@ -251,11 +253,14 @@ def _parse_media(message: dict) -> Media:
         payload = base64.b64decode(payload_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError(f"payload is not base64: {exc}") from None
+    timestamp_ms = _integer(media, "timestamp")
+    if timestamp_ms < 0:
+        raise ProtocolError(f"'timestamp' must not be negative, got {timestamp_ms}")
     return Media(
         stream_sid=_string(message, "streamSid", required=False),
         track=_string(media, "track", required=False) or "inbound",
         chunk=_integer(media, "chunk", required=False),
-        timestamp_ms=_integer(media, "timestamp"),
+        timestamp_ms=timestamp_ms,
         payload=payload,
         sequence_number=_integer(message, "sequenceNumber", required=False),
     )
@@ -263,9 +268,12 @@ def _parse_media(message: dict) -> Media:
 
 def _parse_dtmf(message: dict) -> Dtmf:
     dtmf = _object(message, "dtmf")
+    digit = _string(dtmf, "digit") or ""
+    if not digit:
+        raise ProtocolError("'digit' is empty")
     return Dtmf(
         stream_sid=_string(message, "streamSid", required=False),
-        digit=_string(dtmf, "digit") or "",
+        digit=digit,
         track=_string(dtmf, "track", required=False),
         duration_ms=_integer(dtmf, "duration", required=False),
         sequence_number=_integer(message, "sequenceNumber", required=False),

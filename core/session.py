@@ -417,8 +417,8 @@ class CallSession:
     # -- event handlers -----------------------------------------------------------------
 
     def _on_start(self, event: Start) -> None:
-        if self.start is not None:
-            log.warning("ignoring a second start message")
+        if self.start is not None or self.stopped:
+            log.warning("ignoring a start message after %s", "start" if self.start else "stop")
             return
         self.start = event
         self.stream_sid = event.stream_sid
@@ -438,7 +438,7 @@ class CallSession:
             if self.media_before_start == 1:
                 log.warning("media before start: ignored")
             return
-        if self.stopped or event.track != "inbound":
+        if self.stopped or event.track != "inbound" or event.timestamp_ms < 0:
             return
         if self._first_media_ms is None:
             self._first_media_ms = event.timestamp_ms
@@ -520,7 +520,7 @@ class CallSession:
                 break
 
     def _on_dtmf(self, event: Dtmf) -> None:
-        if self.start is None or self.stopped or self.hanging_up is not None:
+        if self.start is None or self.stopped or self.hanging_up is not None or not event.digit:
             return
         self._interrupt_bot()
         self._nudged = False
@@ -608,8 +608,8 @@ class CallSession:
         (a ``clear`` or ``stop``).
         """
         duration_ms = len(mark.ulaw) // ULAW_BYTES_PER_MS
-        if ends_at_ms is not None:
-            start_ms = max(ends_at_ms - duration_ms, self._playout_end_ms)
+        if ends_at_ms is not None:  # never before it was sent (the inbound clock may have stalled)
+            start_ms = max(ends_at_ms - duration_ms, self._playout_end_ms, mark.sent_ms)
         else:
             start_ms = max(mark.sent_ms, self._playout_end_ms)
         if until_ms is not None:
