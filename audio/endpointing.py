@@ -227,7 +227,8 @@ class Endpointer:
         self._voiced_in_window += voiced
         while self._window[0][0] < end_ms - self.config.start_window_ms:
             self._voiced_in_window -= self._window.popleft()[1]
-        if self._resume_until_ms is not None and end_ms > self._resume_until_ms:
+        # Resume only if the pause since the cut is shorter than stop_ms (what would not end an utterance).
+        if self._resume_until_ms is not None and timestamp_ms >= self._resume_until_ms:
             self._resume_until_ms = None
 
         if not self.in_speech:

@@ -147,7 +147,8 @@ class FrameAssembler:
                 self.overlaps += 1
             delta = start - self._expected_sample
             if 2 * delta >= self._frame_samples:
-                if delta <= self._max_gap_samples:
+                # A jump shorter than a frame would pad the remainder over the new chunk's frames.
+                if delta <= max(self._max_gap_samples, self._frame_samples):
                     gap_samples = delta
                 else:
                     self.clock_jumps += 1

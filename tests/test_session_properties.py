@@ -142,9 +142,9 @@ class CallDriver:
     """Plays Twilio and the worker around a ``CallSession`` and checks every step's actions."""
 
     cfg: dict
-    # Known bugs (xfail tests below): off in the main properties so they keep looking for new ones.
-    negative_timestamps: bool = False  # test_a_stream_clock_below_zero_keeps_turns_well_formed
-    check_played_after_sent: bool = False  # test_bot_audio_is_never_placed_before_it_was_sent
+    # Off only to reproduce the old behaviour (these were bugs, fixed in 3906aef; see the regression tests).
+    negative_timestamps: bool = True  # test_a_stream_clock_below_zero_keeps_turns_well_formed
+    check_played_after_sent: bool = True  # test_bot_audio_is_never_placed_before_it_was_sent
     session: CallSession = None
     clock_ms: int = 20  # where the next on-time chunk starts
     last_ts_ms: int = 20
@@ -443,25 +443,11 @@ def start_first(ops):
     return [("start",)] + ops
 
 
-def without_known_bugs(ops):
-    """Rewrite a script so it does not trigger the bugs pinned by the xfail tests below, so the
-    main property keeps looking for new ones. Each rewrite names its xfail test."""
-    out, over = [], False
-    for op in ops:
-        if op[0] == "start" and over:  # test_a_start_after_stop_is_ignored
-            continue
-        if op == ("dtmf", ""):  # test_an_empty_dtmf_digit_is_not_a_key_press
-            continue
-        over = over or op[0] in ("stop", "close")
-        out.append(op)
-    return out
-
-
 # --- 3. CallSession -----------------------------------------------------------------------------
 
 
 @settings(max_examples=400, **SETTINGS)
-@given(configs, call_scripts().map(start_first).map(without_known_bugs), st.booleans())
+@given(configs, call_scripts().map(start_first), st.booleans())
 @example(DEFAULT_CONFIG, [("start",), ("talk", 600, 700), ("transcript", (0, False), "hello there", None),
                           ("reply", (0, False), "First sentence here. Second one follows! And a third?", None),
                           ("speech", (0, False), 3200), ("talk", 300, 0), ("mark", 0, "known"), ("stop",)], False)
@@ -479,7 +465,7 @@ def test_call_session_keeps_its_promises_on_any_script(cfg, ops, settle):
 
 
 @settings(max_examples=100, **SETTINGS)
-@given(configs, call_scripts(25).map(without_known_bugs))
+@given(configs, call_scripts(25))
 def test_call_session_keeps_its_promises_before_start_too(cfg, ops):
     """Scripts that do not begin with ``start``: media, marks, results before it are harmless."""
     CallDriver(cfg).run(ops)
@@ -604,11 +590,11 @@ def test_barge_in_clears_exactly_what_is_queued(sizes, echoed, played_ms, talk_m
     d.run([])
 
 
-# Bugs found by the properties above, pinned at their shrunk examples (the lead fixes the code).
+# Bugs the properties above found, kept as regression tests at their shrunk examples.
 
 
 @settings(max_examples=30, **SETTINGS)
-@given(configs, call_scripts(15).map(start_first).map(without_known_bugs), st.sampled_from(["stop", "close"]))
+@given(configs, call_scripts(15).map(start_first), st.sampled_from(["stop", "close"]))
 @example(DEFAULT_CONFIG, [("start",), ("stop",), ("stop",)], "stop")
 @example(DEFAULT_CONFIG, [("start",), ("close",), ("stop",)], "stop")
 def test_a_second_stop_ends_the_call_once(cfg, ops, first):
@@ -617,9 +603,9 @@ def test_a_second_stop_ends_the_call_once(cfg, ops, first):
     CallDriver(cfg).run(ops + [(first,), ("stop",)])
 
 
-# Was a bug found by the properties (fixed): CallSession._on_start accepts a start after stop: the greeting's Speak comes after EndCall
+# Was: CallSession._on_start accepted a start after stop, so the greeting's Speak came after EndCall.
 @settings(max_examples=30, **SETTINGS)
-@given(configs.map(lambda c: {**c, "greeting": "Hello there, welcome!"}), call_scripts(10).map(without_known_bugs))
+@given(configs.map(lambda c: {**c, "greeting": "Hello there, welcome!"}), call_scripts(10))
 @example({**DEFAULT_CONFIG, "greeting": "Hello there, welcome!"}, [("stop",), ("start",)])
 def test_a_start_after_stop_is_ignored(cfg, ops):
     """Not reachable through ``handlers/call_worker.py`` (it creates the session on ``start``),
@@ -627,37 +613,36 @@ def test_a_start_after_stop_is_ignored(cfg, ops):
     CallDriver(cfg).run([("stop",)] + ops + [("start",)])
 
 
-# Was a bug found by the properties (fixed): CallSession._on_dtmf takes an empty digit (the parser accepts "digit": "") as a key press: Respond(dtmf='') and a barge-in
+# Was: CallSession._on_dtmf took an empty digit (the parser accepted "digit": "") as a key press.
 @settings(max_examples=30, **SETTINGS)
-@given(configs.map(lambda c: {**c, "dtmf_flush_ms": 0}), call_scripts(10).map(start_first).map(without_known_bugs))
+@given(configs.map(lambda c: {**c, "dtmf_flush_ms": 0}), call_scripts(10).map(start_first))
 @example({**DEFAULT_CONFIG, "dtmf_flush_ms": 0}, [("start",)])
 def test_an_empty_dtmf_digit_is_not_a_key_press(cfg, ops):
-    """``{"event": "dtmf", "dtmf": {"digit": ""}}`` parses to ``Dtmf(digit="")``; the session
-    then asks the responder about no keys and records a caller turn with no text, no keys."""
+    """``Dtmf(digit="")`` (the parser now rejects ``"digit": ""``): the session used to ask the
+    responder about no keys and record a caller turn with no text and no keys."""
     CallDriver(cfg).run(ops + [("dtmf", "")])
 
 
-# Was a bug found by the properties (fixed): now_ms starts at 0, so bot audio before the first media is stamped 0; a media clock below 0 then ends the bot turn before it started
+# Was: now_ms starts at 0, so bot audio before the first media is stamped 0; media stamped below 0 then ended the bot turn before it started.
 @settings(max_examples=30, **SETTINGS)
 @given(configs.map(lambda c: {**c, "greeting": "Hello there, welcome!"}), st.integers(0, 999))
 @example({**DEFAULT_CONFIG, "greeting": "Hello there, welcome!"}, 0)
 def test_a_stream_clock_below_zero_keeps_turns_well_formed(cfg, abs_ms):
     """The greeting's audio is sent before any inbound media (its turn starts at now_ms = 0);
-    then media stamped -1000 ms (the parser accepts "-1000") talks over it: the interrupted bot
-    turn gets end_ms = -800 < start_ms = 0."""
+    then media stamped -1000 ms (the parser now rejects it) talked over it: the interrupted bot
+    turn got end_ms = -800 < start_ms = 0."""
     driver = CallDriver(cfg, negative_timestamps=True)
     driver.run([("start",), ("speech", (0, False), 160), ("media", "abs", abs_ms, ("voiced", 2400), "inbound")])
 
 
-# Was a bug found by the properties (fixed): _record_played places a mark-echoed sentence at echo - duration, before the media time it was sent when inbound media stalls
+# Was: _record_played placed a mark-echoed sentence at echo - duration, before it was sent when inbound media stalls.
 @settings(max_examples=30, **SETTINGS)
-@given(configs, call_scripts(15).map(start_first).map(without_known_bugs))
+@given(configs, call_scripts(15).map(start_first))
 @example(DEFAULT_CONFIG, [("start",), ("exchange",), ("mark", 0, "known")])
 def test_bot_audio_is_never_placed_before_it_was_sent(cfg, ops):
     """Twilio may send no inbound chunks during silence (protocol.md §7, §10 item 15): the media
     clock stalls while the bot talks, and the mark echo arrives with now_ms = the send time. The
-    sentence (100 ms here) is then placed from 100 ms before it was sent, over earlier audio's
-    slot on the recording's outbound track."""
+    sentence (100 ms here) was placed from 100 ms before it was sent."""
     CallDriver(cfg, check_played_after_sent=True).run(ops + [("exchange",), ("mark", 1, "known")])
 
 
@@ -943,13 +928,8 @@ def runs_of_voiced(timeline, fms):
     return runs
 
 
-def stop_is_whole_frames(config: EndpointingConfig) -> bool:
-    """test_a_forced_cut_resumes_on_speech_within_stop_ms: off by one frame otherwise."""
-    return config.stop_ms % config.frame_ms == 0
-
-
 @settings(max_examples=150, **SETTINGS)
-@given(config=endpointing_configs.filter(stop_is_whole_frames), script=frame_scripts)
+@given(config=endpointing_configs, script=frame_scripts)
 def test_endpointer_covers_every_voiced_run_long_enough_to_start(config, script):
     """A run of ``start_ms`` of contiguous voiced frames always ends up inside an utterance,
     even across forced cuts at ``max_utterance_ms`` (the next voiced frame resumes at once)."""
@@ -980,7 +960,7 @@ def assert_voiced_runs_covered(config, script):
 
 @settings(max_examples=120, **SETTINGS)
 @given(
-    max_gap_fill_ms=st.sampled_from([2000, 20, 35]),  # >= frame_ms: see the xfail test below
+    max_gap_fill_ms=st.sampled_from([2000, 20, 35, 0, 5, 15]),
     first_ms=st.integers(-1000, 10**6),
     script=st.lists(st.tuples(st.sampled_from([b"\x00", b"\xff", b"\x10"]), st.integers(0, 700),
                               st.sampled_from(["next", "same", "back", "small gap", "gap", "jump", "jitter"]),
@@ -997,7 +977,7 @@ def test_frame_assembler_feeds_the_endpointer_without_overlap(max_gap_fill_ms, f
     endpointer.finish()
 
 
-@pytest.mark.xfail(strict=True, reason="FrameAssembler with max_gap_fill_ms < frame_ms: the padded remainder frame overlaps the frames after a clock jump")
+# Was a bug found by the properties (fixed): FrameAssembler with max_gap_fill_ms < frame_ms: the padded remainder frame overlaps the frames after a clock jump
 @settings(max_examples=50, **SETTINGS)
 @given(
     max_gap_fill_ms=st.sampled_from([0, 5, 15]),
@@ -1018,7 +998,7 @@ def test_frame_assembler_frames_never_overlap_with_a_small_max_gap_fill(max_gap_
         ts += -(-nbytes // 8)
 
 
-@pytest.mark.xfail(strict=True, reason="after a forced cut, resume is cleared by the frame's end, not its start: a pause shorter than stop_ms (not a whole number of frames) loses the resume")
+# Was a bug found by the properties (fixed): after a forced cut, resume is cleared by the frame's end, not its start: a pause shorter than stop_ms (not a whole number of frames) loses the resume
 @settings(max_examples=50, **SETTINGS)
 @given(config=endpointing_configs, script=frame_scripts)
 @example(
