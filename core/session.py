@@ -38,7 +38,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
-from audio.codec import ulaw_to_pcm16
 from audio.endpointing import Endpointer, EndpointingConfig, SpeechStarted, UtteranceEnded
 from audio.framing import FrameAssembler
 from core import protocol

@@ -18,7 +18,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
