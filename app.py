@@ -23,7 +23,7 @@ from flask import Flask
 from audio.recording import FINALIZED_MARKER, CallRecorder
 from core.responder import echo, load_responder
 from core.settings import SettingsError, load_settings
-from handlers import api, pages, voice
+from handlers import api, hub_monitor, pages, voice
 from handlers.media import sock
 from handlers.server import make_server
 from handlers.signatures import SignatureChecker, install as install_signature_check
@@ -96,6 +96,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(voice.bp)
     app.register_blueprint(pages.bp)
     sock.init_app(app)
+    hub_monitor.start_for_server(settings["HUB_BLOCK_THRESHOLD_MS"])  # once per process; not in unpatched test runs
     log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings["RECOGNIZER"], settings["SYNTHESIZER"], settings["RESPONDER"])
     return app
 

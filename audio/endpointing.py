@@ -13,6 +13,11 @@ STOPPING) with the padded ring buffer of py-webrtcvad's ``vad_collector``:
   then ends exactly at the end of the last voiced frame: the trailing non-speech
   is trimmed (it stays in the ring buffer as possible pre-roll of the next
   utterance, never before the previous utterance's end).
+* Optionally (``pause_ms`` > 0), once per pause: when ``pause_ms`` of non-speech
+  follow the last voiced frame but the utterance has not ended yet, a
+  ``SpeechPaused`` carries the utterance as it would end there, so recognition
+  can start speculatively. If the pause becomes the endpoint, the
+  ``UtteranceEnded`` has the same ``voice_start_ms``, ``end_ms`` and audio.
 * An utterance whose buffered audio (pre-roll and any trailing non-speech
   included) reaches ``max_utterance_ms`` is cut (``forced=True``), still trimmed
   to its last voiced frame, so a cut that falls in a pause gives a shorter
@@ -47,6 +52,8 @@ class EndpointingConfig:
         stop_ms: Non-speech after the last voiced frame that ends an utterance.
         pre_roll_ms: Audio kept before the first voiced frame.
         max_utterance_ms: Longest utterance audio (pre-roll included) before a forced cut.
+        pause_ms: Non-speech after the last voiced frame that emits a ``SpeechPaused``
+            (speculative recognition); 0 for never. A value >= ``stop_ms`` never fires.
 
     Raises:
         ValueError: A value is out of range (see ``__post_init__``).
@@ -59,6 +66,7 @@ class EndpointingConfig:
     stop_ms: int = 600
     pre_roll_ms: int = 300
     max_utterance_ms: int = 15000
+    pause_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.frame_ms not in FRAME_MS:
@@ -71,6 +79,8 @@ class EndpointingConfig:
             raise ValueError(f"stop_ms must be > 0, got {self.stop_ms}")
         if self.pre_roll_ms < 0:
             raise ValueError(f"pre_roll_ms must be >= 0, got {self.pre_roll_ms}")
+        if self.pause_ms < 0:
+            raise ValueError(f"pause_ms must be >= 0, got {self.pause_ms}")
         if self.max_utterance_ms <= self.start_window_ms + self.pre_roll_ms + self.frame_ms:
             raise ValueError("max_utterance_ms must exceed start_window_ms + pre_roll_ms + frame_ms")
 
@@ -115,6 +125,20 @@ class SpeechStarted:
     """
 
     voice_start_ms: int
+    detected_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """The caller paused for ``pause_ms``: the utterance as it would end if the pause became the endpoint.
+
+    Attributes:
+        utterance: What ``UtteranceEnded`` would carry now (``forced=False``). The
+            endpoint is the same utterance when its ``voice_start_ms`` and ``end_ms`` match.
+        detected_ms: Media time at which the pause was decided (end of the deciding frame).
+    """
+
+    utterance: Utterance
     detected_ms: int
 
 
@@ -175,13 +199,14 @@ class Endpointer:
         self._last_voiced_end_ms = 0
         self._voiced_bytes = 0  # len(self._pcm) at the end of the last voiced frame
         self._resume_until_ms: int | None = None  # after a forced cut in speech
+        self._pause_reported = False  # a SpeechPaused was emitted for the current pause
 
     @property
     def in_speech(self) -> bool:
         """True between a ``SpeechStarted`` and its ``UtteranceEnded``."""
         return self._state in (_State.SPEAKING, _State.STOPPING)
 
-    def push(self, frame: bytes, timestamp_ms: int) -> list[SpeechStarted | UtteranceEnded]:
+    def push(self, frame: bytes, timestamp_ms: int) -> list[SpeechStarted | SpeechPaused | UtteranceEnded]:
         """Classify one frame and advance the state machine.
 
         Frames are expected back to back. A frame later than the end of the
@@ -207,7 +232,7 @@ class Endpointer:
             raise AudioFormatError(f"expected a frame of {self._frame_bytes} bytes, got {len(frame)}")
         if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
             raise TypeError(f"timestamp_ms must be an int, got {type(timestamp_ms).__name__}")
-        events: list[SpeechStarted | UtteranceEnded] = []
+        events: list[SpeechStarted | SpeechPaused | UtteranceEnded] = []
         if self._next_ms is not None and timestamp_ms != self._next_ms:
             if timestamp_ms < self._next_ms:
                 raise ValueError(f"frame at {timestamp_ms} ms overlaps the previous frame (ends at {self._next_ms} ms)")
@@ -246,6 +271,7 @@ class Endpointer:
             self._state = _State.SPEAKING
             self._last_voiced_end_ms = end_ms
             self._voiced_bytes = len(self._pcm)
+            self._pause_reported = False
         else:
             self._state = _State.STOPPING
         if not voiced and end_ms - self._last_voiced_end_ms >= self.config.stop_ms:
@@ -254,6 +280,12 @@ class Endpointer:
             events.append(self._end(detected_ms=end_ms, forced=True))
             if voiced:  # cut mid-speech: let the next voiced frame start a new utterance at once
                 self._resume_until_ms = end_ms + self.config.stop_ms
+        elif (
+            not voiced and self.config.pause_ms and not self._pause_reported
+            and end_ms - self._last_voiced_end_ms >= self.config.pause_ms
+        ):
+            self._pause_reported = True
+            events.append(SpeechPaused(utterance=self._utterance(forced=False), detected_ms=end_ms))
         return events
 
     def finish(self) -> list[UtteranceEnded]:
@@ -281,18 +313,13 @@ class Endpointer:
         self._voiced_bytes = len(self._pcm)
         self._state = _State.SPEAKING
         self._resume_until_ms = None
+        self._pause_reported = False
         return SpeechStarted(voice_start_ms=voice_start_ms, detected_ms=detected_ms)
 
     def _end(self, detected_ms: int, forced: bool) -> UtteranceEnded:
         """Close the utterance at its last voiced frame and return to QUIET."""
         end_ms = self._last_voiced_end_ms
-        utterance = Utterance(
-            pcm=bytes(self._pcm[: self._voiced_bytes]),
-            start_ms=self._start_ms,
-            voice_start_ms=self._voice_start_ms,
-            end_ms=end_ms,
-            forced=forced,
-        )
+        utterance = self._utterance(forced)
         self._pcm = bytearray()
         # Audio before end_ms belongs to this utterance: never reuse it as pre-roll or start evidence.
         while self._ring and self._ring[0][0] < end_ms:
@@ -301,6 +328,16 @@ class Endpointer:
             self._voiced_in_window -= self._window.popleft()[1]
         self._state = _State.STARTING if self._voiced_in_window else _State.QUIET
         return UtteranceEnded(utterance=utterance, detected_ms=detected_ms)
+
+    def _utterance(self, forced: bool) -> Utterance:
+        """The utterance in progress, trimmed to its last voiced frame."""
+        return Utterance(
+            pcm=bytes(self._pcm[: self._voiced_bytes]),
+            start_ms=self._start_ms,
+            voice_start_ms=self._voice_start_ms,
+            end_ms=self._last_voiced_end_ms,
+            forced=forced,
+        )
 
     def _skip_to(self, timestamp_ms: int) -> list[UtteranceEnded]:
         """Handle frames missing between the previous frame and ``timestamp_ms``."""

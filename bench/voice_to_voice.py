@@ -34,7 +34,15 @@ sys.path.insert(0, str(REPO))
 
 from tools.wer import word_error_rate  # noqa: E402
 
-STAGES = ("endpoint", "recognition", "responder", "synthesis", "total")
+STAGES = ("endpoint", "recognition", "responder", "synthesis", "total", "first_mark")
+STAGE_NAMES = {
+    "endpoint": "endpoint wait (last voiced frame → endpoint decided)",
+    "recognition": "recognition (engine time)",
+    "responder": "responder",
+    "synthesis": "synthesis of the first sentence",
+    "total": "first reply media sent (after the last voiced frame)",
+    "first_mark": "first sentence heard (its mark echoed)",
+}
 
 
 def free_port() -> int:
@@ -78,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="calls per file (default 3)")
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus", help="folder with manifest.tsv")
+    parser.add_argument("--turns", type=int, default=1, help="caller turns per call: the file spoken this many times (default 1)")
     parser.add_argument("files", nargs="*", help="corpus file names (default: every file in the manifest)")
     args = parser.parse_args()
 
@@ -89,35 +98,40 @@ def main() -> None:
     wers: dict[str, list[float]] = {name: [] for name in files}
     voice_to_voice: list[float] = []
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    speculative = 0
     try:
         for run in range(args.runs):
             for name in files:
                 report_path = work / f"{name}.{run}.json"
                 command = [sys.executable, "tools/callsim.py", "--url", url, "--json", str(report_path),
-                           "--out", str(work / f"{name}.{run}.wav"), str(args.corpus / name)]
+                           "--out", str(work / f"{name}.{run}.wav")] + [str(args.corpus / name)] * args.turns
                 subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=300)
                 report = json.loads(report_path.read_text())
                 turns = report["call"]["turns"]
                 transcript = " ".join(t["text"] for t in turns if t["speaker"] == "caller" and "dtmf" not in t)
-                wers[name].append(word_error_rate(references[name], transcript))
+                wers[name].append(word_error_rate(" ".join([references[name]] * args.turns), transcript))
                 voice_to_voice += [e["voice_to_voice_ms"] for e in report["latency"] if e["voice_to_voice_ms"] is not None]
                 for turn in turns:
-                    for stage, value in turn.get("latency_ms", {}).items():
-                        stages[stage].append(value)
+                    latency = turn.get("latency_ms", {})
+                    speculative += bool(latency.get("speculative"))
+                    for stage in STAGES:
+                        if stage in latency:
+                            stages[stage].append(latency[stage])
                 print(f"run {run + 1}/{args.runs} {name}: WER {wers[name][-1]:.3f}, transcript {transcript!r}", file=sys.stderr)
     finally:
         process.terminate()
         process.wait(timeout=10)
 
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{args.runs} call(s) per file; default engines (whisper tiny.en, piper), 600 ms endpoint silence.\n")
+          f"{args.runs} call(s) per file, {args.turns} turn(s) each; default engines (whisper tiny.en, piper), "
+          f"600 ms endpoint silence; {speculative} of {len(stages['total'])} replies used a speculative transcript.\n")
     print("| file | word error rate (per call) |\n|---|---|")
     for name in files:
         print(f"| {name} | {', '.join(f'{w:.3f}' for w in wers[name])} |")
     print("\n| latency, ms | median | p95 | min | max | n |\n|---|---|---|---|---|---|")
     print(f"| voice-to-voice (callsim, wall clock) | {summary(voice_to_voice)} |")
     for stage in STAGES:
-        print(f"| server `latency_ms.{stage}` | {summary(stages[stage])} |")
+        print(f"| server: {STAGE_NAMES[stage]} | {summary(stages[stage])} |")
 
 
 if __name__ == "__main__":

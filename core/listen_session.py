@@ -62,6 +62,11 @@ class ListenSession:
         self._next_turn_id = 1
         self._actions: list = []
 
+    @property
+    def frames_lost(self) -> int:
+        """Inbound frames (all tracks) missing from the media clock so far (filled with silence)."""
+        return sum(track.frames.filled_frames for track in self._tracks.values())
+
     def actions_to_perform(self) -> list:
         """Return and forget the actions produced since the last call (only ``Transcribe`` and ``EndCall``)."""
         actions, self._actions = self._actions, []

@@ -6,6 +6,12 @@ caller's transcribed utterance (never a recognition failure); for key presses ``
 stay silent, or ``Goodbye("…")`` to say it and end the call. A one-argument ``respond(text)``
 also works; it is not called for key presses.
 Select one with ``RESPONDER=module:function``.
+
+A responder with no side effects may be marked ``@speculative``: it is then also called
+during the caller's pause, before the endpoint is decided, and its reply synthesized ahead,
+which takes the responder and synthesis out of the silence the caller waits through. If the
+caller speaks on, that reply is thrown away unheard, so do not mark a responder that acts on
+what it is told (books, pays, sends).
 """
 
 from __future__ import annotations
@@ -50,6 +56,18 @@ class CallContext:
 Responder = Callable[[str, CallContext], Optional[str]]
 
 
+def speculative(func: Callable) -> Callable:
+    """Mark a side-effect-free responder as safe to call before the endpoint (see the module docstring)."""
+    func.speculative = True
+    return func
+
+
+def is_speculative(responder: Callable) -> bool:
+    """True if ``responder`` was marked with :func:`speculative`."""
+    return getattr(responder, "speculative", False) is True
+
+
+@speculative
 def echo(text: str, call: CallContext) -> str:
     """The default responder: repeat what the caller said, or the keys they pressed."""
     if call.dtmf:
@@ -94,4 +112,5 @@ def _adapt(func: Callable) -> Responder:
     def one_argument(text: str, call: CallContext) -> str | None:
         return None if call.dtmf else func(text)
 
+    one_argument.speculative = is_speculative(func)
     return one_argument

@@ -29,6 +29,12 @@ Turn-taking rules:
   them; those late echoes are ignored like any unknown mark name).
 * A mark follows each synthesized sentence; the bot is speaking from its first reply audio
   until the last mark echo.
+* **Speculation** (``endpointing.pause_ms`` > 0): when the caller pauses for ``pause_ms``,
+  the utterance so far is transcribed at once as a *tentative* turn. If the pause becomes
+  the endpoint with the same audio, the turn is confirmed and its transcript (ready or on
+  its way) is used; if the caller speaks on, it is dropped. With ``speculative_reply``
+  the responder and synthesis run ahead too, but nothing is recorded, sent or said until
+  the endpoint confirms the turn (LiveKit Agents calls this preemptive generation).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
-from audio.endpointing import Endpointer, EndpointingConfig, SpeechStarted, UtteranceEnded
+from audio.endpointing import Endpointer, EndpointingConfig, SpeechPaused, SpeechStarted, UtteranceEnded
 from audio.framing import FrameAssembler
 from core import protocol
 from core.protocol import Connected, Dtmf, Event, Mark, Media, Start, Stop, UnknownEvent
@@ -64,21 +70,28 @@ class Send:
 
 @dataclass(frozen=True)
 class Transcribe:
-    """Recognize ``pcm`` (PCM16 LE mono, ``sample_rate`` Hz), then call ``receive_transcript``."""
+    """Recognize ``pcm`` (PCM16 LE mono, ``sample_rate`` Hz), then call ``receive_transcript``.
+
+    ``speculative``: the turn is tentative (the caller paused, the endpoint is not decided);
+    the worker may skip it under load and call ``speculation_declined`` instead.
+    """
 
     turn_id: int
     pcm: bytes
     sample_rate: int
+    speculative: bool = False
 
 
 @dataclass(frozen=True)
 class Respond:
     """Ask the responder for a reply to ``text`` (speech) or ``dtmf`` (digits), then call
-    ``receive_reply``."""
+    ``receive_reply``. ``pending_turn``: the caller's turn when it is not in the call record
+    yet (a speculative turn); the responder's history should end with it."""
 
     turn_id: int
     text: str
     dtmf: str | None = None
+    pending_turn: Turn | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,9 @@ class SessionConfig:
             ``idle_nudge`` is said once; 0 for never.
         idle_hangup_ms: caller silence after which ``idle_goodbye`` is said and the call
             ends; 0 for never.
+        speculative_reply: with speculation on (``endpointing.pause_ms``), also ask the
+            responder and synthesize the reply during the pause; it is sent only if the
+            pause becomes the endpoint.
     """
 
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
@@ -162,6 +178,7 @@ class SessionConfig:
     idle_nudge: str = "Are you still there?"
     idle_hangup_ms: int = 0
     idle_goodbye: str = "I have not heard anything for a while, so I will hang up now. Goodbye."
+    speculative_reply: bool = False
 
 
 @dataclass
@@ -174,6 +191,10 @@ class _CallerTurn:
     record: Turn | None = None  # set once a transcript is recorded
     answered: bool = False  # reply audio has been sent
     latency_ms: dict[str, int] = field(default_factory=dict)  # per stage, filled as the turn goes
+    tentative: bool = False  # speculative: the endpoint is not decided yet
+    transcript: tuple | None = None  # (text, error, elapsed_ms) held while tentative
+    responding: bool = False  # a Respond was issued while tentative
+    reply_result: tuple | None = None  # (text, error, elapsed_ms, hang_up) held while tentative
 
 
 @dataclass
@@ -188,6 +209,8 @@ class _Reply:
     heard: list[str] = field(default_factory=list)
     hang_up: bool = False  # a goodbye: hang up once it has played
     offline_voice: bool = False
+    held: list[tuple[int, bytes | None, object]] = field(default_factory=list)  # speech of a tentative turn
+    turn_end_ms: int | None = None  # end of the caller's turn it answers
 
 
 @dataclass
@@ -224,6 +247,7 @@ class CallSession:
         self._next_reply_id = 1
         self._open_turn: _CallerTurn | None = None  # latest caller turn not yet answered with audio
         self._continuation: _CallerTurn | None = None  # turn the current utterance continues
+        self._tentative: _CallerTurn | None = None  # speculative turn of the current pause
         self._turns: dict[int, _CallerTurn] = {}
         self._replies: dict[int, _Reply] = {}
         self._pending_marks: deque[_PendingMark] = deque()
@@ -235,6 +259,7 @@ class CallSession:
         self._dtmf_digits = ""
         self._dtmf_start_ms = 0
         self._dtmf_last_ms = 0
+        self._latency_reports: list[dict[str, int]] = []
 
     # -- outputs --------------------------------------------------------------------
 
@@ -242,6 +267,18 @@ class CallSession:
         """Return and forget the actions produced since the last call. Perform them in order."""
         actions, self._actions = self._actions, []
         return actions
+
+    def take_latency_reports(self) -> list[dict[str, int]]:
+        """Return and forget the ``latency_ms`` of replies finished since the last call: each
+        answered turn's stages in ms, reported once, when its first sentence was heard (mark
+        echo) or the reply ended without it (barge-in, stop)."""
+        reports, self._latency_reports = self._latency_reports, []
+        return reports
+
+    @property
+    def frames_lost(self) -> int:
+        """Inbound frames missing from the media clock so far (filled with silence)."""
+        return self._frames.filled_frames
 
     @property
     def bot_speaking(self) -> bool:
@@ -280,6 +317,9 @@ class CallSession:
         turn = self._turns.get(turn_id)
         if turn is None or self.record is None:
             return
+        if turn.tentative:
+            self._tentative_transcript(turn, text, error, elapsed_ms)
+            return
         if elapsed_ms is not None:
             turn.latency_ms["recognition"] = elapsed_ms
         if error is not None:
@@ -297,7 +337,15 @@ class CallSession:
         if self.stopped:
             self._forget_turn(turn)
             return
-        self._actions.append(Respond(turn_id, text))
+        if not turn.responding:
+            self._actions.append(Respond(turn_id, text))
+
+    def speculation_declined(self, turn_id: int) -> None:
+        """The worker did not run the speculative ``Transcribe`` of ``turn_id`` (e.g. under
+        load): the turn is dropped, and the endpoint, if it comes, is transcribed as usual."""
+        turn = self._turns.get(turn_id)
+        if turn is not None and turn.tentative:
+            self._forget_turn(turn)
 
     def receive_reply(
         self, turn_id: int, text: str | None, error: str | None = None, *,
@@ -311,6 +359,9 @@ class CallSession:
         """
         turn = self._turns.get(turn_id)
         if turn is None or self.stopped or self.hanging_up is not None:
+            return
+        if turn.tentative and (error is not None or hang_up or not (text or "").strip()):
+            turn.reply_result = (text, error, elapsed_ms, hang_up)  # acted on if the turn is confirmed
             return
         if elapsed_ms is not None:
             turn.latency_ms["responder"] = elapsed_ms
@@ -338,6 +389,9 @@ class CallSession:
         reply = self._replies.get(reply_id)
         if reply is None or reply.cancelled or self.stream_sid is None or self.stopped:
             return
+        if self._is_tentative(reply):
+            reply.held.append((index, ulaw, elapsed_ms))
+            return
         if reply.record is None:
             reply.record = Turn("bot", reply.text, self.now_ms, None)
             assert self.record is not None
@@ -352,6 +406,7 @@ class CallSession:
                     **turn.latency_ms,
                     "total": self.now_ms - turn.end_ms,
                 }
+                reply.turn_end_ms = turn.end_ms
                 if self._open_turn is turn:
                     self._open_turn = None
         chunk_bytes = self.config.outbound_chunk_ms * ULAW_BYTES_PER_MS
@@ -369,6 +424,9 @@ class CallSession:
         """Synthesis of reply ``reply_id`` failed: the reply ends with what was already sent."""
         reply = self._replies.get(reply_id)
         if reply is None or reply.cancelled:
+            return
+        if self._is_tentative(reply):
+            reply.held.append((-1, None, error))
             return
         log.warning("reply %d: synthesis failed after %d sentence(s): %s", reply_id, reply.sentences_sent, error)
         if reply.record is not None:
@@ -446,6 +504,8 @@ class CallSession:
             for ep_event in self._endpointer.push(frame.pcm, frame.timestamp_ms):
                 if isinstance(ep_event, SpeechStarted):
                     self._on_speech_started(ep_event)
+                elif isinstance(ep_event, SpeechPaused):
+                    self._on_speech_paused(ep_event)
                 elif isinstance(ep_event, UtteranceEnded):
                     self._on_utterance_ended(ep_event)
         self._maybe_flush_dtmf()
@@ -483,6 +543,21 @@ class CallSession:
         for reply in [r for r in self._replies.values() if not r.cancelled]:
             self._drop_reply(reply)  # e.g. a greeting still being synthesized
 
+    def _on_speech_paused(self, event: SpeechPaused) -> None:
+        """Start transcribing the utterance so far: a tentative turn, confirmed by the endpoint."""
+        if self.hanging_up is not None or self.stopped:
+            return
+        if self._tentative is not None:  # the caller spoke on since the last pause
+            self._forget_turn(self._tentative)
+        utt = event.utterance
+        pcm, start_ms = utt.pcm, utt.voice_start_ms
+        if self._continuation is not None:
+            pcm, start_ms = self._continuation.pcm + pcm, self._continuation.start_ms
+        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms, tentative=True)
+        self._turns[turn.turn_id] = turn
+        self._tentative = turn
+        self._actions.append(Transcribe(turn.turn_id, pcm, self.config.endpointing.sample_rate, speculative=True))
+
     def _on_utterance_ended(self, event: UtteranceEnded) -> None:
         if self.hanging_up is not None:
             return
@@ -492,12 +567,57 @@ class CallSession:
         self._continuation = None
         if previous is not None:
             pcm, start_ms = previous.pcm + pcm, previous.start_ms
+        tentative, self._tentative = self._tentative, None
+        if tentative is not None:
+            if tentative.end_ms == utt.end_ms and tentative.start_ms == start_ms and len(tentative.pcm) == len(pcm):
+                self._confirm(tentative, event.detected_ms, previous)
+                return
+            self._forget_turn(tentative)
         turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms)
         if previous is not None and previous.record is not None:
             turn.record = previous.record  # the merged transcript replaces it
         self._turns[turn.turn_id] = turn
         self._open_turn = turn
         self._actions.append(Transcribe(turn.turn_id, pcm, self.config.endpointing.sample_rate))
+
+    def _confirm(self, turn: _CallerTurn, detected_ms: int, previous: _CallerTurn | None) -> None:
+        """The pause became the endpoint: the tentative turn is the turn; replay what it holds."""
+        turn.tentative = False
+        turn.detected_ms = detected_ms
+        turn.latency_ms["speculative"] = 1
+        if previous is not None and previous.record is not None:
+            turn.record = previous.record  # the merged transcript replaces it
+        self._open_turn = turn
+        if turn.transcript is None:
+            return  # still being recognized: receive_transcript takes it from here
+        text, error, elapsed_ms = turn.transcript
+        turn.transcript = None
+        self.receive_transcript(turn.turn_id, text, error, elapsed_ms=elapsed_ms)
+        if turn.reply_result is not None and turn.turn_id in self._turns:
+            text, error, elapsed_ms, hang_up = turn.reply_result
+            self.receive_reply(turn.turn_id, text, error, elapsed_ms=elapsed_ms, hang_up=hang_up)
+        for reply in [r for r in self._replies.values() if r.turn_id == turn.turn_id and r.held]:
+            held, reply.held = reply.held, []
+            for index, ulaw, extra in held:
+                if ulaw is None:
+                    self.receive_speech_failed(reply.reply_id, str(extra))
+                else:
+                    self.receive_speech(reply.reply_id, index, ulaw, elapsed_ms=extra)
+
+    def _tentative_transcript(self, turn: _CallerTurn, text: str | None, error: str | None, elapsed_ms: int | None) -> None:
+        """Hold a tentative turn's transcript; with ``speculative_reply``, ask the responder already."""
+        turn.transcript = (text, error, elapsed_ms)
+        if elapsed_ms is not None:
+            turn.latency_ms["recognition"] = elapsed_ms
+        text = (text or "").strip()
+        if error is None and text and self.config.speculative_reply and not self.stopped:
+            turn.responding = True
+            pending = Turn("caller", text, turn.start_ms, turn.end_ms)
+            self._actions.append(Respond(turn.turn_id, text, pending_turn=pending))
+
+    def _is_tentative(self, reply: _Reply) -> bool:
+        turn = self._turns.get(reply.turn_id) if reply.turn_id is not None else None
+        return turn is not None and turn.tentative
 
     def _on_mark(self, event: Mark) -> None:
         names = [m.name for m in self._pending_marks]
@@ -510,6 +630,10 @@ class CallSession:
             reply = self._replies.get(mark.reply_id)
             if reply is not None and reply.record is not None:
                 reply.heard.append(reply.sentences[mark.sentence_index])
+                latency = reply.record.extra.get("latency_ms")
+                if reply.turn_end_ms is not None and latency is not None and "first_mark" not in latency:
+                    latency["first_mark"] = self.now_ms - reply.turn_end_ms  # the first sentence has played
+                    self._latency_reports.append(latency)
                 if mark.final:
                     reply.record.end_ms = self.now_ms
                     del self._replies[reply.reply_id]
@@ -544,6 +668,8 @@ class CallSession:
 
     def _on_stop(self) -> None:
         self.stopped = True
+        if self._tentative is not None:  # the endpointer's last utterance is transcribed below
+            self._forget_turn(self._tentative)
         for event in self._endpointer.finish():
             # Transcribed for the record; not answered (the call is over).
             utt = event.utterance
@@ -554,6 +680,7 @@ class CallSession:
         for reply in list(self._replies.values()):
             if reply.record is not None and reply.record.end_ms is None:
                 reply.record.end_ms = self.now_ms
+            self._report_unheard(reply)
             reply.cancelled = True
         self._replies.clear()
         self._record_played_until_now()
@@ -624,7 +751,14 @@ class CallSession:
             self._record_played(mark, ends_at_ms=None, until_ms=self.now_ms)
         self._pending_marks.clear()
 
+    def _report_unheard(self, reply: _Reply) -> None:
+        """A reply ends before its first mark echo: report its latency without ``first_mark``."""
+        latency = reply.record.extra.get("latency_ms") if reply.record is not None else None
+        if reply.turn_end_ms is not None and latency is not None and "first_mark" not in latency:
+            self._latency_reports.append(latency)
+
     def _drop_reply(self, reply: _Reply, *, interrupted: bool = False) -> None:
+        self._report_unheard(reply)
         reply.cancelled = True
         self._replies.pop(reply.reply_id, None)
         self._actions.append(Cancel(reply_ids=(reply.reply_id,)))
@@ -644,6 +778,8 @@ class CallSession:
         self._turns.pop(turn.turn_id, None)
         if self._open_turn is turn:
             self._open_turn = None
+        if self._tentative is turn:
+            self._tentative = None
         reply_ids = tuple(r.reply_id for r in self._replies.values() if r.turn_id == turn.turn_id)
         for reply_id in reply_ids:
             self._replies[reply_id].cancelled = True

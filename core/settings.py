@@ -84,6 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VAD_MODE", 3, _int_range(0, 3), "WebRTC VAD aggressiveness, 0 (most speech) to 3 (least noise)."),
     Setting("SPEECH_START_MS", 200, _int_range(20, 2000), "Voiced audio needed before an utterance starts, ms."),
     Setting("ENDPOINT_SILENCE_MS", 600, _int_range(100, 5000), "Silence that ends an utterance, ms."),
+    Setting("SPECULATION_PAUSE_MS", 200, _int_range(0, 5000), "A pause this long starts recognition at once, before the endpoint; if the pause becomes the endpoint the result is used (and with a `@speculative` responder the reply is ready too). 0: off, ms."),
     Setting("PRE_ROLL_MS", 300, _int_range(0, 2000), "Audio kept from before the utterance start, ms."),
     Setting("MAX_UTTERANCE_MS", 15000, _int_range(1000, 60000), "Longest utterance; longer speech is cut and transcribed in parts, ms."),
     Setting("OUTBOUND_CHUNK_MS", 20, _int_range(10, 1000), "Audio per outbound media message, ms."),
@@ -104,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", "", str, "Call store. Empty: a SQLite file `callstream.db` in the working directory. `postgresql://…` (or Heroku's `postgres://…`): PostgreSQL."),
     Setting("RECORDINGS_DIR", "recordings", str, "Folder where each call's WAV files are written as the call goes (one sub-folder per call SID)."),
     Setting("RECORDINGS_STORE", "folder", _choice("folder", "database"), "Where finished recordings are kept: `folder` (in `RECORDINGS_DIR`) or `database` (in the call store, for platforms whose filesystem is wiped at restart)."),
+    Setting("METRICS_TOKEN", "", str, "When set, `GET /metrics` needs `Authorization: Bearer <token>` (else 401). Empty: open to anyone who can reach the server."),
+    Setting("HUB_BLOCK_THRESHOLD_MS", 50, _int_range(0, 60000), "A gevent hub block longer than this is counted in `callstream_hub_blocks_total` and logged (with what blocked); 0 turns the monitor off, ms."),
     Setting("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "Logging level."),
 )
 

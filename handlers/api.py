@@ -1,9 +1,10 @@
-"""Health check and the call record API."""
+"""Health check, Prometheus metrics and the call record API."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from handlers import metrics
 from handlers.blocking import run_blocking
 from store.calls import RECORDING_KINDS
 
@@ -25,6 +26,18 @@ def health():
         recognizer=current_app.config["RECOGNIZER"],
         synthesizer=current_app.config["SYNTHESIZER"],
     )
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    """The process's metrics in Prometheus' text format (``handlers/metrics.py``).
+
+    With ``METRICS_TOKEN`` set, a scrape must send ``Authorization: Bearer <token>``, else ``401``.
+    """
+    if not metrics.authorized(request.headers.get("Authorization"), current_app.config.get("METRICS_TOKEN", "")):
+        return Response("Unauthorized: send Authorization: Bearer <METRICS_TOKEN>.\n", status=401, mimetype="text/plain",
+                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    return Response(metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
 
 
 def _positive_int(name: str, default: int, maximum: int) -> int:

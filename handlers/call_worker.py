@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -35,6 +36,7 @@ from core.listen_session import ListenSession, is_fork
 from core.protocol import ProtocolError
 from core.responder import CallContext, Goodbye
 from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
+from handlers import metrics
 from handlers.blocking import run_blocking
 from handlers.call_keeper import CallKeeper
 from handlers.server import close_websocket
@@ -44,7 +46,9 @@ from handlers.services import Services
 log = logging.getLogger(__name__)
 
 PHONE_SAMPLE_RATE = 8000
+MEDIA_PREFIX = '{"event": "media"'  # how protocol.media_message's JSON begins
 YIELD_EVERY_MESSAGES = 20  # let other greenlets run between bursts of buffered messages
+METRICS_EVERY_MESSAGES = 50  # media counted and lost frames reported about once a second per call
 LOGGED_DROPS = 5  # bad messages of one kind logged in full per call; then every 1000th
 END_OF_CALL_TRANSCRIBE_WAIT_S = 5.0  # let the last utterance reach the call record
 
@@ -78,6 +82,9 @@ class CallWorker:
         self._cancelled_replies: set[int] = set()
         self._jobs: dict[tuple[str, int], gevent.Greenlet] = {}
         self._ended = False
+        self._mode: str | None = None  # "conversation" or "fork", for the metrics, once started
+        self._media_uncounted = 0
+        self._frames_lost_reported = 0
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -97,6 +104,8 @@ class CallWorker:
             finally:
                 self.services.active_calls -= 1
                 self.services.workers.discard(self)
+                if self._mode is not None:
+                    metrics.call_ended(self._mode)
 
     def _read_loop(self) -> None:
         received = 0
@@ -132,10 +141,23 @@ class CallWorker:
                 if sid is not None and sid != self.session.stream_sid:
                     self._drop("message for another stream", f"streamSid {sid!r}, expected {self.session.stream_sid!r}")
                     continue
-                if isinstance(event, protocol.Media) and self.keeper is not None and event.track in self.session.start.tracks:
-                    self.keeper.add_audio(event.track, event.timestamp_ms, event.payload)  # as Twilio sent it
+                if isinstance(event, protocol.Media):
+                    if self.keeper is not None and event.track in self.session.start.tracks:
+                        self.keeper.add_audio(event.track, event.timestamp_ms, event.payload)  # as Twilio sent it
+                    self._media_uncounted += 1
+                    if self._media_uncounted >= METRICS_EVERY_MESSAGES:
+                        self._report_media()
                 self.session.receive_event(event)
             self._perform(self.session.actions_to_perform())
+
+    def _report_media(self) -> None:
+        """Add the media messages read and the frames lost since the last report to the metrics."""
+        metrics.media_in(self._media_uncounted)
+        self._media_uncounted = 0
+        if self.session is not None:
+            lost = self.session.frames_lost
+            metrics.frames_lost(lost - self._frames_lost_reported)
+            self._frames_lost_reported = lost
 
     def _drop(self, kind: str, detail: str) -> None:
         """Log a dropped message: the first few of each kind in full, then every thousandth."""
@@ -201,12 +223,14 @@ class CallWorker:
         def make_vad():
             return WebRtcVad(mode=settings["VAD_MODE"], sample_rate=PHONE_SAMPLE_RATE, frame_ms=20).is_speech
 
-        if is_fork(start):
-            return ListenSession(self.services.session_config().endpointing, make_vad)
+        if is_fork(start):  # nothing to answer: no speculative recognition
+            return ListenSession(replace(self.services.session_config().endpointing, pause_ms=0), make_vad)
         return CallSession(self.services.session_config(), make_vad())
 
     def _on_started(self, start: protocol.Start) -> None:
         self.log = _CallLog(log, {"call": start.call_sid or start.stream_sid})
+        self._mode = "fork" if isinstance(self.session, ListenSession) else "conversation"
+        metrics.call_started(self._mode)
         record = self.session.record
         if record is not None:
             record.started_at = _iso_now()
@@ -224,6 +248,7 @@ class CallWorker:
         transcriptions = [g for (kind, _), g in self._jobs.items() if kind == "transcribe"]
         gevent.joinall(transcriptions, timeout=END_OF_CALL_TRANSCRIBE_WAIT_S)
         gevent.killall(list(self._jobs.values()), block=True, timeout=1.0)
+        self._report_media()
         self._outbox.put(None)
         writer.join(timeout=2.0)
         writer.kill(block=False)
@@ -259,6 +284,9 @@ class CallWorker:
             elif isinstance(action, RecordPlayed):
                 if self.keeper is not None:
                     self.keeper.add_audio("outbound", action.start_ms, action.ulaw)
+        if isinstance(self.session, CallSession):
+            for latency_ms in self.session.take_latency_reports():
+                metrics.observe_turn_latency(latency_ms)
 
     def _spawn(self, key: tuple[str, int], func: Callable, action: Any) -> None:
         job = gevent.spawn(func, action)
@@ -279,10 +307,14 @@ class CallWorker:
 
     def _transcribe(self, action: Transcribe) -> None:
         settings = self.services.settings
+        if action.speculative and self.services.recognizer_busy:
+            self.session.speculation_declined(action.turn_id)  # the endpoint will be transcribed as usual
+            self._perform(self.session.actions_to_perform())
+            return
         began = time.monotonic()
         try:
             text = run_blocking(
-                self.services.recognizer.transcribe, action.pcm, action.sample_rate, timeout_s=settings["RECOGNITION_TIMEOUT_S"]
+                self.services.recognize, action.pcm, action.sample_rate, timeout_s=settings["RECOGNITION_TIMEOUT_S"]
             )
             error = None
         except gevent.Timeout:
@@ -290,8 +322,11 @@ class CallWorker:
         except Exception as exc:  # engine failure: reported, never passed to the responder
             text, error = None, f"{type(exc).__name__}: {exc}"
         elapsed_ms = (time.monotonic() - began) * 1000
+        if error is None:
+            metrics.observe_recognition(elapsed_ms / 1000)
         audio_ms = len(action.pcm) // 2 * 1000 // action.sample_rate
-        self.log.info("turn %d: recognized %r from %d ms of audio in %.0f ms", action.turn_id, text, audio_ms, elapsed_ms)
+        self.log.info("turn %d: recognized %r from %d ms of audio in %.0f ms%s", action.turn_id, text, audio_ms, elapsed_ms,
+                      " (speculative)" if action.speculative else "")
         self.session.receive_transcript(action.turn_id, text, error, elapsed_ms=round(elapsed_ms))
         self._perform(self.session.actions_to_perform())
 
@@ -306,7 +341,8 @@ class CallWorker:
             to_number=record.to_number if record else None,
             custom_parameters=dict(start.custom_parameters) if start else {},
             dtmf=action.dtmf,
-            history=tuple(t.to_json() for t in record.turns) if record else (),
+            history=tuple(t.to_json() for t in record.turns) + ((action.pending_turn.to_json(),) if action.pending_turn else ())
+            if record else (),
         )
         began = time.monotonic()
         try:
@@ -351,6 +387,7 @@ class CallWorker:
                 self._perform(self.session.actions_to_perform())
                 return
             elapsed_ms = (time.monotonic() - began) * 1000
+            metrics.observe_synthesis(elapsed_ms / 1000)
             self.log.info(
                 "reply %d: sentence %d/%d, %d ms of audio synthesized in %.0f ms",
                 action.reply_id, index + 1, len(action.sentences), len(ulaw) // 8, elapsed_ms,
@@ -369,6 +406,8 @@ class CallWorker:
             try:
                 with gevent.Timeout(self.services.settings["SEND_TIMEOUT_S"]):
                     self.ws.send(item.text)
+                if item.reply_id is not None and item.text.startswith(MEDIA_PREFIX):
+                    metrics.media_out()
             except gevent.Timeout:
                 self.log.warning("a send took over %s s: the socket is half-dead; ending the call", self.services.settings["SEND_TIMEOUT_S"])
                 self._abort()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from gevent.monkey import get_original
+
 from audio.endpointing import EndpointingConfig
-from core.responder import Responder
+from core.responder import Responder, is_speculative
 from core.session import SessionConfig
 from speech.recognition import Recognizer
 from speech.synthesis import Synthesizer
@@ -27,6 +30,24 @@ class Services:
     active_calls: int = 0
     workers: set = field(default_factory=set)  # the CallWorkers of the calls in progress
     draining: bool = False  # shutting down: no new calls
+    recognitions_running: int = 0  # engine calls in threads right now (a killed job's thread runs on)
+    # A real lock: it is taken in threadpool threads (gevent's patched Lock is for greenlets).
+    _count_lock: Any = field(default_factory=lambda: get_original("_thread", "allocate_lock")(), repr=False)
+
+    @property
+    def recognizer_busy(self) -> bool:
+        """As many recognitions run as there are cores: speculative ones would only slow the others."""
+        return self.recognitions_running >= (os.cpu_count() or 1)
+
+    def recognize(self, pcm: bytes, sample_rate: int) -> str:
+        """``recognizer.transcribe`` (blocking; runs in a threadpool thread), counted in ``recognitions_running``."""
+        with self._count_lock:
+            self.recognitions_running += 1
+        try:
+            return self.recognizer.transcribe(pcm, sample_rate)
+        finally:
+            with self._count_lock:
+                self.recognitions_running -= 1
 
     @property
     def offline_synthesizer(self) -> Synthesizer:
@@ -42,6 +63,7 @@ class Services:
                 stop_ms=s["ENDPOINT_SILENCE_MS"],
                 pre_roll_ms=s["PRE_ROLL_MS"],
                 max_utterance_ms=s["MAX_UTTERANCE_MS"],
+                pause_ms=s["SPECULATION_PAUSE_MS"],
             ),
             greeting=s["GREETING"],
             outbound_chunk_ms=s["OUTBOUND_CHUNK_MS"],
@@ -50,4 +72,5 @@ class Services:
             apology=s["APOLOGY_MESSAGE"],
             idle_nudge_ms=s["IDLE_NUDGE_S"] * 1000,
             idle_hangup_ms=s["IDLE_HANGUP_S"] * 1000,
+            speculative_reply=is_speculative(self.responder),
         )

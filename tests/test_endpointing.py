@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from audio.codec import ULAW_SILENCE, array_to_ulaw
-from audio.endpointing import EndpointingConfig, Endpointer, SpeechStarted, Utterance, UtteranceEnded
+from audio.endpointing import EndpointingConfig, Endpointer, SpeechPaused, SpeechStarted, Utterance, UtteranceEnded
 from audio.errors import AudioFormatError
 from audio.framing import FrameAssembler
 from audio.resample import resample
@@ -59,6 +59,8 @@ def summarize(events: list, t0: int) -> list[tuple]:
     for event in events:
         if isinstance(event, SpeechStarted):
             out.append(("start", event.voice_start_ms - t0, event.detected_ms - t0))
+        elif isinstance(event, SpeechPaused):
+            out.append(("pause", event.utterance.end_ms - t0, event.detected_ms - t0))
         else:
             u = event.utterance
             out.append(("end", u.start_ms - t0, u.voice_start_ms - t0, u.end_ms - t0, u.forced, event.detected_ms - t0))
@@ -402,3 +404,31 @@ def test_jfk_utterances_cover_the_speech():
     covered = [any(u.start_ms <= t < u.end_ms for u in utterances) for t in speech_ms]
     print(f"  loud frames inside an utterance: {sum(covered)}/{len(covered)}")
     assert np.mean(covered) >= 0.95
+
+
+# --- SpeechPaused (speculative recognition) --------------------------------------------------------
+
+PAUSE_100 = replace(DEFAULT, pause_ms=100, start_ms=60, start_window_ms=100, stop_ms=200, pre_roll_ms=0)
+
+
+def test_a_pause_is_reported_once_then_the_endpoint_has_the_same_utterance():
+    # voiced 5 frames, 5 quiet (a pause of 100 ms), 3 voiced, 10 quiet (a pause, then the endpoint at 200 ms)
+    events = run_script("#####_____###__________", config=PAUSE_100)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["SpeechStarted", "SpeechPaused", "SpeechPaused", "UtteranceEnded"]
+    first_pause, second_pause, end = events[1], events[2], events[3]
+    assert first_pause.utterance.end_ms == 100 and first_pause.detected_ms == 200
+    assert second_pause.utterance.end_ms == 260 and second_pause.detected_ms == 360 and end.detected_ms == 460
+    assert second_pause.utterance == replace(end.utterance, forced=False) and not end.utterance.forced
+    assert first_pause.utterance.pcm == end.utterance.pcm[: len(first_pause.utterance.pcm)]
+
+
+@pytest.mark.parametrize("pause_ms", [0, 200, 400])
+def test_no_pause_events_when_off_or_not_shorter_than_the_endpoint(pause_ms):
+    events = run_script("#####_____###__________", config=replace(PAUSE_100, pause_ms=pause_ms))
+    assert not any(isinstance(e, SpeechPaused) for e in events)
+
+
+def test_pause_ms_must_not_be_negative():
+    with pytest.raises(ValueError, match="pause_ms"):
+        replace(DEFAULT, pause_ms=-1)

@@ -112,7 +112,7 @@ def test_utterance_is_transcribed_answered_spoken_and_marked():
     assert turns[1]["text"] == "You said hello. Anything else?"
     assert turns[1]["start_ms"] < turns[1]["end_ms"]
     # Endpoint after 600 ms of silence; the 700 ms pause ran 100 ms past it, then 400 ms until the reply audio.
-    assert turns[1]["latency_ms"] == {"endpoint": 600, "recognition": 300, "responder": 2, "synthesis": 60, "total": 1100}
+    assert turns[1]["latency_ms"] == {"endpoint": 600, "recognition": 300, "responder": 2, "synthesis": 60, "total": 1100, "first_mark": 1100}
 
 
 def test_short_pause_inside_speech_does_not_end_the_utterance():
@@ -396,3 +396,140 @@ def test_speaking_resets_the_idle_clock():
     respond = answered_turn(caller)
     caller.session.receive_reply(respond.turn_id, None)  # the responder says nothing
     assert of_type(caller.pause(2000), Speak) == []
+
+
+# --- speculation: recognition (and a speculative responder's reply) during the pause ---------------
+
+
+def speculative_session(**overrides) -> CallSession:
+    config = SessionConfig(endpointing=EndpointingConfig(pause_ms=200), **overrides)
+    return CallSession(config, is_speech)
+
+
+def test_a_pause_starts_recognition_and_the_endpoint_uses_its_result():
+    caller = Caller(speculative_session())
+    caller.start()
+    caller.speak(1000)
+    actions = caller.pause(200)
+    [ahead] = of_type(actions, Transcribe)
+    assert ahead.speculative and 1000 * 16 <= len(ahead.pcm)
+    session = caller.session
+    session.receive_transcript(ahead.turn_id, "hello", elapsed_ms=150)
+    assert caller.drain() == [] and session.record.turns == []  # nothing decided, nothing recorded yet
+    actions = caller.pause(400)  # the pause becomes the endpoint (600 ms)
+    assert of_type(actions, Transcribe) == []  # no second recognition
+    [respond] = of_type(actions, Respond)
+    assert respond.turn_id == ahead.turn_id and respond.text == "hello" and respond.pending_turn is None
+    assert [(t.speaker, t.text) for t in session.record.turns] == [("caller", "hello")]
+    session.receive_reply(respond.turn_id, "Hi.", elapsed_ms=1)
+    [speak] = of_type(caller.drain(), Speak)
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 160, elapsed_ms=30)
+    caller.drain()
+    latency = session.record.turns[-1].extra["latency_ms"]
+    assert latency["endpoint"] == 600 and latency["recognition"] == 150 and latency["speculative"] == 1
+    assert latency["total"] == 600  # recognition finished inside the pause: nothing added after the endpoint
+
+
+def test_a_transcript_arriving_after_the_endpoint_is_used_once():
+    caller = Caller(speculative_session())
+    caller.start()
+    caller.speak(1000)
+    [ahead] = of_type(caller.pause(700), Transcribe)  # pause and endpoint before the result
+    session = caller.session
+    session.receive_transcript(ahead.turn_id, "hello", elapsed_ms=500)
+    [respond] = of_type(caller.drain(), Respond)
+    assert respond.turn_id == ahead.turn_id
+    assert [t.text for t in session.record.turns] == ["hello"]
+
+
+def test_speaking_on_after_a_pause_drops_the_speculation():
+    caller = Caller(speculative_session())
+    caller.start()
+    caller.speak(1000)
+    [ahead] = of_type(caller.pause(300), Transcribe)
+    session = caller.session
+    session.receive_transcript(ahead.turn_id, "I would like", elapsed_ms=100)
+    caller.speak(600)  # not an endpoint: the caller goes on
+    actions = caller.pause(200)  # a new pause: a new speculation, the old one cancelled
+    assert any(isinstance(a, Cancel) and ahead.turn_id in a.turn_ids for a in actions)
+    [again] = of_type(actions, Transcribe)
+    assert again.speculative and len(again.pcm) > len(ahead.pcm)
+    session.receive_transcript(ahead.turn_id, "I would like", elapsed_ms=100)  # a stale result: ignored
+    assert caller.drain() == []
+    caller.pause(400)
+    session.receive_transcript(again.turn_id, "I would like a pizza", elapsed_ms=100)
+    [respond] = of_type(caller.drain(), Respond)
+    assert respond.text == "I would like a pizza"
+    assert [t.text for t in session.record.turns] == ["I would like a pizza"]
+
+
+def test_a_speculative_reply_is_held_until_the_endpoint_then_sent_at_once():
+    caller = Caller(speculative_session(speculative_reply=True))
+    caller.start()
+    caller.speak(1000)
+    [ahead] = of_type(caller.pause(200), Transcribe)
+    session = caller.session
+    session.receive_transcript(ahead.turn_id, "hello", elapsed_ms=100)
+    [respond] = of_type(caller.drain(), Respond)
+    assert respond.pending_turn is not None and respond.pending_turn.text == "hello"  # history for the responder
+    session.receive_reply(respond.turn_id, "You said: hello. Bye now.", elapsed_ms=1)
+    [speak] = of_type(caller.drain(), Speak)
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 320, elapsed_ms=40)
+    session.receive_speech(speak.reply_id, 1, b"\x02" * 160, elapsed_ms=40)
+    assert caller.drain() == [] and not session.bot_speaking  # held: the caller may still go on
+    caller.pause(380)
+    assert sent_events(caller.drain()) == []  # 580 ms: not the endpoint yet
+    actions = caller.pause(20)
+    events = sent_events(actions)
+    assert [e["event"] for e in events] == ["media", "media", "mark", "media", "mark"]
+    assert of_type(actions, Respond) == [] and of_type(actions, Speak) == []
+    turns = [t.to_json() for t in session.record.turns]
+    assert [(t["speaker"], t["text"]) for t in turns] == [("caller", "hello"), ("bot", "You said: hello. Bye now.")]
+    assert turns[1]["latency_ms"]["total"] == 600  # the reply left with the endpoint
+
+
+def test_a_speculative_reply_is_never_sent_if_the_caller_speaks_on():
+    caller = Caller(speculative_session(speculative_reply=True))
+    caller.start()
+    caller.speak(1000)
+    [ahead] = of_type(caller.pause(200), Transcribe)
+    session = caller.session
+    session.receive_transcript(ahead.turn_id, "yes", elapsed_ms=100)
+    [respond] = of_type(caller.drain(), Respond)
+    session.receive_reply(respond.turn_id, "Booked.", elapsed_ms=1)
+    [speak] = of_type(caller.drain(), Speak)
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 160)
+    caller.speak(400)
+    actions = caller.pause(700)
+    assert any(isinstance(a, Cancel) and speak.reply_id in a.reply_ids for a in actions)
+    [final] = [a for a in of_type(actions, Transcribe)]
+    session.receive_transcript(final.turn_id, "yes but not tomorrow")
+    caller.drain()
+    assert sent_events(caller.actions) == []
+    assert [t.text for t in session.record.turns] == ["yes but not tomorrow"]
+
+
+def test_a_speculative_goodbye_or_failure_waits_for_the_endpoint():
+    caller = Caller(speculative_session(speculative_reply=True, apology="Sorry."))
+    caller.start()
+    caller.speak(1000)
+    [ahead] = of_type(caller.pause(200), Transcribe)
+    session = caller.session
+    session.receive_transcript(ahead.turn_id, "bye", elapsed_ms=100)
+    [respond] = of_type(caller.drain(), Respond)
+    session.receive_reply(respond.turn_id, "Goodbye!", hang_up=True)
+    assert caller.drain() == [] and session.hanging_up is None
+    actions = caller.pause(400)
+    [speak] = of_type(actions, Speak)
+    assert speak.sentences == ("Goodbye!",) and session.hanging_up is not None
+
+
+def test_a_declined_speculation_is_transcribed_at_the_endpoint():
+    caller = Caller(speculative_session())
+    caller.start()
+    caller.speak(1000)
+    [ahead] = of_type(caller.pause(200), Transcribe)
+    caller.session.speculation_declined(ahead.turn_id)
+    caller.drain()
+    [final] = of_type(caller.pause(400), Transcribe)
+    assert not final.speculative and final.turn_id != ahead.turn_id and final.pcm == ahead.pcm

@@ -112,10 +112,13 @@ configs = st.fixed_dictionaries({
     "idle_nudge_ms": st.sampled_from([0, 0, 1000]),
     "idle_hangup_ms": st.sampled_from([0, 0, 2500]),
     "apology": st.sampled_from(["", "Sorry, say that again?"]),
+    "pause_ms": st.sampled_from([0, 40, 200]),
+    "speculative_reply": st.booleans(),
 })
 DEFAULT_CONFIG = {
     "greeting": "", "dtmf_flush_ms": 1500, "outbound_chunk_ms": 20, "stop_ms": 600, "max_utterance_ms": 15000,
     "vad": "any_nonzero", "max_call_ms": 0, "idle_nudge_ms": 0, "idle_hangup_ms": 0, "apology": "",
+    "pause_ms": 0, "speculative_reply": False,
 }
 
 
@@ -168,15 +171,16 @@ class CallDriver:
     spoken: set = field(default_factory=set)
     hang_ups: int = 0
     played: list = field(default_factory=list)  # every RecordPlayed
-    speech_given: dict = field(default_factory=dict)  # reply_id -> the latest sentence's audio passed in
+    speech_given: dict = field(default_factory=dict)  # reply_id -> its sentences' audio passed in, not sent yet
 
     def __post_init__(self) -> None:
         cfg = {**DEFAULT_CONFIG, **self.cfg}
-        endpointing = EndpointingConfig(stop_ms=cfg["stop_ms"], max_utterance_ms=cfg["max_utterance_ms"])
+        endpointing = EndpointingConfig(stop_ms=cfg["stop_ms"], max_utterance_ms=cfg["max_utterance_ms"], pause_ms=cfg["pause_ms"])
         config = SessionConfig(
             endpointing=endpointing, greeting=cfg["greeting"], outbound_chunk_ms=cfg["outbound_chunk_ms"],
             dtmf_flush_ms=cfg["dtmf_flush_ms"], max_call_ms=cfg["max_call_ms"], apology=cfg["apology"],
             idle_nudge_ms=cfg["idle_nudge_ms"], idle_hangup_ms=cfg["idle_hangup_ms"],
+            speculative_reply=cfg["speculative_reply"],
         )
         self.session = CallSession(config, VADS[cfg["vad"]])
 
@@ -253,7 +257,7 @@ class CallDriver:
             _, (pick, stale), nbytes = op
             reply_id, index = self.next_sentence(pick, stale)
             ulaw = hashlib.shake_128(f"{reply_id}/{index}".encode()).digest(nbytes)
-            self.speech_given[reply_id] = ulaw
+            self.speech_given.setdefault(reply_id, []).append(ulaw)
             s.receive_speech(reply_id, index, ulaw, elapsed_ms=pick)
         elif kind == "speech_failed":
             _, (pick, stale) = op
@@ -367,6 +371,9 @@ class CallDriver:
         message = json.loads(action.text)
         assert message["streamSid"] == STREAM_SID
         event = message["event"]
+        if action.reply_id is not None:
+            reply = s._replies.get(action.reply_id)
+            assert reply is None or not s._is_tentative(reply), "reply audio sent before the endpoint confirmed its turn"
         if event == "media":
             assert set(message) == {"event", "streamSid", "media"} and set(message["media"]) == {"payload"}
             assert action.reply_id in self.spoken and action.reply_id not in self.cancelled_replies, "audio of a cancelled reply"
@@ -384,7 +391,7 @@ class CallDriver:
             self.marks_sent.append(name)
             self.outstanding_marks.append(name)
             audio = self.reply_audio.pop(action.reply_id, b"")
-            assert audio == self.speech_given[action.reply_id], "the media before a mark is not the sentence's audio"
+            assert audio == self.speech_given[action.reply_id].pop(0), "the media before a mark is not the sentence's audio"
             self.sentences.append(_Sentence(action.reply_id, name, audio, s.now_ms))
         elif event == "clear":
             assert set(message) == {"event", "streamSid"} and action.reply_id is None
@@ -450,6 +457,12 @@ def start_first(ops):
 @example(DEFAULT_CONFIG, [("start",), ("talk", 600, 700), ("transcript", (0, False), "hello there", None),
                           ("reply", (0, False), "First sentence here. Second one follows! And a third?", None),
                           ("speech", (0, False), 3200), ("talk", 300, 0), ("mark", 0, "known"), ("stop",)], False)
+@example({**DEFAULT_CONFIG, "pause_ms": 200, "speculative_reply": True},
+         [("start",), ("talk", 600, 200), ("transcript", (0, False), "hello there", None),
+          ("reply", (0, False), "First sentence here. Second one follows!", None), ("speech", (0, False), 800),
+          ("speech", (0, False), 480), ("talk", 0, 500), ("mark", 1, "known"), ("talk", 400, 200),
+          ("transcript", (0, False), "and more", None), ("reply", (0, False), "Sure.", None), ("speech", (0, False), 160),
+          ("talk", 200, 0), ("talk", 0, 700), ("stop",)], True)
 def test_call_session_keeps_its_promises_on_any_script(cfg, ops, settle):
     """Never raises, and after every step (``CallDriver.check``): every Send is Twilio's JSON
     with the stream's SID (media/mark/clear only, exact keys, none before start, none for a
