@@ -52,6 +52,12 @@ _DECODE_LE = _DECODE.astype("<i2")
 _ENCODE.flags.writeable = False
 _DECODE.flags.writeable = False
 _DECODE_LE.flags.writeable = False
+# The same table as two bytes.translate tables: low and high byte of each little-endian sample.
+_DECODE_LOW = _DECODE_LE.view(np.uint8)[0::2].tobytes()
+_DECODE_HIGH = _DECODE_LE.view(np.uint8)[1::2].tobytes()
+# Below this many bytes, translate + interleave beats numpy's fixed per-call cost (a 160-byte
+# Twilio chunk: 0.7 µs instead of 1.2 µs); they break even near 1 KB.
+_TRANSLATE_MAX_BYTES = 640
 
 
 def ulaw_to_pcm16(ulaw: bytes) -> bytes:
@@ -63,6 +69,11 @@ def ulaw_to_pcm16(ulaw: bytes) -> bytes:
     Returns:
         PCM16 signed little-endian mono, ``2 * len(ulaw)`` bytes, same sample rate.
     """
+    if type(ulaw) is bytes and len(ulaw) <= _TRANSLATE_MAX_BYTES:
+        pcm = bytearray(2 * len(ulaw))
+        pcm[0::2] = ulaw.translate(_DECODE_LOW)
+        pcm[1::2] = ulaw.translate(_DECODE_HIGH)
+        return bytes(pcm)
     return _DECODE_LE[np.frombuffer(ulaw, dtype=np.uint8)].tobytes()
 
 

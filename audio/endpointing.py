@@ -163,6 +163,9 @@ class _State(enum.Enum):
     STOPPING = "stopping"  # in an utterance, trailing non-speech shorter than stop_ms
 
 
+_IN_SPEECH = frozenset((_State.SPEAKING, _State.STOPPING))
+
+
 class Endpointer:
     """Find utterances in a stream of fixed-length PCM16 frames.
 
@@ -204,7 +207,7 @@ class Endpointer:
     @property
     def in_speech(self) -> bool:
         """True between a ``SpeechStarted`` and its ``UtteranceEnded``."""
-        return self._state in (_State.SPEAKING, _State.STOPPING)
+        return self._state in _IN_SPEECH
 
     def push(self, frame: bytes, timestamp_ms: int) -> list[SpeechStarted | SpeechPaused | UtteranceEnded]:
         """Classify one frame and advance the state machine.
@@ -230,7 +233,7 @@ class Endpointer:
         """
         if len(frame) != self._frame_bytes:
             raise AudioFormatError(f"expected a frame of {self._frame_bytes} bytes, got {len(frame)}")
-        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
+        if type(timestamp_ms) is not int and (isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int)):
             raise TypeError(f"timestamp_ms must be an int, got {type(timestamp_ms).__name__}")
         events: list[SpeechStarted | SpeechPaused | UtteranceEnded] = []
         if self._next_ms is not None and timestamp_ms != self._next_ms:
@@ -241,22 +244,27 @@ class Endpointer:
         if type(frame) is not bytes:
             frame = bytes(frame)  # the ring keeps it: do not alias a caller's mutable buffer
         voiced = bool(self._is_speech(frame))
-        end_ms = timestamp_ms + self.config.frame_ms
+        config = self.config
+        end_ms = timestamp_ms + config.frame_ms
         self._next_ms = end_ms
         # The ring and the window are kept in every state, so the non-speech that
         # ends one utterance can serve as pre-roll for the next.
-        self._ring.append((timestamp_ms, frame))
-        while self._ring[0][0] < end_ms - self._ring_span_ms:
-            self._ring.popleft()
-        self._window.append((timestamp_ms, voiced))
+        ring = self._ring
+        ring.append((timestamp_ms, frame))
+        oldest_ms = end_ms - self._ring_span_ms
+        while ring[0][0] < oldest_ms:
+            ring.popleft()
+        window = self._window
+        window.append((timestamp_ms, voiced))
         self._voiced_in_window += voiced
-        while self._window[0][0] < end_ms - self.config.start_window_ms:
-            self._voiced_in_window -= self._window.popleft()[1]
+        oldest_ms = end_ms - config.start_window_ms
+        while window[0][0] < oldest_ms:
+            self._voiced_in_window -= window.popleft()[1]
         # Resume only if the pause since the cut is shorter than stop_ms (what would not end an utterance).
         if self._resume_until_ms is not None and timestamp_ms >= self._resume_until_ms:
             self._resume_until_ms = None
 
-        if not self.in_speech:
+        if self._state not in _IN_SPEECH:
             if voiced and self._resume_until_ms is not None:
                 events.append(self._start(voice_start_ms=timestamp_ms, detected_ms=end_ms))
             elif self._voiced_in_window * self.config.frame_ms >= self.config.start_ms:

@@ -28,6 +28,7 @@ from audio.errors import AudioFormatError
 
 SAMPLE_RATES = (8000, 16000, 32000, 48000)
 FRAME_MS = (10, 20, 30)
+_new = object.__new__
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,18 @@ class FrameAssembler:
         Raises:
             TypeError: ``timestamp_ms`` is not an int.
         """
-        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
+        if type(timestamp_ms) is int:
+            start = timestamp_ms * self._samples_per_ms
+            if (start == self._expected_sample == self._stated_end_sample and len(ulaw) == self._frame_samples
+                    and not self._buffer):
+                # The usual case: a one-frame chunk right where the previous one ended, nothing
+                # pending. The general path below gives the same frame (no gap, no overlap).
+                self._expected_sample = self._stated_end_sample = start + len(ulaw)
+                # Frame(...) without the frozen dataclass's object.__setattr__ per field: the same object.
+                frame = _new(Frame)
+                frame.__dict__.update(pcm=ulaw_to_pcm16(ulaw), timestamp_ms=timestamp_ms, filled=False)
+                return [frame]
+        elif isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
             raise TypeError(f"timestamp_ms must be an int, got {type(timestamp_ms).__name__}")
         if not ulaw:
             return []
@@ -160,10 +172,21 @@ class FrameAssembler:
 
         remainder_bytes = len(self._buffer)
         buffer_start = self._expected_sample - remainder_bytes // 2
+        pcm = ulaw_to_pcm16(ulaw)
+        self._expected_sample += gap_samples + len(ulaw)
+        if not remainder_bytes and not gap_samples:
+            # Nothing pending, no gap: cut the frames straight from the decoded chunk, without
+            # copying it through the buffer. None is filled.
+            fb = self._frame_bytes
+            count = len(pcm) // fb
+            for i in range(count):
+                timestamp = (buffer_start + i * self._frame_samples) // self._samples_per_ms
+                frames.append(Frame(pcm[i * fb:(i + 1) * fb], timestamp, False))
+            self._buffer.extend(memoryview(pcm)[count * fb:])
+            return frames
         if gap_samples:
             self._buffer.extend(bytes(2 * gap_samples))
-        self._buffer.extend(ulaw_to_pcm16(ulaw))
-        self._expected_sample += gap_samples + len(ulaw)
+        self._buffer.extend(pcm)
 
         fb = self._frame_bytes
         fill_end = remainder_bytes + 2 * gap_samples  # silence occupies [remainder_bytes, fill_end)

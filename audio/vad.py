@@ -42,7 +42,9 @@ class WebRtcVad:
         self.sample_rate = sample_rate
         self.frame_ms = frame_ms
         self._frame_bytes = sample_rate * frame_ms // 1000 * 2
+        self._frame_samples = self._frame_bytes // 2
         self._vad = webrtcvad.Vad(mode)
+        self._classify = self._vad.is_speech
 
     @property
     def frame_bytes(self) -> int:
@@ -69,4 +71,4 @@ class WebRtcVad:
             raise AudioFormatError(
                 f"a {self.frame_ms} ms frame at {self.sample_rate} Hz is {self._frame_bytes} bytes, got {len(frame)}"
             )
-        return self._vad.is_speech(frame, self.sample_rate)
+        return self._classify(frame, self.sample_rate, self._frame_samples)

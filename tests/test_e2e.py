@@ -137,9 +137,12 @@ def test_jfk_call_transcribes_and_the_caller_hears_the_echo(server, whisper, tmp
     assert all(b["end_ms"] is not None and b["end_ms"] > b["start_ms"] for b in bots)
     counts = report["counts"]
     assert counts["marks_received"] >= len(bots) and counts["marks_echoed"] == counts["marks_received"]
-    assert counts["clears_received"] == 0
+    # JFK pauses 0.7 s mid-sentence, past the 600 ms endpoint: if the (speculative, fast) reply to
+    # his first half starts before he goes on, he talks over it (a barge-in: one clear).
+    interrupted = [b for b in bots if b.get("interrupted")]
+    assert len(callers) <= 2 and len(interrupted) == len(callers) - 1 and counts["clears_received"] == len(interrupted)
 
-    expected_heard = " ".join(b["text"] for b in bots)
+    expected_heard = " ".join(b["heard"] if b.get("interrupted") else b["text"] for b in bots)
     heard = heard_text(whisper, heard_path)  # our own recognizer checks what the caller heard
     heard_wer = word_error_rate(expected_heard, heard)
     print(f"heard WER {heard_wer:.3f}: {heard!r}")
@@ -208,16 +211,19 @@ def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
     spoken = [t for t in callers if "dtmf" not in t]
     assert [t["dtmf"] for t in callers if "dtmf" in t] == ["42#"]
     assert word_error_rate("one two three", spoken[0]["text"]) == 0
-    assert word_error_rate((CORPUS / "jfk.txt").read_text(), spoken[1]["text"]) <= 0.15
+    # JFK pauses 0.7 s mid-sentence: past the 600 ms endpoint, so he may get a (speculative, fast)
+    # reply there and talk over it; his words are then in two turns.
+    jfk = " ".join(t["text"] for t in spoken[1:-1])
+    assert 1 <= len(spoken[1:-1]) <= 2 and word_error_rate((CORPUS / "jfk.txt").read_text(), jfk) <= 0.15
     assert word_error_rate("one two three", spoken[-1]["text"]) == 0
 
     bots = turns(report, "bot")
     assert "You pressed 4 2 #." in [b["text"] for b in bots]
     interrupted = [b for b in bots if b.get("interrupted")]
-    assert len(interrupted) == 1 and interrupted[0]["text"].startswith("You said: And so my fellow")
-    assert report["counts"]["clears_received"] == 1
+    assert 1 <= len(interrupted) <= 2 and report["counts"]["clears_received"] == len(interrupted)
+    assert interrupted[-1]["text"] == f"You said: {spoken[-2]['text']}"  # the caller's "interrupt:1.5"
     # The barge-in cut the long reply short: it ended within about 2.5 s of starting (1.5 s + VAD start + margin).
-    assert interrupted[0]["end_ms"] - interrupted[0]["start_ms"] < 3000
+    assert interrupted[-1]["end_ms"] - interrupted[-1]["start_ms"] < 3000
     assert bots[-1]["text"].lower().startswith("you said") and word_error_rate("you said one two three", bots[-1]["text"]) == 0
 
 
@@ -386,6 +392,6 @@ def test_sigterm_lets_calls_finish_then_exits_cleanly(server_kind, grace_s, tmp_
         stop_server(process)
     assert call["ended_at"] is not None
     if grace_s == 60:  # the whole call happened, and was saved
-        callers = turns({"call": call}, "caller")
-        assert word_error_rate((CORPUS / "jfk.txt").read_text(), callers[0]["text"]) <= 0.15
+        callers = turns({"call": call}, "caller")  # JFK's 0.7 s pause may split him in two turns
+        assert word_error_rate((CORPUS / "jfk.txt").read_text(), " ".join(c["text"] for c in callers)) <= 0.15
         assert turns({"call": call}, "bot")[-1]["text"].startswith("You said")
