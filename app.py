@@ -25,6 +25,7 @@ from core.responder import echo, load_responder
 from core.settings import SettingsError, load_settings
 from handlers import api, hub_monitor, pages, voice
 from handlers.media import sock
+from handlers.blocking import set_background_nice
 from handlers.server import make_server
 from handlers.signatures import SignatureChecker, install as install_signature_check
 from handlers.twilio_rest import make_client
@@ -88,6 +89,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             engine.warm_up()
         except Exception as exc:  # an online engine offline: calls will report it per turn
             log.warning("warm-up of %s failed: %s", engine.name, exc)
+    set_background_nice(settings["BACKGROUND_NICE"])  # after the warm-up started the engines' thread pools
     app.extensions["callstream"] = services
     install_signature_check(app, checker, voice.STREAM_PATH)
     if not checker.enabled:

@@ -101,6 +101,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RECOGNITION_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one transcription, s."),
     Setting("RESPONDER_TIMEOUT_S", 15.0, _positive_float, "Longest wait for the responder, s."),
     Setting("SYNTHESIS_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one synthesized sentence, s."),
+    Setting("BACKGROUND_NICE", 10, _int_range(0, 19), "Nice value of the threads that run the speech engines, the database and file writes, so the thread serving every call's audio gets a core first; 0: same priority."),
     Setting("WARM_UP", True, _bool, "Load and exercise the speech engines at start-up, so the first call is not slow."),
     Setting("DATABASE_URL", "", str, "Call store. Empty: a SQLite file `callstream.db` in the working directory. `postgresql://…` (or Heroku's `postgres://…`): PostgreSQL."),
     Setting("RECORDINGS_DIR", "recordings", str, "Folder where each call's WAV files are written as the call goes (one sub-folder per call SID)."),
