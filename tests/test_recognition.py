@@ -1,9 +1,12 @@
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
 import types
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +105,185 @@ def test_whisper_concurrent_calls_match_one_call(whisper, jfk_phone, jfk_text):
     with ThreadPoolExecutor(max_workers=4) as pool:
         texts = list(pool.map(call, range(4)))
     assert texts == [jfk_text] * 4
+
+
+def _eventually(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+
+def _jfk_phrases(jfk_phone: bytes) -> list[bytes]:
+    """jfk.flac on the phone line, cut in its pauses into four phrases (1.9–3.2 s)."""
+    cuts_s = [(0.0, 2.6), (2.9, 4.8), (4.8, 7.8), (7.8, 11.0)]
+    return [jfk_phone[int(a * 8000) * 2 : int(b * 8000) * 2] for a, b in cuts_s]
+
+
+def _faster_whisper_alone(whisper, pcm: bytes) -> str:
+    """faster-whisper's own sequential path (``WhisperModel.transcribe``) on one utterance."""
+    engine = whisper._loaded()
+    samples = whisper._prepare(pcm, 8000).samples
+    segments, _ = engine.model.transcribe(samples, **engine.transcribe_options)
+    return " ".join(" ".join(segment.text for segment in segments).split())
+
+
+def test_whisper_batch_gives_the_same_text_as_faster_whisper_alone(whisper, jfk_phone):
+    # One batch of 8: speech of several lengths and non-speech, through the batched
+    # encode/decode; each text must equal WhisperModel.transcribe on that utterance alone.
+    speech = [phone_corpus("sr_english.wav"), *_jfk_phrases(jfk_phone), jfk_phone]
+    quiet = [_line(np.zeros(8000)), _line(0.1 * np.sin(2 * np.pi * 60 * _T))]
+    pcms = speech + quiet
+    utterances = [whisper._prepare(pcm, 8000) for pcm in pcms]
+    assert all(u.features is not None for u in utterances)  # all take the batched path
+    outcomes = dict(whisper._loaded().run_batch(utterances))
+    texts = [outcomes[i] for i in range(len(pcms))]
+    assert texts == [_faster_whisper_alone(whisper, pcm) for pcm in pcms]
+    assert all(texts[: len(speech)]) and texts[len(speech) :] == ["", ""]
+    assert word_error_rate(reference_text("jfk.flac"), texts[len(speech) - 1]) <= MAX_WER
+
+
+class _Runs:
+    """An on_batch recorder: (batch_size, seconds) per engine run."""
+
+    def __init__(self):
+        self.runs = []
+
+    def __call__(self, size, seconds):
+        self.runs.append((size, seconds))
+
+    def sizes(self, count):
+        """The sizes once ``count`` runs are in (on_batch runs just after the results are handed out)."""
+        assert _eventually(lambda: len(self.runs) >= count), self.runs
+        return [size for size, _ in self.runs]
+
+
+@pytest.fixture(scope="module")
+def batched_whisper():
+    """A whisper with batching on (one engine thread, up to 8 per batch) and its on_batch recorder."""
+    runs = _Runs()
+    recognizer = WhisperRecognizer(batch_max=8, num_workers=1, on_batch=runs)
+    recognizer.warm_up()
+    yield recognizer, runs
+    recognizer.close()
+
+
+def test_whisper_warm_up_runs_the_batched_path(batched_whisper):
+    _, runs = batched_whisper
+    assert runs.sizes(2)[:2] == [1, 2]  # a lone run, then a batch of two
+
+
+def test_whisper_threads_submitting_together_get_their_own_text_in_batches(batched_whisper, jfk_phone):
+    recognizer, runs = batched_whisper
+    pcms = [jfk_phone, phone_corpus("sr_english.wav"), *_jfk_phrases(jfk_phone)]
+    alone = [recognizer.transcribe(pcm, 8000) for pcm in pcms]
+    before = len(runs.sizes(2 + len(pcms)))  # warm-up's and these
+    with ThreadPoolExecutor(max_workers=len(pcms)) as pool:
+        first = pool.submit(recognizer.transcribe, pcms[0], 8000)  # keeps the engine busy…
+        time.sleep(0.05)
+        rest = [pool.submit(recognizer.transcribe, pcm, 8000) for pcm in pcms[1:]]  # …while these queue
+        texts = [first.result(30)] + [job.result(30) for job in rest]
+    assert texts == alone
+    assert _eventually(lambda: sum(size for size, _ in runs.runs[before:]) == len(pcms)), runs.runs
+    new_runs = runs.runs[before:]
+    assert max(size for size, _ in new_runs) > 1 and all(seconds > 0 for _, seconds in new_runs), new_runs
+
+
+def test_whisper_a_failing_utterance_fails_only_itself(batched_whisper, jfk_phone):
+    from speech.recognition import _Utterance
+
+    recognizer, _ = batched_whisper
+    phrases = _jfk_phrases(jfk_phone)[:2]
+    good = [recognizer._prepare(pcm, 8000) for pcm in phrases]
+    broken = _Utterance(good[0].samples, np.zeros((79, 301), dtype=np.float32))  # the encoder refuses 79 mel bands
+    pending = recognizer._worker.submit_many([good[0], broken, good[1]])  # one queue entry: one batch
+    texts = [recognizer._wait(pending[0]), recognizer._wait(pending[2])]
+    with pytest.raises(RecognitionError, match="whisper"):
+        recognizer._wait(pending[1])
+    assert texts == [recognizer.transcribe(pcm, 8000) for pcm in phrases]
+    assert all(texts)
+
+
+def test_whisper_default_runs_one_at_a_time_on_two_workers(jfk_phone):
+    runs = _Runs()
+    recognizer = WhisperRecognizer(on_batch=runs)
+    try:
+        assert (recognizer.batch_max, recognizer.num_workers) == (1, 2)
+        recognizer.warm_up()
+        assert runs.sizes(3) == [1, 1, 1]  # lone, then one per engine thread
+        pcms = [phone_corpus("sr_english.wav"), *_jfk_phrases(jfk_phone)]
+        alone = [recognizer.transcribe(pcm, 8000) for pcm in pcms]
+        with ThreadPoolExecutor(max_workers=len(pcms)) as pool:
+            texts = list(pool.map(lambda pcm: recognizer.transcribe(pcm, 8000), pcms))
+        assert texts == alone
+        assert set(runs.sizes(3 + 2 * len(pcms))) == {1}
+    finally:
+        recognizer.close()
+
+
+def test_whisper_long_utterance_goes_through_the_sequential_path(whisper, jfk_phone):
+    # Over 30 s (one whisper window): transcribed alone by WhisperModel.transcribe, all
+    # of it. (Not compared word for word: the repeated speech triggers whisper's
+    # temperature fallback, which samples.)
+    long_pcm = jfk_phone * 3
+    assert whisper._prepare(long_pcm, 8000).features is None
+    text = whisper.transcribe(long_pcm, 8000)
+    assert normalize_text(text).endswith("what you can do for your country"), text  # said after 30 s
+
+
+def test_whisper_load_runs_numpy_blas_on_one_thread(whisper):
+    # OpenBLAS's spinning idle threads slowed every transcription ≈20 % (speech/recognition.py).
+    from threadpoolctl import threadpool_info
+
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    assert blas and all(info["num_threads"] == 1 for info in blas), blas
+
+
+def test_whisper_cpu_threads_default_is_the_usable_cores_up_to_four():
+    cores = len(os.sched_getaffinity(0))
+    assert WhisperRecognizer().cpu_threads == max(1, min(4, cores))
+    assert WhisperRecognizer(cpu_threads=3).cpu_threads == 3
+
+
+GEVENT_WHISPER_SCRIPT = """
+from gevent import monkey
+monkey.patch_all()
+
+import json, sys, time
+import gevent
+sys.path.insert(0, sys.argv[1])
+from speech.recognition import WhisperRecognizer
+from tests.phone import phone_corpus
+
+recognizer = WhisperRecognizer()
+recognizer.warm_up()  # on the main (hub) thread, as create_app does
+jfk, short = phone_corpus("jfk.flac"), phone_corpus("sr_english.wav")
+alone = [recognizer.transcribe(jfk, 8000), recognizer.transcribe(short, 8000)]
+gaps = []
+def ticker():
+    last = time.perf_counter()
+    while True:
+        gevent.sleep(0.01)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+tick = gevent.spawn(ticker)
+pool = gevent.get_hub().threadpool
+jobs = [pool.spawn(recognizer.transcribe, pcm, 8000) for pcm in (jfk, short, jfk, short)]
+texts = [job.get(timeout=60) for job in jobs]
+tick.kill()
+recognizer.close()
+print(json.dumps({"ok": texts == alone * 2, "texts": texts, "max_gap_s": max(gaps)}))
+"""
+
+
+def test_whisper_under_gevent_threadpool_keeps_the_hub_running():
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", GEVENT_WHISPER_SCRIPT, str(repo)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["ok"], report["texts"]
+    assert report["max_gap_s"] < 0.3, report  # a decode on the hub would stall it ≥ 0.3 s
 
 
 def test_whisper_model_path_must_be_a_directory(tmp_path):
@@ -206,3 +388,7 @@ def test_make_recognizer_rejects_unknown_engine_and_options():
         make_recognizer("sphinx", beam_size=2)
     with pytest.raises(EngineConfigError):
         make_recognizer("whisper", beam_size=0)
+    with pytest.raises(EngineConfigError):
+        make_recognizer("whisper", batch_max=0)
+    with pytest.raises(EngineConfigError):
+        make_recognizer("whisper", num_workers=0)
