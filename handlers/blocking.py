@@ -1,5 +1,11 @@
 """Run blocking work (database, files, engines) off the gevent hub, at a lower CPU priority.
 
+Two thread pools: ``run_blocking`` (database, files, HTTP requests of the pages) uses gevent's
+own, ``run_engine`` (recognition, synthesis, the responder) a separate one. An engine job can wait
+a long time for its turn at the recognizer; when those waits took all of a shared pool's threads
+(500 forks talking at once), call saves, recording flushes and stream status callbacks queued
+behind them and timed out.
+
 The hub thread reads every call's media; the engines (CTranslate2, onnxruntime) keep every core
 busy while they run. When both want the CPU, a starved hub is a blocked hub: every call's audio
 stalls (measured under load: the hub thread held the GIL in ~99 % of samples, so it was waiting for
@@ -22,7 +28,9 @@ from gevent.monkey import get_original
 log = logging.getLogger(__name__)
 
 _native_thread_id = get_original("threading", "get_native_id")
+ENGINE_THREADS = 64  # waiting engine jobs are cheap; the engines themselves bound the CPU they use
 _background_nice = 0  # set by set_background_nice() at start-up
+_engine_pool: tuple[int, Any] | None = None  # (pid, gevent ThreadPool): one per process (gunicorn forks)
 _warned = False
 
 
@@ -71,3 +79,18 @@ def run_blocking(func: Callable, *args: Any, timeout_s: float | None = None) -> 
         Exception: whatever ``func`` raised.
     """
     return gevent.get_hub().threadpool.spawn(_in_background, func, args).get(timeout=timeout_s)
+
+
+def run_engine(func: Callable, *args: Any, timeout_s: float | None = None) -> Any:
+    """Like ``run_blocking``, in the engines' own thread pool (see the module docstring).
+
+    Raises:
+        gevent.Timeout: not done within ``timeout_s`` seconds (the thread runs on).
+        Exception: whatever ``func`` raised.
+    """
+    global _engine_pool
+    if _engine_pool is None or _engine_pool[0] != os.getpid():
+        from gevent.threadpool import ThreadPool
+
+        _engine_pool = (os.getpid(), ThreadPool(ENGINE_THREADS))
+    return _engine_pool[1].spawn(_in_background, func, args).get(timeout=timeout_s)

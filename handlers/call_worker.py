@@ -8,7 +8,7 @@ which never sends anything.
 
 * a **writer** greenlet is the only sender on the socket (media, mark, clear, in order);
 * recognition, the responder and synthesis run as jobs (greenlets) whose CPU work goes to
-  gevent's threadpool, so the hub keeps reading 50 media messages a second per call
+  the engines' thread pool (``handlers.blocking.run_engine``; file and database work has its own), so the hub keeps reading 50 media messages a second per call
   (feasibility §3: faster-whisper and piper release the GIL; pocketsphinx runs in a process
   pool inside the recognizer);
 * every engine call runs under a timeout; a failure is reported to the session, which never
@@ -37,7 +37,7 @@ from core.protocol import ProtocolError
 from core.responder import CallContext, Goodbye
 from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
 from handlers import metrics
-from handlers.blocking import run_blocking
+from handlers.blocking import run_blocking, run_engine
 from handlers.call_keeper import CallKeeper
 from handlers.server import close_websocket
 from handlers.twilio_rest import complete_call
@@ -313,7 +313,7 @@ class CallWorker:
             return
         began = time.monotonic()
         try:
-            text = run_blocking(
+            text = run_engine(
                 self.services.recognize, action.pcm, action.sample_rate, timeout_s=settings["RECOGNITION_TIMEOUT_S"]
             )
             error = None
@@ -346,7 +346,7 @@ class CallWorker:
         )
         began = time.monotonic()
         try:
-            reply = run_blocking(self.services.responder, action.text, context, timeout_s=settings["RESPONDER_TIMEOUT_S"])
+            reply = run_engine(self.services.responder, action.text, context, timeout_s=settings["RESPONDER_TIMEOUT_S"])
             error = None
         except gevent.Timeout:
             reply, error = None, f"timed out after {settings['RESPONDER_TIMEOUT_S']} s"
@@ -374,7 +374,7 @@ class CallWorker:
             ulaw, error = None, None
             for engine in engines:
                 try:
-                    ulaw = run_blocking(_synthesize_ulaw, engine.synthesize, sentence, timeout_s=timeout_s)
+                    ulaw = run_engine(_synthesize_ulaw, engine.synthesize, sentence, timeout_s=timeout_s)
                     break
                 except gevent.Timeout:
                     error = f"{engine.name} timed out after {timeout_s} s"

@@ -39,3 +39,20 @@ def test_background_threads_run_at_the_background_nice_and_the_caller_does_not()
     assert run_blocking(lambda: 41 + 1) == 42  # off: work still runs
     with pytest.raises(ZeroDivisionError):
         run_blocking(lambda: 1 / 0)
+
+
+def test_engine_jobs_waiting_do_not_hold_up_file_and_database_work():
+    import gevent
+
+    from handlers.blocking import run_engine
+
+    release = threading.Event()  # a real one: waited on in pool threads
+    waiting = [gevent.spawn(run_engine, release.wait, 10) for _ in range(40)]  # more than gevent's pool holds
+    gevent.sleep(0.2)
+    try:
+        with gevent.Timeout(5):
+            assert run_blocking(lambda: "saved") == "saved"
+    finally:
+        release.set()
+    gevent.joinall(waiting, timeout=10)
+    assert all(job.value is True for job in waiting)
