@@ -272,6 +272,8 @@ class CallSession:
         """Return and forget the ``latency_ms`` of replies finished since the last call: each
         answered turn's stages in ms, reported once, when its first sentence was heard (mark
         echo) or the reply ended without it (barge-in, stop)."""
+        if not self._latency_reports:
+            return self._latency_reports  # empty: called after every media message, so no new list
         reports, self._latency_reports = self._latency_reports, []
         return reports
 

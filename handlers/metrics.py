@@ -48,12 +48,13 @@ ACTIVE_CALLS = Gauge("callstream_active_calls", "Calls in progress in this proce
 TURN_LATENCY = Histogram(
     "callstream_turn_latency_seconds",
     "Latency of a bot reply by stage: endpoint (silence waited, media clock), recognition, responder, "
-    "synthesis (first sentence, wall clock) and total (caller's last voiced frame to the first reply audio sent).",
+    "synthesis (first sentence, wall clock), total (caller's last voiced frame to the first reply audio sent) "
+    "and first_mark (... to the echo of the first sentence's mark).",
     ["stage"], buckets=LATENCY_BUCKETS_S,
 )
-RECOGNITION = Histogram("callstream_recognition_seconds", "Speech recognition engine time per utterance (the run it was in).",
+RECOGNITION = Histogram("callstream_recognition_seconds", "Speech recognition time per utterance, queueing included.",
                         buckets=LATENCY_BUCKETS_S)
-RECOGNITION_BATCH = Histogram("callstream_recognition_batch_size", "Utterances per batched recognition engine run.",
+RECOGNITION_BATCH = Histogram("callstream_recognition_batch_size", "Utterances per recognition engine run.",
                               buckets=BATCH_SIZE_BUCKETS)
 SYNTHESIS = Histogram("callstream_synthesis_seconds", "Speech synthesis engine time per sentence.",
                       buckets=LATENCY_BUCKETS_S)
