@@ -21,7 +21,7 @@ from dotenv import load_dotenv
 from flask import Flask
 
 from audio.recording import FINALIZED_MARKER, CallRecorder
-from core.responder import echo, load_responder
+from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import SettingsError, load_settings
 from handlers import api, hub_monitor, metrics, pages, voice
 from handlers.media import sock
@@ -31,6 +31,7 @@ from handlers.signatures import SignatureChecker, install as install_signature_c
 from handlers.twilio_rest import make_client
 from handlers.call_keeper import file_recordings
 from handlers.services import Services
+from responders.llm import make_llm_responder
 from speech.recognition import make_recognizer
 from speech.synthesis import make_synthesizer
 from store.calls import CallStore
@@ -39,6 +40,23 @@ from store.database import database_url, make_engine, upgrade_schema
 log = logging.getLogger("callstream")
 
 DEFAULT_RESPONDER = "core.responder:echo"
+
+
+def make_responder(settings: Mapping[str, Any]):
+    """The responder ``RESPONDER`` names: ``echo`` (the default), ``llm``, or ``module:function``.
+
+    Raises:
+        core.responder.ResponderConfigError: not importable, or the ``LLM_*`` settings are unusable.
+    """
+    spec = settings["RESPONDER"]
+    if spec in ("echo", DEFAULT_RESPONDER):
+        return echo
+    if spec == "llm":
+        try:
+            return make_llm_responder(settings)
+        except ValueError as exc:
+            raise ResponderConfigError(f"RESPONDER=llm: {exc}") from None
+    return load_responder(spec)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -55,7 +73,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """
     load_dotenv()  # a .env file in the working directory; real environment variables win
     settings = load_settings(os.environ, test_config)
-    checker = SignatureChecker([settings["TWILIO_AUTH_TOKEN"], settings["SIGNALWIRE_SIGNING_KEY"]], settings["PUBLIC_URL"])
+    checker = SignatureChecker([settings["SIGNALWIRE_SIGNING_KEY"], settings["TWILIO_AUTH_TOKEN"]], settings["PUBLIC_URL"],
+                               settings["STREAM_BEARER_TOKEN"])
     if settings["APP_ENV"] == "production" and not checker.enabled and not settings["ALLOW_UNSIGNED_REQUESTS"]:
         raise SettingsError(
             "APP_ENV=production needs TWILIO_AUTH_TOKEN (or SIGNALWIRE_SIGNING_KEY) so that requests are checked; "
@@ -67,7 +86,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings)
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings["MAX_MESSAGE_BYTES"]}
-    responder = echo if settings["RESPONDER"] == DEFAULT_RESPONDER else load_responder(settings["RESPONDER"])
+    responder = make_responder(settings)
     recognizer_options: dict[str, Any] = {}
     if settings["RECOGNIZER"] == "google":
         recognizer_options = {"key": settings["GOOGLE_SPEECH_KEY"] or None}

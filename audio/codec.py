@@ -124,14 +124,36 @@ def array_to_ulaw(samples: np.ndarray) -> bytes:
     Raises:
         AudioFormatError: ``samples`` is not 1-D or has another dtype.
     """
+    return _ENCODE[_as_int16(samples).view(np.uint16)].tobytes()
+
+
+def array_to_pcm16(samples: np.ndarray) -> bytes:
+    """Convert a mono sample array to PCM16 bytes, with the same scaling as :func:`array_to_ulaw`.
+
+    ``int16`` samples are written as they are. Floating-point samples (``float32``
+    or ``float64``, nominal range [-1, 1]) are scaled by 32768, rounded to the
+    nearest integer and clipped to [-32768, 32767]; NaN becomes 0.
+
+    Args:
+        samples: 1-D array of ``int16``, ``float32`` or ``float64`` samples, mono.
+
+    Returns:
+        PCM16 signed little-endian mono, ``2 * len(samples)`` bytes, same sample rate.
+
+    Raises:
+        AudioFormatError: ``samples`` is not 1-D or has another dtype.
+    """
+    return _as_int16(samples).astype("<i2", copy=False).tobytes()
+
+
+def _as_int16(samples: np.ndarray) -> np.ndarray:
+    """A 1-D ``int16`` array as it is; floats scaled by 32768, rounded and clipped (NaN → 0)."""
     samples = np.asarray(samples)
     if samples.ndim != 1:
         raise AudioFormatError(f"expected a 1-D mono array, got shape {samples.shape}")
     if samples.dtype == np.int16:
-        pcm = samples
-    elif samples.dtype in (np.float32, np.float64):
+        return samples
+    if samples.dtype in (np.float32, np.float64):
         scaled = np.nan_to_num(samples.astype(np.float64) * 32768.0, nan=0.0)
-        pcm = np.clip(np.rint(scaled), -32768, 32767).astype(np.int16)
-    else:
-        raise AudioFormatError(f"expected int16, float32 or float64 samples, got {samples.dtype}")
-    return _ENCODE[pcm.view(np.uint16)].tobytes()
+        return np.clip(np.rint(scaled), -32768, 32767).astype(np.int16)
+    raise AudioFormatError(f"expected int16, float32 or float64 samples, got {samples.dtype}")

@@ -2,10 +2,14 @@
 
 One directory per call (conversation or listen-only fork) holds three WAV files:
 
-* ``inbound.wav``: mono μ-law (WAVE_FORMAT_MULAW), the caller's audio as Twilio sends it;
-* ``outbound.wav``: mono μ-law, the bot's audio (conversation) or the callee's (fork:
-  Twilio's ``outbound`` track);
+* ``inbound.wav``: mono, the caller's audio as the stream carries it: μ-law
+  (WAVE_FORMAT_MULAW) for Twilio, PCM16 for SignalWire's L16 streams;
+* ``outbound.wav``: mono, the same encoding, the bot's audio (conversation) or the
+  callee's (fork: Twilio's ``outbound`` track);
 * ``stereo.wav``: 2-channel PCM16, left = inbound, right = outbound.
+
+All three are at the stream's wire rate (``audio.stream_format.StreamFormat``: 8000 Hz for
+μ-law; 8000, 16 000 or 24 000 Hz for L16), so the recording is the audio exactly as sent.
 
 Sample 0 of every file is media time 0 ms (Twilio's ``media.timestamp``, "Presentation
 Timestamp in Milliseconds from the start of the stream", protocol.md): audio at ``t`` ms
@@ -32,9 +36,9 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio.codec import ulaw_to_pcm16
 from audio.errors import AudioFormatError
-from audio.wavfile import WavWriter, read_info, repair_header
+from audio.stream_format import MULAW, MULAW_8K, StreamFormat
+from audio.wavfile import WavInfo, WavWriter, read_info, repair_header
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +48,11 @@ FINALIZED_MARKER = "finalized"
 TRACKS = ("inbound", "outbound")
 KINDS = ("inbound", "outbound", "stereo")
 _STEREO_CHANNEL = {"inbound": 0, "outbound": 1}
-# kind -> (file name, encoding, channels)
+# kind -> (file name, channels); mono files take the stream's encoding, stereo is PCM16
 _FILES = {
-    "inbound": ("inbound.wav", "ulaw", 1),
-    "outbound": ("outbound.wav", "ulaw", 1),
-    "stereo": ("stereo.wav", "pcm16", 2),
+    "inbound": ("inbound.wav", 1),
+    "outbound": ("outbound.wav", 1),
+    "stereo": ("stereo.wav", 2),
 }
 
 
@@ -75,20 +79,37 @@ class CallRecorder:
     Args:
         directory: created if missing; ``inbound.wav``, ``outbound.wav`` and
             ``stereo.wav`` in it are overwritten, a stale ``finalized`` marker removed.
-        sample_rate: rate of the μ-law audio passed to ``add()``, in Hz (Twilio: 8000).
+        stream_format: the wire format of the audio passed to ``add()`` (default
+            ``MULAW_8K``, Twilio's). μ-law is kept as μ-law in the mono files, L16 as PCM16.
+        sample_rate: without ``stream_format``, the rate in Hz of μ-law audio passed to
+            ``add()`` (default 8000); with it, leave it out or give its rate.
 
     Attributes:
         directory: the call's directory.
-        sample_rate: in Hz.
+        stream_format: the wire format recorded (``MULAW_8K`` also when μ-law at another
+            rate was given by ``sample_rate`` alone).
+        sample_rate: the files' rate in Hz (the wire rate).
         finalized: True once ``close()`` has written the ``finalized`` marker.
 
     Raises:
+        AudioFormatError: ``sample_rate`` is not ``stream_format.sample_rate``.
         OSError: the directory or the files cannot be created.
     """
 
-    def __init__(self, directory: Path, *, sample_rate: int = 8000) -> None:
+    def __init__(
+        self, directory: Path, *, stream_format: StreamFormat | None = None, sample_rate: int | None = None
+    ) -> None:
+        if stream_format is None:
+            stream_format = MULAW_8K
+            self.sample_rate = 8000 if sample_rate is None else sample_rate
+        else:
+            if sample_rate is not None and sample_rate != stream_format.sample_rate:
+                raise AudioFormatError(f"{stream_format} is {stream_format.sample_rate} Hz, not sample_rate={sample_rate}")
+            self.sample_rate = stream_format.sample_rate
         self.directory = Path(directory)
-        self.sample_rate = sample_rate
+        self.stream_format = stream_format
+        self._mono_encoding = "ulaw" if stream_format.encoding == MULAW else "pcm16"
+        self._bytes_per_sample = stream_format.bytes_per_sample
         self.finalized = False
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / FINALIZED_MARKER).unlink(missing_ok=True)
@@ -97,16 +118,17 @@ class CallRecorder:
         self._files: list[RecordingFile] = []
         self._writers: dict[str, WavWriter] = {}
         try:
-            for kind, (name, encoding, channels) in _FILES.items():
+            for kind, (name, channels) in _FILES.items():
+                encoding = self._mono_encoding if channels == 1 else "pcm16"
                 self._writers[kind] = WavWriter(
-                    self.directory / name, encoding=encoding, channels=channels, sample_rate=sample_rate
+                    self.directory / name, encoding=encoding, channels=channels, sample_rate=self.sample_rate
                 )
         except BaseException:
             for writer in self._writers.values():
                 writer.close()
             raise
 
-    def add(self, track: str, start_ms: int, ulaw: bytes) -> None:
+    def add(self, track: str, start_ms: int, audio: bytes) -> None:
         """Queue audio of one track for the next ``flush()``. Cheap: no I/O, no decoding.
 
         Audio added to the same track later overwrites earlier audio where they overlap.
@@ -116,7 +138,9 @@ class CallRecorder:
             track: ``"inbound"`` or ``"outbound"``.
             start_ms: media time of its first sample, in ms (Twilio's ``media.timestamp``
                 for inbound; when it played, for the bot's audio), >= 0.
-            ulaw: G.711 μ-law mono at ``sample_rate``; not copied, so do not mutate it.
+            audio: wire bytes in ``stream_format`` (μ-law, or L16 = PCM16 LE) at
+                ``sample_rate``, mono; not copied, so do not mutate it. An odd last byte
+                of L16 is dropped when written.
 
         Raises:
             ValueError: unknown ``track`` or negative ``start_ms``.
@@ -126,7 +150,7 @@ class CallRecorder:
         if start_ms < 0:
             raise ValueError(f"start_ms must be >= 0, got {start_ms}")
         if not self._closed:
-            self._queue.append((track, start_ms, ulaw))
+            self._queue.append((track, start_ms, audio))
 
     def flush(self) -> None:
         """Write everything queued and make the three files valid WAVs. Blocking file I/O.
@@ -179,7 +203,9 @@ class CallRecorder:
         For a directory without the ``finalized`` marker, fixes each file's header sizes
         from its length (``audio.wavfile.repair_header``) and writes the marker. A file
         cut short inside its header (killed while being created) holds no audio and is
-        rewritten as an empty WAV. A finalized directory is only described.
+        rewritten as an empty WAV, in the format of the call's other files (the mono
+        file's encoding and rate; μ-law 8 kHz if no header survived). A finalized
+        directory is only described. Works for every stream format: the headers say it.
 
         Args:
             directory: a call's recording directory.
@@ -193,8 +219,14 @@ class CallRecorder:
         """
         directory = Path(directory)
         finalized = (directory / FINALIZED_MARKER).exists()
+        infos: dict[str, WavInfo] = {}
+        for kind, (name, _) in _FILES.items():
+            try:
+                infos[kind] = read_info(directory / name)
+            except (AudioFormatError, FileNotFoundError):
+                pass
         files = []
-        for kind, (name, encoding, channels) in _FILES.items():
+        for kind, (name, channels) in _FILES.items():
             path = directory / name
             if not path.exists():
                 continue
@@ -209,8 +241,9 @@ class CallRecorder:
                     if os.path.getsize(path) >= 64:  # larger than any header this module writes
                         raise
                     log.warning("recording %s: header cut short, rewritten empty", path)
-                    WavWriter(path, encoding=encoding, channels=channels).close()
-                    num_frames, sample_rate = 0, read_info(path).sample_rate
+                    encoding, sample_rate = _surviving_format(channels, infos)
+                    WavWriter(path, encoding=encoding, channels=channels, sample_rate=sample_rate).close()
+                    num_frames = 0
             files.append(_describe(kind, path, num_frames, sample_rate))
         if not finalized:
             _write_marker(directory)
@@ -219,28 +252,46 @@ class CallRecorder:
     def _write_queued(self) -> None:
         runs: dict[str, list[list]] = {track: [] for track in TRACKS}  # [start_frame, chunks, end_frame]
         pop = self._queue.popleft
+        width = self._bytes_per_sample
         while True:
             try:
-                track, start_ms, ulaw = pop()
+                track, start_ms, audio = pop()
             except IndexError:
                 break
-            if not ulaw:
+            num_samples = len(audio) // width
+            if not num_samples:
                 continue
+            if width > 1 and len(audio) % width:
+                audio = audio[: num_samples * width]  # a torn L16 sample: not whole, not recordable
             start = start_ms * self.sample_rate // 1000
             track_runs = runs[track]
             if track_runs and track_runs[-1][2] == start:
                 run = track_runs[-1]
-                run[1].append(ulaw)
-                run[2] += len(ulaw)
+                run[1].append(audio)
+                run[2] += num_samples
             else:
-                track_runs.append([start, [ulaw], start + len(ulaw)])
+                track_runs.append([start, [audio], start + num_samples])
         stereo = self._writers["stereo"]
+        decode = self.stream_format.decode
         for track, track_runs in runs.items():
             writer = self._writers[track]
             for start, chunks, _ in track_runs:
-                ulaw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                writer.write_at(start, ulaw)
-                stereo.write_channel_at(start, _STEREO_CHANNEL[track], ulaw_to_pcm16(ulaw))
+                audio = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                writer.write_at(start, audio)
+                stereo.write_channel_at(start, _STEREO_CHANNEL[track], decode(audio))
+
+
+def _surviving_format(channels: int, infos: dict[str, WavInfo]) -> tuple[str, int]:
+    """(encoding, sample_rate) for a file of ``channels`` rewritten empty, from the headers that parse."""
+    mono = [info for kind, info in infos.items() if info.channels == 1 and kind != "stereo"]
+    if mono:
+        encoding, sample_rate = mono[0].encoding, mono[0].sample_rate
+    elif "stereo" in infos:  # μ-law streams are 8 kHz only; any other rate is L16
+        sample_rate = infos["stereo"].sample_rate
+        encoding = "ulaw" if sample_rate == MULAW_8K.sample_rate else "pcm16"
+    else:
+        encoding, sample_rate = "ulaw", MULAW_8K.sample_rate
+    return ("pcm16" if channels == 2 else encoding), sample_rate
 
 
 def _describe(kind: str, path: Path, num_frames: int, sample_rate: int) -> RecordingFile:

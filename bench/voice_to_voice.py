@@ -9,12 +9,18 @@ calls per corpus file with ``tools/callsim.py``, and prints markdown tables:
   server's turn ``end_ms`` says, to the first reply media message), median / p95 / min / max;
 * the server's own per-stage latency (``latency_ms`` of each reply in the call record).
 
-Usage: python bench/voice_to_voice.py [--runs 3] [--corpus ../shared/corpus] [FILE ...]
+With ``--llm RATE`` the server answers with ``RESPONDER=llm`` against a local chat completions
+server (``tests/llm_server.py``) that streams ``LLM_REPLY`` at RATE tokens per second over
+server-sent events, like a model server would; ``--whole-reply`` uses the same model but waits for
+its whole reply before speaking (``bench/whole_reply.py``), the baseline that streaming beats.
+
+Usage: python bench/voice_to_voice.py [--runs 3] [--corpus ../shared/corpus] [--llm RATE [--whole-reply]] [FILE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -51,9 +57,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(log_path: Path) -> tuple[subprocess.Popen, str]:
+LLM_REPLY = ("Sure, I can help with that. Our office opens at nine in the morning and closes at five "
+             "in the evening. Is there anything else you would like to know?")
+
+
+def start_server(log_path: Path, **settings: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "LOG_LEVEL": "info",
+    env = {**os.environ, **settings, "PORT": str(port), "LOG_LEVEL": "info",
            "DATABASE_URL": f"sqlite:///{log_path.parent / 'calls.db'}", "RECORDINGS_DIR": str(log_path.parent / "recordings")}
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -87,14 +97,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="calls per file (default 3)")
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus", help="folder with manifest.tsv")
     parser.add_argument("--turns", type=int, default=1, help="caller turns per call: the file spoken this many times (default 1)")
+    parser.add_argument("--llm", type=float, metavar="RATE", help="answer with RESPONDER=llm from a local server streaming RATE tokens/s")
+    parser.add_argument("--whole-reply", action="store_true", help="with --llm: speak only once the whole reply has arrived")
     parser.add_argument("files", nargs="*", help="corpus file names (default: every file in the manifest)")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        settings = {}
+        if args.llm:
+            from tests.llm_server import ChatServer, tokens
 
+            llm = stack.enter_context(ChatServer(lambda messages, index: LLM_REPLY, token_delay_s=1 / args.llm))
+            settings = {"RESPONDER": "bench.whole_reply:respond" if args.whole_reply else "llm",
+                        "LLM_BASE_URL": llm.url, "LLM_MODEL": "bench"}
+            print(f"LLM: a local server streams a {len(tokens(LLM_REPLY))}-token reply at {args.llm:g} tokens/s; "
+                  f"{'whole reply (no streaming)' if args.whole_reply else 'streamed'}", file=sys.stderr)
+        run(args, settings)
+
+
+def run(args: argparse.Namespace, settings: dict[str, str]) -> None:
     with open(args.corpus / "manifest.tsv", newline="") as f:
         references = {row["file"]: row["reference_text"] for row in csv.DictReader(f, delimiter="\t")}
     files = args.files or list(references)
     work = Path(tempfile.mkdtemp(prefix="bench-v2v-"))
-    process, url = start_server(work / "server.log")
+    process, url = start_server(work / "server.log", **settings)
     wers: dict[str, list[float]] = {name: [] for name in files}
     voice_to_voice: list[float] = []
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
@@ -124,7 +149,8 @@ def main() -> None:
 
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{args.runs} call(s) per file, {args.turns} turn(s) each; default engines (whisper tiny.en, piper), "
-          f"600 ms endpoint silence; {speculative} of {len(stages['total'])} replies used a speculative transcript.\n")
+          f"600 ms endpoint silence; {speculative} of {len(stages['total'])} replies used a speculative transcript"
+          + (f"; RESPONDER={settings['RESPONDER']} at {args.llm:g} tokens/s" if settings else "") + ".\n")
     print("| file | word error rate (per call) |\n|---|---|")
     for name in files:
         print(f"| {name} | {', '.join(f'{w:.3f}' for w in wers[name])} |")

@@ -15,6 +15,7 @@ from typing import Callable
 
 from audio.endpointing import Endpointer, EndpointingConfig, UtteranceEnded
 from audio.framing import FrameAssembler
+from audio.stream_format import MULAW_8K, StreamFormat
 from core.protocol import Event, Media, Start, Stop, UnknownEvent
 from core.records import CallRecord, Turn
 from core.session import EndCall, Transcribe
@@ -46,12 +47,21 @@ class ListenSession:
     """State machine of one listen-only fork.
 
     Args:
-        endpointing: utterance detection settings, used for each track.
+        endpointing: utterance detection settings, used for each track; ``sample_rate`` must
+            be ``stream_format.processing_rate``.
         make_vad: returns a new voice activity function (one per track: the detector keeps state).
+        stream_format: the wire audio of the stream (``audio.stream_format``).
+
+    Raises:
+        ValueError: the endpointing rate does not match the stream format.
     """
 
-    def __init__(self, endpointing: EndpointingConfig, make_vad: Callable[[], Callable[[bytes], bool]]) -> None:
+    def __init__(self, endpointing: EndpointingConfig, make_vad: Callable[[], Callable[[bytes], bool]],
+                 stream_format: StreamFormat = MULAW_8K) -> None:
+        if endpointing.sample_rate != stream_format.processing_rate:
+            raise ValueError(f"endpointing at {endpointing.sample_rate} Hz, but {stream_format} is analysed at {stream_format.processing_rate} Hz")
         self.config = endpointing
+        self.stream_format = stream_format
         self._make_vad = make_vad
         self.record: CallRecord | None = None
         self.start: Start | None = None
@@ -118,7 +128,7 @@ class ListenSession:
             if track in SPEAKERS:
                 self._tracks[track] = _Track(
                     SPEAKERS[track],
-                    FrameAssembler(frame_ms=self.config.frame_ms, sample_rate=self.config.sample_rate),
+                    FrameAssembler(frame_ms=self.config.frame_ms, stream_format=self.stream_format),
                     Endpointer(self.config, self._make_vad()),
                 )
 

@@ -74,3 +74,68 @@ def _cut_long(sentence: str, max_chars: int) -> list[str]:
     if current:
         parts.append(current)
     return parts
+
+
+class SentenceStream:
+    """Split a reply that arrives in pieces (a streaming responder's chunks) into sentences.
+
+    The incremental form of :func:`split_sentences`, with the same rules where they can be
+    applied without seeing the rest of the text: a sentence is complete once the whitespace
+    after its ``.``/``!``/``?`` has arrived; pieces shorter than ``min_chars`` wait for the
+    next sentence; a piece longer than ``max_chars`` with no sentence end yet is cut at its last
+    clause boundary (, ; :); and while nothing has been emitted, a buffer longer than
+    ``first_max_chars`` gives up its first clause, so synthesis starts before the first
+    sentence is finished. Unlike :func:`split_sentences`, a short last sentence is not joined to
+    the one before it (that one may already be playing).
+
+    Joined with single spaces, the pieces are the text pushed with its whitespace runs
+    collapsed. Sans-I/O: push text with :meth:`push`, then call :meth:`finish` once.
+    """
+
+    def __init__(self, *, max_chars: int = 200, min_chars: int = 12, first_max_chars: int = 60) -> None:
+        self.max_chars = max_chars
+        self.min_chars = min_chars
+        self.first_max_chars = first_max_chars
+        self._buffer = ""
+        self._emitted = 0
+
+    def push(self, text: str) -> list[str]:
+        """Add ``text`` (any length, may split words) and return the pieces it completed, in order."""
+        self._buffer += text
+        pieces: list[str] = []
+        while True:
+            piece = self._next_piece()
+            if piece is None:
+                return pieces
+            pieces.append(piece)
+
+    def finish(self) -> list[str]:
+        """The text is complete: return what is left as pieces (``[]`` if only whitespace)."""
+        rest, self._buffer = " ".join(self._buffer.split()), ""
+        pieces = _cut_long(rest, self.max_chars) if rest else []
+        self._emitted += len(pieces)
+        return pieces
+
+    def _next_piece(self) -> str | None:
+        buffer = self._buffer
+        for match in _SENTENCE_END.finditer(buffer):
+            if len(buffer[: match.start()].strip()) >= self.min_chars:
+                return self._take(match.end())
+        if self._emitted == 0 and len(buffer.strip()) > self.first_max_chars:
+            for match in _CLAUSE_END.finditer(buffer):  # the first clause of at least two words
+                if len(buffer[: match.start()].split()) >= 2:
+                    return self._take(match.end())
+        if len(buffer.strip()) > self.max_chars:
+            cut = None  # the last clause boundary that keeps the piece within max_chars
+            for match in _CLAUSE_END.finditer(buffer):
+                length = len(buffer[: match.start()].strip())
+                if length >= self.min_chars and (cut is None or length <= self.max_chars):
+                    cut = match.end()
+            if cut is not None:
+                return self._take(cut)
+        return None
+
+    def _take(self, end: int) -> str:
+        piece, self._buffer = " ".join(self._buffer[:end].split()), self._buffer[end:]
+        self._emitted += 1
+        return piece

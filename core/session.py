@@ -8,7 +8,9 @@ Inputs:
     ``receive_event(event)``         every parsed Twilio message;
     ``receive_transcript(turn_id, text, error)``  the recognizer's result;
     ``receive_reply(turn_id, text, error)``       the responder's result;
-    ``receive_speech(reply_id, index, ulaw)``     one synthesized sentence, μ-law 8 kHz;
+    ``receive_reply_chunk(turn_id, text)``, ``receive_reply_end(turn_id, error)``
+                                     a streaming responder's result, piece by piece;
+    ``receive_speech(reply_id, index, audio)``    one synthesized sentence, in the stream's wire format;
     ``receive_speech_failed(reply_id, error)``;
     ``close()``                      the socket ended (with or without ``stop``).
 Outputs (actions): ``Send`` a message, ``Transcribe`` an utterance, ``Respond`` to a turn,
@@ -29,6 +31,11 @@ Turn-taking rules:
   them; those late echoes are ignored like any unknown mark name).
 * A mark follows each synthesized sentence; the bot is speaking from its first reply audio
   until the last mark echo.
+* **Streaming replies:** a responder's pieces are cut into sentences as they arrive
+  (``core.sentences.SentenceStream``); each sentence is spoken as soon as it is complete, so
+  the first plays while the rest is still being generated. A barge-in also cancels the rest
+  of the stream. What the caller heard of an interrupted reply (the sentences whose mark was
+  echoed) is kept as ``heard`` on its turn, for the responder's history.
 * **Speculation** (``endpointing.pause_ms`` > 0): when the caller pauses for ``pause_ms``,
   the utterance so far is transcribed at once as a *tentative* turn. If the pause becomes
   the endpoint with the same audio, the turn is confirmed and its transcript (ready or on
@@ -46,14 +53,14 @@ from typing import Callable, Union
 
 from audio.endpointing import Endpointer, EndpointingConfig, SpeechPaused, SpeechStarted, UtteranceEnded
 from audio.framing import FrameAssembler
+from audio.stream_format import MULAW_8K, StreamFormat
 from core import protocol
 from core.protocol import Connected, Dtmf, Event, Mark, Media, Start, Stop, UnknownEvent
 from core.records import CallRecord, Turn
-from core.sentences import split_sentences
+from core.sentences import SentenceStream, split_sentences
 
 log = logging.getLogger(__name__)
 
-ULAW_BYTES_PER_MS = 8  # μ-law at 8 kHz: one byte per sample
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -96,13 +103,16 @@ class Respond:
 
 @dataclass(frozen=True)
 class Speak:
-    """Synthesize ``sentences`` in order; call ``receive_speech(reply_id, index, ulaw)`` for
+    """Synthesize ``sentences`` in order; call ``receive_speech(reply_id, index, audio)`` for
     each as soon as it is ready (the first plays while the rest is synthesized).
+    ``first_index``: the index of ``sentences[0]`` in the reply; a streamed reply gets one
+    ``Speak`` per new sentence, to be synthesized after the reply's earlier ones.
     ``offline_voice``: use the offline engine (apologies must not depend on the network)."""
 
     reply_id: int
     sentences: tuple[str, ...]
     offline_voice: bool = False
+    first_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class EndCall:
 
 @dataclass(frozen=True)
 class RecordPlayed:
-    """Bot audio that played at Twilio: μ-law 8 kHz placed at media time ``start_ms``.
+    """Bot audio that played at Twilio, in the stream's wire format, placed at media time ``start_ms``.
 
     Placed when a mark echo says it played (it ended at the echo), or, on a barge-in
     ``clear`` or ``stop``, the part that played before it; audio removed by ``clear`` is not
@@ -128,7 +138,7 @@ class RecordPlayed:
     """
 
     start_ms: int
-    ulaw: bytes
+    audio: bytes
 
 
 @dataclass(frozen=True)
@@ -195,6 +205,9 @@ class _CallerTurn:
     transcript: tuple | None = None  # (text, error, elapsed_ms) held while tentative
     responding: bool = False  # a Respond was issued while tentative
     reply_result: tuple | None = None  # (text, error, elapsed_ms, hang_up) held while tentative
+    sentence_stream: SentenceStream | None = None  # a streaming reply being cut into sentences
+    reply_id: int | None = None  # the streaming reply's id, once its first sentence is complete
+    reply_end: tuple | None = None  # (error, hang_up) of a stream that ended while tentative
 
 
 @dataclass
@@ -202,8 +215,10 @@ class _Reply:
     reply_id: int
     turn_id: int | None  # None for the greeting
     text: str
-    sentences: tuple[str, ...]
+    sentences: list[str]
     sentences_sent: int = 0
+    complete: bool = True  # False while a streaming responder may add sentences
+    error: str | None = None  # recorded on the bot turn (a streaming responder failed mid-reply)
     record: Turn | None = None
     cancelled: bool = False
     heard: list[str] = field(default_factory=list)
@@ -219,7 +234,7 @@ class _PendingMark:
     reply_id: int
     sentence_index: int
     final: bool
-    ulaw: bytes  # the sentence's audio, placed in the recording once it played
+    audio: bytes  # the sentence's audio (wire format), placed in the recording once it played
     sent_ms: int  # media time it was sent
 
 
@@ -227,20 +242,30 @@ class CallSession:
     """State machine of one bidirectional call; see the module docstring.
 
     Args:
-        config: per-call settings.
-        is_speech: voice activity decision for one frame of PCM16 8 kHz mono
+        config: per-call settings; ``config.endpointing.sample_rate`` must be
+            ``stream_format.processing_rate``.
+        is_speech: voice activity decision for one frame of PCM16 mono at that rate
             (``config.endpointing.frame_ms`` long).
+        stream_format: the wire audio of the stream, both ways: Twilio's μ-law 8 kHz, or
+            SignalWire's L16 (``audio.stream_format``).
+
+    Raises:
+        ValueError: the endpointing rate does not match the stream format.
     """
 
-    def __init__(self, config: SessionConfig, is_speech: Callable[[bytes], bool]) -> None:
+    def __init__(self, config: SessionConfig, is_speech: Callable[[bytes], bool], stream_format: StreamFormat = MULAW_8K) -> None:
+        if config.endpointing.sample_rate != stream_format.processing_rate:
+            raise ValueError(f"endpointing at {config.endpointing.sample_rate} Hz, but {stream_format} is analysed at {stream_format.processing_rate} Hz")
         self.config = config
+        self.stream_format = stream_format
+        self._bytes_per_ms = stream_format.bytes_per_ms
         self.record: CallRecord | None = None
         self.stream_sid: str | None = None
         self.start: Start | None = None
         self.stopped = False
         self.now_ms = 0  # media clock: end of the latest inbound frame
         self.media_before_start = 0
-        self._frames = FrameAssembler(frame_ms=config.endpointing.frame_ms, sample_rate=config.endpointing.sample_rate)
+        self._frames = FrameAssembler(frame_ms=config.endpointing.frame_ms, stream_format=stream_format)
         self._endpointer = Endpointer(config.endpointing, is_speech)
         self._actions: list[Action] = []
         self._next_turn_id = 1
@@ -381,8 +406,101 @@ class CallSession:
             return
         self._start_reply(text or "", turn_id)
 
-    def receive_speech(self, reply_id: int, index: int, ulaw: bytes, *, elapsed_ms: int | None = None) -> None:
-        """Queue sentence ``index`` of reply ``reply_id``: μ-law 8 kHz mono, no header.
+    def receive_reply_chunk(self, turn_id: int, text: str, *, elapsed_ms: int | None = None) -> None:
+        """Take the next piece of a streaming responder's reply for ``turn_id`` (any length).
+
+        Each sentence is spoken as soon as it is complete. ``elapsed_ms`` (the responder's
+        time to its first piece) goes into the reply's ``latency_ms``. Pieces for a turn that
+        was dropped (barge-in, continuation, hang-up) are ignored. End with ``receive_reply_end``.
+        """
+        turn = self._turns.get(turn_id)
+        if turn is None or self.stopped or self.hanging_up is not None:
+            return
+        if turn.sentence_stream is None:
+            turn.sentence_stream = SentenceStream()
+            if elapsed_ms is not None:
+                turn.latency_ms["responder"] = elapsed_ms
+        self._extend_reply(turn, turn.sentence_stream.push(text))
+
+    def receive_reply_end(self, turn_id: int, error: str | None = None, *, hang_up: bool = False) -> None:
+        """The streaming reply for ``turn_id`` is complete, or failed with ``error``.
+
+        ``error`` before any sentence was complete: the caller hears the apology instead;
+        after: the reply ends with its complete sentences and the apology follows, in the
+        offline voice (an unfinished sentence is not spoken). ``hang_up``: the reply is a
+        goodbye; from now on the caller cannot interrupt it, and the call ends once it has
+        played. A stream that produced nothing is a silent reply.
+        """
+        turn = self._turns.get(turn_id)
+        if turn is None or self.stopped or self.hanging_up is not None:
+            return
+        if turn.tentative:
+            turn.reply_end = (error, hang_up)  # acted on if the turn is confirmed
+            return
+        stream, turn.sentence_stream = turn.sentence_stream, None
+        reply = self._replies.get(turn.reply_id) if turn.reply_id is not None else None
+        if error is not None:
+            log.warning("turn %d: streaming responder failed: %s", turn_id, error)
+            if reply is None:
+                self._forget_turn(turn)
+                self._apologize()
+                return
+            reply.error = f"responder failed: {error}"
+            if reply.record is not None:
+                reply.record.extra["error"] = reply.error
+            self._extend_reply(turn, split_sentences(self.config.apology), offline_voice=True)
+        elif stream is not None:
+            self._extend_reply(turn, stream.finish())
+            reply = self._replies.get(turn.reply_id) if turn.reply_id is not None else None
+        if reply is None:  # nothing to say
+            self._forget_turn(turn)
+            if hang_up:
+                self.hang_up("", "the responder ended the call")
+            return
+        reply.complete = True
+        if hang_up:
+            reply.hang_up = True
+            self.hanging_up = "the responder ended the call"
+        if reply.sentences_sent == len(reply.sentences):  # every sentence is already at Twilio
+            self._end_sent_reply(reply)
+
+    def _extend_reply(self, turn: _CallerTurn, sentences: list[str], *, offline_voice: bool = False) -> None:
+        """Add complete sentences to ``turn``'s streaming reply (started by the first) and speak them."""
+        if not sentences:
+            return
+        if turn.reply_id is None:
+            reply = _Reply(self._next_reply_id, turn.turn_id, " ".join(sentences), list(sentences), complete=False)
+            self._next_reply_id += 1
+            self._replies[reply.reply_id] = reply
+            turn.reply_id = reply.reply_id
+            self._actions.append(Speak(reply.reply_id, tuple(sentences), offline_voice))
+            return
+        reply = self._replies.get(turn.reply_id)
+        if reply is None or reply.cancelled or reply.complete:
+            return
+        first_index = len(reply.sentences)
+        reply.sentences.extend(sentences)
+        reply.text = " ".join(reply.sentences)
+        if reply.record is not None:
+            reply.record.text = reply.text
+        self._actions.append(Speak(reply.reply_id, tuple(sentences), offline_voice, first_index))
+
+    def _end_sent_reply(self, reply: _Reply) -> None:
+        """A streamed reply became complete after all its audio was sent: it ends with its last mark echo."""
+        pending = [m for m in self._pending_marks if m.reply_id == reply.reply_id]
+        self._reply_fully_sent(reply)
+        if pending:
+            pending[-1].final = True
+            return
+        if reply.record is not None and reply.record.end_ms is None:
+            reply.record.end_ms = self.now_ms
+        self._replies.pop(reply.reply_id, None)
+        if reply.hang_up:
+            self._actions.append(HangUp(self.hanging_up or "goodbye"))
+
+    def receive_speech(self, reply_id: int, index: int, audio: bytes, *, elapsed_ms: int | None = None) -> None:
+        """Queue sentence ``index`` of reply ``reply_id``: mono audio in the stream's wire format
+        (``stream_format``: μ-law 8 kHz, or L16 little-endian at the stream's rate), no header.
 
         Produces media messages of ``outbound_chunk_ms`` each followed by one mark. Audio of
         a cancelled reply is dropped. ``elapsed_ms`` (synthesis time of the first sentence)
@@ -392,10 +510,12 @@ class CallSession:
         if reply is None or reply.cancelled or self.stream_sid is None or self.stopped:
             return
         if self._is_tentative(reply):
-            reply.held.append((index, ulaw, elapsed_ms))
+            reply.held.append((index, audio, elapsed_ms))
             return
         if reply.record is None:
             reply.record = Turn("bot", reply.text, self.now_ms, None)
+            if reply.error is not None:
+                reply.record.extra["error"] = reply.error
             assert self.record is not None
             self.record.add_turn(reply.record)
             turn = self._turns.get(reply.turn_id) if reply.turn_id is not None else None
@@ -411,12 +531,12 @@ class CallSession:
                 reply.turn_end_ms = turn.end_ms
                 if self._open_turn is turn:
                     self._open_turn = None
-        chunk_bytes = self.config.outbound_chunk_ms * ULAW_BYTES_PER_MS
-        for offset in range(0, len(ulaw), chunk_bytes):
-            self._actions.append(Send(protocol.media_message(self.stream_sid, ulaw[offset : offset + chunk_bytes]), reply_id))
-        final = index == len(reply.sentences) - 1
+        chunk_bytes = self.config.outbound_chunk_ms * self._bytes_per_ms
+        for offset in range(0, len(audio), chunk_bytes):
+            self._actions.append(Send(protocol.media_message(self.stream_sid, audio[offset : offset + chunk_bytes]), reply_id))
+        final = reply.complete and index == len(reply.sentences) - 1
         name = f"r{reply_id}s{index}"
-        self._pending_marks.append(_PendingMark(name, reply_id, index, final, ulaw, self.now_ms))
+        self._pending_marks.append(_PendingMark(name, reply_id, index, final, audio, self.now_ms))
         self._actions.append(Send(protocol.mark_message(self.stream_sid, name), reply_id))
         reply.sentences_sent = index + 1
         if final:
@@ -433,10 +553,14 @@ class CallSession:
         log.warning("reply %d: synthesis failed after %d sentence(s): %s", reply_id, reply.sentences_sent, error)
         if reply.record is not None:
             reply.record.extra["error"] = f"synthesis failed: {error}"
+        if not reply.complete:  # a streaming reply: stop the stream, the reply ends here
+            reply.complete = True
+            if reply.turn_id is not None:
+                self._actions.append(Cancel(turn_ids=(reply.turn_id,)))
         pending = [m for m in self._pending_marks if m.reply_id == reply_id]
         if pending:  # finish when what was sent has played
             pending[-1].final = True
-            reply.sentences = reply.sentences[: reply.sentences_sent]
+            del reply.sentences[reply.sentences_sent :]
             self._reply_fully_sent(reply)
             return
         if reply.record is not None and reply.record.end_ms is None:
@@ -603,11 +727,15 @@ class CallSession:
             self.receive_reply(turn.turn_id, text, error, elapsed_ms=elapsed_ms, hang_up=hang_up)
         for reply in [r for r in self._replies.values() if r.turn_id == turn.turn_id and r.held]:
             held, reply.held = reply.held, []
-            for index, ulaw, extra in held:
-                if ulaw is None:
+            for index, audio, extra in held:
+                if audio is None:
                     self.receive_speech_failed(reply.reply_id, str(extra))
                 else:
-                    self.receive_speech(reply.reply_id, index, ulaw, elapsed_ms=extra)
+                    self.receive_speech(reply.reply_id, index, audio, elapsed_ms=extra)
+        if turn.reply_end is not None and turn.turn_id in self._turns:
+            error, hang_up = turn.reply_end
+            turn.reply_end = None
+            self.receive_reply_end(turn.turn_id, error, hang_up=hang_up)
 
     def _tentative_transcript(self, turn: _CallerTurn, text: str | None, error: str | None, elapsed_ms: int | None) -> None:
         """Hold a tentative turn's transcript; with ``speculative_reply``, ask the responder already."""
@@ -704,7 +832,7 @@ class CallSession:
         sentences = tuple(split_sentences(text))
         if not sentences:
             return
-        reply = _Reply(self._next_reply_id, turn_id, text.strip(), sentences, hang_up=hang_up, offline_voice=offline_voice)
+        reply = _Reply(self._next_reply_id, turn_id, text.strip(), list(sentences), hang_up=hang_up, offline_voice=offline_voice)
         self._next_reply_id += 1
         self._replies[reply.reply_id] = reply
         self._actions.append(Speak(reply.reply_id, sentences, offline_voice))
@@ -738,7 +866,7 @@ class CallSession:
         or when the audio before it ended, whichever is later; ``until_ms`` cuts it there
         (a ``clear`` or ``stop``).
         """
-        duration_ms = len(mark.ulaw) // ULAW_BYTES_PER_MS
+        duration_ms = len(mark.audio) // self._bytes_per_ms
         if ends_at_ms is not None:  # never before it was sent (the inbound clock may have stalled)
             start_ms = max(ends_at_ms - duration_ms, self._playout_end_ms, mark.sent_ms)
         else:
@@ -747,7 +875,7 @@ class CallSession:
             duration_ms = min(duration_ms, until_ms - start_ms)
         if duration_ms <= 0:
             return
-        self._actions.append(RecordPlayed(start_ms, mark.ulaw[: duration_ms * ULAW_BYTES_PER_MS]))
+        self._actions.append(RecordPlayed(start_ms, mark.audio[: duration_ms * self._bytes_per_ms]))
         self._playout_end_ms = start_ms + duration_ms
 
     def _record_played_until_now(self) -> None:
@@ -775,7 +903,7 @@ class CallSession:
                 reply.record.extra["heard"] = " ".join(reply.heard)
         if reply.turn_id is not None:
             turn = self._turns.get(reply.turn_id)
-            if turn is not None and not turn.answered:
+            if turn is not None:  # also stops a streaming responder still producing the reply
                 self._forget_turn(turn)
 
     def _forget_turn(self, turn: _CallerTurn) -> None:

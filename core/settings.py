@@ -65,15 +65,30 @@ def _url(text: str) -> str:
     return value
 
 
+def _signalwire_codec(text: str) -> str:
+    codecs = {"": "", "pcmu": "", "l16@16000h": "L16@16000h", "l16@24000h": "L16@24000h"}
+    value = codecs.get(text.strip().lower())
+    if value is None:
+        raise ValueError(f"expected L16@16000h, L16@24000h or empty (μ-law), got {text!r}")
+    return value
+
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("PORT", 5050, _int_range(0, 65535), "TCP port of `python app.py` (the Procfile passes `$PORT` to gunicorn)."),
+    Setting("PORT", 5050, _int_range(0, 65535), "TCP port the server listens on, `python app.py` or gunicorn (`gunicorn.conf.py` binds `0.0.0.0:$PORT`, as a PaaS sets it)."),
     Setting("PUBLIC_URL", "", _url, "Public base URL, e.g. `https://abc.ngrok.app`; the stream URL becomes `wss://<host>/media-stream`. Unset: the host of the webhook request."),
     Setting("TWILIO_ACCOUNT_SID", "", str, "Twilio account SID. With `TWILIO_AUTH_TOKEN`, a call the server ends is also hung up through the REST API (`Status=completed`), whatever TwiML follows `</Connect>`."),
     Setting("TWILIO_AUTH_TOKEN", "", str, "Twilio auth token. When set, every webhook and the media stream's WebSocket upgrade must carry a valid `X-Twilio-Signature` (else 403)."),
     Setting("SIGNALWIRE_SIGNING_KEY", "", str, "SignalWire signing key; requests signed with it (`X-SignalWire-Signature`) are accepted the same way."),
+    Setting("STREAM_BEARER_TOKEN", "", str, "A fixed token the media stream's WebSocket upgrade may carry as `Authorization: Bearer` instead of a signature: for a hand-written SignalWire LaML Bin (`<Stream authBearerToken=…>`). Webhook answers to SignalWire carry a short-lived signed token of their own."),
+    Setting("SIGNALWIRE_CODEC", "", _signalwire_codec, "Audio of SignalWire calls: `L16@16000h` or `L16@24000h` (linear PCM, wideband: better recognition) is put in the `<Stream codec=…>` answered to a SignalWire webhook. Empty: μ-law 8 kHz, like Twilio. Twilio webhooks never get it."),
     Setting("APP_ENV", "development", _choice("development", "production"), "`production` refuses to start without `TWILIO_AUTH_TOKEN` or `SIGNALWIRE_SIGNING_KEY`, unless `ALLOW_UNSIGNED_REQUESTS` is true."),
     Setting("ALLOW_UNSIGNED_REQUESTS", False, _bool, "Let a production server run without signature checks (e.g. behind your own authenticating proxy)."),
-    Setting("RESPONDER", "core.responder:echo", str, "The function that answers: `module:function`, called as `f(text, call)`. Default: echo."),
+    Setting("RESPONDER", "core.responder:echo", str, "The function that answers: `llm` (a language model, the `LLM_*` settings), `echo`, or your own `module:function`, called as `f(text, call)`. Default: echo."),
+    Setting("LLM_BASE_URL", "http://localhost:11434/v1", _url, "`RESPONDER=llm`: base URL of an OpenAI-compatible chat completions API, up to `/v1`: Ollama `http://localhost:11434/v1`, llama.cpp server `http://localhost:8080/v1`, vLLM `http://localhost:8000/v1`, OpenAI `https://api.openai.com/v1`."),
+    Setting("LLM_MODEL", "llama3.2", str, "`RESPONDER=llm`: the model name, as the server knows it."),
+    Setting("LLM_API_KEY", "", str, "`RESPONDER=llm`: API key sent as a bearer token; empty for local servers that need none."),
+    Setting("LLM_SYSTEM_PROMPT", "", str, "`RESPONDER=llm`: the system prompt. Empty: a built-in one asking for short, plain spoken answers (`responders/llm.py`)."),
+    Setting("LLM_MAX_TOKENS", 300, _int_range(1, 100000), "`RESPONDER=llm`: longest reply, in tokens."),
     Setting("GREETING", "Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none."),
     Setting("TWIML_GREETING", "", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none."),
     Setting("FORWARD_TO", "", str, "Number (E.164) or SIP address that `/forward-call` dials while it forks the call to a listen-only stream."),
@@ -100,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IDLE_NUDGE_S", 15, _int_range(0, 3600), "Caller silence (while the bot is quiet) after which they hear \"Are you still there?\" once; 0: never, s."),
     Setting("IDLE_HANGUP_S", 30, _int_range(0, 3600), "Caller silence after which they hear a goodbye and the call ends; 0: never, s."),
     Setting("SEND_TIMEOUT_S", 5.0, _positive_float, "A send to Twilio that takes longer means the socket is half-dead: the call is ended, s."),
-    Setting("SHUTDOWN_GRACE_S", 25.0, _positive_float, "On SIGTERM (every PaaS restart) `python app.py` stops taking calls and lets active calls go on this long, then ends them, saves everything and exits 0, s."),
+    Setting("SHUTDOWN_GRACE_S", 25.0, _positive_float, "On SIGTERM (every PaaS restart) the server (`python app.py` or the Procfile's gunicorn) stops taking calls and lets active calls go on this long, then ends them, saves everything and exits 0, s."),
     Setting("RECOGNITION_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one transcription, s."),
     Setting("RESPONDER_TIMEOUT_S", 15.0, _positive_float, "Longest wait for the responder, s."),
     Setting("SYNTHESIS_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one synthesized sentence, s."),

@@ -88,9 +88,14 @@ def run_engine(func: Callable, *args: Any, timeout_s: float | None = None) -> An
         gevent.Timeout: not done within ``timeout_s`` seconds (the thread runs on).
         Exception: whatever ``func`` raised.
     """
+    return spawn_engine(func, *args).get(timeout=timeout_s)
+
+
+def spawn_engine(func: Callable, *args: Any):
+    """Start ``func(*args)`` in the engines' thread pool; return its ``gevent.event.AsyncResult``."""
     global _engine_pool
     if _engine_pool is None or _engine_pool[0] != os.getpid():
         from gevent.threadpool import ThreadPool
 
         _engine_pool = (os.getpid(), ThreadPool(ENGINE_THREADS))
-    return _engine_pool[1].spawn(_in_background, func, args).get(timeout=timeout_s)
+    return _engine_pool[1].spawn(_in_background, func, args)

@@ -13,12 +13,14 @@ import logging
 import re
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import gevent
 from gevent.event import Event
 
 from audio.recording import CallRecorder, RecordingFile
+from audio.stream_format import MULAW_8K, StreamFormat
 from core.records import CallRecord
 from handlers.blocking import run_blocking
 
@@ -56,12 +58,17 @@ class CallKeeper:
         services: the process-wide store and settings.
         record: the call's live record (the session keeps filling it in).
         call_log: logger adapter with the call SID.
+        stream_format: the stream's wire audio format (``start.mediaFormat``), recorded as is;
+            default μ-law 8 kHz (Twilio's).
     """
 
-    def __init__(self, services, record: CallRecord, call_log: logging.LoggerAdapter) -> None:
+    def __init__(
+        self, services, record: CallRecord, call_log: logging.LoggerAdapter, stream_format: StreamFormat = MULAW_8K
+    ) -> None:
         self.services = services
         self.record = record
         self.log = call_log
+        self.stream_format = stream_format
         self.recorder: CallRecorder | None = None
         self._saved_json = ""
         self._loop: gevent.Greenlet | None = None
@@ -71,14 +78,14 @@ class CallKeeper:
     def start(self) -> None:
         """Create the call's recording files and start the periodic flush."""
         directory = recording_dir(Path(self.services.settings["RECORDINGS_DIR"]), self.record.call_sid)
-        self.recorder = run_blocking(CallRecorder, directory)
+        self.recorder = run_blocking(partial(CallRecorder, directory, stream_format=self.stream_format))
         self._save()
         self._loop = gevent.spawn(self._run)
 
-    def add_audio(self, track: str, start_ms: int, ulaw: bytes) -> None:
-        """Queue μ-law 8 kHz audio of ``track`` ("inbound"/"outbound") at media time ``start_ms``."""
+    def add_audio(self, track: str, start_ms: int, audio: bytes) -> None:
+        """Queue wire audio (``stream_format``) of ``track`` ("inbound"/"outbound") at media time ``start_ms``."""
         if self.recorder is not None:
-            self.recorder.add(track, start_ms, ulaw)
+            self.recorder.add(track, start_ms, audio)
 
     def finish(self) -> None:
         """Stop the periodic flush, write everything, file the recordings, save the final record."""

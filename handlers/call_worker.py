@@ -21,16 +21,17 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections import deque
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import gevent
 from gevent.queue import Queue
 from simple_websocket import ConnectionClosed
 
-from audio.codec import array_to_ulaw
-from audio.resample import resample
+from audio.errors import AudioFormatError
+from audio.stream_format import MULAW_8K, StreamFormat, stream_format
 from audio.vad import WebRtcVad
 from core import protocol
 from core.listen_session import ListenSession, is_fork
@@ -40,13 +41,13 @@ from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Res
 from handlers import metrics
 from handlers.blocking import run_blocking, run_engine
 from handlers.call_keeper import CallKeeper
+from handlers.reply_stream import END, open_reply_stream
 from handlers.server import close_websocket
 from handlers.twilio_rest import complete_call
 from handlers.services import Services
 
 log = logging.getLogger(__name__)
 
-PHONE_SAMPLE_RATE = 8000
 MEDIA_PREFIX = '{"event": "media"'  # how protocol.media_message's JSON begins
 YIELD_EVERY_MESSAGES = 20  # let other greenlets run between bursts of buffered messages
 METRICS_EVERY_MESSAGES = 50  # media counted and lost frames reported about once a second per call
@@ -82,8 +83,10 @@ class CallWorker:
         self._outbox: Queue = Queue()
         self._cancelled_replies: set[int] = set()
         self._jobs: dict[tuple[str, int], gevent.Greenlet] = {}
+        self._speech_queues: dict[int, deque] = {}  # reply id → (index, sentence, offline_voice) left to synthesize
         self._ended = False
         self._mode: str | None = None  # "conversation" or "fork", for the metrics, once started
+        self.stream_format: StreamFormat = MULAW_8K  # the wire audio, from the start message
         self._media_uncounted = 0
         self._frames_lost_reported = 0
 
@@ -133,7 +136,12 @@ class CallWorker:
                 if not isinstance(event, protocol.Start):
                     self._before_start(event)
                     continue
-                self.session = self._new_session(event)
+                try:
+                    self.session = self._new_session(event)
+                except AudioFormatError as exc:  # nothing on this stream can be understood or answered
+                    self.log.error("stream %s: unsupported media format %s: %s; closing the socket", event.stream_sid, event.media_format, exc)
+                    self._hang_up("unsupported media format")
+                    return
                 self.session.receive_event(event)
                 self._on_started(event)
                 self._refuse_if_busy()
@@ -219,14 +227,23 @@ class CallWorker:
             self.log.warning("ignoring %s before start", type(event).__name__.lower())
 
     def _new_session(self, start: protocol.Start) -> CallSession | ListenSession:
+        """The session for this stream, analysing audio at its format's processing rate.
+
+        Raises:
+            AudioFormatError: ``start.mediaFormat`` is not μ-law 8 kHz or SignalWire's mono L16.
+        """
         settings = self.services.settings
+        media_format = start.media_format
+        self.stream_format = stream_format(media_format.encoding, media_format.sample_rate, media_format.channels)
+        rate = self.stream_format.processing_rate
 
         def make_vad():
-            return WebRtcVad(mode=settings["VAD_MODE"], sample_rate=PHONE_SAMPLE_RATE, frame_ms=20).is_speech
+            return WebRtcVad(mode=settings["VAD_MODE"], sample_rate=rate, frame_ms=20).is_speech
 
+        config = self.services.session_config()
         if is_fork(start):  # nothing to answer: no speculative recognition
-            return ListenSession(replace(self.services.session_config().endpointing, pause_ms=0), make_vad)
-        return CallSession(self.services.session_config(), make_vad())
+            return ListenSession(replace(config.endpointing, pause_ms=0, sample_rate=rate), make_vad, self.stream_format)
+        return CallSession(replace(config, endpointing=replace(config.endpointing, sample_rate=rate)), make_vad(), self.stream_format)
 
     def _on_started(self, start: protocol.Start) -> None:
         self.log = _CallLog(log, {"call": start.call_sid or start.stream_sid})
@@ -235,7 +252,7 @@ class CallWorker:
         record = self.session.record
         if record is not None:
             record.started_at = _iso_now()
-            self.keeper = CallKeeper(self.services, record, self.log)
+            self.keeper = CallKeeper(self.services, record, self.log, self.stream_format)
             try:
                 self.keeper.start()
             except Exception:  # the call goes on without recording rather than not at all
@@ -275,7 +292,7 @@ class CallWorker:
             elif isinstance(action, Respond):
                 self._spawn(("respond", action.turn_id), self._respond, action)
             elif isinstance(action, Speak):
-                self._spawn(("speak", action.reply_id), self._speak, action)
+                self._queue_speech(action)
             elif isinstance(action, Cancel):
                 self._cancel(action)
             elif isinstance(action, EndCall):
@@ -284,7 +301,7 @@ class CallWorker:
                 self._hang_up(action.reason)
             elif isinstance(action, RecordPlayed):
                 if self.keeper is not None:
-                    self.keeper.add_audio("outbound", action.start_ms, action.ulaw)
+                    self.keeper.add_audio("outbound", action.start_ms, action.audio)
         if isinstance(self.session, CallSession):
             for latency_ms in self.session.take_latency_reports():
                 metrics.observe_turn_latency(latency_ms)
@@ -349,6 +366,9 @@ class CallWorker:
         try:
             reply = run_engine(self.services.responder, action.text, context, timeout_s=settings["RESPONDER_TIMEOUT_S"])
             error = None
+            if _is_stream(reply):
+                self._stream_reply(action.turn_id, reply, began)
+                return
         except gevent.Timeout:
             reply, error = None, f"timed out after {settings['RESPONDER_TIMEOUT_S']} s"
         except Exception as exc:  # a responder bug must not end the call
@@ -362,39 +382,88 @@ class CallWorker:
         )
         self._perform(session.actions_to_perform())
 
-    def _speak(self, action: Speak) -> None:
+    def _stream_reply(self, turn_id: int, pieces: Iterable, began: float) -> None:
+        """Pass a streaming responder's pieces to the session as they come, waiting at most
+        ``RESPONDER_TIMEOUT_S`` for each (``handlers.reply_stream``)."""
+        session, timeout_s = self.session, self.services.settings["RESPONDER_TIMEOUT_S"]
+        first_ms, hang_up, error, length = None, False, None, 0
+        stream = open_reply_stream(pieces, self.services.responder)
+        try:
+            while True:
+                piece = stream.next_piece(timeout_s)
+                if piece is END:
+                    break
+                if not isinstance(piece, str) or not piece:
+                    continue
+                hang_up = hang_up or isinstance(piece, Goodbye)
+                if first_ms is None:
+                    first_ms = round((time.monotonic() - began) * 1000)
+                length += len(piece)
+                session.receive_reply_chunk(turn_id, str(piece), elapsed_ms=first_ms)
+                self._perform(session.actions_to_perform())
+        except TimeoutError:
+            error = f"no reply text for {timeout_s} s"
+        except Exception as exc:  # an HTTP error, a model server that went away, a responder bug
+            error = f"{type(exc).__name__}: {exc}"
+            self.log.warning("turn %d: streaming responder raised: %s", turn_id, error)
+        finally:  # also when a barge-in kills this job: the model stops generating
+            stream.close()
+        self.log.info("turn %d: responder streamed %d characters, first after %s ms, all in %.0f ms%s", turn_id, length,
+                      first_ms, (time.monotonic() - began) * 1000, f" ({error})" if error else "")
+        session.receive_reply_end(turn_id, error, hang_up=hang_up)
+        self._perform(session.actions_to_perform())
+
+    def _queue_speech(self, action: Speak) -> None:
+        """Queue a reply's sentences; one job per reply synthesizes them in order (a streamed reply
+        adds sentences while its job runs)."""
+        items = [(action.first_index + i, sentence, action.offline_voice) for i, sentence in enumerate(action.sentences)]
+        queue = self._speech_queues.get(action.reply_id)
+        if queue is not None:  # the reply's job is running: it takes these next
+            queue.extend(items)
+            return
+        self._speech_queues[action.reply_id] = deque(items)
+        self._spawn(("speak", action.reply_id), self._speak, action.reply_id)
+
+    def _speak(self, reply_id: int) -> None:
+        queue = self._speech_queues[reply_id]
+        try:
+            while queue and reply_id not in self._cancelled_replies:
+                index, sentence, offline_voice = queue.popleft()
+                if not self._speak_sentence(reply_id, index, sentence, offline_voice):
+                    return
+        finally:  # no yield between the empty queue and this: a new Speak starts a new job
+            self._speech_queues.pop(reply_id, None)
+
+    def _speak_sentence(self, reply_id: int, index: int, sentence: str, offline_voice: bool) -> bool:
+        """Synthesize one sentence and hand it to the session; False if synthesis failed."""
         timeout_s = self.services.settings["SYNTHESIS_TIMEOUT_S"]
         offline = self.services.offline_synthesizer
-        engines = [offline] if action.offline_voice else [self.services.synthesizer]
+        engines = [offline] if offline_voice else [self.services.synthesizer]
         if engines[0] is not offline:
             engines.append(offline)  # the online voice failed: the same sentence in the offline one
-        for index, sentence in enumerate(action.sentences):
-            if action.reply_id in self._cancelled_replies:
-                return
-            began = time.monotonic()
-            ulaw, error = None, None
-            for engine in engines:
-                try:
-                    ulaw = run_engine(_synthesize_ulaw, engine.synthesize, sentence, timeout_s=timeout_s)
-                    break
-                except gevent.Timeout:
-                    error = f"{engine.name} timed out after {timeout_s} s"
-                except Exception as exc:
-                    error = f"{engine.name}: {type(exc).__name__}: {exc}"
-                self.log.warning("reply %d: synthesis failed (%s)%s", action.reply_id, error,
-                                 "; trying the offline voice" if engine is not engines[-1] else "")
-            if ulaw is None:
-                self.session.receive_speech_failed(action.reply_id, error or "no audio")
-                self._perform(self.session.actions_to_perform())
-                return
-            elapsed_ms = (time.monotonic() - began) * 1000
-            metrics.observe_synthesis(elapsed_ms / 1000)
-            self.log.info(
-                "reply %d: sentence %d/%d, %d ms of audio synthesized in %.0f ms",
-                action.reply_id, index + 1, len(action.sentences), len(ulaw) // 8, elapsed_ms,
-            )
-            self.session.receive_speech(action.reply_id, index, ulaw, elapsed_ms=round(elapsed_ms))
+        began = time.monotonic()
+        audio, error = None, None
+        for engine in engines:
+            try:
+                audio = run_engine(_synthesize_for_stream, self.stream_format, engine.synthesize, sentence, timeout_s=timeout_s)
+                break
+            except gevent.Timeout:
+                error = f"{engine.name} timed out after {timeout_s} s"
+            except Exception as exc:
+                error = f"{engine.name}: {type(exc).__name__}: {exc}"
+            self.log.warning("reply %d: synthesis failed (%s)%s", reply_id, error,
+                             "; trying the offline voice" if engine is not engines[-1] else "")
+        if audio is None:
+            self.session.receive_speech_failed(reply_id, error or "no audio")
             self._perform(self.session.actions_to_perform())
+            return False
+        elapsed_ms = (time.monotonic() - began) * 1000
+        metrics.observe_synthesis(elapsed_ms / 1000)
+        self.log.info("reply %d: sentence %d, %d ms of audio synthesized in %.0f ms",
+                      reply_id, index + 1, len(audio) // self.stream_format.bytes_per_ms, elapsed_ms)
+        self.session.receive_speech(reply_id, index, audio, elapsed_ms=round(elapsed_ms))
+        self._perform(self.session.actions_to_perform())
+        return True
 
     def _write_loop(self) -> None:
         """The only sender: messages leave in the order the session produced them."""
@@ -421,8 +490,13 @@ class CallWorker:
                 return
 
 
-def _synthesize_ulaw(synthesize: Callable, text: str) -> bytes:
-    """Synthesize ``text`` and convert it for the phone: soxr to 8 kHz, μ-law (runs in a thread)."""
+def _is_stream(reply: object) -> bool:
+    """A streaming responder's result: an iterable of text pieces (a generator), not a string."""
+    return reply is not None and not isinstance(reply, (str, bytes)) and hasattr(reply, "__iter__")
+
+
+def _synthesize_for_stream(wire: StreamFormat, synthesize: Callable, text: str) -> bytes:
+    """Synthesize ``text`` and convert it to the stream's wire format: soxr to its rate, then
+    μ-law or L16 (runs in a thread)."""
     audio = synthesize(text)
-    samples = resample(audio.samples, audio.sample_rate, PHONE_SAMPLE_RATE)
-    return array_to_ulaw(samples)
+    return wire.encode(audio.samples, audio.sample_rate)

@@ -10,16 +10,28 @@ in the TwiML, with no parameters; Twilio's security page says to also try it wit
 
 Behind ngrok or a proxy the scheme, host or port the server sees differ from what Twilio
 signed: set ``PUBLIC_URL`` and the URL is rebuilt from it.
+
+SignalWire does not sign the WebSocket upgrade; it sends ``Authorization: Bearer <token>`` when
+the ``<Stream>`` has ``authBearerToken`` (§9). The webhook answer to a SignalWire request puts a
+*stream token* there: ``v1.<issued_s>.<nonce>.<HMAC-SHA256 of the rest, keyed with a secret>``,
+accepted for ``STREAM_TOKEN_MAX_AGE_S`` after it was issued (SignalWire opens the stream right
+after it reads the TwiML). A hand-written LaML Bin cannot compute one, so a fixed
+``STREAM_BEARER_TOKEN`` is accepted too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets as _secrets
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from twilio.request_validator import RequestValidator
 
 SIGNATURE_HEADERS = ("X-Twilio-Signature", "X-SignalWire-Signature")
+STREAM_TOKEN_MAX_AGE_S = 300
+_TOKEN_VERSION = "v1"
 
 
 class SignatureChecker:
@@ -28,11 +40,15 @@ class SignatureChecker:
     Args:
         secrets: the keys to try; a request passes if any of them signed it.
         public_url: ``PUBLIC_URL`` (e.g. ``https://abc.ngrok.app``) or ``""``.
+        stream_bearer_token: a fixed token also accepted as ``Authorization: Bearer`` on the
+            stream upgrade (``STREAM_BEARER_TOKEN``), or ``""``.
     """
 
-    def __init__(self, secrets: Sequence[str], public_url: str = "") -> None:
+    def __init__(self, secrets: Sequence[str], public_url: str = "", stream_bearer_token: str = "") -> None:
+        self._secrets = [secret.encode() for secret in secrets if secret]
         self._validators = [RequestValidator(secret) for secret in secrets if secret]
         self.public_url = public_url.rstrip("/")
+        self._fixed_token = stream_bearer_token
 
     @property
     def enabled(self) -> bool:
@@ -66,21 +82,60 @@ class SignatureChecker:
             return None
         return f"signature does not match {url} (set PUBLIC_URL to the URL Twilio calls)"
 
-    def check_websocket(self, *, host: str, path: str, headers: Mapping[str, str]) -> str | None:
-        """Check the WebSocket upgrade of a media stream: the ``wss://`` URL, empty params, with or without ``/``.
+    def check_websocket(self, *, host: str, path: str, headers: Mapping[str, str], now_s: float) -> str | None:
+        """Check the WebSocket upgrade of a media stream: Twilio's signature of the ``wss://`` URL
+        (empty params, with or without ``/``), or SignalWire's ``Authorization: Bearer`` stream token.
+
+        Args:
+            now_s: the current Unix time, s (a stream token expires).
 
         Returns:
             ``None`` if a configured secret signed it, else the reason to log.
         """
         signature = _signature(headers)
         if signature is None:
-            return "no X-Twilio-Signature header on the WebSocket upgrade"
+            bearer = headers.get("Authorization", "")
+            if bearer.startswith("Bearer "):
+                return self.check_stream_token(bearer[len("Bearer "):].strip(), now_s)
+            return "no X-Twilio-Signature header (nor a SignalWire bearer token) on the WebSocket upgrade"
         public_host = urlsplit(self.public_url).netloc if self.public_url else host
         url = f"wss://{public_host}{path}"
         for candidate in (url, url + "/"):
             if any(v.validate(candidate, {}, signature) for v in self._validators):
                 return None
         return f"signature does not match {url} (set PUBLIC_URL to the host in the TwiML)"
+
+
+    def make_stream_token(self, now_s: float) -> str:
+        """A token for ``<Stream authBearerToken=…>`` (SignalWire), signed with the first secret.
+
+        Raises:
+            ValueError: no secret is configured.
+        """
+        if not self._secrets:
+            raise ValueError("no secret to sign a stream token with")
+        body = f"{_TOKEN_VERSION}.{int(now_s)}.{_secrets.token_hex(8)}"
+        return f"{body}.{_mac(self._secrets[0], body)}"
+
+    def check_stream_token(self, token: str, now_s: float) -> str | None:
+        """``None`` if ``token`` is ``STREAM_BEARER_TOKEN`` or a stream token a secret signed less
+        than ``STREAM_TOKEN_MAX_AGE_S`` ago; else the reason to log."""
+        if self._fixed_token and hmac.compare_digest(token.encode(), self._fixed_token.encode()):
+            return None
+        body, _, mac = token.rpartition(".")
+        parts = body.split(".")
+        if len(parts) != 3 or parts[0] != _TOKEN_VERSION or not parts[1].isdigit():
+            return "the bearer token is not a stream token (nor STREAM_BEARER_TOKEN)"
+        if not any(hmac.compare_digest(mac, _mac(secret, body)) for secret in self._secrets):
+            return "the stream token's signature does not match"
+        age_s = now_s - int(parts[1])
+        if not -5 <= age_s <= STREAM_TOKEN_MAX_AGE_S:
+            return f"the stream token was issued {age_s:.0f} s ago (accepted for {STREAM_TOKEN_MAX_AGE_S} s)"
+        return None
+
+
+def _mac(secret: bytes, body: str) -> str:
+    return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
 
 
 def _signature(headers: Mapping[str, str]) -> str | None:
@@ -101,17 +156,20 @@ def install(app, checker: SignatureChecker, stream_path: str) -> None:
     upgrade never becomes a socket (Twilio then logs 31920 for a misconfigured server).
     """
     import logging
+    import time
 
     from flask import Response, request
 
     log = logging.getLogger(__name__)
+
+    app.extensions["signature_checker"] = checker
 
     @app.before_request
     def verify_signature():
         if not checker.enabled:
             return None
         if request.path == stream_path:
-            reason = checker.check_websocket(host=request.host, path=request.path, headers=request.headers)
+            reason = checker.check_websocket(host=request.host, path=request.path, headers=request.headers, now_s=time.time())
         elif request.path in SIGNED_WEBHOOKS:
             reason = checker.check_webhook(
                 method=request.method,

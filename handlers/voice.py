@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -36,6 +38,26 @@ def status_callback_url() -> str:
     return base + STATUS_PATH
 
 
+# SignalWire's SIDs (AccountSid is the project ID) are UUIDs; Twilio's are "AC" + 32 hex (protocol.md §9).
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def is_signalwire_request() -> bool:
+    """True for a SignalWire (cXML) webhook: it is signed with ``X-SignalWire-Signature``, or
+    its ``AccountSid`` is a UUID."""
+    return "X-SignalWire-Signature" in request.headers or bool(_UUID.fullmatch(request.values.get("AccountSid", "")))
+
+
+def _signalwire_stream() -> dict[str, str]:
+    """``<Stream>`` attributes for a SignalWire webhook: ``SIGNALWIRE_CODEC`` and, with signatures
+    on, a stream token (SignalWire does not sign the WebSocket upgrade); none for Twilio."""
+    if not is_signalwire_request():
+        return {}
+    checker = current_app.extensions.get("signature_checker")
+    token = checker.make_stream_token(time.time()) if checker is not None and checker.enabled else ""
+    return {"codec": current_app.config["SIGNALWIRE_CODEC"], "auth_bearer_token": token}
+
+
 def _call_parameters() -> dict[str, str]:
     values = request.values
     return {name: values[name] for name in ("From", "To", "CallSid") if values.get(name)}
@@ -50,7 +72,7 @@ def incoming_call() -> Response:
     """
     if _busy():
         return Response(say_and_hang_up(current_app.config["BUSY_MESSAGE"]), mimetype="text/xml")
-    twiml = connect_stream(stream_url(), parameters=_call_parameters(), greeting=current_app.config["TWIML_GREETING"])
+    twiml = connect_stream(stream_url(), parameters=_call_parameters(), greeting=current_app.config["TWIML_GREETING"], **_signalwire_stream())
     return Response(twiml, mimetype="text/xml")
 
 
@@ -78,7 +100,8 @@ def forward_call() -> Response:
     if _busy():  # the caller still reaches FORWARD_TO, just without the listen-only fork
         return Response(dial(forward_to), mimetype="text/xml")
     twiml = fork_and_dial(
-        stream_url(), status_callback_url=status_callback_url(), forward_to=forward_to, parameters=_call_parameters()
+        stream_url(), status_callback_url=status_callback_url(), forward_to=forward_to, parameters=_call_parameters(),
+        **_signalwire_stream(),
     )
     return Response(twiml, mimetype="text/xml")
 

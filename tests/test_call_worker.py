@@ -1,6 +1,7 @@
 """The gevent shell of one call, with a fake socket and fake engines (the real ones are in test_e2e)."""
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -126,6 +127,17 @@ class Script:
         self.send(SILENT * (duration_ms // 20))
 
 
+def say_one_utterance(ws, svc):
+    """Start a worker, say "one two three" on its call, and wait for the first reply's mark; return the job."""
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    script = Script(ws)
+    script.send(SPEECH)
+    script.pause(1000)
+    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
+    return job
+
+
 def run_worker(ws, svc):
     worker = CallWorker(ws, svc)
     return worker, gevent.spawn(worker.run)
@@ -176,12 +188,7 @@ def test_engine_and_responder_failures_keep_the_call_going(failure, services):
     recognizer = FakeRecognizer(fail=failure == "recognizer")
     responder = broken_responder if failure == "responder" else echo
     ws, svc = FakeSocket(), services(recognizer=recognizer, responder=responder, APOLOGY_MESSAGE="Sorry about that.")
-    worker, job = run_worker(ws, svc)
-    ws.inbox.put(START)
-    script = Script(ws)
-    script.send(SPEECH)
-    script.pause(1000)
-    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
+    job = say_one_utterance(ws, svc)
     assert not job.dead and recognizer.calls >= 1  # speculative transcriptions at pauses count too
     assert [m["event"] for m in ws.sent].count("media") == 15  # one apology: "Sorry about that.", 3 words = 0.3 s
     ws.inbox.put(STOP)
@@ -373,12 +380,7 @@ def test_speculative_recognition_runs_unless_the_recognizer_is_busy(busy, servic
     ws, svc = FakeSocket(), services(recognizer=recognizer)
     if busy:
         svc.recognitions_running = 1000  # as if other calls kept every core recognizing
-    worker, job = run_worker(ws, svc)
-    ws.inbox.put(START)
-    script = Script(ws)
-    script.send(SPEECH)
-    script.pause(1000)
-    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
+    job = say_one_utterance(ws, svc)
     assert (recognizer.calls == 1) if busy else (recognizer.calls >= 2)
     ws.inbox.put(STOP)
     job.join(timeout=5)
@@ -386,3 +388,49 @@ def test_speculative_recognition_runs_unless_the_recognizer_is_busy(busy, servic
     assert bot["text"] == "You said: one two three"
     assert bot["latency_ms"].get("speculative") == (None if busy else 1)
     assert svc.recognitions_running == (1000 if busy else 0)
+
+
+def test_a_streaming_responder_is_spoken_sentence_by_sentence_while_it_runs(services):
+    released = threading.Event()
+    pieces_given = []
+
+    def streaming(text, call):
+        for piece in ["Hello there", ", my friend. ", "Second part"]:
+            pieces_given.append(piece)
+            yield piece
+        released.wait(5)  # a thread, as a slow model would block it; the first sentence is spoken meanwhile
+        yield " is here."
+
+    ws, svc = FakeSocket(), services(responder=streaming)
+    job = say_one_utterance(ws, svc)
+    assert [m["event"] for m in ws.sent].count("media") == 20  # "Hello there, my friend." only: 4 words, 0.4 s
+    released.set()
+    wait_for(lambda: [m["event"] for m in ws.sent].count("mark") == 2)
+    assert [m["event"] for m in ws.sent].count("media") == 40  # then "Second part is here.": 0.4 s more
+    for mark in [m for m in ws.sent if m["event"] == "mark"]:
+        ws.inbox.put(json.dumps({"event": "mark", "sequenceNumber": "50", "streamSid": STREAM_SID, "mark": mark["mark"]}))
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    turns = svc.store.get_call(CALL_SID)["turns"]
+    assert turns[-1]["speaker"] == "bot" and turns[-1]["text"] == "Hello there, my friend. Second part is here."
+    assert turns[-1]["latency_ms"]["responder"] >= 0
+
+
+def test_a_stalled_stream_times_out_into_the_apology(services):
+    def stalling(text, call):
+        yield "Let me think about that. "
+        time.sleep(1.5)  # in an engine thread, like a model that stalls
+        yield "Too late."
+
+    ws, svc = FakeSocket(), services(responder=stalling, RESPONDER_TIMEOUT_S=0.5, APOLOGY_MESSAGE="Sorry about that.")
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    script = Script(ws)
+    script.send(SPEECH)
+    script.pause(1000)
+    wait_for(lambda: [m["event"] for m in ws.sent].count("mark") == 2)
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    bot = svc.store.get_call(CALL_SID)["turns"][-1]
+    assert bot["text"] == "Let me think about that. Sorry about that."
+    assert bot["error"] == "responder failed: no reply text for 0.5 s"

@@ -28,11 +28,24 @@ def test_fork_options_parse_with_their_defaults():
     assert build_arg_parser().parse_args(["q.wav"]).fork is False
 
 
+def test_signalwire_options_parse_with_their_defaults():
+    from tools.callsim import build_arg_parser
+
+    args = build_arg_parser().parse_args(["--signalwire", "--codec", "L16@24000h", "--signing-key", "k", "q.wav"])
+    assert (args.signalwire, args.codec, args.signing_key) == (True, "L16@24000h", "k")
+    plain = build_arg_parser().parse_args(["q.wav"])
+    assert (plain.signalwire, plain.codec, plain.signing_key) == (False, None, None)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["callee:a.wav"], "need --fork"),
     (["--fork", "dtmf:12"], "bidirectional"),
     (["--fork", "--gap-s", "-1", "silence:1"], "--gap-s"),
     (["--fork", "--tail-s", "nan", "silence:1"], "--tail-s"),
+    (["--codec", "L16@16000h", "silence:1"], "need --signalwire"),
+    (["--signing-key", "key", "silence:1"], "need --signalwire"),
+    (["--signalwire", "--auth-token", "token", "silence:1"], "use --signing-key"),
+    (["--signalwire", "--codec", "L16@8000h", "silence:1"], "invalid choice"),
 ])
 def test_bad_mode_arguments_exit_2_before_any_call(argv, message):
     # --url points at a closed port: a call attempt would fail with exit code 1, not 2.

@@ -359,7 +359,7 @@ def procfile_command() -> list[str]:
     return ["bash", "-c", "exec " + web.removeprefix("web:").strip()]
 
 
-@pytest.mark.parametrize("server_kind,grace_s", [("python", 60), ("python", 2), ("gunicorn", 60)])
+@pytest.mark.parametrize("server_kind,grace_s", [("python", 60), ("python", 2), ("gunicorn", 60), ("gunicorn", 2)])
 def test_sigterm_lets_calls_finish_then_exits_cleanly(server_kind, grace_s, tmp_path):
     # SIGTERM mid-call: no new calls; the call goes on (long grace) or is ended (short grace); saved; exit 0.
     command = [sys.executable, "app.py"] if server_kind == "python" else procfile_command()

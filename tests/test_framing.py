@@ -2,10 +2,13 @@
 
 import numpy as np
 import pytest
+import soxr
 
 from audio.codec import ulaw_to_pcm16
 from audio.errors import AudioFormatError
-from audio.framing import Frame, FrameAssembler
+from audio.framing import RESAMPLE_QUALITY, Frame, FrameAssembler
+from audio.stream_format import L16, MULAW_8K, StreamFormat
+from tests.phone import CORPUS, read_mono
 
 FIRST_TIMESTAMP_MS = 52  # Twilio's first inbound timestamp in the 2020 capture (protocol.md §7)
 
@@ -182,3 +185,152 @@ def test_16khz_frames():
     assembler = FrameAssembler(sample_rate=16000)
     frames = push_all(assembler, [(ulaw[i : i + 320], 10 + 20 * (i // 320)) for i in range(0, len(ulaw), 320)])
     assert [len(f.pcm) for f in frames] == [640] * 3 and [f.timestamp_ms for f in frames] == [10, 30, 50]
+
+
+# --- SignalWire L16 streams (protocol.md §9): PCM16 LE at 8, 16 or 24 kHz ----------------------------
+
+
+def l16_speech(rate: int) -> bytes:
+    """jfk.flac (real speech, 11 s) as L16 at ``rate``: PCM16 LE mono."""
+    return StreamFormat(L16, rate).encode(*_jfk())
+
+
+def _jfk() -> tuple[np.ndarray, int]:
+    if not hasattr(_jfk, "cached"):
+        _jfk.cached = read_mono(CORPUS / "jfk.flac")
+    return _jfk.cached
+
+
+def l16_chunks(wire: bytes, fmt: StreamFormat, chunk_bytes: int, first_ms: int) -> list[tuple[bytes, int]]:
+    """Split L16 into chunks stamped in whole ms like the media messages."""
+    return [(wire[i : i + chunk_bytes], first_ms + i // fmt.bytes_per_ms) for i in range(0, len(wire), chunk_bytes)]
+
+
+def samples_of(frames: list[Frame]) -> np.ndarray:
+    return np.frombuffer(b"".join(f.pcm for f in frames), dtype="<i2")
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+@pytest.mark.parametrize("chunk_ms", [20, 7.5, 100])
+def test_l16_at_vad_rates_is_cut_without_change(rate, chunk_ms):
+    fmt = StreamFormat(L16, rate)
+    wire = l16_speech(rate)[: 3 * fmt.bytes_per_ms * 1000]  # 3 s
+    assembler = FrameAssembler(frame_ms=20, stream_format=fmt)
+    assert assembler.sample_rate == rate and assembler.frame_bytes == 40 * rate // 1000
+    frames = push_all(assembler, l16_chunks(wire, fmt, int(chunk_ms * fmt.bytes_per_ms), FIRST_TIMESTAMP_MS))
+    assert len(frames) == 150 and all(len(f.pcm) == assembler.frame_bytes and not f.filled for f in frames)
+    assert [f.timestamp_ms for f in frames] == [FIRST_TIMESTAMP_MS + 20 * k for k in range(150)]
+    assert b"".join(f.pcm for f in frames) == wire  # L16 is already PCM16 LE
+    assert assembler.expected_timestamp_ms == FIRST_TIMESTAMP_MS + 3000
+    assert assembler.finish() == []
+
+
+def test_l16_gap_is_filled_like_mulaw():
+    fmt = StreamFormat(L16, 16000)
+    wire = l16_speech(16000)[: 640 * 10]
+    chunks = l16_chunks(wire, fmt, 640, FIRST_TIMESTAMP_MS)
+    del chunks[4:7]  # 60 ms skipped
+    assembler = FrameAssembler(stream_format=fmt)
+    frames = push_all(assembler, chunks)
+    assert [f.timestamp_ms for f in frames] == [FIRST_TIMESTAMP_MS + 20 * k for k in range(10)]
+    assert [f.filled for f in frames] == [False] * 4 + [True] * 3 + [False] * 3
+    assert [f.pcm for f in frames[4:7]] == [bytes(640)] * 3
+    assert b"".join(f.pcm for f in frames[7:]) == wire[7 * 640 :]
+    frames = assembler.push(wire[:640], FIRST_TIMESTAMP_MS + 200 + 5000)  # a jump: resync
+    assert [(f.timestamp_ms, f.filled) for f in frames] == [(FIRST_TIMESTAMP_MS + 5200, False)]
+    assert (assembler.filled_frames, assembler.clock_jumps) == (3, 1)
+
+
+def test_odd_l16_chunk_raises_and_changes_nothing():
+    fmt = StreamFormat(L16, 16000)
+    wire = l16_speech(16000)[:1280]
+    assembler = FrameAssembler(stream_format=fmt)
+    assembler.push(wire[:640], 0)
+    with pytest.raises(AudioFormatError):
+        assembler.push(wire[640:1279], 20)
+    assert assembler.expected_timestamp_ms == 20
+    assert [f.pcm for f in assembler.push(wire[640:], 20)] == [wire[640:]]
+
+
+def test_stream_format_and_sample_rate_must_agree():
+    assert FrameAssembler(sample_rate=16000, stream_format=StreamFormat(L16, 24000)).sample_rate == 16000
+    assert FrameAssembler(stream_format=MULAW_8K).sample_rate == 8000
+    assert FrameAssembler().stream_format is MULAW_8K
+    with pytest.raises(AudioFormatError):
+        FrameAssembler(sample_rate=24000, stream_format=StreamFormat(L16, 24000))
+
+
+def test_mulaw_finish_pads_the_partial_frame():
+    ulaw = random_ulaw(160 + 100)
+    assembler = FrameAssembler(stream_format=MULAW_8K)
+    assert len(assembler.push(ulaw, 52)) == 1
+    frames = assembler.finish()
+    assert [(f.timestamp_ms, f.filled) for f in frames] == [(72, False)]
+    assert frames[0].pcm == ulaw_to_pcm16(ulaw[160:]) + bytes(120)
+    assert assembler.finish() == [] and assembler.expected_timestamp_ms is None
+
+
+def lq_reference(wire: bytes) -> np.ndarray:
+    """One-shot soxr of a whole 24 kHz L16 signal to 16 kHz, with the assembler's recipe."""
+    samples = np.frombuffer(wire, dtype="<i2").astype(np.float32) / 32768
+    out = soxr.resample(samples, 24000, 16000, RESAMPLE_QUALITY)
+    return np.clip(np.rint(out * 32768), -32768, 32767)
+
+
+@pytest.mark.parametrize("chunk_bytes", [960, 962, 4800, 2])
+def test_24k_is_resampled_to_continuous_16k_frames(chunk_bytes):
+    fmt = StreamFormat(L16, 24000)
+    wire = l16_speech(24000)[: 48 * 4000]  # 4 s of speech
+    assembler = FrameAssembler(frame_ms=20, stream_format=fmt)
+    assert (assembler.sample_rate, assembler.frame_bytes) == (16000, 640)
+    frames = push_all(assembler, l16_chunks(wire, fmt, chunk_bytes, 20041))  # SignalWire's example timestamp
+    held_back = 200 - len(frames)
+    assert 1 <= held_back <= 2  # the filter's delay, less than two frames
+    frames += assembler.finish()
+    assert len(frames) == 200 and all(len(f.pcm) == 640 and not f.filled for f in frames)
+    assert [f.timestamp_ms for f in frames] == [20041 + 20 * k for k in range(200)]
+    # Nothing lost, duplicated or shifted: the stream equals soxr on the whole signal.
+    out = samples_of(frames).astype(np.int64)
+    assert len(out) == 16000 * 4
+    assert np.max(np.abs(out - lq_reference(wire))) <= 2
+
+
+def test_24k_sine_stays_a_sine_over_a_long_stream():
+    fmt = StreamFormat(L16, 24000)
+    duration_s, frequency_hz = 60, 440.0
+    t = np.arange(24000 * duration_s) / 24000
+    wire = fmt.encode(0.5 * np.sin(2 * np.pi * frequency_hz * t), 24000)
+    assembler = FrameAssembler(stream_format=fmt)
+    frames = push_all(assembler, l16_chunks(wire, fmt, 960, 0)) + assembler.finish()
+    out = samples_of(frames) / 32768
+    assert len(out) == 16000 * duration_s
+    ideal = 0.5 * np.sin(2 * np.pi * frequency_hz * np.arange(len(out)) / 16000)
+    body = slice(1600, -1600)  # the filter's edges at the start and the end
+    assert np.max(np.abs(out[body] - ideal[body])) < 1e-3
+
+
+def test_24k_gap_and_jump_keep_the_grid():
+    fmt = StreamFormat(L16, 24000)
+    wire = l16_speech(24000)[: 960 * 20]
+    chunks = l16_chunks(wire, fmt, 960, 1000)
+    del chunks[5:8]  # 60 ms gap, filled
+    assembler = FrameAssembler(stream_format=fmt)
+    frames = push_all(assembler, chunks[:12])
+    # A jump: the first segment's tail comes out before the new segment's frames.
+    frames += assembler.push(chunks[12][0], 61_000)  # was at 1300 ms
+    assert [f.timestamp_ms for f in frames][-1] == 1280  # all of the first segment, none of the second yet
+    frames += push_all(assembler, [(c, ts + 59_700) for c, ts in chunks[13:]])
+    frames += assembler.finish()
+    assert all(len(f.pcm) == 640 for f in frames)
+    assert [f.timestamp_ms for f in frames] == [1000 + 20 * k for k in range(12 + 3)] + [
+        61_000 + 20 * k for k in range(20 - 3 - 12)
+    ]
+    assert [f.filled for f in frames[:15]] == [False] * 5 + [True] * 3 + [False] * 7
+    assert [f.pcm for f in frames[5:8]] == [bytes(640)] * 3
+    assert (assembler.filled_frames, assembler.clock_jumps) == (3, 1)
+    # Each segment resampled on its own, continuously (the filled frames aside).
+    first = lq_reference(wire[: 960 * 5] + bytes(960 * 3) + wire[960 * 8 : 960 * 15])
+    second = lq_reference(wire[960 * 15 :])
+    out = samples_of(frames).astype(np.int64)
+    assert np.max(np.abs(np.delete(out[: 15 * 320], np.s_[5 * 320 : 8 * 320]) - np.delete(first, np.s_[5 * 320 : 8 * 320]))) <= 2
+    assert np.max(np.abs(out[15 * 320 :] - second)) <= 2

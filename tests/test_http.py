@@ -113,3 +113,17 @@ def test_webhooks_over_max_calls(app_settings):
     assert [child.tag for child in root] == ["Say", "Hangup"] and root.find("Say").text == "Busy, goodbye."
     root = ET.fromstring(client.post("/forward-call", data={"CallSid": "CA2"}).data)
     assert [child.tag for child in root] == ["Dial"]  # forwarded, without the fork
+
+
+@pytest.mark.parametrize("route, path", [("/incoming-call", "Connect/Stream"), ("/forward-call", "Start/Stream")])
+def test_signalwire_webhooks_get_the_configured_codec_and_twilio_ones_never(app_settings, route, path):
+    client = create_app({**app_settings, "SIGNALWIRE_CODEC": "L16@16000h", "FORWARD_TO": "+15550003"}).test_client()
+    twilio = {"CallSid": "CA123", "AccountSid": "AC" + "0" * 32, "From": "+15550001", "To": "+15550002"}
+    signalwire = {"CallSid": "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad", "AccountSid": "b08dacad-2f6c-4de1-93d6-cc732e0c69c5",
+                  "From": "+15550001", "To": "+15550002"}
+    streams = {name: ET.fromstring(client.post(route, data=fields).data).find(path)
+               for name, fields in (("twilio", twilio), ("signalwire", signalwire))}
+    assert streams["twilio"].get("codec") is None
+    assert streams["signalwire"].get("codec") == "L16@16000h"
+    signed = ET.fromstring(client.post(route, data=twilio, headers={"X-SignalWire-Signature": "x"}).data).find(path)
+    assert signed.get("codec") == "L16@16000h"  # (unchecked here: no signing key is set)

@@ -11,8 +11,10 @@ import pytest
 import soundfile as sf
 
 from audio.codec import array_to_ulaw, pcm16_to_ulaw, ulaw_to_array
+from audio.errors import AudioFormatError
 from audio.recording import FINALIZED_MARKER, CallRecorder, RecordingFile
-from tests.phone import phone_corpus
+from audio.stream_format import MULAW_8K, StreamFormat, stream_format
+from tests.phone import CORPUS, phone_corpus, read_mono
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK_MS = 20
@@ -239,3 +241,126 @@ def test_real_speech_in_20ms_chunks_comes_back_identical(tmp_path):
     right[bot_start_ms * 8 : bot_start_ms * 8 + len(bot_pcm)] = bot_pcm
     assert np.array_equal(samples["stereo"][:, 1], right)
     assert np.array_equal(samples["outbound"][bot_start_ms * 8 :], bot_pcm)
+
+
+# --- SignalWire L16 streams (protocol.md §9): PCM16 files at the wire rate ----------------------------
+
+
+def l16_tone(fmt: StreamFormat, duration_ms: int, frequency_hz: float) -> bytes:
+    """An L16 sine tone at the format's rate (amplitude 0.3)."""
+    t = np.arange(duration_ms * fmt.sample_rate // 1000) / fmt.sample_rate
+    return fmt.encode(0.3 * np.sin(2 * np.pi * frequency_hz * t), fmt.sample_rate)
+
+
+def add_l16_chunks(recorder: CallRecorder, track: str, start_ms: int, wire: bytes) -> None:
+    """Add L16 as 20 ms chunks at their media timestamps."""
+    per_ms = recorder.stream_format.bytes_per_ms
+    for offset in range(0, len(wire), 20 * per_ms):
+        recorder.add(track, start_ms + offset // per_ms, wire[offset : offset + 20 * per_ms])
+
+
+def read_l16_files(directory: Path, rate: int) -> dict[str, np.ndarray]:
+    """Read the three files of an L16 call, checking every one is PCM16 at ``rate``."""
+    result = {}
+    for kind, channels in (("inbound", 1), ("outbound", 1), ("stereo", 2)):
+        info = sf.info(directory / f"{kind}.wav")
+        assert (info.format, info.subtype, info.samplerate, info.channels) == ("WAV", "PCM_16", rate, channels)
+        samples, _ = sf.read(directory / f"{kind}.wav", dtype="int16", always_2d=True)
+        result[kind] = samples[:, 0] if channels == 1 else samples
+    return result
+
+
+def as_array(wire: bytes) -> np.ndarray:
+    return np.frombuffer(wire, dtype="<i2")
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_l16_call_is_recorded_as_pcm16_at_the_wire_rate(tmp_path, rate):
+    fmt = stream_format("audio/x-L16", rate, 1)
+    caller = fmt.encode(*read_mono(CORPUS / "sr_english.wav"))  # real speech, 2.7 s
+    bot = l16_tone(fmt, 800, 700)
+    recorder = CallRecorder(tmp_path / "call", stream_format=fmt)
+    assert recorder.sample_rate == rate
+    add_l16_chunks(recorder, "inbound", 0, caller[: 1000 * fmt.bytes_per_ms])
+    recorder.flush()
+    add_l16_chunks(recorder, "outbound", 500, bot)  # placed once its mark echoes
+    add_l16_chunks(recorder, "inbound", 1000, caller[1000 * fmt.bytes_per_ms :])
+    files = {file.kind: file for file in recorder.close()}
+    samples = read_l16_files(tmp_path / "call", rate)
+    caller_ms = len(caller) // fmt.bytes_per_ms
+    assert np.array_equal(samples["inbound"], as_array(caller))  # PCM16 kept bit for bit
+    assert np.array_equal(samples["stereo"][:, 0], as_array(caller))
+    right = np.zeros(len(as_array(caller)), dtype=np.int16)
+    right[rate // 2 : rate // 2 + len(as_array(bot))] = as_array(bot)
+    assert np.array_equal(samples["stereo"][:, 1], right)
+    assert np.array_equal(samples["outbound"][rate // 2 :], as_array(bot)) and not samples["outbound"][: rate // 2].any()
+    assert files["inbound"].duration_ms == caller_ms and files["outbound"].duration_ms == 1300
+    assert files["inbound"].size_bytes == 44 + len(caller)
+
+
+def test_odd_l16_chunk_loses_only_its_last_byte(tmp_path):
+    fmt = stream_format("audio/x-L16", 16000, 1)
+    tone = l16_tone(fmt, 40, 500)
+    recorder = CallRecorder(tmp_path / "call", stream_format=fmt)
+    recorder.add("inbound", 0, tone[:641])  # a torn sample at the end
+    recorder.add("inbound", 20, tone[640:])
+    recorder.close()
+    assert np.array_equal(read_l16_files(tmp_path / "call", 16000)["inbound"], as_array(tone))
+
+
+def test_recorder_format_arguments(tmp_path):
+    assert CallRecorder(tmp_path / "a").stream_format is MULAW_8K
+    assert CallRecorder(tmp_path / "b", sample_rate=8000).sample_rate == 8000
+    with pytest.raises(AudioFormatError):
+        CallRecorder(tmp_path / "c", stream_format=stream_format("audio/x-L16", 24000), sample_rate=8000)
+
+
+L16_CRASH_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from audio.recording import CallRecorder
+from audio.stream_format import stream_format
+import numpy as np
+fmt = stream_format("audio/x-L16", 24000, 1)
+caller = fmt.encode(0.3 * np.sin(2 * np.pi * 330 * np.arange(36000) / 24000), 24000)  # l16_tone(fmt, 1500, 330)
+recorder = CallRecorder(Path({directory!r}), stream_format=fmt)
+for i in range(0, 48000, 960):  # 1 s of caller audio
+    recorder.add("inbound", i // 48, caller[i:i + 960])
+recorder.flush()
+for i in range(48000, len(caller), 960):  # more, never flushed
+    recorder.add("inbound", i // 48, caller[i:i + 960])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_l16_recover_after_sigkill(tmp_path):
+    directory = tmp_path / "call"
+    fmt = stream_format("audio/x-L16", 24000, 1)
+    caller = l16_tone(fmt, 1500, 330)
+    script = L16_CRASH_SCRIPT.format(repo=str(REPO), directory=str(directory))
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    files = {file.kind: file for file in CallRecorder.recover(directory)}
+    assert (directory / FINALIZED_MARKER).exists()
+    samples = read_l16_files(directory, 24000)
+    flushed = 24000  # samples up to the flush
+    assert len(samples["inbound"]) >= flushed and files["inbound"].duration_ms >= 1000
+    assert np.array_equal(samples["inbound"][:flushed], as_array(caller)[:flushed])
+    assert np.array_equal(samples["stereo"][:flushed, 0], as_array(caller)[:flushed])
+
+
+def test_l16_recover_rewrites_a_cut_file_in_the_calls_format(tmp_path):
+    directory = tmp_path / "call"
+    fmt = stream_format("audio/x-L16", 16000, 1)
+    recorder = CallRecorder(directory, stream_format=fmt)
+    add_l16_chunks(recorder, "inbound", 0, l16_tone(fmt, 200, 300))
+    recorder.flush()
+    (directory / "outbound.wav").write_bytes(b"RIFF")  # as if killed while creating it
+    (directory / "stereo.wav").write_bytes(b"RIFF\x00")
+    files = {file.kind: file for file in CallRecorder.recover(directory)}
+    assert files["inbound"].duration_ms == 200 and files["outbound"].duration_ms == 0
+    assert files["stereo"].duration_ms == 0
+    for kind, channels in (("outbound", 1), ("stereo", 2)):
+        info = sf.info(directory / f"{kind}.wav")
+        assert (info.subtype, info.samplerate, info.channels) == ("PCM_16", 16000, channels)

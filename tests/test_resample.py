@@ -155,3 +155,19 @@ def test_rejects_bad_rates_and_mismatched_stream_dtype():
         StreamResampler(8000, 16000, dtype="int32")
     with pytest.raises(AudioFormatError):
         StreamResampler(8000, 16000).process(np.zeros(10, np.float32))
+
+
+def test_stream_quality_recipe():
+    source = to_int16(tone(1000, 24000))
+    held, joined = {}, {}
+    for quality in ("LQ", "HQ"):
+        stream = StreamResampler(24000, 16000, quality=quality)
+        first = stream.process(source)
+        held[quality] = 16000 - len(first)
+        joined[quality] = np.concatenate([first, stream.flush()])
+    assert 0 < held["LQ"] < held["HQ"]  # a lower recipe holds back less output
+    for out in joined.values():
+        assert len(out) == 16000 and abs(peak_frequency_hz(steady(out, 16000), 16000) - 1000) <= 2
+    assert np.max(np.abs(steady(joined["LQ"], 16000) - steady(joined["HQ"], 16000))) <= 3  # same signal, in time
+    with pytest.raises(AudioFormatError):
+        StreamResampler(24000, 16000, quality="best")

@@ -304,7 +304,7 @@ def test_barge_in_records_only_what_played_before_the_clear():
     actions = caller.speak(300)  # speech starts; the endpointer decides after 200 ms of it
     [clear] = [e for e in sent_events(actions) if e["event"] == "clear"]
     [placed] = of_type(actions, RecordPlayed)
-    played_ms = len(placed.ulaw) // 8
+    played_ms = len(placed.audio) // 8
     assert placed.start_ms == sent_ms and 200 <= played_ms <= 300  # cut at the barge-in, not the whole second
     caller.session.receive_event(Mark(STREAM_SID, marks[0]))  # the echo after clear adds nothing
     assert of_type(caller.drain(), RecordPlayed) == []

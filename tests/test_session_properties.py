@@ -85,6 +85,9 @@ mark_ops = st.tuples(st.just("mark"), st.integers(0, 50), st.sampled_from(["know
 transcript_ops = st.tuples(st.just("transcript"), results, st.sampled_from(TEXTS), st.sampled_from([None, None, None, "RecognitionError: down"]))
 reply_ops = st.tuples(st.just("reply"), results, st.sampled_from(TEXTS), st.sampled_from([None, None, None, "ValueError: bug"]))
 speech_ops = st.tuples(st.just("speech"), results, st.integers(0, 4000))
+# A streaming responder: pieces of any length (splitting words and sentences), then its end.
+chunk_ops = st.tuples(st.just("chunk"), results, st.sampled_from(["Sure", ", I can", " help. ", "Next one", "! And ", "more.", " ", "x" * 90]))
+chunk_end_ops = st.tuples(st.just("chunk_end"), results, st.sampled_from([None, None, "APITimeoutError: timed out"]), st.booleans())
 rare_ops = st.sampled_from([
     ("stop",), ("close",), ("start",), ("unknown",), ("connected",), ("hang_up", ""), ("hang_up", "Goodbye now."),
 ])
@@ -95,6 +98,7 @@ call_ops = st.one_of(
     mark_ops, mark_ops,
     transcript_ops, transcript_ops,
     reply_ops, reply_ops,
+    chunk_ops, chunk_ops, chunk_end_ops,
     speech_ops, speech_ops, speech_ops,
     st.tuples(st.just("speech_failed"), results),
     st.tuples(st.just("dtmf"), st.sampled_from(list("0123456789*#") + ["", "12"])),
@@ -154,6 +158,7 @@ class CallDriver:
     transcribe_jobs: list = field(default_factory=list)
     respond_jobs: list = field(default_factory=list)
     speak_jobs: dict = field(default_factory=dict)  # reply_id -> [sentences, next index]
+    reply_sentences: dict = field(default_factory=dict)  # reply_id -> every sentence a Speak asked for, in order
     # What was observed.
     steps: int = 0
     stop_step: int | None = None
@@ -253,6 +258,14 @@ class CallDriver:
             _, (pick, stale), text, error = op
             turn_id = self.take(self.respond_jobs, pick, stale)
             s.receive_reply(turn_id, text, error, elapsed_ms=pick)
+        elif kind == "chunk":  # the responder job goes on: it is not taken off the queue
+            _, (pick, stale), text = op
+            turn_id = 10_000 + pick if stale or not self.respond_jobs else self.respond_jobs[pick % len(self.respond_jobs)]
+            s.receive_reply_chunk(turn_id, text, elapsed_ms=pick)
+        elif kind == "chunk_end":
+            _, (pick, stale), error, hang_up = op
+            turn_id = self.take(self.respond_jobs, pick, stale)
+            s.receive_reply_end(turn_id, error, hang_up=hang_up and error is None)
         elif kind == "speech":
             _, (pick, stale), nbytes = op
             reply_id, index = self.next_sentence(pick, stale)
@@ -340,10 +353,19 @@ class CallDriver:
                     assert action.text == "" and action.dtmf, f"a key-press turn without keys: {action!r}"
                 self.respond_jobs.append(action.turn_id)
             elif isinstance(action, Speak):
-                assert action.reply_id not in self.spoken, "reply ids are fresh"
-                self.spoken.add(action.reply_id)
                 assert action.sentences and all(x and x == x.strip() for x in action.sentences)
-                self.speak_jobs[action.reply_id] = [action.sentences, 0]
+                known = self.reply_sentences.setdefault(action.reply_id, [])
+                if action.first_index == 0:
+                    assert action.reply_id not in self.spoken, "reply ids are fresh"
+                else:  # a streamed reply's next sentences: right after the ones before
+                    assert action.reply_id in self.spoken, "more sentences for a reply never started"
+                    assert action.first_index == len(known), "streamed sentences skip or repeat"
+                    assert action.reply_id not in self.cancelled_replies, "more sentences for a cancelled reply"
+                self.spoken.add(action.reply_id)
+                known.extend(action.sentences)
+                job = self.speak_jobs.get(action.reply_id)
+                if job is None:  # (a new job: the reply's earlier one, if any, has finished)
+                    self.speak_jobs[action.reply_id] = [known, action.first_index]
             elif isinstance(action, Cancel):
                 self.cancelled_turns.update(action.turn_ids)
                 self.cancelled_replies.update(action.reply_ids)
@@ -402,14 +424,14 @@ class CallDriver:
 
     def check_played(self, action: RecordPlayed) -> None:
         self.played.append(action)
-        assert action.ulaw, "empty RecordPlayed"
+        assert action.audio, "empty RecordPlayed"
         if self.playout_end_ms is not None:
             assert action.start_ms >= self.playout_end_ms, "played audio overlaps the previous piece"
-        self.playout_end_ms = action.start_ms + len(action.ulaw) // ULAW_BYTES_PER_MS
-        assert len(action.ulaw) % ULAW_BYTES_PER_MS == 0
+        self.playout_end_ms = action.start_ms + len(action.audio) // ULAW_BYTES_PER_MS
+        assert len(action.audio) % ULAW_BYTES_PER_MS == 0
         # A prefix of a sentence that was sent, each sentence placed at most once, in order.
         for index in range(self.placed_upto + 1, len(self.sentences)):
-            if self.sentences[index].audio.startswith(action.ulaw):
+            if self.sentences[index].audio.startswith(action.audio):
                 self.placed_upto = index
                 break
         else:
@@ -593,7 +615,7 @@ def test_barge_in_clears_exactly_what_is_queued(sizes, echoed, played_ms, talk_m
         assert bot.extra["heard"] == " ".join(speak.sentences[:echoed])
     else:
         assert "interrupted" not in bot.extra
-    assert sum(len(p.ulaw) for p in d.played) <= sum(sizes)
+    assert sum(len(p.audio) for p in d.played) <= sum(sizes)
     if still_talking:
         for index in range(len(marks)):  # Twilio echoes the cleared marks; late synthesis arrives
             d.step(("mark", index, "known"))

@@ -28,9 +28,9 @@ def sign(url, params=None, token=TOKEN):
 def test_websocket_upgrade_is_checked_against_the_wss_url_with_or_without_a_slash():
     checker = SignatureChecker([TOKEN], public_url="https://abc.ngrok.app")
     for signed in ("wss://abc.ngrok.app/media-stream", "wss://abc.ngrok.app/media-stream/"):
-        assert checker.check_websocket(host="127.0.0.1:5050", path="/media-stream", headers={"X-Twilio-Signature": sign(signed)}) is None
+        assert checker.check_websocket(host="127.0.0.1:5050", path="/media-stream", headers={"X-Twilio-Signature": sign(signed)}, now_s=0) is None
     wrong = {"X-Twilio-Signature": sign("https://abc.ngrok.app/media-stream")}  # https is not what Twilio signs
-    assert "does not match wss://abc.ngrok.app/media-stream" in checker.check_websocket(host="h", path="/media-stream", headers=wrong)
+    assert "does not match wss://abc.ngrok.app/media-stream" in checker.check_websocket(host="h", path="/media-stream", headers=wrong, now_s=0)
 
 
 def test_signalwire_signing_key_and_header():
@@ -71,3 +71,17 @@ def test_production_refuses_to_start_without_a_token(app_settings):
         create_app({**app_settings, "APP_ENV": "production"})
     create_app({**app_settings, "APP_ENV": "production", "ALLOW_UNSIGNED_REQUESTS": True})
     create_app({**app_settings, "APP_ENV": "production", "TWILIO_AUTH_TOKEN": TOKEN})
+
+
+def test_signalwire_stream_tokens_are_signed_short_lived_and_checked_on_the_upgrade():
+    checker = SignatureChecker(["signing-key"], "https://abc.ngrok.app")
+    token = checker.make_stream_token(now_s=1_000_000)
+    upgrade = {"Authorization": f"Bearer {token}"}
+    assert checker.check_websocket(host="h", path="/media-stream", headers=upgrade, now_s=1_000_010) is None
+    assert "issued 301 s ago" in checker.check_websocket(host="h", path="/media-stream", headers=upgrade, now_s=1_000_301)
+    other = SignatureChecker(["another-key"]).make_stream_token(now_s=1_000_000)
+    assert "signature does not match" in checker.check_stream_token(other, now_s=1_000_010)
+    assert "not a stream token" in checker.check_stream_token("hello", now_s=1_000_010)
+    assert "nor a SignalWire bearer token" in checker.check_websocket(host="h", path="/media-stream", headers={}, now_s=0)
+    fixed = SignatureChecker(["signing-key"], stream_bearer_token="bin-token")
+    assert fixed.check_stream_token("bin-token", now_s=0) is None and fixed.check_stream_token("bin-tokem", now_s=0) is not None

@@ -31,3 +31,11 @@ def test_parameter_length_is_kept_under_twilios_limit():
     root = ET.fromstring(connect_stream("wss://h/s", parameters={"Long": "x" * 2000}))
     param = root.find("Connect/Stream/Parameter")
     assert len(param.get("name")) + len(param.get("value")) < 500
+
+
+def test_signalwire_codec_attribute():
+    xml = connect_stream("wss://h/media-stream", codec="L16@24000h")
+    assert ET.fromstring(xml).find("Connect/Stream").get("codec") == "L16@24000h"
+    assert "codec" not in connect_stream("wss://h/media-stream")
+    with pytest.raises(ValueError, match="codec"):
+        connect_stream("wss://h/media-stream", codec="opus")

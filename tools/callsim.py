@@ -1,4 +1,4 @@
-"""Simulate Twilio's side of a phone call against a callstream server.
+"""Simulate Twilio's (or SignalWire's) side of a phone call against a callstream server.
 
 One command plays the whole loop: the voice webhook, the TwiML answer, the
 bidirectional Media Stream (``<Connect><Stream>``) and the caller's audio, in
@@ -10,12 +10,13 @@ Usage::
 
     python tools/callsim.py [--url http://127.0.0.1:5050] [options] ITEM...
     python tools/callsim.py --fork [--gap-s 0.8] [--tail-s 2.0] [options] ITEM...
+    python tools/callsim.py --signalwire [--codec L16@16000h] [--signing-key KEY] [options] ITEM...
 
 ITEM is the script, played in order (fork mode: see "Fork mode" below):
 
 * ``PATH``         an audio file soundfile can read (wav, flac, ogg...), mixed to
-                   mono, soxr-resampled to 8 kHz and μ-law encoded, then spoken
-                   as 20 ms media messages.
+                   mono, soxr-resampled to 8 kHz and μ-law encoded (SignalWire L16:
+                   to 16/24 kHz PCM, see below), then spoken as 20 ms media messages.
 * ``dtmf:DIGITS``  one ``dtmf`` message per digit (0-9, ``*``, ``#``), 100 ms apart.
 * ``silence:SECONDS``  that much μ-law silence.
 * ``interrupt:SECONDS``  barge in: the wait before the next item ends once the bot's
@@ -60,7 +61,26 @@ with ``--auth-token``. A relative URL resolves against the webhook URL; an
 ``http://``. A 404 answer is noted (an older server); other failures go in the
 report's errors (exit code 1) without stopping the call.
 
-Outputs: what the caller heard (``--out``, 8 kHz PCM16 mono WAV; sample 0 is
+SignalWire (``--signalwire``): SignalWire's cXML variant of the same call [protocol.md §9,
+fixtures ``signalwire_*.json``]. The webhook form has the same fields; every SID is a UUID.
+Messages: ``connected`` version "0.2.0"; ``start`` without a top-level streamSid, with
+``customParameters`` only when the ``<Stream>`` has ``<Parameter>``s, and ``mediaFormat`` from
+the codec; ``media`` without streamSid; ``dtmf`` as ``{streamSid, dtmf{duration (ms, a number),
+digit}}``; mark echoes without sequenceNumber; ``stop`` as ``{event, sequenceNumber}``. The
+``<Stream codec>`` attribute chooses the audio both ways: none is μ-law 8 kHz; ``L16@16000h`` /
+``L16@24000h`` is 16-bit little-endian PCM at 16 / 24 kHz (640 / 960 bytes per 20 ms message;
+audio files are soxr-resampled to that rate, no μ-law on the way), and the server's media must be
+whole L16 samples (decoded as PCM16 for playback and ``--out``). ``--codec`` applies only when the
+TwiML has no codec (to try a server's L16 path before its TwiML asks for it); when the TwiML has
+one, it wins. ``--signing-key`` signs the webhook and the status callbacks with
+``X-SignalWire-Signature`` (Twilio's HMAC scheme) [SW-VALID]; the WebSocket upgrade is not signed
+(SignalWire documents no signature there) and carries ``Authorization: Bearer`` when the
+``<Stream>`` has ``authBearerToken`` [SW-STREAM]. ``--codec``/``--signing-key`` without
+``--signalwire``, or ``--auth-token`` with it, are bad arguments. Everything else (playback
+buffer, marks, clear, waits, latency, forks, status callbacks) is as for Twilio.
+
+Outputs: what the caller heard (``--out``, PCM16 mono WAV at the stream's rate: 8 kHz, or 16/24 kHz
+with an L16 codec; sample 0 is
 the timestamp of the first media message sent: the bot's audio as played or,
 with ``--fork``, the callee's audio as sent on the outbound track), the
 conversation from ``GET /api/calls/<CallSid>``, a summary line with the median
@@ -85,7 +105,8 @@ Protocol facts come from ``docs/protocol.md`` (Twilio Media Streams, T-WS) and
 the message fixtures in ``shared/twilio/``. This file is the command line; the
 simulator is the package ``tools.twilio_sim`` (its docstring maps the modules).
 The pure parts (``PlaybackBuffer``, ``parse_server_message``, ``parse_twiml``,
-``parse_script``, ``TwilioMessages``, ``CallerScript``, ``ForkScript``, ``TurnWaiter``,
+``parse_script``, ``TwilioMessages``, ``SignalWireMessages``, ``MediaFormat``, the dialects
+``TWILIO``/``SIGNALWIRE``, ``CallerScript``, ``ForkScript``, ``TurnWaiter``,
 ``ReplyTracker``, ``pair_latencies``, ``status_callback_form``) do no I/O and read no clock; importing this
 module or the package imports no gevent, socket or threading, so ``main`` can
 monkey-patch first.
@@ -104,22 +125,28 @@ if str(REPO_ROOT) not in sys.path:  # run as a script, only tools/ is on sys.pat
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
+    from tools.twilio_sim.media_format import L16_CODECS
+
     parser = argparse.ArgumentParser(
         prog="callsim",
         description="Simulate Twilio's side of a call (voice webhook + bidirectional Media Stream) against a\n"
                     "callstream server, in real time. Before the first item (unless --no-wait-greeting), between\n"
-                    "items and after the last one, the caller sends μ-law silence until the bot is quiet:\n"
+                    "items and after the last one, the caller sends silence until the bot is quiet:\n"
                     "nothing queued for playback, no bot audio for --quiet-s, at least --min-wait-s waited and,\n"
                     "after an audio or dtmf item, a reply started; --turn-timeout-s bounds each wait.\n"
                     "With --fork: a forwarded call (URL/forward-call, <Start><Stream> listen-only fork, <Dial>):\n"
                     "caller items and callee:PATH items play one after another on the inbound and outbound\n"
                     "tracks, --gap-s apart, then --tail-s of silence and stop; the server may send nothing.\n"
-                    "A <Stream statusCallback> gets stream-started/stream-stopped callbacks in both modes.",
+                    "A <Stream statusCallback> gets stream-started/stream-stopped callbacks in both modes.\n"
+                    "With --signalwire: SignalWire's variant (UUID SIDs, its message shapes, X-SignalWire-Signature);\n"
+                    "the TwiML's <Stream codec=\"L16@16000h\"|\"L16@24000h\"> switches both directions to 16-bit\n"
+                    "little-endian PCM at 16/24 kHz (--codec: the same when the TwiML has no codec).",
         epilog="Examples:\n"
                "  python tools/callsim.py ../shared/corpus/jfk.flac\n"
                "  python tools/callsim.py --url http://127.0.0.1:5050 hello.wav dtmf:12# silence:2 bye.wav\n"
                "  python tools/callsim.py --no-wait-greeting --json report.json question.wav\n"
                "  python tools/callsim.py --fork --json report.json caller_q.wav callee:answer.wav\n"
+               "  python tools/callsim.py --signalwire --codec L16@16000h --signing-key KEY hello.wav\n"
                "Exit code: 0 completed call, 1 error (webhook/connection, no <Connect><Stream> (<Start><Stream> "
                "with --fork), a failed status callback, violations with --strict), 2 bad arguments.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -152,9 +179,19 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="media.timestamp of the first media message (default %(default)s)")
     parser.add_argument("--auth-token", help="sign the webhook, the WebSocket upgrade and the status callbacks with "
                                              "X-Twilio-Signature using this auth token")
+    parser.add_argument("--signalwire", action="store_true",
+                        help="play SignalWire instead of Twilio: UUID SIDs, SignalWire's message shapes "
+                             "(protocol.md §9), the <Stream codec> attribute, X-SignalWire-Signature")
+    parser.add_argument("--codec", choices=sorted(L16_CODECS),
+                        help="--signalwire: stream this codec (16-bit little-endian PCM at 16/24 kHz) when the "
+                             "TwiML <Stream> has no codec attribute; the TwiML's codec wins when it has one")
+    parser.add_argument("--signing-key", help="--signalwire: sign the webhook and the status callbacks with "
+                                              "X-SignalWire-Signature using this signing key (the WebSocket "
+                                              "upgrade is not signed: SignalWire documents no signature there)")
     parser.add_argument("--out", default="callsim-heard.wav",
-                        help="WAV of what the caller heard, 8 kHz PCM16 mono: the bot's audio as played or, with "
-                             "--fork, the callee's audio as sent on the outbound track (default %(default)s)")
+                        help="WAV of what the caller heard, PCM16 mono at the stream's rate (8 kHz; 16/24 kHz with "
+                             "an L16 codec): the bot's audio as played or, with --fork, the callee's audio as sent "
+                             "on the outbound track (default %(default)s)")
     parser.add_argument("--json", dest="json_path", help="write a machine-readable report to this path")
     parser.add_argument("--strict", action="store_true", help="exit 1 if the server sent any invalid message")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every message from the server")

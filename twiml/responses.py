@@ -9,9 +9,12 @@ from twilio.twiml.voice_response import Connect, Start, VoiceResponse
 # Twilio: "The combined length of each <Parameter> name and value attributes must be under
 # 500 characters" (TwiML <Stream>, protocol.md §4.3).
 MAX_PARAMETER_CHARS = 499
+# SignalWire <Stream codec>: "Possible Values: L16@24000h & L16@16000h" (protocol.md §9, SW-STREAM).
+SIGNALWIRE_CODECS = ("L16@16000h", "L16@24000h")
 
 
-def connect_stream(stream_url: str, *, parameters: Mapping[str, str] | None = None, greeting: str = "") -> str:
+def connect_stream(stream_url: str, *, parameters: Mapping[str, str] | None = None, greeting: str = "", codec: str = "",
+                   auth_bearer_token: str = "") -> str:
     """Answer a call with an optional ``<Say>`` then a bidirectional ``<Connect><Stream>``.
 
     Nothing follows ``</Connect>``, so the call ends when the server closes the socket
@@ -24,6 +27,10 @@ def connect_stream(stream_url: str, *, parameters: Mapping[str, str] | None = No
             ``start.customParameters``. Pairs whose name plus value reach 500 characters
             are truncated to fit.
         greeting: text for Twilio's own ``<Say>`` before the stream; ``""`` for none.
+        codec: SignalWire only: the ``codec`` attribute, ``"L16@16000h"`` or ``"L16@24000h"``
+            (linear PCM both ways, protocol.md §9); ``""`` for μ-law 8 kHz (no attribute).
+        auth_bearer_token: SignalWire only: ``authBearerToken``, sent back as
+            ``Authorization: Bearer …`` on the WebSocket upgrade (§9); ``""`` for none.
 
     Returns:
         The TwiML document as XML text.
@@ -36,14 +43,15 @@ def connect_stream(stream_url: str, *, parameters: Mapping[str, str] | None = No
     if greeting:
         response.say(greeting)
     connect = Connect()
-    stream = connect.stream(url=stream_url)
+    stream = connect.stream(url=stream_url, **_signalwire_attributes(codec, auth_bearer_token))
     _add_parameters(stream, parameters)
     response.append(connect)
     return str(response)
 
 
 def fork_and_dial(
-    stream_url: str, *, status_callback_url: str, forward_to: str, parameters: Mapping[str, str] | None = None
+    stream_url: str, *, status_callback_url: str, forward_to: str, parameters: Mapping[str, str] | None = None, codec: str = "",
+    auth_bearer_token: str = "",
 ) -> str:
     """Fork the call's audio to a listen-only stream, then connect the caller to ``forward_to``.
 
@@ -56,6 +64,7 @@ def fork_and_dial(
         status_callback_url: absolute URL for stream-started/stopped/error callbacks (POST).
         forward_to: the number (E.164) or SIP address to dial.
         parameters: ``<Parameter>`` name/value pairs for ``start.customParameters``.
+        codec, auth_bearer_token: SignalWire only, as in :func:`connect_stream`.
 
     Raises:
         ValueError: a bad ``stream_url``, or an empty ``forward_to``.
@@ -65,7 +74,8 @@ def fork_and_dial(
         raise ValueError("forward_to is empty")
     response = VoiceResponse()
     start = Start()
-    stream = start.stream(url=stream_url, track="both_tracks", status_callback=status_callback_url, status_callback_method="POST")
+    stream = start.stream(url=stream_url, track="both_tracks", status_callback=status_callback_url, status_callback_method="POST",
+                          **_signalwire_attributes(codec, auth_bearer_token))
     _add_parameters(stream, parameters)
     response.append(start)
     response.dial(forward_to.strip())
@@ -85,6 +95,15 @@ def say_and_hang_up(text: str) -> str:
     response.say(text)
     response.hangup()
     return str(response)
+
+
+def _signalwire_attributes(codec: str, auth_bearer_token: str) -> dict[str, str]:
+    if codec and codec not in SIGNALWIRE_CODECS:
+        raise ValueError(f"codec must be one of {', '.join(SIGNALWIRE_CODECS)} (SignalWire <Stream>), got {codec!r}")
+    attributes = {"codec": codec} if codec else {}
+    if auth_bearer_token:
+        attributes["authBearerToken"] = auth_bearer_token
+    return attributes
 
 
 def _check_stream_url(stream_url: str) -> None:

@@ -1,10 +1,17 @@
-"""Audio files: the caller's script audio in (as Twilio media), what the caller heard out (as WAV)."""
+"""Audio files: the caller's script audio in (as stream media), what the caller heard out (as WAV)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from tools.twilio_sim.frames import SAMPLE_RATE
+from tools.twilio_sim.media_format import MULAW_8K, MediaFormat
 from tools.twilio_sim.repo import add_repo_root_to_sys_path
 from tools.twilio_sim.script import ScriptItem, parse_script
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _import_repo_audio():
@@ -13,6 +20,54 @@ def _import_repo_audio():
     from audio import codec, resample
 
     return codec, resample
+
+
+@dataclass(frozen=True)
+class SourceAudio:
+    """An audio file as read, before it is put in a stream's format.
+
+    Attributes:
+        samples: 1-D float32 array, mono (channels averaged), nominal range [-1, 1].
+        sample_rate: the file's rate, Hz.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.sample_rate
+
+    def encode(self, media_format: MediaFormat = MULAW_8K) -> bytes:
+        """Return the audio as media payload bytes: soxr-resampled (``audio.resample``) to the format's
+        rate, then encoded (μ-law by ``audio.codec.array_to_ulaw``, or L16 little-endian)."""
+        _, resample = _import_repo_audio()
+        mono = self.samples
+        if self.sample_rate != media_format.sample_rate:
+            mono = resample.resample(mono, self.sample_rate, media_format.sample_rate)
+        return media_format.encode(mono)
+
+
+def read_audio(path: str) -> SourceAudio:
+    """Read an audio file soundfile can read (wav, flac, ogg...) and mix it to mono.
+
+    Raises:
+        soundfile.LibsndfileError / OSError: the file cannot be read.
+    """
+    import soundfile
+
+    samples, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    return SourceAudio(samples.mean(axis=1), sample_rate)
+
+
+def load_audio(path: str, media_format: MediaFormat = MULAW_8K) -> bytes:
+    """Read an audio file and return it as media payload bytes in ``media_format``, mono.
+
+    Raises:
+        soundfile.LibsndfileError / OSError: the file cannot be read.
+    """
+    return read_audio(path).encode(media_format)
 
 
 def load_audio_ulaw(path: str) -> bytes:
@@ -24,14 +79,7 @@ def load_audio_ulaw(path: str) -> bytes:
     Raises:
         soundfile.LibsndfileError / OSError: the file cannot be read.
     """
-    import soundfile
-
-    codec, resample = _import_repo_audio()
-    samples, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
-    if sample_rate != SAMPLE_RATE:
-        mono = resample.resample(mono, sample_rate, SAMPLE_RATE)
-    return codec.array_to_ulaw(mono)
+    return load_audio(path, MULAW_8K)
 
 
 def ulaw_to_pcm(ulaw: bytes) -> bytes:
@@ -51,11 +99,13 @@ def write_wav(path: str, pcm: bytes, sample_rate: int = SAMPLE_RATE) -> None:
         wav.writeframes(pcm)
 
 
-def load_script(tokens: list[str], fork: bool = False) -> tuple[list[ScriptItem], dict[str, bytes]]:
-    """Parse the script (``parse_script(tokens, fork)``) and decode its audio files (μ-law 8 kHz) before the call.
+def load_script(tokens: list[str], fork: bool = False) -> tuple[list[ScriptItem], dict[str, SourceAudio]]:
+    """Parse the script (``parse_script(tokens, fork)``) and read its audio files before the call.
+
+    The audio is put in the stream's format once the TwiML has chosen it (``SourceAudio.encode``).
 
     Returns:
-        (items, μ-law 8 kHz bytes keyed by ``ScriptItem.path``).
+        (items, ``SourceAudio`` keyed by ``ScriptItem.path``).
 
     Raises:
         ValueError: a bad item or an unreadable audio file.
@@ -65,8 +115,14 @@ def load_script(tokens: list[str], fork: bool = False) -> tuple[list[ScriptItem]
     for item in items:
         if item.kind == "audio" and item.path not in audio:
             try:
-                audio[item.path] = load_audio_ulaw(item.path)
+                audio[item.path] = read_audio(item.path)
             except Exception as error:  # soundfile raises LibsndfileError/TypeError/RuntimeError, not only OSError
                 raise ValueError(f"cannot read audio {item.path!r}: {error}") from None
-            print(f"loaded {item.path}: {len(audio[item.path]) / SAMPLE_RATE:.2f} s at 8 kHz μ-law")
+            source = audio[item.path]
+            print(f"loaded {item.path}: {source.duration_s:.2f} s at {source.sample_rate} Hz")
     return items, audio
+
+
+def encode_script_audio(audio: dict[str, SourceAudio], media_format: MediaFormat) -> dict[str, bytes]:
+    """Put every script file in the stream's format: payload bytes keyed by path (``SourceAudio.encode``)."""
+    return {path: source.encode(media_format) for path, source in audio.items()}

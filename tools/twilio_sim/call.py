@@ -12,10 +12,10 @@ import json
 import math
 import sys
 
-from tools.twilio_sim.audio_files import load_script, ulaw_to_pcm, write_wav
-from tools.twilio_sim.frames import SAMPLE_RATE
+from tools.twilio_sim.audio_files import SourceAudio, encode_script_audio, load_script, write_wav
+from tools.twilio_sim.dialect import DIALECTS, TWILIO, RequestSigner, TwilioDialect
 from tools.twilio_sim.latency import pair_latencies
-from tools.twilio_sim.messages import TwilioMessages, random_sid
+from tools.twilio_sim.media_format import MediaFormat
 from tools.twilio_sim.report import CallOutcome, build_report, print_conversation, print_summary
 from tools.twilio_sim.repo import add_repo_root_to_sys_path
 from tools.twilio_sim.script import CallerScript, ForkScript, TurnWaiter
@@ -73,14 +73,25 @@ def fetch_call_record(base_url: str, call_sid: str, wait_s: float = 3.0) -> tupl
         time.sleep(0.2)
 
 
-def answer_call(webhook_url: str, form: dict[str, str], validator, fork: bool = False) -> TwimlStream:
-    """POST the voice webhook like Twilio and return the stream from its TwiML.
+def request_headers(dialect: TwilioDialect, signer: RequestSigner | None, url: str,
+                    params: dict[str, str]) -> dict[str, str]:
+    """The platform's headers on a webhook or status callback: its User-Agent and, with a signer, the signature."""
+    headers = {"User-Agent": dialect.user_agent} if dialect.user_agent else {}
+    if signer is not None:
+        headers.update(signer.headers(url, params))
+    return headers
+
+
+def answer_call(webhook_url: str, form: dict[str, str], signer: RequestSigner | None, fork: bool = False,
+                dialect: TwilioDialect = TWILIO) -> TwimlStream:
+    """POST the voice webhook like Twilio (or SignalWire) and return the stream from its TwiML.
 
     Args:
         webhook_url: ``{url}/incoming-call``, or ``{url}/forward-call`` with ``fork``.
         form: fields from ``webhook_form``.
-        validator: a ``twilio.request_validator.RequestValidator`` to sign with, or None.
+        signer: signs the request (``X-Twilio-Signature`` or ``X-SignalWire-Signature``), or None.
         fork: expect a ``<Start><Stream>`` fork instead of a ``<Connect><Stream>``.
+        dialect: the platform (``dialect.TWILIO`` or ``dialect.SIGNALWIRE``).
 
     Raises:
         CallError: connection failure, non-200 answer, or TwiML without the expected stream
@@ -88,9 +99,7 @@ def answer_call(webhook_url: str, form: dict[str, str], validator, fork: bool = 
     """
     import requests
 
-    headers = {"User-Agent": "TwilioProxy/1.1"}
-    if validator is not None:
-        headers["X-Twilio-Signature"] = validator.compute_signature(webhook_url, form)
+    headers = request_headers(dialect, signer, webhook_url, form)
     try:
         response = requests.post(webhook_url, data=form, headers=headers, timeout=30)
     except requests.RequestException as error:
@@ -103,23 +112,20 @@ def answer_call(webhook_url: str, form: dict[str, str], validator, fork: bool = 
         raise CallError(f"{error}\nTwiML was: {response.text[:500]}") from None
 
 
-def open_stream(ws_url: str, signed_url: str, validator):
+def open_stream(ws_url: str, headers: dict[str, str]):
     """Open the Media Stream WebSocket (blocking, no timeout once open).
 
     Args:
         ws_url: URL to connect to (ws:// or wss://).
-        signed_url: the TwiML ``<Stream url>``; Twilio signs it exactly as written,
-            with empty params [protocol.md §6.2].
-        validator: a ``RequestValidator`` to sign with, or None.
+        headers: extra upgrade headers (``TwilioDialect.websocket_headers``: Twilio's signature
+            over the TwiML ``<Stream url>`` [protocol.md §6.2], or SignalWire's bearer token).
 
     Raises:
         CallError: the connection or handshake failed.
     """
     import websocket
 
-    headers = []
-    if validator is not None:
-        headers.append(f"X-Twilio-Signature: {validator.compute_signature(signed_url, {})}")
+    headers = [f"{name}: {value}" for name, value in headers.items()]
     try:
         ws = websocket.create_connection(ws_url, timeout=10, header=headers)
     except (websocket.WebSocketException, OSError) as error:
@@ -129,7 +135,7 @@ def open_stream(ws_url: str, signed_url: str, validator):
 
 
 class StatusCallbackSender:
-    """Send a stream's status callbacks as Twilio does, without blocking the media clock.
+    """Send a stream's status callbacks as Twilio (or SignalWire) does, without blocking the media clock.
 
     Each event is sent from its own greenlet, after the previous event's request
     finished (so the server sees them in order); ``results`` collects the outcomes.
@@ -139,13 +145,15 @@ class StatusCallbackSender:
         twiml: the stream (``status_callback`` must be set), for the URL, method and name.
         webhook_url: the voice webhook URL (relative callback URLs resolve against it).
         outcome: the call's SIDs.
-        validator: a ``RequestValidator`` to sign with (``X-Twilio-Signature``), or None.
+        signer: signs each request like the voice webhook, or None.
+        dialect: the platform.
 
     Raises:
         TwimlError: the callback URL is not http(s).
     """
 
-    def __init__(self, twiml: TwimlStream, webhook_url: str, outcome: CallOutcome, validator):
+    def __init__(self, twiml: TwimlStream, webhook_url: str, outcome: CallOutcome, signer: RequestSigner | None,
+                 dialect: TwilioDialect = TWILIO):
         self.request_url, self.signed_url, downgraded = status_callback_urls(twiml.status_callback, webhook_url)
         if downgraded:
             print(f"statusCallback {twiml.status_callback} -> requesting {self.request_url} "
@@ -153,7 +161,8 @@ class StatusCallbackSender:
         self.method = twiml.status_callback_method
         self.name = twiml.name
         self.outcome = outcome
-        self.validator = validator
+        self.signer = signer
+        self.dialect = dialect
         self.results: list[dict] = []
         self._last = None  # greenlet of the latest event
 
@@ -179,9 +188,7 @@ class StatusCallbackSender:
         form = status_callback_form(outcome.account_sid, outcome.call_sid, outcome.stream_sid, self.name, event,
                                     moment, error)
         request = callback_request(self.method, self.request_url, self.signed_url, form)
-        headers = {"User-Agent": "TwilioProxy/1.1"}
-        if self.validator is not None:
-            headers["X-Twilio-Signature"] = self.validator.compute_signature(request.signed_url, request.form)
+        headers = request_headers(self.dialect, self.signer, request.signed_url, request.form)
         status_code, failure = None, None
         try:
             response = requests.request(request.method, request.url, data=request.form or None, headers=headers,
@@ -219,26 +226,45 @@ def _print_fork_plan(twiml: TwimlStream, outcome: CallOutcome) -> None:
             print(f"note: the {who}'s items {items} are played but not streamed (track={twiml.track!r})")
 
 
-def place_call(args: argparse.Namespace, outcome: CallOutcome, audio: dict[str, bytes]) -> None:
+def _choose_media_format(dialect: TwilioDialect, twiml: TwimlStream, codec: str | None,
+                         outcome: CallOutcome) -> MediaFormat:
+    """Set ``outcome.media_format`` from the TwiML's codec (or ``--codec``); print why when it matters."""
+    try:
+        outcome.media_format, note = dialect.choose_media_format(twiml.codec, codec)
+    except ValueError as error:
+        raise CallError(str(error)) from None
+    if note:
+        print(f"note: {note}")
+    if dialect is not TWILIO:
+        print(f"stream audio: {outcome.media_format.encoding} at {outcome.media_format.sample_rate} Hz "
+              f"({outcome.media_format.frame_bytes} bytes per 20 ms media message)")
+    return outcome.media_format
+
+
+def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str, SourceAudio]) -> None:
     """Run the whole call against ``outcome.base_url``, filling ``outcome``.
+
+    Args:
+        args: the parsed command line (``callsim.build_arg_parser``).
+        outcome: the call's SIDs, script, dialect and mode; filled in.
+        sources: the script's audio files as read (``load_script``), put in the stream's format here.
 
     Raises:
         CallError: the call could not be placed or streamed.
     """
     fork = outcome.mode == "fork"
-    validator = None
-    if args.auth_token:
-        from twilio.request_validator import RequestValidator
-
-        validator = RequestValidator(args.auth_token)
+    dialect = DIALECTS[outcome.dialect]
+    signer = dialect.signer(args.signing_key if args.signalwire else args.auth_token)
     webhook_url = outcome.base_url.rstrip("/") + (FORK_WEBHOOK_PATH if fork else WEBHOOK_PATH)
     form = webhook_form(outcome.call_sid, outcome.account_sid, args.from_number, args.to_number)
     print(f"POST {webhook_url} (CallSid {outcome.call_sid}, From {args.from_number}, To {args.to_number})")
-    outcome.twiml = twiml = answer_call(webhook_url, form, validator, fork=fork)
+    outcome.twiml = twiml = answer_call(webhook_url, form, signer, fork=fork, dialect=dialect)
     for text in twiml.say:
-        print(f"TwiML <Say>: {text!r} (Twilio speaks this before streaming; not simulated)")
+        print(f"TwiML <Say>: {text!r} ({dialect.platform} speaks this before streaming; not simulated)")
     if fork:
         _print_fork_plan(twiml, outcome)
+    media_format = _choose_media_format(dialect, twiml, args.codec, outcome)
+    audio = encode_script_audio(sources, media_format)
     try:
         outcome.ws_url, outcome.downgraded = websocket_url(twiml.url, webhook_url)
     except TwimlError as error:
@@ -248,27 +274,29 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, audio: dict[str, 
     sender = None
     if twiml.status_callback:
         try:
-            sender = StatusCallbackSender(twiml, webhook_url, outcome, validator)
+            sender = StatusCallbackSender(twiml, webhook_url, outcome, signer, dialect)
         except TwimlError as error:
             print(f"ERROR: {error}; no status callbacks are sent", file=sys.stderr)
             outcome.errors.append(str(error))
     print(f"WebSocket {outcome.ws_url} (StreamSid {outcome.stream_sid}, parameters {twiml.parameters})")
     try:
-        ws = open_stream(outcome.ws_url, twiml.url, validator)
+        ws = open_stream(outcome.ws_url, dialect.websocket_headers(twiml, signer))
     except CallError as error:
-        if sender is not None:  # Twilio reports a stream that could not connect as stream-error [protocol.md §5]
+        if sender is not None:  # a stream that could not connect is reported as stream-error [protocol.md §5]
             sender("stream-error", error=str(error).splitlines()[0][:200])
             _collect_callbacks(sender, outcome)
         raise
 
-    messages = TwilioMessages(outcome.stream_sid, outcome.account_sid, outcome.call_sid, args.first_timestamp_ms)
+    messages = dialect.messages(outcome.stream_sid, outcome.account_sid, outcome.call_sid, args.first_timestamp_ms,
+                                media_format)
     if fork:
-        script = ForkScript(outcome.items, audio, gap_s=args.gap_s, tail_s=args.tail_s)
+        script = ForkScript(outcome.items, audio, gap_s=args.gap_s, tail_s=args.tail_s, media_format=media_format)
         session = SimulatedFork(ws, messages, twiml.parameters, twiml.tracks, script, verbose=args.verbose,
                                 on_stream_event=sender)
     else:
         waiter = TurnWaiter(args.quiet_s, args.min_wait_s, args.turn_timeout_s)
-        script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting)
+        script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting,
+                              media_format=media_format)
         session = SimulatedCall(ws, messages, twiml.parameters, script, waiter, verbose=args.verbose,
                                 on_stream_event=sender)
     outcome.session = session
@@ -277,10 +305,10 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, audio: dict[str, 
         outcome.errors.append(session.failure)
     _collect_callbacks(sender, outcome)
 
-    write_wav(args.out, ulaw_to_pcm(bytes(session.heard)))
+    write_wav(args.out, media_format.to_pcm16(bytes(session.heard)), media_format.sample_rate)
     outcome.heard_wav = args.out
     what = "the callee's audio (outbound track as sent)" if fork else "the bot's audio as played"
-    print(f"\nheard audio: {args.out} ({what}, {len(session.heard) / SAMPLE_RATE:.2f} s, "
+    print(f"\nheard audio: {args.out} ({what}, {len(session.heard) / media_format.bytes_per_second:.2f} s, "
           f"sample 0 = timestamp {args.first_timestamp_ms} ms)")
 
     outcome.record, outcome.record_error = fetch_call_record(outcome.base_url, outcome.call_sid)
@@ -304,19 +332,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--quiet-s, --min-wait-s and --first-timestamp-ms must be >= 0, --turn-timeout-s > 0")
     if not (args.gap_s >= 0 and args.tail_s >= 0) or math.inf in (args.gap_s, args.tail_s):
         parser.error("--gap-s and --tail-s must be finite numbers >= 0")
+    if not args.signalwire and (args.codec or args.signing_key):
+        parser.error("--codec and --signing-key need --signalwire (Twilio streams μ-law 8 kHz and signs with "
+                     "--auth-token)")
+    if args.signalwire and args.auth_token:
+        parser.error("--auth-token signs like Twilio; SignalWire signs with the project's signing key: "
+                     "use --signing-key")
     try:
-        items, audio = load_script(args.script, fork=args.fork)
+        items, sources = load_script(args.script, fork=args.fork)
     except ValueError as error:
         parser.error(str(error))
-    outcome = CallOutcome(random_sid("CA"), random_sid("AC"), random_sid("MZ"), items, args.first_timestamp_ms,
-                          base_url=args.url, mode="fork" if args.fork else "conversation")
+    dialect = DIALECTS["signalwire" if args.signalwire else "twilio"]
+    outcome = CallOutcome(*dialect.new_sids(), items, args.first_timestamp_ms,
+                          base_url=args.url, mode="fork" if args.fork else "conversation", dialect=dialect.name)
     server = None
     try:
         if outcome.base_url is None:
             print("starting the server in this process (app.create_app)...", flush=True)
             server, outcome.base_url = start_in_process_server()
             print(f"server listening on {outcome.base_url}")
-        place_call(args, outcome, audio)
+        place_call(args, outcome, sources)
     except CallError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         outcome.errors.append(str(error))

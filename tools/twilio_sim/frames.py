@@ -11,19 +11,20 @@ FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000  # 160 μ-law bytes
 ULAW_SILENCE = 0xFF  # μ-law code for 0
 
 
-def split_frames(ulaw: bytes, frame_bytes: int = FRAME_BYTES) -> list[bytes]:
-    """Cut μ-law audio into frames, padding the last one with μ-law silence.
+def split_frames(ulaw: bytes, frame_bytes: int = FRAME_BYTES, pad_byte: int = ULAW_SILENCE) -> list[bytes]:
+    """Cut audio into frames, padding the last one with silence.
 
     Args:
-        ulaw: G.711 μ-law bytes, 8 kHz mono.
-        frame_bytes: bytes per frame (160 = 20 ms).
+        ulaw: G.711 μ-law bytes, 8 kHz mono (or payload bytes of another ``MediaFormat``).
+        frame_bytes: bytes per frame (160 = 20 ms of μ-law 8 kHz).
+        pad_byte: the silence byte: μ-law 0xFF, or 0x00 for L16.
 
     Returns:
         ``ceil(len(ulaw) / frame_bytes)`` frames of exactly ``frame_bytes`` bytes.
     """
     frames = [ulaw[i:i + frame_bytes] for i in range(0, len(ulaw), frame_bytes)]
     if frames and len(frames[-1]) < frame_bytes:
-        frames[-1] += bytes([ULAW_SILENCE]) * (frame_bytes - len(frames[-1]))
+        frames[-1] += bytes([pad_byte]) * (frame_bytes - len(frames[-1]))
     return frames
 
 

@@ -22,7 +22,7 @@ class Reply:
         heard_ms: media-clock timestamp (ms) of the tick that played its first audio, or None.
         first_mark_echo_s: monotonic time of the first mark echoed by playback after it began, or None.
         media_messages: outbound media messages in this reply.
-        ulaw_bytes: μ-law bytes received in this reply.
+        ulaw_bytes: payload bytes received in this reply (μ-law; L16 bytes on a SignalWire L16 stream).
     """
 
     index: int

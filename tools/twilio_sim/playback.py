@@ -14,11 +14,14 @@ class PlaybackBuffer:
     """Model of Twilio's outbound playback queue on a bidirectional stream [T-WS, protocol.md §3].
 
     Media payloads and marks share one FIFO. Audio plays at real time: each
-    ``tick`` takes up to ``num_bytes`` μ-law bytes (20 ms = 160 bytes) from the
-    head, crossing chunk boundaries. A mark is reached when all audio queued
-    before it has been played, and is echoed then; a mark sent while nothing is
-    queued is reached at once. ``clear`` drops the queued audio and returns every
-    queued mark, which Twilio echoes at once.
+    ``tick`` takes up to ``num_bytes`` payload bytes (20 ms: 160 bytes of μ-law
+    8 kHz; 640/960 bytes of SignalWire's L16 at 16/24 kHz, whose payloads hold
+    whole samples, so a tick never splits one) from the head, crossing chunk
+    boundaries. A mark is reached when all audio queued before it has been
+    played, and is echoed then; a mark sent while nothing is queued is reached
+    at once. ``clear`` drops the queued audio and returns every queued mark,
+    which Twilio echoes at once. SignalWire documents the same queue, marks and
+    clear [SW-STREAM].
     """
 
     def __init__(self):
@@ -27,7 +30,7 @@ class PlaybackBuffer:
 
     @property
     def queued_bytes(self) -> int:
-        """μ-law bytes waiting to be played."""
+        """Payload bytes waiting to be played."""
         return self._queued_bytes
 
     @property
@@ -36,7 +39,7 @@ class PlaybackBuffer:
         return [item for item in self._queue if isinstance(item, str)]
 
     def enqueue_media(self, ulaw: bytes) -> None:
-        """Queue one media payload (G.711 μ-law 8 kHz mono bytes) behind everything queued."""
+        """Queue one media payload (the stream's format: G.711 μ-law 8 kHz mono on Twilio) behind everything queued."""
         if ulaw:
             self._queue.append(bytearray(ulaw))
             self._queued_bytes += len(ulaw)
@@ -64,10 +67,10 @@ class PlaybackBuffer:
         """Play one tick of audio.
 
         Args:
-            num_bytes: μ-law bytes played per tick (160 = 20 ms at 8 kHz).
+            num_bytes: payload bytes played per tick (160 = 20 ms of μ-law at 8 kHz).
 
         Returns:
-            (audio played: up to ``num_bytes`` μ-law bytes, ``b""`` when nothing
+            (audio played: up to ``num_bytes`` payload bytes, ``b""`` when nothing
             is queued — the caller hears silence for the rest of the tick;
             names of the marks reached during this tick, including marks right
             after the last audio played).

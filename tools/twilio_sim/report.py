@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from tools.twilio_sim.frames import FRAME_MS
 from tools.twilio_sim.latency import median_or_none
+from tools.twilio_sim.media_format import MediaFormat
 from tools.twilio_sim.script import ScriptItem, SpokenItem
 from tools.twilio_sim.stream import SimulatedCall, SimulatedFork
 from tools.twilio_sim.twiml import TwimlStream
@@ -51,6 +52,8 @@ class CallOutcome:
     heard_wav: str | None = None
     status_callbacks: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    dialect: str = "twilio"
+    media_format: MediaFormat | None = None
 
 
 def spoken_entries(spoken: list[SpokenItem], first_timestamp_ms: int) -> list[dict]:
@@ -79,11 +82,15 @@ def build_report(outcome: CallOutcome) -> dict:
     Schema (times ``*_ms`` without "latency" are on the media clock, i.e. the
     ``timestamp`` of the media messages sent; latencies are wall-clock ms)::
 
-        {"call_sid": "CA…", "account_sid": "AC…", "stream_sid": "MZ…",
+        {"call_sid": "CA…", "account_sid": "AC…", "stream_sid": "MZ…" (UUIDs with --signalwire),
+         "dialect": "twilio" | "signalwire",
+         "media_format": {"encoding": "audio/x-mulaw" | "audio/x-L16", "sample_rate": Hz,
+                          "codec": null | "L16@16000h" | "L16@24000h"} | null (no stream),
          "mode": "conversation" (<Connect><Stream>, /incoming-call) | "fork" (<Start><Stream>, /forward-call),
          "url": base URL, "websocket_url": URL opened, "downgraded_to_ws": bool,
          "twiml": {"verb": "Connect" | "Start", "stream_url", "track", "name", "status_callback",
-                   "status_callback_method", "parameters": {…}, "say": [...], "dial": [...]} | null,
+                   "status_callback_method", "codec" (as written, or null), "parameters": {…},
+                   "say": [...], "dial": [...]} | null,
          "tracks": start.tracks sent, e.g. ["inbound"] or ["inbound", "outbound"],
          "script": [argument, ...], "first_timestamp_ms": int,
          "ended_by": "caller" | "server" | "caller (interrupted)" | "error" | null,
@@ -97,13 +104,14 @@ def build_report(outcome: CallOutcome) -> dict:
                     late_ticks (> 10 ms behind the 20 ms clock), max_tick_lateness_ms, replies},
          "violations": [{"at_ms", "error", "message" (first 300 chars)}],
          "replies": [{"index", "arrival_ms", "heard_ms", "first_mark_echo_ms",
-                      "media_messages", "ulaw_bytes"}] ([] in fork mode),
+                      "media_messages", "ulaw_bytes" (payload bytes, L16 ones on an L16 stream)}]
+                    ([] in fork mode),
          "latency": [{"caller_turn" (index in call.turns), "caller_end_ms", "reply" (index | null),
                       "voice_to_voice_ms", "first_mark_echo_ms", "reply_heard_ms"}] ([] in fork mode),
          "voice_to_voice_ms_median": number | null,
          "status_callbacks": [{"event", "method", "url" (requested), "status_code" (null if the
                                request failed), "error" (str | null), "failed" (bool)}],
-         "heard_wav": path | null, "errors": [str], "ok": bool}
+         "heard_wav": path (PCM16 mono at media_format's sample_rate) | null, "errors": [str], "ok": bool}
     """
     session = outcome.session
     counts, replies = {}, []
@@ -126,12 +134,14 @@ def build_report(outcome: CallOutcome) -> dict:
     if twiml is not None:
         twiml_entry = {"verb": twiml.verb, "stream_url": twiml.url, "track": twiml.track, "name": twiml.name,
                        "status_callback": twiml.status_callback,
-                       "status_callback_method": twiml.status_callback_method,
+                       "status_callback_method": twiml.status_callback_method, "codec": twiml.codec,
                        "parameters": twiml.parameters, "say": twiml.say, "dial": twiml.dial}
     return {
         "call_sid": outcome.call_sid,
         "account_sid": outcome.account_sid,
         "stream_sid": outcome.stream_sid,
+        "dialect": outcome.dialect,
+        "media_format": _media_format_entry(outcome.media_format),
         "mode": outcome.mode,
         "url": outcome.base_url,
         "websocket_url": outcome.ws_url,
@@ -157,14 +167,28 @@ def build_report(outcome: CallOutcome) -> dict:
     }
 
 
+def _media_format_entry(media_format: MediaFormat | None) -> dict | None:
+    if media_format is None:
+        return None
+    return {"encoding": media_format.encoding, "sample_rate": media_format.sample_rate, "codec": media_format.codec}
+
+
 def print_summary(report: dict) -> None:
-    """Print the one-line summary: turns, replies, median voice-to-voice latency, counts (fork: media per track)."""
+    """Print the one-line summary: turns, replies, median voice-to-voice latency, counts (fork: media per track).
+
+    A SignalWire call says so, with its stream's encoding and rate, e.g. "Summary (signalwire, audio/x-L16 16000 Hz)".
+    """
     counts = report["counts"]
+    platform = ""
+    if report.get("dialect", "twilio") != "twilio":
+        fmt = report.get("media_format") or {}
+        platform = f"{report['dialect']}, {fmt.get('encoding')} {fmt.get('sample_rate')} Hz"
     callbacks = ", ".join(f"{entry['event']} {entry['status_code'] or 'failed'}"
                           for entry in report["status_callbacks"]) or "none"
     if report["mode"] == "fork":
         turns = (report["call"] or {}).get("turns") or []
-        print(f"\nSummary (fork, tracks {report['tracks']}): {len(report['spoken'])} item(s) spoken, "
+        print(f"\nSummary ({platform + ', ' if platform else ''}fork, tracks {report['tracks']}): "
+              f"{len(report['spoken'])} item(s) spoken, "
               f"{len(turns)} turn(s) in the call record; media sent {counts.get('media_sent', 0)} "
               f"(inbound {counts.get('media_sent_inbound', 0)}, outbound {counts.get('media_sent_outbound', 0)}); "
               f"status callbacks: {callbacks}; violations {counts.get('violations', 0)}; "
@@ -174,7 +198,8 @@ def print_summary(report: dict) -> None:
     median = report["voice_to_voice_ms_median"]
     latency_text = (f"voice-to-voice median {median:.0f} ms (min {min(latencies)}, max {max(latencies)}, "
                     f"n={len(latencies)})" if latencies else "voice-to-voice: no paired replies")
-    print(f"\nSummary: {len(report['latency'])} caller turn(s), {counts.get('replies', 0)} bot reply(ies), "
+    print(f"\nSummary{f' ({platform})' if platform else ''}: {len(report['latency'])} caller turn(s), "
+          f"{counts.get('replies', 0)} bot reply(ies), "
           f"{latency_text}; media sent {counts.get('media_sent', 0)}, received {counts.get('media_received', 0)}; "
           f"marks {counts.get('marks_echoed', 0)} echoed / {counts.get('marks_received', 0)} received; "
           f"clears {counts.get('clears_received', 0)}; violations {counts.get('violations', 0)}; "

@@ -13,7 +13,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from tools.twilio_sim.frames import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ULAW_SILENCE, split_frames
+from tools.twilio_sim.frames import FRAME_MS, split_frames
+from tools.twilio_sim.media_format import MULAW_8K, MediaFormat
 
 DTMF_INTERVAL_MS = 100
 CALLEE_PREFIX = "callee:"  # fork mode: an audio file the dialled party speaks (the outbound track)
@@ -54,7 +55,7 @@ class SpokenItem:
         token: the item's command-line argument.
         start_tick: index of the 20 ms tick whose media carried the item's first frame (tick n
             carries media timestamp ``first_timestamp_ms + 20 * n``).
-        duration_ms: the item's audio length in ms (μ-law bytes / 8, rounded), without frame padding.
+        duration_ms: the item's audio length in ms (rounded), without frame padding.
     """
 
     track: str
@@ -125,14 +126,20 @@ class CallerTick:
     """What the caller sends on one 20 ms tick.
 
     Attributes:
-        ulaw: 160 bytes of μ-law for this tick's media message.
+        payload: this tick's media payload: one 20 ms frame in the script's ``MediaFormat``
+            (160 bytes of μ-law on Twilio).
         digits: DTMF digits to send (as ``dtmf`` messages) before the media message.
         note: a human-readable event that started on this tick, or None.
     """
 
-    ulaw: bytes
+    payload: bytes
     digits: list[str] = field(default_factory=list)
     note: str | None = None
+
+    @property
+    def ulaw(self) -> bytes:
+        """``payload``, by its name on a μ-law stream."""
+        return self.payload
 
 
 class CallerScript:
@@ -143,9 +150,10 @@ class CallerScript:
 
     Args:
         items: the parsed script.
-        audio: μ-law 8 kHz bytes for each audio item, keyed by ``ScriptItem.path``.
+        audio: each audio item's payload bytes in ``media_format``, keyed by ``ScriptItem.path``.
         waiter: decides when a wait is over.
         wait_first: wait for the bot (greeting) before the first item.
+        media_format: the stream's format (default μ-law 8 kHz, Twilio's): frame size and silence.
 
     Attributes:
         spoken: the audio items sent so far, with the tick they started on (``SpokenItem``).
@@ -157,7 +165,7 @@ class CallerScript:
     """
 
     def __init__(self, items: list[ScriptItem], audio: dict[str, bytes], waiter: "TurnWaiter",
-                 wait_first: bool = True):
+                 wait_first: bool = True, media_format: MediaFormat = MULAW_8K):
         missing = [item.path for item in items if item.kind == "audio" and item.path not in audio]
         if missing:
             raise ValueError(f"no audio loaded for {missing}")
@@ -165,6 +173,7 @@ class CallerScript:
         if outbound:
             raise ValueError(f"{outbound}: only the caller speaks in a conversation (callee: items need --fork)")
         self._audio = dict(audio)
+        self._format = media_format
         self._waiter = waiter
         self._steps: deque = deque()  # ("wait", previous item, interrupt after s) | ("play", item, index)
         previous = None
@@ -180,7 +189,7 @@ class CallerScript:
             self._steps.append(("play", item, index))
             previous = item
         self._steps.append(("wait", previous, None))
-        self._frames: deque = deque()  # (ulaw, digits) of the item being played
+        self._frames: deque = deque()  # (payload, digits) of the item being played
         self._waiting = False
         self._ticks = 0  # ticks returned so far
         self.spoken: list[SpokenItem] = []  # audio items, in the order they were sent
@@ -201,7 +210,7 @@ class CallerScript:
                 reason = self._waiter.poll(now_s, audio_queued)
                 if reason is None:
                     self._ticks += 1
-                    return CallerTick(bytes([ULAW_SILENCE]) * FRAME_BYTES, note=note)
+                    return CallerTick(self._format.silence_frame, note=note)
                 self._waiting = False
                 note = _join_notes(note, {"quiet": "bot quiet", "interrupt": "interrupting the bot"}.get(
                     reason, f"wait timed out after {self._waiter.timeout_s:g} s"))
@@ -218,16 +227,16 @@ class CallerScript:
             else:
                 self._frames.extend(self._item_frames(item))
                 if item.kind == "audio":
-                    self.spoken.append(_spoken(item, extra, self._ticks, self._audio[item.path]))
+                    self.spoken.append(_spoken(item, extra, self._ticks, self._audio[item.path], self._format))
                 note = _join_notes(note, f"caller: {item.token}")
-        ulaw, digits = self._frames.popleft()
+        payload, digits = self._frames.popleft()
         self._ticks += 1
-        return CallerTick(ulaw, list(digits), note)
+        return CallerTick(payload, list(digits), note)
 
     def _item_frames(self, item: ScriptItem) -> list[tuple[bytes, tuple[str, ...]]]:
-        silence = bytes([ULAW_SILENCE]) * FRAME_BYTES
+        silence = self._format.silence_frame
         if item.kind == "audio":
-            return [(frame, ()) for frame in _audio_frames(self._audio[item.path])]
+            return [(frame, ()) for frame in _audio_frames(self._audio[item.path], self._format)]
         if item.kind == "silence":
             return [(silence, ())] * max(1, round(item.seconds * 1000 / FRAME_MS))
         frames_per_digit = DTMF_INTERVAL_MS // FRAME_MS
@@ -242,13 +251,14 @@ def _join_notes(first: str | None, second: str) -> str:
     return second if first is None else f"{first}; {second}"
 
 
-def _audio_frames(ulaw: bytes) -> list[bytes]:
+def _audio_frames(payload: bytes, media_format: MediaFormat) -> list[bytes]:
     """Frames of an audio item; an empty file still takes one (silent) frame."""
-    return split_frames(ulaw) or [bytes([ULAW_SILENCE]) * FRAME_BYTES]
+    frames = split_frames(payload, media_format.frame_bytes, media_format.silence_byte)
+    return frames or [media_format.silence_frame]
 
 
-def _spoken(item: ScriptItem, index: int, start_tick: int, ulaw: bytes) -> SpokenItem:
-    return SpokenItem(item.track, index, item.token, start_tick, round(len(ulaw) * 1000 / SAMPLE_RATE))
+def _spoken(item: ScriptItem, index: int, start_tick: int, payload: bytes, media_format: MediaFormat) -> SpokenItem:
+    return SpokenItem(item.track, index, item.token, start_tick, media_format.duration_ms(len(payload)))
 
 
 @dataclass
@@ -256,8 +266,8 @@ class ForkTick:
     """What both sides of a forked call say on one 20 ms tick.
 
     Attributes:
-        inbound: 160 bytes of μ-law the caller says (the inbound track).
-        outbound: 160 bytes of μ-law the callee says (the outbound track: what the caller hears).
+        inbound: one 20 ms frame the caller says (the inbound track): 160 bytes of μ-law on Twilio.
+        outbound: one 20 ms frame the callee says (the outbound track: what the caller hears).
         note: a human-readable event that started on this tick, or None.
     """
 
@@ -270,15 +280,16 @@ class ForkScript:
     """Both sides of a forked call, tick by tick: the items one after another, no waiting.
 
     Caller items (audio files, ``silence:``) go on the inbound track, ``callee:`` items on
-    the outbound track; the other track is μ-law silence meanwhile. Consecutive items are
+    the outbound track; the other track is silence meanwhile. Consecutive items are
     separated by ``gap_s`` of silence on both tracks; after the last item come ``tail_s`` of
     silence, then the script is over. Nobody waits for the server: on a fork it never speaks.
 
     Args:
         items: the parsed script (``parse_script(tokens, fork=True)``).
-        audio: μ-law 8 kHz bytes for each audio item, keyed by ``ScriptItem.path``.
+        audio: each audio item's payload bytes in ``media_format``, keyed by ``ScriptItem.path``.
         gap_s: silence between items, seconds (rounded to 20 ms ticks).
         tail_s: silence after the last item, seconds (rounded to 20 ms ticks).
+        media_format: the stream's format (default μ-law 8 kHz, Twilio's).
 
     Attributes:
         spoken: the audio items queued so far, with the tick they start on (``SpokenItem``).
@@ -289,7 +300,8 @@ class ForkScript:
             or a gap/tail that is not a finite number >= 0.
     """
 
-    def __init__(self, items: list[ScriptItem], audio: dict[str, bytes], gap_s: float = 0.8, tail_s: float = 2.0):
+    def __init__(self, items: list[ScriptItem], audio: dict[str, bytes], gap_s: float = 0.8, tail_s: float = 2.0,
+                 media_format: MediaFormat = MULAW_8K):
         unsupported = [item.token for item in items if item.kind not in ("audio", "silence")]
         if unsupported:
             raise ValueError(f"{unsupported}: a fork script has only audio, callee: and silence: items")
@@ -300,6 +312,7 @@ class ForkScript:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self._audio = dict(audio)
+        self._format = media_format
         self._gap_ticks = round(gap_s * 1000 / FRAME_MS)
         self._steps: deque = deque(enumerate(items))
         self._tail_ticks: int | None = round(tail_s * 1000 / FRAME_MS)  # None once the tail is queued
@@ -310,7 +323,7 @@ class ForkScript:
 
     def next_tick(self) -> ForkTick | None:
         """Return what both sides send on this tick, or None once the script (and tail) is over."""
-        silence = bytes([ULAW_SILENCE]) * FRAME_BYTES
+        silence = self._format.silence_frame
         while not self._frames:
             if self._steps:
                 index, item = self._steps.popleft()
@@ -335,11 +348,11 @@ class ForkScript:
         if item.kind == "silence":
             count = max(1, round(item.seconds * 1000 / FRAME_MS))
             return [(silence, silence, f"silence: {item.seconds:g} s")] + [(silence, silence, None)] * (count - 1)
-        ulaw = self._audio[item.path]
-        self.spoken.append(_spoken(item, index, start_tick, ulaw))
+        payload = self._audio[item.path]
+        self.spoken.append(_spoken(item, index, start_tick, payload, self._format))
         speaker = "caller" if item.track == "inbound" else "callee"
         frames = [(frame, silence, None) if item.track == "inbound" else (silence, frame, None)
-                  for frame in _audio_frames(ulaw)]
+                  for frame in _audio_frames(payload, self._format)]
         frames[0] = (*frames[0][:2], f"{speaker}: {item.path}")
         return frames
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tools.twilio_sim.frames import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ULAW_SILENCE, frame_index_for_ms
+from tools.twilio_sim.frames import FRAME_MS, frame_index_for_ms
 from tools.twilio_sim.latency import ReplyTracker
 from tools.twilio_sim.messages import ProtocolViolation, ServerMessage, TwilioMessages, parse_server_message
 from tools.twilio_sim.playback import PlaybackBuffer
@@ -47,9 +47,13 @@ class _MediaStream:
     messages so the clock never waits on a receive. Requires gevent monkey
     patching (``callsim.main`` does it).
 
+    The stream's audio format is ``messages.media_format`` (μ-law 8 kHz on Twilio; SignalWire's
+    codec otherwise): the script's frames, the server's media and ``heard`` are all in it.
+
     Args:
         ws: an open websocket-client ``WebSocket``.
-        messages: message builder holding the SIDs and counters.
+        messages: message builder holding the SIDs and counters (``TwilioMessages`` or
+            ``SignalWireMessages``).
         custom_parameters: the TwiML ``<Parameter>``s, sent in ``start``.
         tracks: ``start.tracks``.
         verbose: print every server message.
@@ -72,7 +76,8 @@ class _MediaStream:
         self.on_stream_event = on_stream_event
         self.counts = Counts()
         self.violations: list[dict] = []
-        self.heard = bytearray()  # μ-law the caller heard, one FRAME_BYTES block per tick
+        self.media_format = messages.media_format
+        self.heard = bytearray()  # what the caller heard, in media_format, one 20 ms frame per tick
         self.frame_sent_s: list[float] = []  # monotonic send time of tick n's media
         self.ended_by: str | None = None
         self.failure: str | None = None  # set if the receiving greenlet crashed
@@ -100,8 +105,8 @@ class _MediaStream:
         with self._send_lock:
             self.ws.send(build(*args))
 
-    def _send_media(self, ulaw: bytes, track: str) -> None:
-        self._send(self.messages.media, ulaw, track)
+    def _send_media(self, payload: bytes, track: str) -> None:
+        self._send(self.messages.media, payload, track)
         self.counts.media_sent += 1
         if track == "inbound":
             self.counts.media_sent_inbound += 1
@@ -142,7 +147,8 @@ class _MediaStream:
                     self._violation(now_s, "text frame is not UTF-8", repr(data[:80]))
                     continue
             try:
-                message = parse_server_message(data, self.messages.stream_sid, unidirectional=self.unidirectional)
+                message = parse_server_message(data, self.messages.stream_sid, unidirectional=self.unidirectional,
+                                               media_format=self.media_format)
             except ProtocolViolation as error:
                 self._violation(now_s, str(error), data if isinstance(data, str) else repr(data[:80]))
                 continue
@@ -236,9 +242,10 @@ class _MediaStream:
 
 
 class SimulatedCall(_MediaStream):
-    """Run one bidirectional Media Stream as Twilio would: send the caller's audio, play the bot's.
+    """Run one bidirectional Media Stream as Twilio (or SignalWire) would: send the caller's audio, play the bot's.
 
     ``heard`` is the bot's audio as played to the caller (silence when nothing is queued).
+    ``script`` must frame its audio in ``messages.media_format``.
 
     Args:
         ws: an open websocket-client ``WebSocket``.
@@ -262,14 +269,14 @@ class SimulatedCall(_MediaStream):
     def _apply(self, message: ServerMessage, now_s: float) -> None:
         if message.event == "media":
             self.counts.media_received += 1
-            self.counts.media_received_bytes += len(message.ulaw)
-            started = self.replies.on_media(now_s, len(message.ulaw), self.buffer.queued_bytes > 0)
+            self.counts.media_received_bytes += len(message.payload)
+            started = self.replies.on_media(now_s, len(message.payload), self.buffer.queued_bytes > 0)
             if started is not None:
                 self.log(now_s, f"bot: reply {started.index} starts")
-            self.buffer.enqueue_media(message.ulaw)
+            self.buffer.enqueue_media(message.payload)
             self.waiter.note_media_received(now_s)
             if self.verbose:
-                self.log(now_s, f"<- media {len(message.ulaw)} B (queued {self.buffer.queued_bytes} B)")
+                self.log(now_s, f"<- media {len(message.payload)} B (queued {self.buffer.queued_bytes} B)")
         elif message.event == "mark":
             self.counts.marks_received += 1
             if self.verbose:
@@ -278,7 +285,7 @@ class SimulatedCall(_MediaStream):
                 self._echo_mark(message.mark_name, now_s, played=True)
         else:
             self.counts.clears_received += 1
-            dropped_ms = self.buffer.queued_bytes * 1000 // SAMPLE_RATE
+            dropped_ms = self.buffer.queued_bytes * 1000 // self.media_format.bytes_per_second
             names = self.buffer.clear()
             self.replies.on_clear()
             self.log(now_s, f"bot: clear (dropped {dropped_ms} ms of queued audio, {len(names)} mark(s))")
@@ -303,13 +310,14 @@ class SimulatedCall(_MediaStream):
         for digit in tick.digits:
             self._send(self.messages.dtmf, digit)
             self.counts.dtmf_sent += 1
-        self._send_media(tick.ulaw, "inbound")
+        self._send_media(tick.payload, "inbound")
         return True
 
     def _play_tick(self, now_s: float) -> None:
         timestamp_ms = self.messages.next_timestamp_ms
-        played, reached = self.buffer.tick(FRAME_BYTES)
-        self.heard += played + bytes([ULAW_SILENCE]) * (FRAME_BYTES - len(played))
+        frame_bytes = self.media_format.frame_bytes
+        played, reached = self.buffer.tick(frame_bytes)
+        self.heard += played + bytes([self.media_format.silence_byte]) * (frame_bytes - len(played))
         if played:
             self.waiter.note_audio_played(now_s)
             self.replies.on_played(timestamp_ms)
@@ -331,7 +339,7 @@ class SimulatedCall(_MediaStream):
 class SimulatedFork(_MediaStream):
     """Run one unidirectional ``<Start><Stream>`` fork as Twilio would: stream both sides, accept nothing back.
 
-    Every 20 ms one media message per track in ``tracks`` (μ-law silence when that
+    Every 20 ms one media message per track in ``tracks`` (silence when that
     side is not talking), all carrying the same timestamp. Any message from the
     server is a protocol violation (Twilio error 31924) [T-ERR-31924, protocol.md §3].
     ``heard`` is the callee's audio (the outbound track as sent, whether or not it is

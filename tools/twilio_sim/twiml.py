@@ -38,6 +38,10 @@ class TwimlStream:
         name: the ``name`` attribute, or None.
         dial: the targets of the ``<Dial>`` verbs after the stream, in order: the ``<Dial>`` text, or
             ``Noun:value`` for a nested noun (e.g. "Number:+15551234567"). Not simulated.
+        codec: SignalWire's ``codec`` attribute as written ("L16@16000h", "L16@24000h"), or None
+            (μ-law 8 kHz). Twilio has no such attribute [SW-STREAM, protocol.md §9].
+        auth_bearer_token: SignalWire's ``authBearerToken`` attribute, or None: sent as
+            ``Authorization: Bearer …`` on the WebSocket upgrade [SW-STREAM].
     """
 
     url: str
@@ -49,6 +53,8 @@ class TwimlStream:
     status_callback_method: str = "POST"
     name: str | None = None
     dial: list[str] = field(default_factory=list)
+    codec: str | None = None
+    auth_bearer_token: str | None = None
 
     @property
     def tracks(self) -> list[str]:
@@ -128,7 +134,9 @@ def _read_stream(stream: ElementTree.Element, verb: str, say: list[str], dial: l
         parameters[name] = parameter.get("value", "")
     callback = (stream.get("statusCallback") or "").strip() or None
     return TwimlStream(url, parameters, say, verb=verb, track=track, status_callback=callback,
-                       status_callback_method=method, name=stream.get("name") or None, dial=dial)
+                       status_callback_method=method, name=stream.get("name") or None, dial=dial,
+                       codec=(stream.get("codec") or "").strip() or None,
+                       auth_bearer_token=stream.get("authBearerToken") or None)
 
 
 def _dial_targets(verbs: list[ElementTree.Element]) -> list[str]:

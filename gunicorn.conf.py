@@ -1,0 +1,95 @@
+"""gunicorn settings for callstream on a PaaS (the Procfile runs ``gunicorn -c gunicorn.conf.py 'app:create_app()'``).
+
+Read by gunicorn's master before the app exists, so only ``core.settings`` (pure) is imported here;
+values come from the same environment variables (and ``.env``) as the app's, parsed the same way.
+A Twilio media stream is one WebSocket that lasts as long as the call: nothing here may time out a
+long request, and a restart (SIGTERM, on every deploy) must let calls finish or end them cleanly.
+See docs/deploy.md for why each number is what it is.
+"""
+
+import math
+import os
+
+from dotenv import load_dotenv
+
+from core.settings import load_settings
+
+load_dotenv()  # like create_app(): a .env file in the working directory; real environment variables win
+_settings = load_settings(os.environ)
+
+# Time after SHUTDOWN_GRACE_S to hang up the calls still going and save their records and recordings.
+END_CALLS_S = 4
+
+# Heroku-style routers hand the dyno its port in $PORT; listen on every interface.
+bind = [f"0.0.0.0:{_settings['PORT']}"]
+
+# gevent: one greenlet per connection, so hundreds of long-lived WebSockets fit in one process.
+worker_class = "gevent"
+
+# One process: the speech models are loaded once per process (~450 MB); scale with dynos, not workers.
+workers = 1
+
+# The gevent worker monkey-patches before loading the app; a preloaded app would be imported unpatched.
+preload_app = False
+
+# A call holds a WebSocket plus brief webhooks; callers over MAX_CALLS must still get in to hear BUSY_MESSAGE.
+worker_connections = max(1000, 2 * _settings["MAX_CALLS"] + 100)
+
+# A heartbeat with gevent, not a request limit (hour-long streams are fine); also bounds the ~7 s boot.
+timeout = 120
+
+# SIGKILL backstop after post_worker_init's shutdown (29 s by default: Heroku SIGKILLs at 30 s); whole seconds.
+graceful_timeout = math.ceil(_settings["SHUTDOWN_GRACE_S"]) + END_CALLS_S
+
+# Idle keep-alive connections delay the exit on SIGTERM; Twilio sends one webhook per call, so reuse gains little.
+keepalive = 2
+
+# Never recycle the worker: a restart cuts every call in progress and reloads the models.
+max_requests = 0
+
+# The router terminates TLS: trust its X-Forwarded-Proto (as Heroku's buildpack does); FORWARDED_ALLOW_IPS wins.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+
+# Logs go to the platform's log stream: access log on stdout, gunicorn's own on stderr.
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings["LOG_LEVEL"].lower()
+
+# One line per request; a /media-stream line is written when its call ends, with the call's length.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+# gunicorn >= 25's control socket has one path per user: unused on a dyno, contended by two local servers.
+control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """In the worker, once the app is loaded: on SIGTERM, shut calls down as ``python app.py`` does.
+
+    gunicorn alone would let connections run for ``graceful_timeout`` and then kill them mid-call;
+    ``app.shut_down`` instead stops taking calls (new ones hear BUSY_MESSAGE on a reused connection),
+    lets calls go on for ``SHUTDOWN_GRACE_S``, then ends them so records and recordings are saved.
+    """
+    import gevent
+
+    gevent.spawn(_shut_down_on_exit, worker)
+
+
+class _ListenerClosedByGunicorn:
+    """``app.shut_down`` closes and stops its server; gunicorn's worker does both itself."""
+
+    def close(self):
+        pass
+
+    def stop(self, timeout=None):
+        pass
+
+
+def _shut_down_on_exit(worker):
+    import gevent
+
+    from app import shut_down  # the module gunicorn already imported for 'app:create_app()'
+
+    while worker.alive:  # gunicorn's SIGTERM handler clears it
+        gevent.sleep(0.1)
+    app = worker.wsgi
+    shut_down(_ListenerClosedByGunicorn(), app.extensions["callstream"], app.config["SHUTDOWN_GRACE_S"])
