@@ -22,7 +22,7 @@ from flask import Flask
 
 from audio.recording import FINALIZED_MARKER, CallRecorder
 from core.responder import ResponderConfigError, echo, load_responder
-from core.settings import SettingsError, load_settings
+from core.settings import ECHO_RESPONDERS, SettingsError, load_settings
 from handlers import api, hub_monitor, metrics, pages, voice
 from handlers.media import sock
 from handlers.blocking import set_background_nice
@@ -39,8 +39,6 @@ from store.database import database_url, make_engine, upgrade_schema
 
 log = logging.getLogger("callstream")
 
-DEFAULT_RESPONDER = "core.responder:echo"
-
 
 def make_responder(settings: Mapping[str, Any]):
     """The responder ``RESPONDER`` names: ``echo`` (the default), ``llm``, or ``module:function``.
@@ -49,7 +47,7 @@ def make_responder(settings: Mapping[str, Any]):
         core.responder.ResponderConfigError: not importable, or the ``LLM_*`` settings are unusable.
     """
     spec = settings["RESPONDER"]
-    if spec in ("echo", DEFAULT_RESPONDER):
+    if spec in ECHO_RESPONDERS:
         return echo
     if spec == "llm":
         try:

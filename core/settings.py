@@ -73,6 +73,9 @@ def _signalwire_codec(text: str) -> str:
     return value
 
 
+ECHO_RESPONDERS = ("echo", "core.responder:echo")
+RESPONDER_GREETING = "Hello! How can I help you?"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", 5050, _int_range(0, 65535), "TCP port the server listens on, `python app.py` or gunicorn (`gunicorn.conf.py` binds `0.0.0.0:$PORT`, as a PaaS sets it)."),
     Setting("PUBLIC_URL", "", _url, "Public base URL, e.g. `https://abc.ngrok.app`; the stream URL becomes `wss://<host>/media-stream`. Unset: the host of the webhook request."),
@@ -89,7 +92,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LLM_API_KEY", "", str, "`RESPONDER=llm`: API key sent as a bearer token; empty for local servers that need none."),
     Setting("LLM_SYSTEM_PROMPT", "", str, "`RESPONDER=llm`: the system prompt. Empty: a built-in one asking for short, plain spoken answers (`responders/llm.py`)."),
     Setting("LLM_MAX_TOKENS", 300, _int_range(1, 100000), "`RESPONDER=llm`: longest reply, in tokens."),
-    Setting("GREETING", "Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none."),
+    Setting("GREETING", "Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none. Unset with any `RESPONDER` but echo: \"Hello! How can I help you?\""),
     Setting("TWIML_GREETING", "", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none."),
     Setting("FORWARD_TO", "", str, "Number (E.164) or SIP address that `/forward-call` dials while it forks the call to a listen-only stream."),
     Setting("RECOGNIZER", "whisper", _choice("whisper", "sphinx", "google"), "Speech recognition engine: `whisper` (offline, faster-whisper tiny.en), `sphinx` (offline, weak), `google` (online)."),
@@ -151,4 +154,6 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
             raise SettingsError(f"{setting.name}: {exc}") from None
     for name, value in (overrides or {}).items():
         values[name] = value
+    if "GREETING" not in environ and "GREETING" not in (overrides or {}) and values["RESPONDER"] not in ECHO_RESPONDERS:
+        values["GREETING"] = RESPONDER_GREETING  # the echo's "I will repeat it" would mislead
     return values

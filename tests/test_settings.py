@@ -39,3 +39,10 @@ def test_readme_configuration_table_matches_the_settings():
             default = "true" if default else "false"
         expected = f"`{default}`" if default != "" else "(empty)"
         assert documented[setting.name] == expected, f"README default of {setting.name}"
+
+
+def test_the_greeting_follows_the_responder_unless_set():
+    assert load_settings({})["GREETING"] == "Hello! Say something and I will repeat it."
+    assert load_settings({"RESPONDER": "llm"})["GREETING"] == "Hello! How can I help you?"
+    assert load_settings({"RESPONDER": "llm", "GREETING": ""})["GREETING"] == ""
+    assert load_settings({"RESPONDER": "mybot:respond"}, {"GREETING": "Hi."})["GREETING"] == "Hi."
