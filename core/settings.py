@@ -91,6 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LLM_MODEL", "llama3.2", str, "`RESPONDER=llm`: the model name, as the server knows it."),
     Setting("LLM_API_KEY", "", str, "`RESPONDER=llm`: API key sent as a bearer token; empty for local servers that need none."),
     Setting("LLM_SYSTEM_PROMPT", "", str, "`RESPONDER=llm`: the system prompt. Empty: a built-in one asking for short, plain spoken answers (`responders/llm.py`)."),
+    Setting("LLM_SPECULATIVE", False, _bool, "`RESPONDER=llm`: also ask the model during the caller's pause (`SPECULATION_PAUSE_MS`), before the endpoint; its reply is held until the caller has finished and thrown away (its stream closed) if they go on. Faster answers, more requests."),
     Setting("LLM_MAX_TOKENS", 300, _int_range(1, 100000), "`RESPONDER=llm`: longest reply, in tokens."),
     Setting("GREETING", "Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none. Unset with any `RESPONDER` but echo: \"Hello! How can I help you?\""),
     Setting("TWIML_GREETING", "", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none."),

@@ -83,12 +83,16 @@ class LlmResponder:
 
 def make_llm_responder(settings: dict) -> LlmResponder:
     """Build the responder from ``LLM_*`` settings (``core.settings``); ``RESPONDER_TIMEOUT_S`` bounds each read.
+    With ``LLM_SPECULATIVE`` it is marked speculative (``core.responder.speculative``): a chat request
+    has no side effects, so it may be sent during the caller's pause.
 
     Raises:
         ValueError: ``LLM_BASE_URL`` or ``LLM_MODEL`` is unusable.
     """
-    return LlmResponder(
+    responder = LlmResponder(
         settings["LLM_BASE_URL"], settings["LLM_MODEL"], settings["LLM_API_KEY"],
         settings["LLM_SYSTEM_PROMPT"] or DEFAULT_SYSTEM_PROMPT,
         timeout_s=settings["RESPONDER_TIMEOUT_S"], max_tokens=settings["LLM_MAX_TOKENS"],
     )
+    responder.speculative = settings["LLM_SPECULATIVE"]  # core.responder.is_speculative reads it
+    return responder

@@ -5,7 +5,7 @@ import time
 import openai
 import pytest
 
-from core.responder import CallContext
+from core.responder import CallContext, is_speculative
 from responders.llm import DEFAULT_SYSTEM_PROMPT, LlmResponder, make_llm_responder
 from tests.llm_server import ChatServer, tokens
 
@@ -89,9 +89,10 @@ def test_closing_the_stream_early_closes_the_connection():
 def test_settings_build_the_responder_and_reject_bad_ones():
     settings = {"LLM_BASE_URL": "http://localhost:11434/v1", "LLM_MODEL": "llama3.2", "LLM_API_KEY": "",
                 "LLM_SYSTEM_PROMPT": "", "RESPONDER_TIMEOUT_S": 15.0, "LLM_MAX_TOKENS": 300}
-    responder = make_llm_responder(settings)
+    responder = make_llm_responder({**settings, "LLM_SPECULATIVE": False})
     assert responder.system_prompt == DEFAULT_SYSTEM_PROMPT and responder.model == "llama3.2"
+    assert not is_speculative(responder) and is_speculative(make_llm_responder({**settings, "LLM_SPECULATIVE": True}))
     with pytest.raises(ValueError, match="LLM_MODEL"):
-        make_llm_responder({**settings, "LLM_MODEL": ""})
+        make_llm_responder({**settings, "LLM_MODEL": "", "LLM_SPECULATIVE": False})
     with pytest.raises(ValueError, match="LLM_BASE_URL"):
         LlmResponder("localhost:11434", "m")
