@@ -284,6 +284,7 @@ GEVENT_SCRIPT = textwrap.dedent(
     import gevent
     sys.path.insert(0, sys.argv[1])
     from speech.batching import BatchWorker
+    from tests.hub_ticker import start_ticker
 
     real_sleep = monkey.get_original("time", "sleep")
     sizes = []
@@ -297,15 +298,7 @@ GEVENT_SCRIPT = textwrap.dedent(
     sizes.clear()
 
     gaps = []
-    def ticker():
-        last = time.perf_counter()
-        while True:
-            gevent.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    tick = gevent.spawn(ticker)
+    tick = start_ticker(gaps)
     pool = gevent.get_hub().threadpool
     first = pool.spawn(worker.run, 1)
     gevent.sleep(0.05)  # the engine is busy with the first: the next ones queue up

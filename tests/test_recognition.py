@@ -253,6 +253,7 @@ import json, sys, time
 import gevent
 sys.path.insert(0, sys.argv[1])
 from speech.recognition import WhisperRecognizer
+from tests.hub_ticker import start_ticker
 from tests.phone import phone_corpus
 
 recognizer = WhisperRecognizer()
@@ -260,14 +261,7 @@ recognizer.warm_up()  # on the main (hub) thread, as create_app does
 jfk, short = phone_corpus("jfk.flac"), phone_corpus("sr_english.wav")
 alone = [recognizer.transcribe(jfk, 8000), recognizer.transcribe(short, 8000)]
 gaps = []
-def ticker():
-    last = time.perf_counter()
-    while True:
-        gevent.sleep(0.01)
-        now = time.perf_counter()
-        gaps.append(now - last)
-        last = now
-tick = gevent.spawn(ticker)
+tick = start_ticker(gaps)
 pool = gevent.get_hub().threadpool
 jobs = [pool.spawn(recognizer.transcribe, pcm, 8000) for pcm in (jfk, short, jfk, short)]
 texts = [job.get(timeout=60) for job in jobs]
