@@ -47,13 +47,6 @@ end of speech is seen. Analysis (VAD, recognition) needs no more."""
 _new = object.__new__
 
 
-def _l16_to_pcm16(wire: bytes) -> bytes:
-    """L16 as SignalWire sends it is already PCM16 LE (``audio.stream_format``): check and copy."""
-    if len(wire) % 2:
-        raise AudioFormatError(f"L16 audio needs an even number of bytes, got {len(wire)}")
-    return bytes(wire)
-
-
 @dataclass(frozen=True)
 class Frame:
     """One fixed-length VAD frame.
@@ -133,7 +126,7 @@ class FrameAssembler:
         self.sample_rate = out_rate
         self.stream_format = stream_format
         self.max_gap_fill_ms = max_gap_fill_ms
-        self._decode = ulaw_to_pcm16 if is_ulaw else _l16_to_pcm16
+        self._decode = ulaw_to_pcm16 if is_ulaw else stream_format.decode
         # The clock and the frame grid count samples at the wire rate.
         self._samples_per_ms = wire_rate // 1000
         self._frame_samples = frame_ms * self._samples_per_ms

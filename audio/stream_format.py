@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audio.codec import ULAW_SILENCE, array_to_pcm16, array_to_ulaw, ulaw_to_pcm16
+from audio.codec import array_to_pcm16, array_to_ulaw, ulaw_to_pcm16
 from audio.errors import AudioFormatError
 from audio.resample import resample
 
@@ -86,17 +86,6 @@ class StreamFormat:
         """
         return _PROCESSING_RATE[self.sample_rate]
 
-    @property
-    def twiml_codec(self) -> str | None:
-        """The ``<Stream codec="…">`` value that asks SignalWire for this format (protocol.md §9).
-
-        ``None`` for μ-law 8 kHz (the default: no attribute); ``"L16@16000h"`` or
-        ``"L16@24000h"`` for those. L16@8000 has no documented codec value, so also ``None``.
-        """
-        if self.encoding == L16 and self.sample_rate in (16000, 24000):
-            return f"L16@{self.sample_rate}h"
-        return None
-
     def decode(self, wire: bytes) -> bytes:
         """Convert wire bytes to PCM16 at the wire rate.
 
@@ -136,18 +125,6 @@ class StreamFormat:
         if self.encoding == MULAW:
             return array_to_ulaw(at_wire_rate)
         return array_to_pcm16(at_wire_rate)
-
-    def silence(self, duration_ms: int) -> bytes:
-        """Return ``duration_ms`` of silence in this format (μ-law 0xFF, PCM 0).
-
-        Raises:
-            ValueError: ``duration_ms`` is negative.
-        """
-        if duration_ms < 0:
-            raise ValueError(f"duration_ms must be >= 0, got {duration_ms}")
-        if self.encoding == MULAW:
-            return bytes([ULAW_SILENCE]) * (duration_ms * self.bytes_per_ms)
-        return bytes(duration_ms * self.bytes_per_ms)
 
     def __str__(self) -> str:
         return f"{self.encoding}@{self.sample_rate}"

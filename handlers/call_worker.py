@@ -41,7 +41,7 @@ from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Res
 from handlers import metrics
 from handlers.blocking import run_blocking, run_engine
 from handlers.call_keeper import CallKeeper
-from handlers.reply_stream import END, open_reply_stream
+from handlers.reply_stream import END, is_reply_stream, open_reply_stream
 from handlers.server import close_websocket
 from handlers.twilio_rest import complete_call
 from handlers.services import Services
@@ -366,7 +366,7 @@ class CallWorker:
         try:
             reply = run_engine(self.services.responder, action.text, context, timeout_s=settings["RESPONDER_TIMEOUT_S"])
             error = None
-            if _is_stream(reply):
+            if is_reply_stream(reply):
                 self._stream_reply(action.turn_id, reply, began)
                 return
         except gevent.Timeout:
@@ -488,11 +488,6 @@ class CallWorker:
                 self.log.warning("send failed: %s", exc)
                 self._abort()
                 return
-
-
-def _is_stream(reply: object) -> bool:
-    """A streaming responder's result: an iterable of text pieces (a generator), not a string."""
-    return reply is not None and not isinstance(reply, (str, bytes)) and hasattr(reply, "__iter__")
 
 
 def _synthesize_for_stream(wire: StreamFormat, synthesize: Callable, text: str) -> bytes:

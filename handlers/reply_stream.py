@@ -28,6 +28,11 @@ END = object()  # what ``next_piece`` returns once the iterator is exhausted
 _PIECE, _ERROR = "piece", "error"
 
 
+def is_reply_stream(reply: object) -> bool:
+    """A streaming responder's result: an iterable of text pieces (a generator), not a string."""
+    return reply is not None and not isinstance(reply, (str, bytes)) and hasattr(reply, "__iter__")
+
+
 def open_reply_stream(pieces: Iterable, responder: object) -> "ThreadedStream | HubStream":
     """Wrap ``pieces`` for reading from a greenlet: on the hub if ``responder`` is cooperative."""
     if getattr(responder, "cooperative", False) is True and is_module_patched("socket"):
