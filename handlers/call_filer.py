@@ -1,0 +1,115 @@
+"""Files finished calls in the store, and keeps retrying those it refused (gevent shell).
+
+A call's end is durable on disk before the store is asked (``handlers.call_folder``: the final
+``call.json``); until the store has the record and every recording the call stays pending, and
+one greenlet per process retries the pending calls with exponential backoff (1 s, doubling up to
+``STORE_RETRY_MAX_S``), the store work in gevent's threadpool. A process that dies with calls
+pending leaves them on disk: the next start (or another live process, see ``handlers.recovery``)
+files them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from sqlalchemy.exc import SQLAlchemyError
+
+from audio.recording import RecordingFile
+from handlers.blocking import run_blocking
+from handlers.call_folder import file_call
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_S = 1.0
+
+
+@dataclass
+class _Pending:
+    record: dict[str, Any]
+    directory: Path | None
+    files: list[RecordingFile] | None
+    since: float  # time.monotonic() of the first failure
+
+
+class CallFiler:
+    """The pending calls of one process and the greenlet that retries them.
+
+    Args:
+        store: the ``CallStore``.
+        in_database: ``RECORDINGS_STORE == "database"``.
+        max_retry_s: longest wait between two attempts, s (``STORE_RETRY_MAX_S``).
+        file: the blocking filing function (``handlers.call_folder.file_call``'s signature).
+    """
+
+    def __init__(self, store, in_database: bool, max_retry_s: float = 60.0, file: Callable = file_call) -> None:
+        self.store = store
+        self.in_database = in_database
+        self.max_retry_s = max_retry_s
+        self._file = file
+        self._pending: dict[str, _Pending] = {}
+        self._loop: gevent.Greenlet | None = None
+        self.filed_after_s: dict[str, float] = {}  # call SID -> s from first failure to filed (tests, logs)
+
+    @property
+    def pending(self) -> list[str]:
+        """The call SIDs waiting for the store, in the order they ended."""
+        return list(self._pending)
+
+    def file(self, record: dict[str, Any], directory: Path | None, files: list[RecordingFile] | None = None) -> bool:
+        """File a finished call now; on failure keep it pending and retry in the background.
+
+        Call from a greenlet (it waits for the store in the threadpool).
+
+        Args:
+            record: the final record (``ended_at`` set), already in the folder's ``call.json``.
+            directory: the call's folder, or ``None`` when it has none.
+            files: the recordings ``CallRecorder.close`` returned, or ``None`` to read the folder.
+
+        Returns:
+            True if filed now, False if left pending.
+        """
+        call_sid = record["call_sid"]
+        try:
+            run_blocking(self._file, self.store, record, directory, self.in_database, files)
+            return True
+        except SQLAlchemyError as exc:
+            log.warning("call %s: could not file it (%s); pending, retrying in the background", call_sid, _short(exc))
+        except Exception:  # the folder, not the store: retrying would fail the same way
+            log.exception("call %s: could not file its recordings from %s", call_sid, directory)
+            return False
+        self._pending[call_sid] = _Pending(record, directory, files, time.monotonic())
+        if self._loop is None or self._loop.dead:
+            self._loop = gevent.spawn(self._run)
+        return False
+
+    def _run(self) -> None:
+        delay_s = FIRST_RETRY_S
+        while self._pending:
+            gevent.sleep(delay_s)
+            for call_sid, item in list(self._pending.items()):
+                try:
+                    run_blocking(self._file, self.store, item.record, item.directory, self.in_database, item.files)
+                except SQLAlchemyError as exc:
+                    log.info("call %s still pending (%s); next attempt in %.0f s", call_sid, _short(exc), min(delay_s * 2, self.max_retry_s))
+                    break  # the store is still down: the others would fail the same way
+                except Exception:
+                    log.exception("call %s: could not file its recordings from %s; given up", call_sid, item.directory)
+                    del self._pending[call_sid]
+                    continue
+                del self._pending[call_sid]
+                self.filed_after_s[call_sid] = time.monotonic() - item.since
+                log.info("call %s filed %.1f s after the store first refused it", call_sid, self.filed_after_s[call_sid])
+            else:
+                delay_s = FIRST_RETRY_S
+                continue
+            delay_s = min(delay_s * 2, self.max_retry_s)
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
