@@ -76,7 +76,7 @@ class CallFiler:
         """
         call_sid = record["call_sid"]
         try:
-            run_blocking(self._file, self.store, record, directory, self.in_database, files)
+            run_quietly(self._file, self.store, record, directory, self.in_database, files)
             return True
         except SQLAlchemyError as exc:
             log.warning("call %s: could not file it (%s); pending, retrying in the background", call_sid, _short(exc))
@@ -94,7 +94,7 @@ class CallFiler:
             gevent.sleep(delay_s)
             for call_sid, item in list(self._pending.items()):
                 try:
-                    run_blocking(self._file, self.store, item.record, item.directory, self.in_database, item.files)
+                    run_quietly(self._file, self.store, item.record, item.directory, self.in_database, item.files)
                 except SQLAlchemyError as exc:
                     log.info("call %s still pending (%s); next attempt in %.0f s", call_sid, _short(exc), min(delay_s * 2, self.max_retry_s))
                     break  # the store is still down: the others would fail the same way
@@ -109,6 +109,34 @@ class CallFiler:
                 delay_s = FIRST_RETRY_S
                 continue
             delay_s = min(delay_s * 2, self.max_retry_s)
+
+
+def run_quietly(func: Callable, *args: Any) -> Any:
+    """``run_blocking(func, *args)``, but an exception comes back to the caller only.
+
+    gevent prints every exception raised in its threadpool to stderr with a traceback; during
+    an outage the per-second saves of every call would flood the log. The callers here log
+    failures themselves, once per outage.
+
+    Raises:
+        Exception: whatever ``func`` raised.
+    """
+    outcome = run_blocking(_catching, func, args)
+    if isinstance(outcome, _Raised):
+        raise outcome.error
+    return outcome
+
+
+@dataclass
+class _Raised:
+    error: Exception
+
+
+def _catching(func: Callable, args: tuple) -> Any:
+    try:
+        return func(*args)
+    except Exception as error:
+        return _Raised(error)
 
 
 def _short(exc: BaseException) -> str:

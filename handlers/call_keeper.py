@@ -27,7 +27,7 @@ from audio.stream_format import MULAW_8K, StreamFormat
 from core.records import CallRecord
 from handlers import call_folder
 from handlers.blocking import run_blocking
-from handlers.call_filer import CallFiler
+from handlers.call_filer import CallFiler, run_quietly
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,9 @@ class CallKeeper:
         if encoded == self._saved_json:
             return
         if self._has_folder:  # on disk first: a crash or a store outage keeps the latest record
-            run_blocking(call_folder.write_record, self.directory, snapshot)
+            run_quietly(call_folder.write_record, self.directory, snapshot)
         began = time.monotonic()
-        run_blocking(self.services.store.save_call, snapshot)
+        run_quietly(self.services.store.save_call, snapshot)
         self.save_latencies_ms.append((time.monotonic() - began) * 1000)
         self._saved_json = encoded
         if self._store_failing:

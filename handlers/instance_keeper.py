@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gevent
 
-from handlers.blocking import run_blocking
+from handlers.call_filer import run_quietly
 from handlers.recovery import Recovery, recover_orphans
 from store.instances import STALE_HEARTBEATS
 
@@ -80,9 +80,9 @@ class InstanceKeeper:
             gevent.sleep(self.heartbeat_s)
             beats += 1
             try:
-                run_blocking(self.beat)
+                run_quietly(self.beat)
                 if beats % STALE_HEARTBEATS == 0:
-                    run_blocking(self.recover)
+                    run_quietly(self.recover)
             except Exception as exc:
                 if not self._failing:
                     log.warning("instance heartbeat failed; retrying every %.0f s", self.heartbeat_s, exc_info=exc)
