@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
 
 from audio.recording import RecordingFile
 from handlers.blocking import run_blocking
@@ -27,6 +27,9 @@ from handlers.call_folder import file_call
 log = logging.getLogger(__name__)
 
 FIRST_RETRY_S = 1.0
+# The store is unreachable (or the pool exhausted): worth retrying. Other errors (bad data, a
+# constraint) would fail the same way each time: logged, and left on disk for the next start.
+STORE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 @dataclass
@@ -78,10 +81,10 @@ class CallFiler:
         try:
             run_quietly(self._file, self.store, record, directory, self.in_database, files)
             return True
-        except SQLAlchemyError as exc:
+        except STORE_DOWN as exc:
             log.warning("call %s: could not file it (%s); pending, retrying in the background", call_sid, _short(exc))
-        except Exception:  # the folder, not the store: retrying would fail the same way
-            log.exception("call %s: could not file its recordings from %s", call_sid, directory)
+        except Exception:  # the folder or the data, not the store's reach: retrying would fail the same way
+            log.exception("call %s: could not file it (from %s); left for the next start", call_sid, directory)
             return False
         self._pending[call_sid] = _Pending(record, directory, files, time.monotonic())
         if self._loop is None or self._loop.dead:
@@ -95,11 +98,11 @@ class CallFiler:
             for call_sid, item in list(self._pending.items()):
                 try:
                     run_quietly(self._file, self.store, item.record, item.directory, self.in_database, item.files)
-                except SQLAlchemyError as exc:
+                except STORE_DOWN as exc:
                     log.info("call %s still pending (%s); next attempt in %.0f s", call_sid, _short(exc), min(delay_s * 2, self.max_retry_s))
                     break  # the store is still down: the others would fail the same way
                 except Exception:
-                    log.exception("call %s: could not file its recordings from %s; given up", call_sid, item.directory)
+                    log.exception("call %s: could not file it (from %s); left for the next start", call_sid, item.directory)
                     del self._pending[call_sid]
                     continue
                 del self._pending[call_sid]

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from audio.recording import CallRecorder, RecordingFile
+from audio.recording import FINALIZED_MARKER, CallRecorder, RecordingFile
 
 OWNER_FILE = "owner"
 CALL_FILE = "call.json"
@@ -129,16 +129,22 @@ def recover_folder(store, directory: Path, in_database: bool, *, fallback_end: d
         fallback_end: timezone-aware end time when the recordings do not tell one.
 
     Returns:
-        The record filed.
+        The record filed (``ended_at`` ``None`` when a folder from an older version whose call
+        is no longer stored was only marked filed).
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the store failed (the folder stays as it was, to retry).
         OSError, audio.errors.AudioFormatError: the folder cannot be read or repaired.
     """
+    legacy_filed = (directory / FINALIZED_MARKER).exists()  # before recover() writes it
     files = CallRecorder.recover(directory)
     record = read_record(directory)
-    if record is None:
-        stored = store.get_call(directory.name) or {"call_sid": directory.name}
+    if record is None:  # a folder from before call.json, or a crash before the first write
+        stored = store.get_call(directory.name)
+        if stored is None and legacy_filed:  # filed by an older version, its call since deleted
+            (directory / FILED_MARKER).touch()
+            return {"call_sid": directory.name, "ended_at": None}
+        stored = stored or {"call_sid": directory.name}
         record = {k: v for k, v in stored.items() if k not in ("status_events", "recordings")}
     if record.get("ended_at") is None:
         record["ended_at"] = _crash_end(record.get("started_at"), files, fallback_end).isoformat(timespec="milliseconds")

@@ -327,3 +327,31 @@ def test_which_processes_are_gone():
     assert gone("web.1", 100, 0)  # our own pid under another id: a restarted container
     assert not gone("web.2", 300, 29)  # another host: the heartbeat decides
     assert gone("web.2", 300, 31)
+
+
+def test_folders_from_before_owners_are_filed_once(any_store, tmp_path):
+    """After the upgrade: folders written by the previous version (no owner, no call.json)."""
+    from audio.recording import CallRecorder
+
+    root = tmp_path / "recordings"
+    started = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    any_store.save_call({"call_sid": "CAoldfiled01", "started_at": iso(started), "ended_at": iso(started + timedelta(minutes=3)),
+                         "from": "+15550001", "turns": [{"speaker": "caller", "text": "hi", "start_ms": 0, "end_ms": 500}]})
+    any_store.save_call({"call_sid": "CAoldcrash01", "started_at": iso(started), "turns": []})
+    for call_sid, seconds, close in (("CAoldfiled01", 1.0, True), ("CAoldcrash01", 2.0, False), ("CAoldfresh01", 1.0, False)):
+        recorder = CallRecorder(root / call_sid)
+        recorder.add("inbound", 0, CHUNK * int(seconds * 50))
+        recorder.flush()
+        if close:
+            recorder.close()
+        if call_sid != "CAoldfresh01":  # this one is being made right now
+            for path in [root / call_sid, *(root / call_sid).iterdir()]:
+                os.utime(path, (time.time() - 3600, time.time() - 3600))
+
+    services = make_services(any_store, tmp_path)
+    app_module.recover_unfinished_calls(services, register(services))
+    assert any_store.get_call("CAoldfiled01")["ended_at"] == iso(started + timedelta(minutes=3))  # kept
+    assert any_store.get_call("CAoldfiled01")["turns"] == [{"speaker": "caller", "text": "hi", "start_ms": 0, "end_ms": 500}]
+    assert any_store.get_call("CAoldcrash01")["ended_at"] == iso(started + timedelta(seconds=2))  # start + recording
+    assert (root / "CAoldfiled01" / "filed").exists() and (root / "CAoldcrash01" / "filed").exists()
+    assert not (root / "CAoldfresh01" / "filed").exists() and not (root / "CAoldfresh01" / "finalized").exists()
