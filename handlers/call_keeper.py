@@ -77,7 +77,8 @@ class CallKeeper:
         self.directory = recording_dir(Path(services.settings["RECORDINGS_DIR"]), record.call_sid)
         self.recorder: CallRecorder | None = None
         self._has_folder = False
-        self._saved_json = ""
+        self._saved_json = ""  # the record as last saved in the store / written to call.json
+        self._written_json = ""
         self._store_failing = False
         self._loop: gevent.Greenlet | None = None
         self._stop = Event()
@@ -131,9 +132,7 @@ class CallKeeper:
                 run_blocking(partial(call_folder.write_record, self.directory, final, durable=True))
             except Exception:
                 self.log.exception("could not write the final record to %s", self.directory)
-        began = time.monotonic()
-        if filer_of(self.services).file(final, self.directory if self._has_folder else None, files):
-            self.save_latencies_ms.append((time.monotonic() - began) * 1000)
+        filer_of(self.services).file(final, self.directory if self._has_folder else None, files)
         if self.save_latencies_ms:
             ordered = sorted(self.save_latencies_ms)
             self.log.info("store: %d saves, median %.1f ms, max %.1f ms", len(ordered), ordered[len(ordered) // 2], ordered[-1])
@@ -158,8 +157,12 @@ class CallKeeper:
         encoded = json.dumps(snapshot, sort_keys=True)
         if encoded == self._saved_json:
             return
-        if self._has_folder:  # on disk first: a crash or a store outage keeps the latest record
-            run_quietly(call_folder.write_record, self.directory, snapshot)
+        if self._has_folder and encoded != self._written_json:  # on disk first: a crash during a store outage keeps it
+            try:
+                run_quietly(call_folder.write_record, self.directory, snapshot)
+                self._written_json = encoded
+            except OSError as exc:  # the store may still take it
+                self.log.warning("could not write %s: %s", call_folder.CALL_FILE, exc)
         began = time.monotonic()
         run_quietly(self.services.store.save_call, snapshot)
         self.save_latencies_ms.append((time.monotonic() - began) * 1000)
