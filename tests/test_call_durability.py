@@ -355,3 +355,17 @@ def test_folders_from_before_owners_are_filed_once(any_store, tmp_path):
     assert any_store.get_call("CAoldcrash01")["ended_at"] == iso(started + timedelta(seconds=2))  # start + recording
     assert (root / "CAoldfiled01" / "filed").exists() and (root / "CAoldcrash01" / "filed").exists()
     assert not (root / "CAoldfresh01" / "filed").exists() and not (root / "CAoldfresh01" / "finalized").exists()
+
+
+def test_a_process_on_another_host_is_gone_when_its_heartbeat_is_stale(any_store, tmp_path):
+    now = datetime.now(timezone.utc)
+    fresh, silent = make_services(any_store, tmp_path), make_services(any_store, tmp_path)
+    register(fresh, hostname="web.2", pid=7, heartbeat_at=now - timedelta(seconds=5))
+    register(silent, hostname="web.3", pid=7, heartbeat_at=now - timedelta(seconds=45))  # > 3 × 10 s
+    for services, call_sid in ((fresh, "CAremote0001"), (silent, "CAremote0002")):
+        any_store.save_call({"call_sid": call_sid, "started_at": iso(now - timedelta(minutes=2)), "instance_id": services.instance_id})
+    me = make_services(any_store, tmp_path)
+    app_module.recover_unfinished_calls(me, register(me))
+    assert any_store.get_call("CAremote0001")["ended_at"] is None
+    assert any_store.get_call("CAremote0002")["ended_at"] == iso(now - timedelta(seconds=45))  # its last heartbeat
+    assert {i.instance_id for i in any_store.instances()} == {fresh.instance_id, me.instance_id}
