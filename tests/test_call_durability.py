@@ -369,3 +369,36 @@ def test_a_process_on_another_host_is_gone_when_its_heartbeat_is_stale(any_store
     assert any_store.get_call("CAremote0001")["ended_at"] is None
     assert any_store.get_call("CAremote0002")["ended_at"] == iso(now - timedelta(seconds=45))  # its last heartbeat
     assert {i.instance_id for i in any_store.instances()} == {fresh.instance_id, me.instance_id}
+
+
+def test_the_heartbeat_files_a_call_whose_process_died_meanwhile(any_store, tmp_path):
+    """Live processes file a dead neighbour's calls within 3 heartbeats, without a restart."""
+    me = make_services(any_store, tmp_path, INSTANCE_HEARTBEAT_S=0.2)
+    keeper = register(me)
+    before = next(i for i in any_store.instances() if i.instance_id == me.instance_id).heartbeat_at
+    keeper.start()
+    neighbour_process = subprocess.Popen(["sleep", "60"])
+    try:
+        neighbour = make_services(any_store, tmp_path)
+        register(neighbour, pid=neighbour_process.pid)
+        started = datetime.now(timezone.utc) - timedelta(minutes=1)
+        crashed = new_call(neighbour, "CAneighbour1", started_at=started)
+        crashed.start()
+        media_ms = speak(crashed, 0, 1.0, realtime=False)
+        gevent.sleep(1.2)
+        assert any_store.get_call("CAneighbour1")["ended_at"] is None  # alive: left alone
+        crashed._loop.kill()
+        neighbour_process.kill()  # the neighbour dies
+        neighbour_process.wait()
+        died = time.monotonic()
+        wait_for(lambda: any_store.get_call("CAneighbour1")["ended_at"] is not None, timeout_s=5)
+        print(f"filed {time.monotonic() - died:.2f} s after its process died (heartbeat 0.2 s)")
+        ended = datetime.fromisoformat(any_store.get_call("CAneighbour1")["ended_at"])
+        assert abs((ended - started).total_seconds() * 1000 - media_ms) <= 40
+        assert (crashed.directory / call_folder.FILED_MARKER).exists()
+        after = next(i for i in any_store.instances() if i.instance_id == me.instance_id).heartbeat_at
+        assert after > before
+    finally:
+        keeper.stop()
+        neighbour_process.kill()
+        neighbour_process.wait()
