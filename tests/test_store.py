@@ -578,6 +578,25 @@ def test_upgrade_from_0001_keeps_every_row(url):
         engine.dispose()
 
 
+def test_downgrade_to_0001_and_back_keeps_every_row(url):
+    """The Alembic command line (its own connection) also runs SQLite batch mode without cascades."""
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        upgrade_schema(engine)
+        store = CallStore(engine)
+        store.save_call(make_record("CAround", started_at=iso(T0), turns=make_turns(3)))
+        store.add_status_event("CAround", stream_sid=None, event="stream-started", error=None, timestamp="t")
+        command.downgrade(alembic_config(url), "0001")
+        assert current_revision(engine) == "0001"
+        upgrade_schema(engine)
+        call = store.get_call("CAround")
+        assert call["turns"] == make_turns(3) and len(call["status_events"]) == 1
+    finally:
+        engine.dispose()
+
+
 def test_sip_addresses_and_long_timestamps_are_saved(store):
     """A SIP ``From`` longer than 64 characters failed every save of the call on PostgreSQL."""
     sip_from = "sip:someone.with.a.long.name@pbx.branch-office.example.com;transport=tls;user=phone"
