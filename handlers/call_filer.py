@@ -57,7 +57,6 @@ class CallFiler:
         self._file = file
         self._pending: dict[str, _Pending] = {}
         self._loop: gevent.Greenlet | None = None
-        self.filed_after_s: dict[str, float] = {}  # call SID -> s from first failure to filed (tests, logs)
 
     @property
     def pending(self) -> list[str]:
@@ -106,8 +105,7 @@ class CallFiler:
                     del self._pending[call_sid]
                     continue
                 del self._pending[call_sid]
-                self.filed_after_s[call_sid] = time.monotonic() - item.since
-                log.info("call %s filed %.1f s after the store first refused it", call_sid, self.filed_after_s[call_sid])
+                log.info("call %s filed %.1f s after the store first refused it", call_sid, time.monotonic() - item.since)
             else:
                 delay_s = FIRST_RETRY_S
                 continue

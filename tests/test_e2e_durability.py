@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.db_proxy import DatabaseProxy
-from tests.test_e2e import JFK, ONE_TWO_THREE, REPO, finished_call, free_port, start_server, stop_server
+from tests.test_e2e import ONE_TWO_THREE, REPO, finished_call, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +110,8 @@ def test_two_servers_on_one_database_leave_each_others_calls_alone(tmp_path, pg_
     first, first_url = start_server([sys.executable, "app.py"], tmp_path / "first.log", free_port(), **settings)
     second = None
     try:
-        long_caller, long_report = start_call(tmp_path, first_url, JFK, "silence:3", JFK, "silence:3", ONE_TWO_THREE, name="long")
+        long_script = [ONE_TWO_THREE, "silence:4"] * 5 + [ONE_TWO_THREE]  # about 40 s with the replies
+        long_caller, long_report = start_call(tmp_path, first_url, *long_script, name="long")
         wait_active(first_url, 1)
         time.sleep(2)
         second, second_url = start_server([sys.executable, "app.py"], tmp_path / "second.log", free_port(), **settings)
