@@ -20,6 +20,7 @@ from tests.test_e2e import ONE_TWO_THREE, REPO, finished_call, free_port, start_
 pytestmark = pytest.mark.e2e
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SIP_FROM = "sip:someone.with.a.long.name@pbx.branch-office.example.com;transport=tls"  # > 64 characters
 
 
 @pytest.fixture
@@ -32,10 +33,11 @@ def pg_name():
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_call(tmp_path, url, *script, name="call"):
+def start_call(tmp_path, url, *script, name="call", caller="+15551230001"):
     """callsim in the background; returns (process, report path)."""
     report = tmp_path / f"{name}.json"
-    command = [sys.executable, "tools/callsim.py", "--url", url, "--json", str(report), "--out", str(tmp_path / f"{name}.wav")]
+    command = [sys.executable, "tools/callsim.py", "--url", url, "--json", str(report), "--out", str(tmp_path / f"{name}.wav"),
+               "--from", caller]
     process = subprocess.Popen(command + [str(item) for item in script], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     return process, report
@@ -54,7 +56,7 @@ def call_sid_of(report_path):
 
 def cut_mid_call(tmp_path, url, proxy, name):
     """A call during which the database goes away; returns (call SID, its folder's final record)."""
-    caller, report = start_call(tmp_path, url, ONE_TWO_THREE, "silence:2", ONE_TWO_THREE, name=name)
+    caller, report = start_call(tmp_path, url, ONE_TWO_THREE, "silence:2", ONE_TWO_THREE, name=name, caller=SIP_FROM)
     wait_active(url, 1)
     time.sleep(2)  # saved once at least, greeting playing
     proxy.cut()
@@ -81,7 +83,7 @@ def test_calls_ended_during_a_database_outage_are_filed_when_it_is_back(mode, tm
         restored, restored_at = time.monotonic(), datetime.now(timezone.utc)
         call = finished_call(url, call_sid)
         print(f"filed {time.monotonic() - restored:.1f} s after the database came back")
-        assert call["ended_at"] == final["ended_at"] and call["turns"] == final["turns"]
+        assert call["ended_at"] == final["ended_at"] and call["turns"] == final["turns"] and call["from"] == SIP_FROM
         assert datetime.fromisoformat(call["ended_at"]) < restored_at - timedelta(seconds=2)  # when it ended, not when filed
         # 2. The server stops while the database is down: the next one files the pending call.
         second_sid, second_final = cut_mid_call(tmp_path, url, proxy, "restart")
