@@ -13,14 +13,13 @@ if __name__ == "__main__":  # patch before anything imports socket/threading (gu
 import logging
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 from dotenv import load_dotenv
+from gevent import monkey
 from flask import Flask
 
-from audio.recording import FINALIZED_MARKER, CallRecorder
 from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import ECHO_RESPONDERS, SettingsError, load_settings
 from handlers import api, hub_monitor, metrics, pages, voice
@@ -29,7 +28,7 @@ from handlers.blocking import set_background_nice
 from handlers.server import make_server
 from handlers.signatures import SignatureChecker, install as install_signature_check
 from handlers.twilio_rest import make_client
-from handlers.call_keeper import file_recordings
+from handlers.instance_keeper import InstanceKeeper
 from handlers.services import Services
 from responders.llm import make_llm_responder
 from speech.recognition import make_recognizer
@@ -102,7 +101,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         fallback_synthesizer=make_synthesizer("piper") if settings["SYNTHESIZER"] != "piper" else None,
         twilio_client=make_client(settings["TWILIO_ACCOUNT_SID"], settings["TWILIO_AUTH_TOKEN"]),
     )
-    recover_unfinished_calls(services)
+    instance = InstanceKeeper(services)
+    instance.register()  # before any call: other processes then leave this one's calls alone
+    recover_unfinished_calls(services, instance)
+    if monkey.is_module_patched("socket"):  # the server's hub runs it; an unpatched test app leaves no greenlet behind
+        instance.start()
     engines = [services.recognizer, services.synthesizer] if settings["WARM_UP"] else []
     if settings["WARM_UP"] and services.fallback_synthesizer is not None:
         engines.append(services.fallback_synthesizer)
@@ -146,21 +149,21 @@ def open_store(settings: Mapping[str, Any]) -> CallStore:
     return CallStore(engine)
 
 
-def recover_unfinished_calls(services: Services) -> None:
-    """After a crash: repair and file the recordings left half-written, and close the calls left open."""
-    root = Path(services.settings["RECORDINGS_DIR"])
-    in_database = services.settings["RECORDINGS_STORE"] == "database"
-    if root.is_dir():
-        for directory in sorted(p for p in root.iterdir() if p.is_dir() and not (p / FINALIZED_MARKER).exists()):
-            try:
-                files = CallRecorder.recover(directory)
-                file_recordings(services.store, directory.name, files, in_database=in_database)
-                log.warning("recovered the recordings of call %s after a crash", directory.name)
-            except Exception:
-                log.exception("could not recover the recordings in %s", directory)
-    ended = services.store.mark_unfinished_calls_ended(datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
-    if ended:
-        log.warning("marked %d call(s) left open by a crash as ended: %s", len(ended), ", ".join(ended[:10]))
+def recover_unfinished_calls(services: Services, instance: InstanceKeeper | None = None) -> None:
+    """At start-up: file the calls that gone processes left (pending or crashed), end their open calls.
+
+    Calls and recording folders of processes still running on the same store are left alone
+    (``handlers.recovery``). A pending call is filed with its saved final record and real end
+    time; a crashed call ends at its start + its recording's length, else at its process's last
+    heartbeat. Register the process first (``InstanceKeeper.register``).
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the store is unreachable.
+    """
+    instance = instance or InstanceKeeper(services)
+    result = instance.recover()
+    if result.filed or result.ended:
+        log.warning("recovered %d call folder(s) and ended %d call(s) left by gone processes", len(result.filed), len(result.ended))
 
 
 def shut_down(server, services: Services, grace_s: float) -> None:

@@ -128,6 +128,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", "", str, "Call store. Empty: a SQLite file `callstream.db` in the working directory. `postgresql://…` (or Heroku's `postgres://…`): PostgreSQL."),
     Setting("RECORDINGS_DIR", "recordings", str, "Folder where each call's WAV files are written as the call goes (one sub-folder per call SID)."),
     Setting("RECORDINGS_STORE", "folder", _choice("folder", "database"), "Where finished recordings are kept: `folder` (in `RECORDINGS_DIR`) or `database` (in the call store, for platforms whose filesystem is wiped at restart)."),
+    Setting("STORE_RETRY_MAX_S", 60.0, _positive_float, "A call that ends while the call store is unreachable stays pending in its recordings folder (its final record in `call.json`) and is filed when the store answers: retried after 1 s, then doubling up to this, s."),
+    Setting("INSTANCE_HEARTBEAT_S", 10.0, _positive_float, "Every process sharing the call store refreshes its row in `instances` this often; a process on another host silent for 3 intervals is taken as gone (on the same host its pid tells), and its open calls are ended and its recordings filed by the others, s."),
     Setting("METRICS_TOKEN", "", str, "When set, `GET /metrics` needs `Authorization: Bearer <token>` (else 401). Empty: open to anyone who can reach the server."),
     Setting("HUB_BLOCK_THRESHOLD_MS", 50, _int_range(0, 60000), "A gevent hub block longer than this is counted in `callstream_hub_blocks_total` and logged (with what blocked); 0 turns the monitor off, ms."),
     Setting("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "Logging level."),

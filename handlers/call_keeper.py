@@ -1,9 +1,12 @@
 """Keep one call in the store and on disk as it goes: its record and its recordings (gevent shell).
 
 Audio is queued in memory by ``add_audio`` (cheap, on the hub); every ``FLUSH_INTERVAL_S`` a
-greenlet writes it to the WAV files and saves the call record if it changed, both in gevent's
-threadpool, so neither file nor database I/O blocks media handling. A crash loses at most that
-interval; ``finish`` writes everything and files the recordings in the store.
+greenlet writes it to the WAV files and, if the record changed, writes it to the call's folder
+(``call.json``) and saves it in the store, all in gevent's threadpool, so neither file nor
+database I/O blocks media handling. A crash loses at most that interval. A failed save (the
+database is down) is retried at the next tick; it never stops the loop. ``finish`` closes the
+recordings, writes the final record to the folder, then files the call in the store, or leaves
+it pending for ``handlers.call_filer`` to retry (``handlers.call_folder`` describes the folder).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from gevent.event import Event
 from audio.recording import CallRecorder, RecordingFile
 from audio.stream_format import MULAW_8K, StreamFormat
 from core.records import CallRecord
+from handlers import call_folder
 from handlers.blocking import run_blocking
+from handlers.call_filer import CallFiler, run_quietly
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ class CallKeeper:
     """Record and persist one call.
 
     Args:
-        services: the process-wide store and settings.
+        services: the process-wide store, settings, ``instance_id`` and ``filer``.
         record: the call's live record (the session keeps filling it in).
         call_log: logger adapter with the call SID.
         stream_format: the stream's wire audio format (``start.mediaFormat``), recorded as is;
@@ -69,18 +74,36 @@ class CallKeeper:
         self.record = record
         self.log = call_log
         self.stream_format = stream_format
+        self.directory = recording_dir(Path(services.settings["RECORDINGS_DIR"]), record.call_sid)
         self.recorder: CallRecorder | None = None
-        self._saved_json = ""
+        self._has_folder = False
+        self._saved_json = ""  # the record as last saved in the store / written to call.json
+        self._written_json = ""
+        self._store_failing = False
         self._loop: gevent.Greenlet | None = None
         self._stop = Event()
         self.save_latencies_ms: list[float] = []
 
     def start(self) -> None:
-        """Create the call's recording files and start the periodic flush."""
-        directory = recording_dir(Path(self.services.settings["RECORDINGS_DIR"]), self.record.call_sid)
-        self.recorder = run_blocking(partial(CallRecorder, directory, stream_format=self.stream_format))
-        self._save()
-        self._loop = gevent.spawn(self._run)
+        """Create the call's folder and recording files, save the record, start the periodic flush.
+
+        Neither a failed folder nor a failed first save stops the periodic loop: it saves the
+        record once the store answers (a call is never left unsaved because its first second was).
+
+        Raises:
+            OSError, AudioFormatError: the folder or the recording files cannot be created (the
+                loop still runs: the record is saved without recordings).
+        """
+        try:
+            run_blocking(call_folder.open_folder, self.directory, self.services.instance_id)
+            self._has_folder = True
+            self.recorder = run_blocking(partial(CallRecorder, self.directory, stream_format=self.stream_format))
+        finally:
+            try:
+                self._save()
+            except Exception as exc:
+                self._save_failed(exc)
+            self._loop = gevent.spawn(self._run)
 
     def add_audio(self, track: str, start_ms: int, audio: bytes) -> None:
         """Queue wire audio (``stream_format``) of ``track`` ("inbound"/"outbound") at media time ``start_ms``."""
@@ -88,21 +111,28 @@ class CallKeeper:
             self.recorder.add(track, start_ms, audio)
 
     def finish(self) -> None:
-        """Stop the periodic flush, write everything, file the recordings, save the final record."""
+        """Stop the periodic flush, close the recordings, keep the final record on disk, file the call.
+
+        The final record (with ``ended_at``) goes to the folder before the store is asked; if the
+        store fails, the call stays pending and ``services.filer`` retries it (``filed`` is
+        written only once the store has the record and every recording).
+        """
         if self._loop is not None:
             self._stop.set()  # not kill(): a flush running in a thread must end before close() starts
             self._loop.join(timeout=10.0)
+        files = None
         if self.recorder is not None:
             try:
                 files = run_blocking(self.recorder.close)
-                in_database = self.services.settings["RECORDINGS_STORE"] == "database"
-                run_blocking(file_recordings, self.services.store, self.record.call_sid, files, in_database)
             except Exception:
                 self.log.exception("could not finish the recordings")
-        try:
-            self._save()
-        except Exception:
-            self.log.exception("could not save the call")
+        final = self._snapshot()
+        if self._has_folder:
+            try:
+                run_blocking(partial(call_folder.write_record, self.directory, final, durable=True))
+            except Exception:
+                self.log.exception("could not write the final record to %s", self.directory)
+        filer_of(self.services).file(final, self.directory if self._has_folder else None, files)
         if self.save_latencies_ms:
             ordered = sorted(self.save_latencies_ms)
             self.log.info("store: %d saves, median %.1f ms, max %.1f ms", len(ordered), ordered[len(ordered) // 2], ordered[-1])
@@ -112,16 +142,48 @@ class CallKeeper:
             try:
                 if self.recorder is not None:
                     run_blocking(self.recorder.flush)
+            except Exception:  # a full disk must not end the call
+                self.log.exception("could not write the recordings")
+            try:
                 self._save()
-            except Exception:  # a full disk or a database hiccup must not end the call
-                self.log.exception("could not save the call")
+            except Exception as exc:  # nor a database outage
+                self._save_failed(exc)
+
+    def _snapshot(self) -> dict:
+        return {**self.record.to_json(), "instance_id": self.services.instance_id}
 
     def _save(self) -> None:
-        snapshot = self.record.to_json()
+        snapshot = self._snapshot()
         encoded = json.dumps(snapshot, sort_keys=True)
         if encoded == self._saved_json:
             return
+        if self._has_folder and encoded != self._written_json:  # on disk first: a crash during a store outage keeps it
+            try:
+                run_quietly(call_folder.write_record, self.directory, snapshot)
+                self._written_json = encoded
+            except OSError as exc:  # the store may still take it
+                self.log.warning("could not write %s: %s", call_folder.CALL_FILE, exc)
         began = time.monotonic()
-        run_blocking(self.services.store.save_call, snapshot)
+        run_quietly(self.services.store.save_call, snapshot)
         self.save_latencies_ms.append((time.monotonic() - began) * 1000)
         self._saved_json = encoded
+        if self._store_failing:
+            self._store_failing = False
+            self.log.info("the call is saved again")
+
+    def _save_failed(self, exc: Exception) -> None:
+        """Log the first failure of an outage with its traceback, then stay quiet until it ends."""
+        if not self._store_failing:
+            self._store_failing = True
+            self.log.warning("could not save the call; retrying every %.0f s", FLUSH_INTERVAL_S, exc_info=exc)
+
+
+def filer_of(services) -> CallFiler:
+    """The process's ``CallFiler`` (made on first use, for ``Services`` built without one)."""
+    if getattr(services, "filer", None) is None:
+        services.filer = CallFiler(
+            services.store,
+            services.settings["RECORDINGS_STORE"] == "database",
+            services.settings.get("STORE_RETRY_MAX_S", 60.0),
+        )
+    return services.filer

@@ -8,11 +8,12 @@ the schema up to date at start-up, and ``CallStore(engine)`` reads and writes. T
 blocking and thread-safe (one engine, a session per call of a method, short transactions):
 from gevent code, run it in the threadpool.
 
-Schema: four tables keyed by the Twilio call SID, defined as SQLAlchemy 2.0 declarative models in
-``store/models.py``:
+Schema: four tables keyed by the Twilio call SID, and ``instances``, defined as SQLAlchemy 2.0
+declarative models in ``store/models.py``:
 
-- ``calls``: ``call_sid`` (primary key), ``stream_sid``, ``from_number``, ``to_number``,
-  ``started_at``, ``ended_at``, ``mode``. A Twilio status callback can arrive before the call is
+- ``calls``: ``call_sid`` (primary key), ``stream_sid``, ``from_number``, ``to_number`` (text:
+  SIP addresses are long), ``started_at``, ``ended_at``, ``mode``, ``instance_id`` (the process
+  keeping the call). A Twilio status callback can arrive before the call is
   saved; it creates a placeholder row with only ``call_sid``.
 - ``turns``: primary key (``call_sid``, ``position`` in the saved list); ``speaker``, ``text``,
   ``start_ms``, ``end_ms`` (media clock, ms), a column for each optional turn key (``dtmf``,
@@ -29,6 +30,9 @@ Schema: four tables keyed by the Twilio call SID, defined as SQLAlchemy 2.0 decl
   ``content_type``, and exactly one of ``path`` (a file on disk) or ``data`` (the bytes, as
   ``BYTEA``/``BLOB``, for platforms whose filesystem is wiped at restart); a CHECK constraint
   enforces the "exactly one".
+- ``instances``: the server processes sharing the database (``instance_id``, ``hostname``,
+  ``pid``, ``started_at``, ``heartbeat_at``); ``store.instances.is_gone`` tells which are gone, so
+  a process starting next to others ends only the calls of dead ones.
 
 Types are portable: ``JSON`` (JSON on PostgreSQL, text on SQLite), ``LargeBinary``
 (BYTEA/BLOB). ``started_at``/``ended_at`` are timezone-aware timestamps (``TIMESTAMP WITH TIME
@@ -51,7 +55,9 @@ lock, on SQLite in a ``BEGIN IMMEDIATE`` transaction. To change the schema: edit
 ``store/models.py``, then generate a revision to review and complete, e.g.
 ``python -c "from alembic import command; from store.database import alembic_config;
 command.revision(alembic_config('sqlite:///calls.db'), message='add x', autogenerate=True)"``
-(against a database at the current head). SQLite migrations run in Alembic's batch mode.
+(against a database at the current head). SQLite migrations run in Alembic's batch mode, with
+foreign keys off during the upgrade (``upgrade_schema``): batch mode drops and recreates a table,
+and with them on, dropping ``calls`` would cascade-delete every turn and recording.
 
 SQLite settings: WAL journal (readers never block the writer), ``synchronous=NORMAL``, foreign
 keys on, ``check_same_thread=False`` (pooled connections move between threads), writes begin

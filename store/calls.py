@@ -16,13 +16,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from collections.abc import Collection, Mapping
+
+from sqlalchemy import case, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.database import WRITE_OPTION
-from store.models import CallRow, RecordingRow, StatusEventRow, TurnRow
+from store.instances import Instance
+from store.models import CallRow, InstanceRow, RecordingRow, StatusEventRow, TurnRow
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +98,9 @@ class CallStore:
 
         Args:
             record: the API shape (``CallRecord.to_json()``) plus ``mode``: ``call_sid``,
-                ``stream_sid``, ``from``, ``to``, ``started_at``/``ended_at`` (ISO 8601 or
-                ``None``), ``mode`` (``"conversation"`` | ``"fork"``), and ``turns``: the FULL
+                ``stream_sid``, ``from``, ``to`` (any length: SIP addresses too),
+                ``started_at``/``ended_at`` (ISO 8601 or ``None``), ``mode`` (``"conversation"`` |
+                ``"fork"``), ``instance_id`` (the process keeping the call), and ``turns``: the FULL
                 current list, which replaces the stored one. Each turn: ``speaker``, ``text``,
                 ``start_ms``, ``end_ms`` (ms, media clock; ``end_ms`` may be ``None``) and
                 optional ``dtmf``, ``error``, ``interrupted``, ``heard``, ``latency_ms`` (a dict
@@ -117,6 +121,7 @@ class CallStore:
             "started_at": _parse_time(record.get("started_at"), "started_at"),
             "ended_at": _parse_time(record.get("ended_at"), "ended_at"),
             "mode": record.get("mode"),
+            "instance_id": record.get("instance_id"),
         }
         turns = [_turn_row(call_sid, position, turn) for position, turn in enumerate(record.get("turns") or [])]
         upsert = self._insert(CallRow.__table__).values(values)
@@ -223,17 +228,16 @@ class CallStore:
             self._ensure_call(session, call_sid)
             session.execute(upsert)
 
-    def mark_unfinished_calls_ended(self, ended_at: str) -> list[str]:
-        """Set ``ended_at`` on every call that has none (after a crash, at start-up).
-
-        Caution: with several processes sharing one PostgreSQL database this also ends the
-        calls still running in the other processes.
+    def end_call(self, call_sid: str, ended_at: str) -> bool:
+        """Set ``ended_at`` of one call if it has none (a call filed after its process died).
 
         Args:
-            ended_at: the time to record, ISO 8601.
+            call_sid: the call.
+            ended_at: the time to record, ISO 8601; a time before the call's ``started_at`` is
+                raised to it.
 
         Returns:
-            The call SIDs that were marked, sorted.
+            True if the call was open and is now ended; False if it is ended already or unknown.
 
         Raises:
             ValueError: ``ended_at`` is not an ISO 8601 time.
@@ -242,16 +246,104 @@ class CallStore:
         if when is None:
             raise ValueError("ended_at is required")
         with self._write() as session:
-            query = select(CallRow.call_sid).where(CallRow.ended_at.is_(None)).order_by(CallRow.call_sid)
-            call_sids = list(session.scalars(query.with_for_update()))
-            for start in range(0, len(call_sids), _IN_CHUNK):
-                chunk = call_sids[start : start + _IN_CHUNK]
-                session.execute(
-                    update(CallRow.__table__)
-                    .where(CallRow.call_sid.in_(chunk), CallRow.ended_at.is_(None))
-                    .values(ended_at=when)
-                )
-        return call_sids
+            result = session.execute(
+                update(CallRow.__table__)
+                .where(CallRow.call_sid == call_sid, CallRow.ended_at.is_(None))
+                .values(ended_at=_not_before_start(when))
+            )
+        return result.rowcount > 0
+
+    def mark_unfinished_calls_ended(
+        self,
+        ended_at: str,
+        *,
+        keep_instances: Collection[str] = (),
+        last_seen: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Set ``ended_at`` on the calls left open by processes that are gone (at start-up).
+
+        Caution: several processes may share one database (gunicorn workers, several dynos).
+        Pass in ``keep_instances`` every process still alive (``store.instances.is_gone``),
+        this one included: their calls are in progress and must stay open. A call without
+        ``instance_id`` was written before processes had one, or is a status event's
+        placeholder whose call never started, and is ended too.
+
+        Args:
+            ended_at: the time to record when nothing better is known, ISO 8601.
+            keep_instances: ids of live processes whose calls are left alone.
+            last_seen: instance id → its last heartbeat, ISO 8601: the calls of that process
+                end then (it died within one heartbeat interval after). A time before a
+                call's ``started_at`` is raised to it.
+
+        Returns:
+            The call SIDs that were marked, sorted.
+
+        Raises:
+            ValueError: a time is not ISO 8601.
+        """
+        fallback = _parse_time(ended_at, "ended_at")
+        if fallback is None:
+            raise ValueError("ended_at is required")
+        seen = {key: _parse_time(value, "last_seen") for key, value in (last_seen or {}).items()}
+        keep = list(keep_instances)
+        with self._write() as session:
+            query = select(CallRow.call_sid, CallRow.instance_id).where(CallRow.ended_at.is_(None))
+            if keep:
+                query = query.where((CallRow.instance_id.is_(None)) | CallRow.instance_id.not_in(keep))
+            rows = session.execute(query.order_by(CallRow.call_sid).with_for_update()).all()
+            by_time: dict[datetime, list[str]] = {}
+            for call_sid, instance_id in rows:
+                by_time.setdefault(seen.get(instance_id) or fallback, []).append(call_sid)
+            for when, call_sids in by_time.items():
+                for start in range(0, len(call_sids), _IN_CHUNK):
+                    chunk = call_sids[start : start + _IN_CHUNK]
+                    session.execute(
+                        update(CallRow.__table__)
+                        .where(CallRow.call_sid.in_(chunk), CallRow.ended_at.is_(None))
+                        .values(ended_at=_not_before_start(when))
+                    )
+        return sorted(call_sid for call_sid, _ in rows)
+
+    # -- server processes -----------------------------------------------------------------------
+
+    def beat_instance(self, instance_id: str, *, hostname: str, pid: int, started_at: str, now: str) -> None:
+        """Register a server process or refresh its heartbeat (an upsert: a row pruned by
+        another process while this one could not reach the database comes back).
+
+        Args:
+            instance_id: the process's id (at most 64 characters).
+            hostname: its machine's host name.
+            pid: its process id.
+            started_at: when it started, ISO 8601.
+            now: the heartbeat time, ISO 8601.
+
+        Raises:
+            ValueError: a time is not ISO 8601.
+        """
+        values = {
+            "instance_id": _require_sid(instance_id),
+            "hostname": hostname,
+            "pid": int(pid),
+            "started_at": _parse_time(started_at, "started_at"),
+            "heartbeat_at": _parse_time(now, "now"),
+        }
+        upsert = self._insert(InstanceRow.__table__).values(values)
+        upsert = upsert.on_conflict_do_update(index_elements=["instance_id"], set_={"heartbeat_at": values["heartbeat_at"]})
+        with self._write() as session:
+            session.execute(upsert)
+
+    def instances(self) -> list[Instance]:
+        """Every registered server process, by ``started_at``."""
+        with self._read() as session:
+            rows = session.execute(select(InstanceRow.__table__).order_by(InstanceRow.started_at)).mappings().all()
+        return [Instance(**row) for row in rows]
+
+    def forget_instances(self, instance_ids: Collection[str]) -> None:
+        """Delete the rows of gone processes (their calls and folders have been dealt with)."""
+        ids = list(instance_ids)
+        with self._write() as session:
+            for start in range(0, len(ids), _IN_CHUNK):
+                session.execute(delete(InstanceRow.__table__).where(InstanceRow.instance_id.in_(ids[start : start + _IN_CHUNK])))
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -437,6 +529,12 @@ def _parse_time(value: str | datetime | None, field: str) -> datetime | None:
         return datetime.fromisoformat(value)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{field} must be an ISO 8601 time, not {value!r}") from error
+
+
+def _not_before_start(when: datetime):
+    """``ended_at`` for an UPDATE of calls: ``when``, or ``started_at`` when that is later."""
+    when = literal(when, CallRow.started_at.type)  # converted to UTC like the column's values
+    return case((CallRow.started_at > when, CallRow.started_at), else_=when)
 
 
 def _format_time(value: datetime | None) -> str | None:

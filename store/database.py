@@ -16,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -173,12 +174,36 @@ def upgrade_schema(engine_or_url: Engine | str) -> None:
     try:
         with _ALEMBIC_LOCK, engine.connect() as connection:
             connection.execution_options(**{WRITE_OPTION: True})
-            with connection.begin():
-                if connection.dialect.name == "postgresql":
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-                config = alembic_config()
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:  # see _sqlite_foreign_keys
+                _sqlite_foreign_keys(connection, False)
+            try:
+                with connection.begin():
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                    config = alembic_config()
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                    if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise IntegrityError("PRAGMA foreign_key_check", None, Exception("a migration broke a foreign key"))
+            finally:
+                if sqlite:
+                    _sqlite_foreign_keys(connection, True)
     finally:
         if owned:
             engine.dispose()
+
+
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    """Switch SQLite's foreign key enforcement, outside any transaction (it is a no-op inside).
+
+    Batch-mode migrations copy a table, drop it and rename the copy; with enforcement on, the
+    DROP of ``calls`` would first delete its rows and cascade into turns and recordings.
+    Alembic's batch documentation asks for it off; ``upgrade_schema`` checks the keys before
+    committing instead.
+    """
+    cursor = connection.connection.driver_connection.cursor()  # the DBAPI connection: no BEGIN
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()

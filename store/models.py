@@ -1,6 +1,6 @@
 """SQLAlchemy 2.0 declarative models of the call store: the tables the Alembic migrations create.
 
-Four tables, all keyed by the Twilio call SID (``CA…``):
+Five tables; four keyed by the Twilio call SID (``CA…``):
 
 - ``calls``: one row per call (``CallRow``).
 - ``turns``: the call's turns, keyed by (call SID, position in the saved list) (``TurnRow``).
@@ -8,6 +8,8 @@ Four tables, all keyed by the Twilio call SID (``CA…``):
   (``StatusEventRow``).
 - ``recordings``: one row per (call SID, kind) recording, its bytes in a file or in the
   ``data`` column (``RecordingRow``).
+- ``instances``: the server processes sharing the database, with their heartbeat
+  (``InstanceRow``): a call whose process is gone can be ended and filed by another.
 
 Keep these models and ``store/migrations/versions/`` in step: ``tests/test_store.py`` fails when
 Alembic's ``compare_metadata`` finds a difference between them.
@@ -84,17 +86,24 @@ class Base(DeclarativeBase):
 
 
 class CallRow(Base):
-    """One call. A row with only ``call_sid`` set is a placeholder made by a status event."""
+    """One call. A row with only ``call_sid`` set is a placeholder made by a status event.
+
+    ``from_number``/``to_number`` are Twilio's ``From``/``To`` as given: E.164 numbers, but also
+    SIP addresses of any length (``sip:…@pbx.example.com;transport=tls``), hence ``Text``. SIDs
+    stay bounded: they are validated before they get here. ``instance_id`` is the process
+    (``InstanceRow``) that keeps the call; ``NULL`` for rows written before it existed.
+    """
 
     __tablename__ = "calls"
 
     call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     stream_sid: Mapped[str | None] = mapped_column(String(64))
-    from_number: Mapped[str | None] = mapped_column(String(64))
-    to_number: Mapped[str | None] = mapped_column(String(64))
+    from_number: Mapped[str | None] = mapped_column(Text)
+    to_number: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     mode: Mapped[str | None] = mapped_column(String(16))  # "conversation" | "fork"
+    instance_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_calls_started_at", "started_at"),)
 
@@ -140,7 +149,7 @@ class StatusEventRow(Base):
     stream_sid: Mapped[str | None] = mapped_column(String(64))
     event: Mapped[str] = mapped_column(String(32))  # stream-started | stream-stopped | stream-error
     error: Mapped[str | None] = mapped_column(Text)
-    timestamp: Mapped[str | None] = mapped_column(String(64))
+    timestamp: Mapped[str | None] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (Index("ix_stream_status_events_call_sid", "call_sid"),)
@@ -166,3 +175,20 @@ class RecordingRow(Base):
     data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     __table_args__ = (CheckConstraint("(path IS NULL) <> (data IS NULL)", name="path_xor_data"),)
+
+
+class InstanceRow(Base):
+    """One server process using the database, and when it last said it was alive.
+
+    ``heartbeat_at`` is refreshed every ``INSTANCE_HEARTBEAT_S``; a row whose heartbeat is
+    older than three intervals, or whose ``pid`` is gone on this ``hostname``, is a dead
+    process: its open calls may be ended and its recording folders filed by another.
+    """
+
+    __tablename__ = "instances"
+
+    instance_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)

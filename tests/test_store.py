@@ -32,7 +32,8 @@ from store.models import Base, TurnRow
 
 PG_ADMIN_URL = os.environ.get("CALLSTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("CALLSTREAM_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
-TABLES = {"calls", "turns", "stream_status_events", "recordings"}
+TABLES = {"calls", "turns", "stream_status_events", "recordings", "instances"}
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 T0 = datetime(2026, 11, 21, 7, 0, tzinfo=timezone.utc)
 
 
@@ -252,8 +253,7 @@ def test_upgrade_schema_idempotent(url):
         CallStore(engine).save_call(make_record("CAkeep", started_at=iso(T0), turns=make_turns(3)))
         upgrade_schema(engine)  # a second start-up: nothing to do, nothing lost
         upgrade_schema(url)  # by URL (its own engine, disposed)
-        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert current_revision(engine) == head == "0001"
+        assert current_revision(engine) == HEAD
         assert TABLES <= set(inspect(engine).get_table_names())
         assert CallStore(engine).get_call("CAkeep")["turns"] == make_turns(3)
     finally:
@@ -263,7 +263,7 @@ def test_upgrade_schema_idempotent(url):
 def assert_migrated_once(url):
     engine = make_engine(url)
     try:
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == HEAD
         assert schema_diffs(engine) == []
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
@@ -543,6 +543,116 @@ def test_list_calls_pagination_and_order(store):
     assert store.list_calls(page=1, per_page=100)[0] == listed
     with pytest.raises(ValueError):
         store.list_calls(page=0)
+
+
+def test_upgrade_from_0001_keeps_every_row(url):
+    """0002 rebuilds ``calls`` in SQLite's batch mode: with foreign keys enforced, dropping the old
+    table would cascade-delete every turn, status event and recording (upgrade_schema turns them off)."""
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(callstream_write=True)
+            with conn.begin():
+                config = alembic_config()
+                config.attributes["connection"] = conn
+                command.upgrade(config, "0001")
+        audio = wav_bytes(1.0)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO calls (call_sid, from_number, started_at) VALUES ('CAold', '+15551230001', :t)"),
+                         {"t": T0.replace(tzinfo=None) if engine.dialect.name == "sqlite" else T0})
+            conn.execute(text("INSERT INTO turns (call_sid, position, speaker, text, start_ms) VALUES ('CAold', 0, 'caller', 'hi', 10)"))
+            conn.execute(text("INSERT INTO stream_status_events (call_sid, event) VALUES ('CAold', 'stream-started')"))
+            conn.execute(text("INSERT INTO recordings (call_sid, kind, duration_ms, size_bytes, content_type, data) "
+                              "VALUES ('CAold', 'stereo', 1000, :n, 'audio/wav', :d)"), {"n": len(audio), "d": audio})
+        upgrade_schema(engine)
+        assert current_revision(engine) == HEAD and schema_diffs(engine) == []
+        store = CallStore(engine)
+        call = store.get_call("CAold")
+        assert call["from"] == "+15551230001" and call["started_at"] == iso(T0)
+        assert call["turns"] == [{"speaker": "caller", "text": "hi", "start_ms": 10, "end_ms": None}]
+        assert [e["event"] for e in call["status_events"]] == ["stream-started"]
+        assert store.recording_bytes("CAold", "stereo") == audio
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_0001_and_back_keeps_every_row(url):
+    """The Alembic command line (its own connection) also runs SQLite batch mode without cascades."""
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        upgrade_schema(engine)
+        store = CallStore(engine)
+        store.save_call(make_record("CAround", started_at=iso(T0), turns=make_turns(3)))
+        store.add_status_event("CAround", stream_sid=None, event="stream-started", error=None, timestamp="t")
+        command.downgrade(alembic_config(url), "0001")
+        assert current_revision(engine) == "0001"
+        upgrade_schema(engine)
+        call = store.get_call("CAround")
+        assert call["turns"] == make_turns(3) and len(call["status_events"]) == 1
+    finally:
+        engine.dispose()
+
+
+def test_sip_addresses_and_long_timestamps_are_saved(store):
+    """A SIP ``From`` longer than 64 characters failed every save of the call on PostgreSQL."""
+    sip_from = "sip:someone.with.a.long.name@pbx.branch-office.example.com;transport=tls;user=phone"
+    sip_to = "sip:reception.desk.of.the.front.office@trunk.carrier.example.net:5061;transport=tls"
+    assert len(sip_from) > 64 and len(sip_to) > 64
+    store.save_call({**make_record("CAsip", started_at=iso(T0)), "from": sip_from, "to": sip_to})
+    long_timestamp = "2026-12-03T02:25:42.123456789+00:00 (sent by a proxy that appends its own note)"
+    store.add_status_event("CAsip", stream_sid="MZsip", event="stream-started", error=None, timestamp=long_timestamp)
+    call = store.get_call("CAsip")
+    assert (call["from"], call["to"]) == (sip_from, sip_to)
+    assert call["status_events"][0]["timestamp"] == long_timestamp
+    assert store.list_calls()[0][0]["from"] == sip_from
+
+
+def test_mark_unfinished_calls_ended_spares_live_processes(store):
+    """Start-up in a second process: calls kept by a live process stay open; a gone process's
+    calls end at its last heartbeat (never before they started); rows without a process end too."""
+    live = {**make_record("CAlive", started_at=iso(T0)), "instance_id": "live"}
+    dead = {**make_record("CAdead", started_at=iso(T0)), "instance_id": "dead"}
+    late = {**make_record("CAlate", started_at=iso(T0 + timedelta(minutes=5))), "instance_id": "dead"}
+    for record in (live, dead, late):
+        store.save_call(record)
+    store.add_status_event("CAplaceholder", stream_sid=None, event="stream-started", error=None, timestamp=None)
+    now, heartbeat = iso(T0 + timedelta(minutes=10)), iso(T0 + timedelta(minutes=2))
+    marked = store.mark_unfinished_calls_ended(now, keep_instances=["live", "me"], last_seen={"dead": heartbeat})
+    assert marked == ["CAdead", "CAlate", "CAplaceholder"]
+    assert store.get_call("CAlive")["ended_at"] is None
+    assert store.get_call("CAdead")["ended_at"] == heartbeat
+    assert store.get_call("CAlate")["ended_at"] == iso(T0 + timedelta(minutes=5))  # not before it started
+    assert store.get_call("CAplaceholder")["ended_at"] == now
+    assert store.mark_unfinished_calls_ended(now, keep_instances=["live"]) == []
+
+
+def test_end_call_only_ends_an_open_call(store):
+    store.save_call(make_record("CAopen", started_at=iso(T0)))
+    store.save_call(make_record("CAshut", started_at=iso(T0), ended_at=iso(T0 + timedelta(seconds=5))))
+    assert store.end_call("CAopen", iso(T0 + timedelta(seconds=42)))
+    assert not store.end_call("CAshut", iso(T0 + timedelta(seconds=42)))
+    assert not store.end_call("CAunknown", iso(T0))
+    assert store.get_call("CAopen")["ended_at"] == iso(T0 + timedelta(seconds=42))
+    assert store.get_call("CAshut")["ended_at"] == iso(T0 + timedelta(seconds=5))
+    store.save_call(make_record("CAearly", started_at=iso(T0)))
+    assert store.end_call("CAearly", iso(T0 - timedelta(hours=1)))
+    assert store.get_call("CAearly")["ended_at"] == iso(T0)
+
+
+def test_instances_register_beat_and_forget(store):
+    store.beat_instance("a" * 32, hostname="web.1", pid=41, started_at=iso(T0), now=iso(T0))
+    store.beat_instance("b" * 32, hostname="web.2", pid=42, started_at=iso(T0 + timedelta(seconds=1)), now=iso(T0 + timedelta(seconds=1)))
+    store.beat_instance("a" * 32, hostname="web.1", pid=41, started_at=iso(T0), now=iso(T0 + timedelta(seconds=10)))
+    first, second = store.instances()
+    assert (first.instance_id, first.hostname, first.pid) == ("a" * 32, "web.1", 41)
+    assert first.started_at == T0 and first.heartbeat_at == T0 + timedelta(seconds=10)
+    assert second.instance_id == "b" * 32
+    store.forget_instances(["a" * 32])
+    assert [i.instance_id for i in store.instances()] == ["b" * 32]
 
 
 def test_mark_unfinished_calls_ended(store):

@@ -7,7 +7,7 @@ transaction. Other commands connect with ``sqlalchemy.url`` from the config.
 
 from alembic import context
 
-from store.database import make_engine
+from store.database import _sqlite_foreign_keys, make_engine
 from store.models import Base, UtcDateTime
 
 config = context.config
@@ -45,6 +45,8 @@ def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
     try:
         with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":  # batch mode drops tables: no cascades (upgrade_schema)
+                _sqlite_foreign_keys(connection, False)
             _run(connection)
     finally:
         engine.dispose()

@@ -1,0 +1,147 @@
+"""End to end: the real server (``python app.py``, real engines) and callsim, with the call
+store's PostgreSQL cut under a live call (``tests.db_proxy``), and two servers sharing one
+database and one ``RECORDINGS_DIR`` (issue #11, F7 and F10). Slow: marked ``e2e``.
+"""
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+import requests
+
+from tests.db_proxy import DatabaseProxy
+from tests.test_e2e import ONE_TWO_THREE, REPO, finished_call, free_port, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SIP_FROM = "sip:someone.with.a.long.name@pbx.branch-office.example.com;transport=tls"  # > 64 characters
+
+
+@pytest.fixture
+def pg_name():
+    name = f"callstream_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start_call(tmp_path, url, *script, name="call", caller="+15551230001"):
+    """callsim in the background; returns (process, report path)."""
+    report = tmp_path / f"{name}.json"
+    command = [sys.executable, "tools/callsim.py", "--url", url, "--json", str(report), "--out", str(tmp_path / f"{name}.wav"),
+               "--from", caller]
+    process = subprocess.Popen(command + [str(item) for item in script], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    return process, report
+
+
+def wait_active(url, count, timeout_s=30):
+    deadline = time.monotonic() + timeout_s
+    while requests.get(url + "/", timeout=5).json()["active_calls"] != count:
+        assert time.monotonic() < deadline, f"never {count} active call(s)"
+        time.sleep(0.1)
+
+
+def call_sid_of(report_path):
+    return json.loads(report_path.read_text())["call_sid"]
+
+
+def cut_mid_call(tmp_path, url, proxy, name):
+    """A call during which the database goes away; returns (call SID, its folder's final record)."""
+    caller, report = start_call(tmp_path, url, ONE_TWO_THREE, "silence:2", ONE_TWO_THREE, name=name, caller=SIP_FROM)
+    wait_active(url, 1)
+    time.sleep(2)  # saved once at least, greeting playing
+    proxy.cut()
+    caller.wait(timeout=120)  # exit 1: the stream-stopped callback and the final API lookup fail
+    wait_active(url, 0)
+    call_sid = call_sid_of(report)
+    folder = tmp_path / "recordings" / call_sid
+    final = json.loads((folder / "call.json").read_text())
+    assert final["ended_at"] is not None and not (folder / "filed").exists()  # pending on disk
+    return call_sid, final
+
+
+@pytest.mark.parametrize("mode", ["folder", "database"])
+def test_calls_ended_during_a_database_outage_are_filed_when_it_is_back(mode, tmp_path, pg_name):
+    proxy = DatabaseProxy()
+    settings = {"DATABASE_URL": proxy.url(pg_name), "RECORDINGS_STORE": mode, "STORE_RETRY_MAX_S": "4",
+                "RECORDINGS_DIR": str(tmp_path / "recordings")}
+    process, url = start_server([sys.executable, "app.py"], tmp_path / "first.log", free_port(), **settings)
+    try:
+        # 1. The database comes back while the server runs: the call is filed by the retries.
+        call_sid, final = cut_mid_call(tmp_path, url, proxy, "outage")
+        time.sleep(3)
+        proxy.restore()
+        restored, restored_at = time.monotonic(), datetime.now(timezone.utc)
+        call = finished_call(url, call_sid)
+        print(f"filed {time.monotonic() - restored:.1f} s after the database came back")
+        assert call["ended_at"] == final["ended_at"] and call["turns"] == final["turns"] and call["from"] == SIP_FROM
+        assert datetime.fromisoformat(call["ended_at"]) < restored_at - timedelta(seconds=2)  # when it ended, not when filed
+        # 2. The server stops while the database is down: the next one files the pending call.
+        second_sid, second_final = cut_mid_call(tmp_path, url, proxy, "restart")
+    finally:
+        stop_server(process)
+    proxy.restore()
+    process, url = start_server([sys.executable, "app.py"], tmp_path / "second.log", free_port(), **settings)
+    try:
+        call = finished_call(url, second_sid)
+        first_again = finished_call(url, call_sid)
+    finally:
+        stop_server(process)
+        proxy.close()
+    assert call["ended_at"] == second_final["ended_at"] and call["turns"] == second_final["turns"]
+    assert [t["speaker"] for t in call["turns"]][:2] == ["bot", "caller"]
+    assert first_again["ended_at"] == final["ended_at"]
+    folders = tmp_path / "recordings"
+    if mode == "database":
+        assert not (folders / call_sid).exists() and not (folders / second_sid).exists()
+    else:
+        assert (folders / call_sid / "filed").exists() and (folders / second_sid / "filed").exists()
+
+
+def test_two_servers_on_one_database_leave_each_others_calls_alone(tmp_path, pg_name):
+    settings = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{pg_name}", "RECORDINGS_DIR": str(tmp_path / "recordings")}
+    first, first_url = start_server([sys.executable, "app.py"], tmp_path / "first.log", free_port(), **settings)
+    second = None
+    try:
+        long_script = [ONE_TWO_THREE, "silence:4"] * 5 + [ONE_TWO_THREE]  # about 40 s with the replies
+        long_caller, long_report = start_call(tmp_path, first_url, *long_script, name="long")
+        wait_active(first_url, 1)
+        time.sleep(2)
+        second, second_url = start_server([sys.executable, "app.py"], tmp_path / "second.log", free_port(), **settings)
+        assert requests.get(first_url + "/", timeout=5).json()["active_calls"] == 1, "the first call ended too soon"
+        long_sid = call_sid_of_live(tmp_path)
+        seen_by_second = requests.get(f"{second_url}/api/calls/{long_sid}", timeout=10).json()
+        assert seen_by_second["ended_at"] is None  # the second server's start-up left it open
+        folder = tmp_path / "recordings" / long_sid
+        assert not any((folder / name).exists() for name in ("finalized", "filed", "claim"))
+        short_caller, short_report = start_call(tmp_path, second_url, ONE_TWO_THREE, name="short")  # both at once
+        assert short_caller.wait(timeout=120) == 0
+        assert long_caller.wait(timeout=180) == 0
+        short_sid = call_sid_of(short_report)
+        for url in (first_url, second_url):  # one history, whichever server answers
+            for call_sid in (long_sid, short_sid):
+                call = finished_call(url, call_sid)
+                assert call["ended_at"] is not None and call["turns"]
+        assert call_sid_of(long_report) == long_sid
+        assert (folder / "filed").exists() and (tmp_path / "recordings" / short_sid / "filed").exists()
+    finally:
+        if second is not None:
+            stop_server(second)
+        stop_server(first)
+    assert "filed call" not in (tmp_path / "second.log").read_text()
+
+
+def call_sid_of_live(tmp_path):
+    """The SID of the one call in progress: its folder is the only one under RECORDINGS_DIR."""
+    folders = [p for p in (tmp_path / "recordings").iterdir() if p.is_dir()]
+    assert len(folders) == 1
+    return folders[0].name
