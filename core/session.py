@@ -61,6 +61,9 @@ from core.sentences import SentenceStream, split_sentences
 
 log = logging.getLogger(__name__)
 
+MAX_DTMF_KEYS = 64
+"""Keys collected before they reach the responder; more in the same burst are dropped (logged once),
+so a flood of ``dtmf`` messages costs constant memory and time per message."""
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -284,6 +287,7 @@ class CallSession:
         self._dtmf_digits = ""
         self._dtmf_start_ms = 0
         self._dtmf_last_ms = 0
+        self.dtmf_dropped = 0  # keys dropped because MAX_DTMF_KEYS were waiting
         self._latency_reports: list[dict[str, int]] = []
 
     # -- outputs --------------------------------------------------------------------
@@ -445,7 +449,7 @@ class CallSession:
                 self._forget_turn(turn)
                 self._apologize()
                 return
-            reply.error = f"responder failed: {error}"
+            reply.error = error
             if reply.record is not None:
                 reply.record.extra["error"] = reply.error
             self._extend_reply(turn, split_sentences(self.config.apology), offline_voice=True)
@@ -552,7 +556,7 @@ class CallSession:
             return
         log.warning("reply %d: synthesis failed after %d sentence(s): %s", reply_id, reply.sentences_sent, error)
         if reply.record is not None:
-            reply.record.extra["error"] = f"synthesis failed: {error}"
+            reply.record.extra["error"] = error
         if not reply.complete:  # a streaming reply: stop the stream, the reply ends here
             reply.complete = True
             if reply.turn_id is not None:
@@ -783,6 +787,11 @@ class CallSession:
         self._last_activity_ms = self.now_ms
         if not self._dtmf_digits:
             self._dtmf_start_ms = self.now_ms
+        if len(self._dtmf_digits) >= MAX_DTMF_KEYS:
+            self.dtmf_dropped += 1
+            if self.dtmf_dropped == 1:
+                log.warning("more than %d keys pressed without a pause: further keys are dropped", MAX_DTMF_KEYS)
+            return
         self._dtmf_digits += event.digit
         self._dtmf_last_ms = self.now_ms
         if event.digit == "#" or self.config.dtmf_flush_ms <= 0:

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from core.call_tokens import TOKEN_PARAMETER
+from core.sids import is_call_sid
 from handlers.blocking import run_blocking
 from twiml.responses import connect_stream, dial, fork_and_dial, say_and_hang_up
 
@@ -59,8 +61,16 @@ def _signalwire_stream() -> dict[str, str]:
 
 
 def _call_parameters() -> dict[str, str]:
+    """``From``, ``To``, ``CallSid`` from the webhook, and the stream token binding the stream to this
+    call (``core.call_tokens``): without it the stream's ``start`` is refused."""
     values = request.values
-    return {name: values[name] for name in ("From", "To", "CallSid") if values.get(name)}
+    parameters = {name: values[name] for name in ("From", "To", "CallSid") if values.get(name)}
+    call_sid = values.get("CallSid", "")
+    if is_call_sid(call_sid):
+        parameters[TOKEN_PARAMETER] = current_app.extensions["callstream"].call_tokens.make(call_sid, time.time())
+    else:
+        log.warning("webhook without a valid CallSid (%r): its stream will be refused", call_sid[:40])
+    return parameters
 
 
 @bp.route("/incoming-call", methods=["GET", "POST"])
