@@ -429,7 +429,8 @@ class CallSession:
     def receive_reply_end(self, turn_id: int, error: str | None = None, *, hang_up: bool = False) -> None:
         """The streaming reply for ``turn_id`` is complete, or failed with ``error``.
 
-        ``error`` before any sentence was complete: the caller hears the apology instead;
+        ``error`` (a short category, e.g. ``"responder timeout"``: it is stored on the bot turn
+        and shown on the call's page) before any sentence was complete: the caller hears the apology instead;
         after: the reply ends with its complete sentences and the apology follows, in the
         offline voice (an unfinished sentence is not spoken). ``hang_up``: the reply is a
         goodbye; from now on the caller cannot interrupt it, and the call ends once it has
@@ -547,7 +548,10 @@ class CallSession:
             self._reply_fully_sent(reply)
 
     def receive_speech_failed(self, reply_id: int, error: str) -> None:
-        """Synthesis of reply ``reply_id`` failed: the reply ends with what was already sent."""
+        """Synthesis of reply ``reply_id`` failed: the reply ends with what was already sent.
+
+        ``error`` is logged; the bot turn records only ``"synthesis failed"``.
+        """
         reply = self._replies.get(reply_id)
         if reply is None or reply.cancelled:
             return
@@ -556,7 +560,7 @@ class CallSession:
             return
         log.warning("reply %d: synthesis failed after %d sentence(s): %s", reply_id, reply.sentences_sent, error)
         if reply.record is not None:
-            reply.record.extra["error"] = error
+            reply.record.extra["error"] = "synthesis failed"  # a category: the engine's words may leak details
         if not reply.complete:  # a streaming reply: stop the stream, the reply ends here
             reply.complete = True
             if reply.turn_id is not None:
