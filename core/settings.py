@@ -111,7 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_UTTERANCE_MS", 15000, _int_range(1000, 60000), "Longest utterance; longer speech is cut and transcribed in parts, ms."),
     Setting("OUTBOUND_CHUNK_MS", 20, _int_range(10, 1000), "Audio per outbound media message, ms."),
     Setting("DTMF_FLUSH_MS", 1500, _int_range(0, 10000), "Key presses reach the responder this long after the last key, or at once on `#`; 0 sends each key at once, ms."),
-    Setting("MAX_CALLS", 25, _int_range(0, 100000), "Concurrent calls per process. A call over the limit hears `BUSY_MESSAGE` and is hung up (a fork over the limit is forwarded without the fork)."),
+    Setting("MAX_CALLS", 25, _int_range(0, 100000), "Concurrent calls per process, counted from each stream's `start` message. A call over the limit hears `BUSY_MESSAGE` and is hung up (a fork over the limit is forwarded without the fork)."),
     Setting("BUSY_MESSAGE", "Sorry, all our lines are busy right now. Please call again later. Goodbye.", str, "What a caller over `MAX_CALLS` hears."),
     Setting("MAX_CALL_DURATION_S", 3600, _int_range(0, 86400), "Longest call (stream time); then the caller hears a goodbye and the call ends. 0: no limit, s."),
     Setting("MAX_PENDING_STREAMS", 50, _int_range(0, 100000), "WebSocket connections waiting for their `start` message (they count against `MAX_CALLS` only from `start` on); a connection over this many is closed at once."),
