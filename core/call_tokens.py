@@ -85,23 +85,32 @@ class CallTokens:
         """The token to put in the TwiML answering ``call_sid`` at ``now_s`` (Unix time, s)."""
         return make_token(self._keys[0], call_sid, now_s)
 
-    def check(self, call_sid: str, custom_parameters: Mapping[str, str], now_s: float) -> str | None:
+    def check(self, call_sid: str, custom_parameters: Mapping[str, str], now_s: float, bearer_token: str = "") -> str | None:
         """Check the ``start`` of a stream for ``call_sid``.
 
         Args:
             custom_parameters: ``start.customParameters``.
             now_s: Unix time, s.
+            bearer_token: a token the WebSocket upgrade carried (SignalWire's ``authBearerToken``,
+                ``handlers.signatures.call_token_in_bearer``), tried when the parameter is absent
+                or wrong; ``""`` for none.
 
         Returns:
-            ``None`` if ``TOKEN_PARAMETER`` holds a valid token for this call or
-            ``STREAM_BEARER_TOKEN``; else the reason to log.
+            ``None`` if ``TOKEN_PARAMETER`` (or the bearer token) holds a valid token for this
+            call or ``STREAM_BEARER_TOKEN``; else the reason to log.
         """
-        token = custom_parameters.get(TOKEN_PARAMETER)
-        if not token:
+        candidates = [t for t in (custom_parameters.get(TOKEN_PARAMETER), bearer_token) if t]
+        if not candidates:
             return f"no {TOKEN_PARAMETER} parameter (the stream was not answered by this server's webhook)"
-        if self._bearer and hmac.compare_digest(token.encode(), self._bearer):
-            return None
-        return verify_token(self._keys, call_sid, token, now_s)
+        reasons = []
+        for token in candidates:
+            if self._bearer and hmac.compare_digest(token.encode(), self._bearer):
+                return None
+            reason = verify_token(self._keys, call_sid, token, now_s)
+            if reason is None:
+                return None
+            reasons.append(reason)
+        return reasons[0]
 
 
 def _mac(key: bytes, call_sid: str, expiry_s: int) -> str:

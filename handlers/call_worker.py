@@ -79,11 +79,15 @@ class CallWorker:
     Args:
         ws: the flask-sock WebSocket (``simple_websocket.Server``).
         services: the process-wide engines, responder and call history.
+        bearer_token: the call token the upgrade carried as ``Authorization: Bearer``
+            (``handlers.signatures.call_token_in_bearer``), accepted like the ``callstream_token``
+            parameter; ``""`` for none.
     """
 
-    def __init__(self, ws, services: Services) -> None:
+    def __init__(self, ws, services: Services, bearer_token: str = "") -> None:
         self.ws = ws
         self.services = services
+        self.bearer_token = bearer_token  # the upgrade's stream token, if any (SignalWire authBearerToken)
         self.session: CallSession | ListenSession | None = None  # created by the start message
         self.messages_before_start = 0
         self.dropped: dict[str, int] = {}  # kind of bad message → how many were ignored
@@ -247,7 +251,7 @@ class CallWorker:
         already streaming here in the same mode (a second conversation, or a second fork).
         """
         services = self.services
-        refusal = services.call_tokens.check(start.call_sid, start.custom_parameters, time.time())
+        refusal = services.call_tokens.check(start.call_sid, start.custom_parameters, time.time(), self.bearer_token)
         if refusal is not None:
             return refusal
         mode = "fork" if is_fork(start) else "conversation"

@@ -71,3 +71,25 @@ def test_the_fixed_bearer_token_is_accepted_for_any_call_and_nothing_else_withou
 def test_the_token_fits_well_within_twilios_parameter_limit():
     token = CallTokens(["auth-token"]).make(CALL, NOW_S)
     assert len(TOKEN_PARAMETER) + len(token) < 100 < MAX_PARAMETER_CHARS
+
+
+def test_a_token_from_the_upgrades_bearer_is_accepted_when_the_parameter_is_missing_or_wrong():
+    """SignalWire may drop <Parameter>s: the same token in authBearerToken (sent on the upgrade) binds the stream."""
+    tokens = CallTokens(["signing-key"])
+    token = tokens.make(CALL, NOW_S)
+    assert tokens.check(CALL, {}, NOW_S, bearer_token=token) is None
+    assert tokens.check(CALL, {TOKEN_PARAMETER: "garbage"}, NOW_S, bearer_token=token) is None
+    assert tokens.check(OTHER_CALL, {}, NOW_S, bearer_token=token) is not None
+
+
+def test_a_signalwire_stream_token_carries_the_call_token():
+    from handlers.signatures import SignatureChecker, call_token_in_bearer
+
+    checker, tokens = SignatureChecker(["signing-key"]), CallTokens(["signing-key"])
+    call_token = tokens.make(CALL, NOW_S)
+    bearer = checker.make_stream_token(NOW_S, call_token)
+    assert checker.check_stream_token(bearer, NOW_S + 1) is None  # the upgrade check is unchanged
+    assert call_token_in_bearer(bearer) == call_token
+    assert tokens.check(CALL, {}, NOW_S + 1, bearer_token=call_token_in_bearer(bearer)) is None
+    assert tokens.check(CALL, {}, NOW_S, bearer_token=call_token_in_bearer(checker.make_stream_token(NOW_S))) is not None
+    assert call_token_in_bearer("fixed-bin-token") == "fixed-bin-token"

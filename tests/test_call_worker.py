@@ -662,3 +662,19 @@ def test_an_engines_own_error_text_stays_in_the_log(services, caplog, failure, c
     assert "sk-SECRET" not in json.dumps(turns)
     assert [t["error"] for t in turns if "error" in t] == [category]
     assert "sk-SECRET" in caplog.text  # for the operator
+
+
+def test_a_stream_whose_parameters_were_dropped_is_admitted_by_the_upgrades_bearer_token(services):
+    ws, svc = FakeSocket(), services()
+    token = make_token(derive_key(AUTH_TOKEN), CALL_SID, time.time())
+    worker = CallWorker(ws, svc, bearer_token=token)
+    job = gevent.spawn(worker.run)
+    ws.inbox.put(start_message(token=None))
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert svc.store.get_call(CALL_SID) is not None
+    ws, svc = FakeSocket(), services()
+    refused = gevent.spawn(CallWorker(ws, svc, bearer_token=make_token(derive_key(AUTH_TOKEN), "CA" + "f" * 32, time.time())).run)
+    ws.inbox.put(start_message(token=None))
+    refused.join(timeout=5)
+    assert not ws.connected and ws.sent == []

@@ -170,3 +170,26 @@ def test_a_real_call_sid_is_the_download_name(app, client):
     store.save_recording(CALL_SID, "stereo", duration_ms=1, size_bytes=4, data=b"RIFF")
     response = client.get(f"/api/calls/{CALL_SID}/recording.wav")
     assert response.headers["Content-Disposition"] == f'inline; filename="{CALL_SID}-stereo.wav"'
+
+
+@pytest.mark.parametrize("signing_key", ["", "sw-signing-key"])
+def test_a_signalwire_answer_also_carries_the_call_token_in_its_bearer_token(app_settings, signing_key):
+    from handlers.signatures import call_token_in_bearer
+
+    app = create_app({**app_settings, "SIGNALWIRE_SIGNING_KEY": signing_key, "ALLOW_UNSIGNED_REQUESTS": True})
+    app.config["SIGNALWIRE_SIGNING_KEY"] = signing_key
+    call_sid = "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad"
+    checker = app.extensions["signature_checker"]
+    fields = {"CallSid": call_sid, "AccountSid": "b08dacad-2f6c-4de1-93d6-cc732e0c69c5"}
+    if signing_key:  # the webhook must be signed: sign it as SignalWire does
+        from twilio.request_validator import RequestValidator
+        headers = {"X-SignalWire-Signature": RequestValidator(signing_key).compute_signature("http://localhost/incoming-call", fields)}
+    else:
+        headers = {}
+    response = app.test_client().post("/incoming-call", data=fields, headers=headers)
+    stream = ET.fromstring(response.data).find("Connect/Stream")
+    bearer = stream.get("authBearerToken")
+    tokens = app.extensions["callstream"].call_tokens
+    assert tokens.check(call_sid, {}, time.time(), bearer_token=call_token_in_bearer(bearer)) is None
+    if signing_key:
+        assert checker.check_stream_token(bearer, time.time()) is None  # still passes the upgrade check
