@@ -32,7 +32,13 @@ DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 
 class ProtocolError(ValueError):
-    """A message that is not valid Media Streams JSON (bad JSON, missing or mistyped field)."""
+    """A message that is not valid Media Streams JSON (bad JSON, missing or mistyped field).
+
+    Attributes:
+        event: the message's ``event`` (e.g. ``"start"``) when it had one, else None.
+    """
+
+    event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,9 @@ def parse_message(text: str | bytes) -> Event:
     try:
         return parser(message)
     except ProtocolError as exc:
-        raise ProtocolError(f"{event}: {exc}") from None
+        error = ProtocolError(f"{event}: {exc}")
+        error.event = event
+        raise error from None
 
 
 def media_message(stream_sid: str, ulaw: bytes) -> str:

@@ -155,8 +155,8 @@ class CallWorker:
         start_timeout_s, media_timeout_s = settings["START_TIMEOUT_S"], settings["MEDIA_TIMEOUT_S"]
         deadline_s = time.monotonic() + start_timeout_s
         while not self._ended:
-            now_s = time.monotonic()
-            if now_s >= deadline_s:
+            timeout_s = deadline_s - time.monotonic()
+            if timeout_s <= 0:
                 if self.session is None:
                     self.log.warning("no start message within %s s: closing the socket", start_timeout_s)
                     self._hang_up("no start")
@@ -165,26 +165,25 @@ class CallWorker:
                     self._abort()
                 return
             try:
-                text = self.ws.receive(timeout=deadline_s - now_s)
+                text = self.ws.receive(timeout=timeout_s)
             except ConnectionClosed:
                 self.log.info("socket closed by peer")
                 return
             if text is None:  # the deadline passed (or an empty read): checked above
                 continue
+            now_s = time.monotonic()
             if self.session is not None:
-                deadline_s = time.monotonic() + media_timeout_s
+                deadline_s = now_s + media_timeout_s
             received += 1
             if received % YIELD_EVERY_MESSAGES == 0:
                 gevent.sleep(0)  # receive() does not yield while messages are buffered: a flood must not starve other calls
-            if text is None:
-                continue
             if isinstance(text, bytes):
                 self._drop("binary frame", f"{len(text)} bytes (Twilio sends text frames)")
                 continue
             try:
                 event = protocol.parse_message(text)
             except ProtocolError as exc:
-                if self.session is None and str(exc).startswith("start:"):  # nothing on this stream can be served
+                if self.session is None and exc.event == "start":  # nothing on this stream can be served
                     self.log.warning("refusing the stream: bad start message: %s; closing the socket", exc)
                     self._hang_up("bad start message")
                     return
@@ -199,7 +198,7 @@ class CallWorker:
                     self.log.warning("refusing stream %s of call %s: %s; closing the socket", event.stream_sid, event.call_sid, refusal)
                     self._hang_up("stream refused")
                     return
-                deadline_s = time.monotonic() + media_timeout_s
+                deadline_s = now_s + media_timeout_s
                 try:
                     self.session = self._new_session(event)
                 except AudioFormatError as exc:  # nothing on this stream can be understood or answered
@@ -215,10 +214,10 @@ class CallWorker:
                     self._drop("message for another stream", f"streamSid {sid!r}, expected {self.session.stream_sid!r}")
                     continue
                 if isinstance(event, protocol.Media):
-                    duration_ms = len(event.payload) // self.stream_format.bytes_per_ms
-                    if is_too_far_ahead(event.timestamp_ms, duration_ms, time.monotonic() - self._started_s, self._max_ahead_s):
-                        self._drop("media stamped ahead of the clock",
-                                   f"timestamp {event.timestamp_ms} ms, {time.monotonic() - self._started_s:.1f} s after start")
+                    elapsed_s = now_s - self._started_s
+                    if is_too_far_ahead(event.timestamp_ms, len(event.payload) // self.stream_format.bytes_per_ms, elapsed_s,
+                                        self._max_ahead_s):  # e.g. 27 h ahead: no silence is written up to it
+                        self._drop("media stamped ahead of the clock", f"timestamp {event.timestamp_ms} ms, {elapsed_s:.1f} s after start")
                         continue
                     if self.keeper is not None and event.track in self.session.start.tracks:
                         self.keeper.add_audio(event.track, event.timestamp_ms, event.payload)  # as Twilio sent it
