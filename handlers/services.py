@@ -39,10 +39,11 @@ class Services:
     _count_lock: Any = field(default_factory=lambda: get_original("_thread", "allocate_lock")(), repr=False)
 
     def __post_init__(self) -> None:
-        if self.call_tokens is None:
+        if self.call_tokens is None:  # keyed with the signing secrets; else STREAM_BEARER_TOKEN; else random
             s = self.settings
-            self.call_tokens = CallTokens([s.get("TWILIO_AUTH_TOKEN", ""), s.get("SIGNALWIRE_SIGNING_KEY", "")],
-                                          s.get("STREAM_BEARER_TOKEN", ""))
+            secrets = [s.get("TWILIO_AUTH_TOKEN", ""), s.get("SIGNALWIRE_SIGNING_KEY", "")]
+            bearer = s.get("STREAM_BEARER_TOKEN", "")
+            self.call_tokens = CallTokens(secrets if any(secrets) else [bearer], bearer)
 
     @property
     def recognizer_busy(self) -> bool:
