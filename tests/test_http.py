@@ -193,3 +193,8 @@ def test_a_signalwire_answer_also_carries_the_call_token_in_its_bearer_token(app
     assert tokens.check(call_sid, {}, time.time(), bearer_token=call_token_in_bearer(bearer)) is None
     if signing_key:
         assert checker.check_stream_token(bearer, time.time()) is None  # still passes the upgrade check
+
+
+def test_stream_sockets_are_pinged_unless_turned_off(app_settings):
+    assert create_app(app_settings).config["SOCK_SERVER_OPTIONS"]["ping_interval"] == 25
+    assert create_app({**app_settings, "WS_PING_INTERVAL_S": 0}).config["SOCK_SERVER_OPTIONS"]["ping_interval"] is None
