@@ -82,7 +82,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app = Flask(__name__)
     app.config.update(settings)
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings["MAX_MESSAGE_BYTES"]}
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings["MAX_MESSAGE_BYTES"], "ping_interval": settings["WS_PING_INTERVAL_S"] or None}
     responder = make_responder(settings)
     recognizer_options: dict[str, Any] = {}
     if settings["RECOGNIZER"] == "google":

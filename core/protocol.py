@@ -11,6 +11,10 @@ WebSocket Messages* page (T-WS in ``../shared/docs/protocol.md``):
 
 SignalWire's variant (§9) differs in small ways this parser already tolerates: UUID SIDs,
 ``dtmf`` with ``duration`` and no ``track``, no ``streamSid`` on ``media``, an empty ``stop``.
+
+Input that would be dangerous further on is refused here: a ``start`` whose ``callSid`` or
+``streamSid`` is not a real SID (``core.sids``: they name folders and files), and a ``dtmf``
+whose ``digit`` is not one key (``DTMF_KEYS``).
 """
 
 from __future__ import annotations
@@ -21,9 +25,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from core.sids import is_call_sid, is_stream_sid
+
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+"""The 16 DTMF keys (ITU-T Q.23); a ``dtmf.digit`` is one of them ("The number-key tone detected", T-WS)."""
+
 
 class ProtocolError(ValueError):
-    """A message that is not valid Media Streams JSON (bad JSON, missing or mistyped field)."""
+    """A message that is not valid Media Streams JSON (bad JSON, missing or mistyped field).
+
+    Attributes:
+        event: the message's ``event`` (e.g. ``"start"``) when it had one, else None.
+    """
+
+    event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,9 @@ def parse_message(text: str | bytes) -> Event:
 
     Raises:
         ProtocolError: not JSON, not an object, no ``event``, or a required field missing
-            or of the wrong type (including a media payload that is not valid base64).
+            or of the wrong type (including a media payload that is not valid base64, a
+            ``start`` whose call or stream SID is not one (``core.sids``), and a ``dtmf``
+            digit that is not one of ``DTMF_KEYS``).
     """
     try:
         message = _loads(text)
@@ -150,7 +167,9 @@ def parse_message(text: str | bytes) -> Event:
     try:
         return parser(message)
     except ProtocolError as exc:
-        raise ProtocolError(f"{event}: {exc}") from None
+        error = ProtocolError(f"{event}: {exc}")
+        error.event = event
+        raise error from None
 
 
 def media_message(stream_sid: str, ulaw: bytes) -> str:
@@ -255,10 +274,15 @@ def _parse_start(message: dict) -> Start:
     params = start.get("customParameters") or {}
     if not isinstance(params, dict):
         raise ProtocolError("'customParameters' must be an object")
+    stream_sid, call_sid = _string(start, "streamSid"), _string(start, "callSid")
+    if not is_stream_sid(stream_sid):
+        raise ProtocolError(f"'streamSid' is not a stream SID (MZ + 32 hex digits, or a UUID): {stream_sid[:40]!r}")
+    if not is_call_sid(call_sid):
+        raise ProtocolError(f"'callSid' is not a call SID (CA + 32 hex digits, or a UUID): {call_sid[:40]!r}")
     return Start(
-        stream_sid=_string(start, "streamSid") or "",
+        stream_sid=stream_sid,
         account_sid=_string(start, "accountSid", required=False) or "",
-        call_sid=_string(start, "callSid") or "",
+        call_sid=call_sid,
         tracks=tuple(tracks),
         media_format=MediaFormat(
             encoding=_string(fmt, "encoding", required=False) or "audio/x-mulaw",
@@ -322,9 +346,9 @@ def _parse_media(message: dict) -> Media:
 
 def _parse_dtmf(message: dict) -> Dtmf:
     dtmf = _object(message, "dtmf")
-    digit = _string(dtmf, "digit") or ""
-    if not digit:
-        raise ProtocolError("'digit' is empty")
+    digit = _string(dtmf, "digit")
+    if digit not in DTMF_KEYS:  # also refuses "" and strings of many keys
+        raise ProtocolError(f"'digit' must be one of 0-9, *, #, A-D, got {digit[:20]!r}")
     return Dtmf(
         stream_sid=_string(message, "streamSid", required=False),
         digit=digit,

@@ -61,6 +61,9 @@ from core.sentences import SentenceStream, split_sentences
 
 log = logging.getLogger(__name__)
 
+MAX_DTMF_KEYS = 64
+"""Keys collected before they reach the responder; more in the same burst are dropped (logged once),
+so a flood of ``dtmf`` messages costs constant memory and time per message."""
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -284,6 +287,7 @@ class CallSession:
         self._dtmf_digits = ""
         self._dtmf_start_ms = 0
         self._dtmf_last_ms = 0
+        self.dtmf_dropped = 0  # keys dropped because MAX_DTMF_KEYS were waiting
         self._latency_reports: list[dict[str, int]] = []
 
     # -- outputs --------------------------------------------------------------------
@@ -425,7 +429,8 @@ class CallSession:
     def receive_reply_end(self, turn_id: int, error: str | None = None, *, hang_up: bool = False) -> None:
         """The streaming reply for ``turn_id`` is complete, or failed with ``error``.
 
-        ``error`` before any sentence was complete: the caller hears the apology instead;
+        ``error`` (a short category, e.g. ``"responder timeout"``: it is stored on the bot turn
+        and shown on the call's page) before any sentence was complete: the caller hears the apology instead;
         after: the reply ends with its complete sentences and the apology follows, in the
         offline voice (an unfinished sentence is not spoken). ``hang_up``: the reply is a
         goodbye; from now on the caller cannot interrupt it, and the call ends once it has
@@ -445,7 +450,7 @@ class CallSession:
                 self._forget_turn(turn)
                 self._apologize()
                 return
-            reply.error = f"responder failed: {error}"
+            reply.error = error
             if reply.record is not None:
                 reply.record.extra["error"] = reply.error
             self._extend_reply(turn, split_sentences(self.config.apology), offline_voice=True)
@@ -543,7 +548,10 @@ class CallSession:
             self._reply_fully_sent(reply)
 
     def receive_speech_failed(self, reply_id: int, error: str) -> None:
-        """Synthesis of reply ``reply_id`` failed: the reply ends with what was already sent."""
+        """Synthesis of reply ``reply_id`` failed: the reply ends with what was already sent.
+
+        ``error`` is logged; the bot turn records only ``"synthesis failed"``.
+        """
         reply = self._replies.get(reply_id)
         if reply is None or reply.cancelled:
             return
@@ -552,7 +560,7 @@ class CallSession:
             return
         log.warning("reply %d: synthesis failed after %d sentence(s): %s", reply_id, reply.sentences_sent, error)
         if reply.record is not None:
-            reply.record.extra["error"] = f"synthesis failed: {error}"
+            reply.record.extra["error"] = "synthesis failed"  # a category: the engine's words may leak details
         if not reply.complete:  # a streaming reply: stop the stream, the reply ends here
             reply.complete = True
             if reply.turn_id is not None:
@@ -783,6 +791,11 @@ class CallSession:
         self._last_activity_ms = self.now_ms
         if not self._dtmf_digits:
             self._dtmf_start_ms = self.now_ms
+        if len(self._dtmf_digits) >= MAX_DTMF_KEYS:
+            self.dtmf_dropped += 1
+            if self.dtmf_dropped == 1:
+                log.warning("more than %d keys pressed without a pause: further keys are dropped", MAX_DTMF_KEYS)
+            return
         self._dtmf_digits += event.digit
         self._dtmf_last_ms = self.now_ms
         if event.digit == "#" or self.config.dtmf_flush_ms <= 0:

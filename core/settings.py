@@ -82,7 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TWILIO_ACCOUNT_SID", "", str, "Twilio account SID. With `TWILIO_AUTH_TOKEN`, a call the server ends is also hung up through the REST API (`Status=completed`), whatever TwiML follows `</Connect>`."),
     Setting("TWILIO_AUTH_TOKEN", "", str, "Twilio auth token. When set, every webhook and the media stream's WebSocket upgrade must carry a valid `X-Twilio-Signature` (else 403)."),
     Setting("SIGNALWIRE_SIGNING_KEY", "", str, "SignalWire signing key; requests signed with it (`X-SignalWire-Signature`) are accepted the same way."),
-    Setting("STREAM_BEARER_TOKEN", "", str, "A fixed token the media stream's WebSocket upgrade may carry as `Authorization: Bearer` instead of a signature: for a hand-written SignalWire LaML Bin (`<Stream authBearerToken=…>`). Webhook answers to SignalWire carry a short-lived signed token of their own."),
+    Setting("STREAM_BEARER_TOKEN", "", str, "A fixed token for hand-written TwiML or LaML Bins, which cannot compute the per-call stream token this server's webhooks put in the TwiML: accepted as `<Parameter name=\"callstream_token\" value=…>` in the `<Stream>` (it binds the stream to your TwiML, not to one call), and on the WebSocket upgrade as `Authorization: Bearer` instead of a signature (SignalWire `<Stream authBearerToken=…>`). Empty: streams need the per-call token."),
     Setting("SIGNALWIRE_CODEC", "", _signalwire_codec, "Audio of SignalWire calls: `L16@16000h` or `L16@24000h` (linear PCM, wideband: better recognition) is put in the `<Stream codec=…>` answered to a SignalWire webhook. Empty: μ-law 8 kHz, like Twilio. Twilio webhooks never get it."),
     Setting("APP_ENV", "development", _choice("development", "production"), "`production` refuses to start without `TWILIO_AUTH_TOKEN` or `SIGNALWIRE_SIGNING_KEY`, unless `ALLOW_UNSIGNED_REQUESTS` is true."),
     Setting("ALLOW_UNSIGNED_REQUESTS", False, _bool, "Let a production server run without signature checks (e.g. behind your own authenticating proxy)."),
@@ -111,9 +111,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_UTTERANCE_MS", 15000, _int_range(1000, 60000), "Longest utterance; longer speech is cut and transcribed in parts, ms."),
     Setting("OUTBOUND_CHUNK_MS", 20, _int_range(10, 1000), "Audio per outbound media message, ms."),
     Setting("DTMF_FLUSH_MS", 1500, _int_range(0, 10000), "Key presses reach the responder this long after the last key, or at once on `#`; 0 sends each key at once, ms."),
-    Setting("MAX_CALLS", 25, _int_range(0, 100000), "Concurrent calls per process. A call over the limit hears `BUSY_MESSAGE` and is hung up (a fork over the limit is forwarded without the fork)."),
+    Setting("MAX_CALLS", 25, _int_range(0, 100000), "Concurrent calls per process, counted from each stream's `start` message. A call over the limit hears `BUSY_MESSAGE` and is hung up (a fork over the limit is forwarded without the fork)."),
     Setting("BUSY_MESSAGE", "Sorry, all our lines are busy right now. Please call again later. Goodbye.", str, "What a caller over `MAX_CALLS` hears."),
     Setting("MAX_CALL_DURATION_S", 3600, _int_range(0, 86400), "Longest call (stream time); then the caller hears a goodbye and the call ends. 0: no limit, s."),
+    Setting("MAX_PENDING_STREAMS", 50, _int_range(0, 100000), "WebSocket connections waiting for their `start` message (they count against `MAX_CALLS` only from `start` on); a connection over this many is closed at once."),
+    Setting("START_TIMEOUT_S", 10.0, _positive_float, "A media stream socket that sends no `start` within this time is closed, s."),
+    Setting("MEDIA_TIMEOUT_S", 30.0, _positive_float, "A started stream that sends no message for this long is dead: the call is ended and saved as if the socket had dropped, s."),
+    Setting("MAX_MEDIA_AHEAD_S", 5.0, _positive_float, "A `media` message whose audio would end further ahead of the wall-clock time since `start` is dropped (logged), so no message makes the recording jump ahead: recordings grow at most at real time plus this, s."),
+    Setting("WS_PING_INTERVAL_S", 25, _int_range(0, 3600), "The server pings each media stream socket this often and closes one that has not answered the previous ping (a half-open connection); 0: no pings, s."),
     Setting("MAX_MESSAGE_BYTES", 65536, _int_range(1024, 16 * 1024 * 1024), "Largest WebSocket message accepted; a larger one closes the socket (code 1009), bytes."),
     Setting("APOLOGY_MESSAGE", "Sorry, something went wrong on my side. Could you say that again?", str, "Said in the offline voice when recognition or the responder fails or times out."),
     Setting("IDLE_NUDGE_S", 15, _int_range(0, 3600), "Caller silence (while the bot is quiet) after which they hear \"Are you still there?\" once; 0: never, s."),
@@ -132,6 +137,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INSTANCE_HEARTBEAT_S", 10.0, _positive_float, "Every process sharing the call store refreshes its row in `instances` this often; a process on another host silent for 3 intervals is taken as gone (on the same host its pid tells), and its open calls are ended and its recordings filed by the others, s."),
     Setting("METRICS_TOKEN", "", str, "When set, `GET /metrics` needs `Authorization: Bearer <token>` (else 401). Empty: open to anyone who can reach the server."),
     Setting("HUB_BLOCK_THRESHOLD_MS", 50, _int_range(0, 60000), "A gevent hub block longer than this is counted in `callstream_hub_blocks_total` and logged (with what blocked); 0 turns the monitor off, ms."),
+    Setting("LOG_TRANSCRIPTS", "", _bool, "Log what callers said and what the bot answered (at INFO). Empty: true unless `APP_ENV=production`; off, the log has only lengths and counts."),
     Setting("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "Logging level."),
 )
 
@@ -157,6 +163,8 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
             raise SettingsError(f"{setting.name}: {exc}") from None
     for name, value in (overrides or {}).items():
         values[name] = value
+    if values["LOG_TRANSCRIPTS"] == "":  # words are personal data: not in production logs unless asked for
+        values["LOG_TRANSCRIPTS"] = values["APP_ENV"] != "production"
     if "GREETING" not in environ and "GREETING" not in (overrides or {}) and values["RESPONDER"] not in ECHO_RESPONDERS:
         values["GREETING"] = RESPONDER_GREETING  # the echo's "I will repeat it" would mislead
     return values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from core.sids import filename_part
 from handlers import metrics
 from handlers.blocking import run_blocking
 from store.calls import RECORDING_KINDS
@@ -96,5 +97,5 @@ def track_recording(call_sid: str, kind: str):
     data = run_blocking(_services().store.recording_bytes, call_sid, kind)
     if data is None:
         return jsonify(error=f"no {kind} recording for call {call_sid}"), 404
-    filename = f"{call_sid}-{kind}.wav"
+    filename = f"{filename_part(call_sid)}-{kind}.wav"  # nothing from the URL reaches the header unescaped
     return Response(data, mimetype="audio/wav", headers={"Content-Disposition": f'inline; filename="{filename}"'})

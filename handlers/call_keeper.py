@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import time
 from functools import partial
@@ -25,6 +24,7 @@ from gevent.event import Event
 from audio.recording import CallRecorder, RecordingFile
 from audio.stream_format import MULAW_8K, StreamFormat
 from core.records import CallRecord
+from core.sids import is_call_sid
 from handlers import call_folder
 from handlers.blocking import run_blocking
 from handlers.call_filer import CallFiler, run_quietly
@@ -32,13 +32,30 @@ from handlers.call_filer import CallFiler, run_quietly
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def recording_dir(recordings_root: Path, call_sid: str) -> Path:
-    """The folder of one call's recordings: ``<RECORDINGS_DIR>/<call SID>`` (SID sanitized)."""
-    name = _UNSAFE.sub("_", call_sid) or "unknown"
-    return recordings_root / name
+    """The folder of one call's recordings: ``<RECORDINGS_DIR>/<call SID>``.
+
+    Raises:
+        ValueError: ``call_sid`` is not a call SID (``core.sids``), or the folder would not lie
+            inside ``recordings_root`` once resolved (a symlink out of it).
+    """
+    if not is_call_sid(call_sid):
+        raise ValueError(f"not a call SID: {call_sid[:40]!r}")
+    directory = recordings_root / call_sid
+    if not _is_call_folder(directory, recordings_root):
+        raise ValueError(f"{directory} is not inside {recordings_root}")
+    return directory
+
+
+def _is_call_folder(directory: Path, recordings_root: Path | None = None) -> bool:
+    """True if ``directory``, resolved, is named as a call SID and (when given) lies right inside
+    ``recordings_root``, resolved: the only kind of folder the server may create or remove."""
+    resolved = directory.resolve()
+    if not is_call_sid(resolved.name):
+        return False
+    return recordings_root is None or resolved.parent == recordings_root.resolve()
 
 
 def file_recordings(store, call_sid: str, files: list[RecordingFile], in_database: bool) -> None:
@@ -53,7 +70,11 @@ def file_recordings(store, call_sid: str, files: list[RecordingFile], in_databas
         else:
             store.save_recording(call_sid, item.kind, duration_ms=item.duration_ms, size_bytes=item.size_bytes, path=str(item.path))
     if in_database and files:
-        shutil.rmtree(files[0].path.parent, ignore_errors=True)
+        directory = files[0].path.parent
+        if _is_call_folder(directory):  # never a folder that is not one call's (e.g. RECORDINGS_DIR/..)
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            log.warning("not removing %s: not a call's recording folder", directory)
 
 
 class CallKeeper:

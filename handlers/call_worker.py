@@ -13,7 +13,14 @@ which never sends anything.
   faster-whisper and piper release the GIL; pocketsphinx runs in a process pool inside the
   recognizer);
 * every engine call runs under a timeout; a failure is reported to the session, which never
-  passes a failed transcription to the responder.
+  passes a failed transcription to the responder; the call record keeps a short category
+  (``"recognition timeout"``…), the log the engine's own words;
+* the socket is admitted at ``start`` only with a stream token for its call (``core.call_tokens``)
+  and if the call is not streaming here already (a conversation may have one fork beside it);
+  it counts against ``MAX_CALLS`` from then on; before, against ``MAX_PENDING_STREAMS``;
+* wall-clock deadlines: no ``start`` within ``START_TIMEOUT_S`` closes the socket; no message for
+  ``MEDIA_TIMEOUT_S`` after it ends the call like a drop; media stamped more than
+  ``MAX_MEDIA_AHEAD_S`` ahead of the time since ``start`` is dropped (``core.media_clock``).
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ from audio.errors import AudioFormatError
 from audio.stream_format import MULAW_8K, StreamFormat, stream_format
 from audio.vad import WebRtcVad
 from core import protocol
+from core.call_tokens import TOKEN_PARAMETER
 from core.listen_session import ListenSession, is_fork
+from core.media_clock import is_too_far_ahead
 from core.protocol import ProtocolError
 from core.responder import CallContext, Goodbye
 from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
@@ -70,11 +79,15 @@ class CallWorker:
     Args:
         ws: the flask-sock WebSocket (``simple_websocket.Server``).
         services: the process-wide engines, responder and call history.
+        bearer_token: the call token the upgrade carried as ``Authorization: Bearer``
+            (``handlers.signatures.call_token_in_bearer``), accepted like the ``callstream_token``
+            parameter; ``""`` for none.
     """
 
-    def __init__(self, ws, services: Services) -> None:
+    def __init__(self, ws, services: Services, bearer_token: str = "") -> None:
         self.ws = ws
         self.services = services
+        self.bearer_token = bearer_token  # the upgrade's stream token, if any (SignalWire authBearerToken)
         self.session: CallSession | ListenSession | None = None  # created by the start message
         self.messages_before_start = 0
         self.dropped: dict[str, int] = {}  # kind of bad message → how many were ignored
@@ -89,13 +102,25 @@ class CallWorker:
         self.stream_format: StreamFormat = MULAW_8K  # the wire audio, from the start message
         self._media_uncounted = 0
         self._frames_lost_reported = 0
+        self._started_s: float | None = None  # monotonic time the start message arrived
+        self._live: tuple[str, str] | None = None  # (mode, call SID) in services.live_calls
+        self._pending = False  # counted in services.pending_streams
+        self._counted = False  # counted in services.active_calls
+        self._max_ahead_s: float = services.settings["MAX_MEDIA_AHEAD_S"]
 
     # -- main loop ----------------------------------------------------------------------
 
     def run(self) -> None:
         """Read and handle messages until the call ends; always finalizes the call record."""
-        self.services.active_calls += 1
-        self.services.workers.add(self)
+        services = self.services
+        if services.pending_streams >= services.settings["MAX_PENDING_STREAMS"]:
+            self.log.warning("%d sockets already wait for their start (MAX_PENDING_STREAMS): closing this one",
+                             services.pending_streams)
+            close_websocket(self.ws)
+            return
+        services.pending_streams += 1
+        self._pending = True
+        services.workers.add(self)
         writer = gevent.spawn(self._write_loop)
         try:
             self._read_loop()
@@ -106,36 +131,74 @@ class CallWorker:
                     self._perform(self.session.actions_to_perform())
                 self._finish(writer)
             finally:
-                self.services.active_calls -= 1
-                self.services.workers.discard(self)
-                if self._mode is not None:
-                    metrics.call_ended(self._mode)
+                self._release()
+
+    def _release(self) -> None:
+        """Give back what this socket held: its pending or call slot and its live call SID."""
+        services = self.services
+        if self._pending:
+            services.pending_streams -= 1
+            self._pending = False
+        if self._counted:
+            services.active_calls -= 1
+            self._counted = False
+        if self._live is not None:
+            services.live_calls[self._live[0]].discard(self._live[1])
+            self._live = None
+        services.workers.discard(self)
+        if self._mode is not None:
+            metrics.call_ended(self._mode)
 
     def _read_loop(self) -> None:
         received = 0
+        settings = self.services.settings
+        start_timeout_s, media_timeout_s = settings["START_TIMEOUT_S"], settings["MEDIA_TIMEOUT_S"]
+        deadline_s = time.monotonic() + start_timeout_s
         while not self._ended:
+            timeout_s = deadline_s - time.monotonic()
+            if timeout_s <= 0:
+                if self.session is None:
+                    self.log.warning("no start message within %s s: closing the socket", start_timeout_s)
+                    self._hang_up("no start")
+                else:
+                    self.log.warning("no message for %s s: the stream is dead; ending the call", media_timeout_s)
+                    self._abort()
+                return
             try:
-                text = self.ws.receive()
+                text = self.ws.receive(timeout=timeout_s)
             except ConnectionClosed:
                 self.log.info("socket closed by peer")
                 return
+            if text is None:  # the deadline passed (or an empty read): checked above
+                continue
+            now_s = time.monotonic()
+            if self.session is not None:
+                deadline_s = now_s + media_timeout_s
             received += 1
             if received % YIELD_EVERY_MESSAGES == 0:
                 gevent.sleep(0)  # receive() does not yield while messages are buffered: a flood must not starve other calls
-            if text is None:
-                continue
             if isinstance(text, bytes):
                 self._drop("binary frame", f"{len(text)} bytes (Twilio sends text frames)")
                 continue
             try:
                 event = protocol.parse_message(text)
             except ProtocolError as exc:
+                if self.session is None and exc.event == "start":  # nothing on this stream can be served
+                    self.log.warning("refusing the stream: bad start message: %s; closing the socket", exc)
+                    self._hang_up("bad start message")
+                    return
                 self._drop("bad message", f"{exc}: {text[:120]!r}")
                 continue
             if self.session is None:
                 if not isinstance(event, protocol.Start):
                     self._before_start(event)
                     continue
+                refusal = self._admit(event)
+                if refusal is not None:
+                    self.log.warning("refusing stream %s of call %s: %s; closing the socket", event.stream_sid, event.call_sid, refusal)
+                    self._hang_up("stream refused")
+                    return
+                deadline_s = now_s + media_timeout_s
                 try:
                     self.session = self._new_session(event)
                 except AudioFormatError as exc:  # nothing on this stream can be understood or answered
@@ -151,6 +214,11 @@ class CallWorker:
                     self._drop("message for another stream", f"streamSid {sid!r}, expected {self.session.stream_sid!r}")
                     continue
                 if isinstance(event, protocol.Media):
+                    elapsed_s = now_s - self._started_s
+                    if is_too_far_ahead(event.timestamp_ms, len(event.payload) // self.stream_format.bytes_per_ms, elapsed_s,
+                                        self._max_ahead_s):  # e.g. 27 h ahead: no silence is written up to it
+                        self._drop("media stamped ahead of the clock", f"timestamp {event.timestamp_ms} ms, {elapsed_s:.1f} s after start")
+                        continue
                     if self.keeper is not None and event.track in self.session.start.tracks:
                         self.keeper.add_audio(event.track, event.timestamp_ms, event.payload)  # as Twilio sent it
                     self._media_uncounted += 1
@@ -174,6 +242,30 @@ class CallWorker:
         self.dropped[kind] = count
         if count <= LOGGED_DROPS or count % 1000 == 0:
             self.log.warning("ignoring a %s (#%d): %s", kind, count, detail)
+
+    def _admit(self, start: protocol.Start) -> str | None:
+        """Admit the stream of ``start``: ``None``, and it is counted as a call; else the reason to refuse it.
+
+        Refused: no valid stream token for its call SID (``core.call_tokens``), or the call is
+        already streaming here in the same mode (a second conversation, or a second fork).
+        """
+        services = self.services
+        refusal = services.call_tokens.check(start.call_sid, start.custom_parameters, time.time(), self.bearer_token)
+        if refusal is not None:
+            return refusal
+        mode = "fork" if is_fork(start) else "conversation"
+        live = services.live_calls[mode]
+        if start.call_sid in live:
+            return f"call {start.call_sid} already has a {mode} stream"
+        live.add(start.call_sid)
+        self._live = (mode, start.call_sid)
+        self._started_s = time.monotonic()
+        self._max_ahead_s = services.settings["MAX_MEDIA_AHEAD_S"]
+        services.pending_streams -= 1
+        self._pending = False
+        services.active_calls += 1
+        self._counted = True
+        return None
 
     def end(self, reason: str) -> None:
         """End this call now, from outside (server shutdown): hang up; the record and recordings are saved."""
@@ -218,6 +310,14 @@ class CallWorker:
                 pass
         else:
             self.ws.close()
+
+    def _words(self, text: str | None) -> str:
+        """``text`` for the log: quoted with ``LOG_TRANSCRIPTS``, else only its length (words are personal data)."""
+        if text is None:
+            return "nothing"
+        if self.services.settings["LOG_TRANSCRIPTS"]:
+            return repr(text)
+        return f"{len(text)} characters"
 
     def _before_start(self, event: protocol.Event) -> None:
         if isinstance(event, protocol.Connected):
@@ -336,15 +436,17 @@ class CallWorker:
             )
             error = None
         except gevent.Timeout:
-            text, error = None, f"timed out after {settings['RECOGNITION_TIMEOUT_S']} s"
+            text, error = None, "recognition timeout"
+            self.log.warning("turn %d: recognition timed out after %s s", action.turn_id, settings["RECOGNITION_TIMEOUT_S"])
         except Exception as exc:  # engine failure: reported, never passed to the responder
-            text, error = None, f"{type(exc).__name__}: {exc}"
+            text, error = None, "recognition failed"
+            self.log.warning("turn %d: recognition failed: %s: %s", action.turn_id, type(exc).__name__, exc)
         elapsed_ms = (time.monotonic() - began) * 1000
         if error is None:
             metrics.observe_recognition(elapsed_ms / 1000)
         audio_ms = len(action.pcm) // 2 * 1000 // action.sample_rate
-        self.log.info("turn %d: recognized %r from %d ms of audio in %.0f ms%s", action.turn_id, text, audio_ms, elapsed_ms,
-                      " (speculative)" if action.speculative else "")
+        self.log.info("turn %d: recognized %s from %d ms of audio in %.0f ms%s", action.turn_id, self._words(text), audio_ms,
+                      elapsed_ms, " (speculative)" if action.speculative else "")
         self.session.receive_transcript(action.turn_id, text, error, elapsed_ms=round(elapsed_ms))
         self._perform(self.session.actions_to_perform())
 
@@ -357,7 +459,7 @@ class CallWorker:
             stream_sid=start.stream_sid if start else "",
             from_number=record.from_number if record else None,
             to_number=record.to_number if record else None,
-            custom_parameters=dict(start.custom_parameters) if start else {},
+            custom_parameters={k: v for k, v in start.custom_parameters.items() if k != TOKEN_PARAMETER} if start else {},
             dtmf=action.dtmf,
             history=tuple(t.to_json() for t in record.turns) + ((action.pending_turn.to_json(),) if action.pending_turn else ())
             if record else (),
@@ -370,12 +472,14 @@ class CallWorker:
                 self._stream_reply(action.turn_id, reply, began)
                 return
         except gevent.Timeout:
-            reply, error = None, f"timed out after {settings['RESPONDER_TIMEOUT_S']} s"
-        except Exception as exc:  # a responder bug must not end the call
-            reply, error = None, f"{type(exc).__name__}: {exc}"
+            reply, error = None, "responder timeout"
+            self.log.warning("turn %d: the responder timed out after %s s", action.turn_id, settings["RESPONDER_TIMEOUT_S"])
+        except Exception:  # a responder bug must not end the call
+            reply, error = None, "responder failed"
             self.log.exception("turn %d: responder raised", action.turn_id)
         elapsed_ms = (time.monotonic() - began) * 1000
-        self.log.info("turn %d: responder answered %r in %.0f ms", action.turn_id, reply, elapsed_ms)
+        self.log.info("turn %d: responder answered %s in %.0f ms", action.turn_id,
+                      self._words(None if reply is None else str(reply)), elapsed_ms)
         session.receive_reply(
             action.turn_id, None if reply is None else str(reply), error,
             elapsed_ms=round(elapsed_ms), hang_up=isinstance(reply, Goodbye),
@@ -402,10 +506,11 @@ class CallWorker:
                 session.receive_reply_chunk(turn_id, str(piece), elapsed_ms=first_ms)
                 self._perform(session.actions_to_perform())
         except TimeoutError:
-            error = f"no reply text for {timeout_s} s"
+            error = "responder timeout"
+            self.log.warning("turn %d: no reply text from the streaming responder for %s s", turn_id, timeout_s)
         except Exception as exc:  # an HTTP error, a model server that went away, a responder bug
-            error = f"{type(exc).__name__}: {exc}"
-            self.log.warning("turn %d: streaming responder raised: %s", turn_id, error)
+            error = "responder failed"
+            self.log.warning("turn %d: streaming responder raised: %s: %s", turn_id, type(exc).__name__, exc)
         finally:  # also when a barge-in kills this job: the model stops generating
             stream.close()
         self.log.info("turn %d: responder streamed %d characters, first after %s ms, all in %.0f ms%s", turn_id, length,
@@ -453,8 +558,8 @@ class CallWorker:
                 error = f"{engine.name}: {type(exc).__name__}: {exc}"
             self.log.warning("reply %d: synthesis failed (%s)%s", reply_id, error,
                              "; trying the offline voice" if engine is not engines[-1] else "")
-        if audio is None:
-            self.session.receive_speech_failed(reply_id, error or "no audio")
+        if audio is None:  # the record gets the category; the engine's words stay in the log
+            self.session.receive_speech_failed(reply_id, "synthesis failed")
             self._perform(self.session.actions_to_perform())
             return False
         elapsed_ms = (time.monotonic() - began) * 1000

@@ -10,6 +10,7 @@ from typing import Any
 from gevent.monkey import get_original
 
 from audio.endpointing import EndpointingConfig
+from core.call_tokens import CallTokens
 from core.responder import Responder, is_speculative
 from core.session import SessionConfig
 from speech.recognition import Recognizer
@@ -28,8 +29,11 @@ class Services:
     store: CallStore
     fallback_synthesizer: Synthesizer | None = None  # the offline voice, when SYNTHESIZER is an online one
     twilio_client: Any = None  # twilio.rest.Client when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set
-    active_calls: int = 0
-    workers: set = field(default_factory=set)  # the CallWorkers of the calls in progress
+    call_tokens: CallTokens | None = None  # per-call stream tokens; None: made from the settings' secrets
+    active_calls: int = 0  # started streams (from their start message on): what MAX_CALLS bounds
+    pending_streams: int = 0  # sockets connected and waiting for their start (MAX_PENDING_STREAMS)
+    live_calls: dict = field(default_factory=lambda: {"conversation": set(), "fork": set()})  # mode → call SIDs streaming
+    workers: set = field(default_factory=set)  # the CallWorkers of the sockets open (pending or started)
     draining: bool = False  # shutting down: no new calls
     # This process among those sharing the store (``instances`` table); stamped on its calls and folders.
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -37,6 +41,13 @@ class Services:
     recognitions_running: int = 0  # engine calls in threads right now (a killed job's thread runs on)
     # A real lock: it is taken in threadpool threads (gevent's patched Lock is for greenlets).
     _count_lock: Any = field(default_factory=lambda: get_original("_thread", "allocate_lock")(), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.call_tokens is None:  # keyed with the signing secrets; else STREAM_BEARER_TOKEN; else random
+            s = self.settings
+            secrets = [s.get("TWILIO_AUTH_TOKEN", ""), s.get("SIGNALWIRE_SIGNING_KEY", "")]
+            bearer = s.get("STREAM_BEARER_TOKEN", "")
+            self.call_tokens = CallTokens(secrets if any(secrets) else [bearer], bearer)
 
     @property
     def recognizer_busy(self) -> bool:

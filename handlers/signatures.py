@@ -16,7 +16,9 @@ the ``<Stream>`` has ``authBearerToken`` (§9). The webhook answer to a SignalWi
 *stream token* there: ``v1.<issued_s>.<nonce>.<HMAC-SHA256 of the rest, keyed with a secret>``,
 accepted for ``STREAM_TOKEN_MAX_AGE_S`` after it was issued (SignalWire opens the stream right
 after it reads the TwiML). A hand-written LaML Bin cannot compute one, so a fixed
-``STREAM_BEARER_TOKEN`` is accepted too.
+``STREAM_BEARER_TOKEN`` is accepted too. The nonce of a stream token made for a call carries
+that call's stream token (``core.call_tokens``, its ``.`` written ``-``), so the stream stays
+bound to its call even if SignalWire dropped the ``<Parameter>`` that also carries it.
 """
 
 from __future__ import annotations
@@ -106,15 +108,20 @@ class SignatureChecker:
         return f"signature does not match {url} (set PUBLIC_URL to the host in the TwiML)"
 
 
-    def make_stream_token(self, now_s: float) -> str:
+    def make_stream_token(self, now_s: float, call_token: str = "") -> str:
         """A token for ``<Stream authBearerToken=…>`` (SignalWire), signed with the first secret.
+
+        Args:
+            call_token: the call's stream token (``core.call_tokens``, ``"<digits>.<hex>"``), carried
+                as the nonce; ``""``: a random nonce.
 
         Raises:
             ValueError: no secret is configured.
         """
         if not self._secrets:
             raise ValueError("no secret to sign a stream token with")
-        body = f"{_TOKEN_VERSION}.{int(now_s)}.{_secrets.token_hex(8)}"
+        nonce = call_token.replace(".", "-") if call_token else _secrets.token_hex(8)
+        body = f"{_TOKEN_VERSION}.{int(now_s)}.{nonce}"
         return f"{body}.{_mac(self._secrets[0], body)}"
 
     def check_stream_token(self, token: str, now_s: float) -> str | None:
@@ -132,6 +139,16 @@ class SignatureChecker:
         if not -5 <= age_s <= STREAM_TOKEN_MAX_AGE_S:
             return f"the stream token was issued {age_s:.0f} s ago (accepted for {STREAM_TOKEN_MAX_AGE_S} s)"
         return None
+
+
+def call_token_in_bearer(bearer: str) -> str:
+    """The call's stream token carried by a SignalWire stream token's nonce, else ``bearer`` itself
+    (a per-call token or ``STREAM_BEARER_TOKEN`` sent as the bearer); ``""`` for none. Unverified:
+    ``core.call_tokens`` checks it against the call SID at ``start``."""
+    parts = bearer.split(".")
+    if len(parts) == 4 and parts[0] == _TOKEN_VERSION and "-" in parts[2]:
+        return parts[2].replace("-", ".", 1)
+    return bearer
 
 
 def _mac(secret: bytes, body: str) -> str:

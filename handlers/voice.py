@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from core.call_tokens import TOKEN_PARAMETER
+from core.sids import is_call_sid
 from handlers.blocking import run_blocking
 from twiml.responses import connect_stream, dial, fork_and_dial, say_and_hang_up
 
@@ -48,19 +50,38 @@ def is_signalwire_request() -> bool:
     return "X-SignalWire-Signature" in request.headers or bool(_UUID.fullmatch(request.values.get("AccountSid", "")))
 
 
-def _signalwire_stream() -> dict[str, str]:
-    """``<Stream>`` attributes for a SignalWire webhook: ``SIGNALWIRE_CODEC`` and, with signatures
-    on, a stream token (SignalWire does not sign the WebSocket upgrade); none for Twilio."""
+def _signalwire_stream(call_token: str) -> dict[str, str]:
+    """``<Stream>`` attributes for a SignalWire webhook: ``SIGNALWIRE_CODEC`` and ``authBearerToken``:
+    with signatures on, a stream token carrying ``call_token`` (SignalWire does not sign the WebSocket
+    upgrade), else ``call_token`` itself, so the stream stays bound to its call even if SignalWire
+    drops the ``<Parameter>``s; none for Twilio."""
     if not is_signalwire_request():
         return {}
     checker = current_app.extensions.get("signature_checker")
-    token = checker.make_stream_token(time.time()) if checker is not None and checker.enabled else ""
+    if checker is not None and checker.enabled:
+        token = checker.make_stream_token(time.time(), call_token)
+    else:
+        token = call_token
     return {"codec": current_app.config["SIGNALWIRE_CODEC"], "auth_bearer_token": token}
 
 
-def _call_parameters() -> dict[str, str]:
+def _call_token() -> str:
+    """The stream token binding the stream to the webhook's ``CallSid`` (``core.call_tokens``); ``""``
+    without a valid one (the stream's ``start`` will then be refused)."""
+    call_sid = request.values.get("CallSid", "")
+    if not is_call_sid(call_sid):
+        log.warning("webhook without a valid CallSid (%r): its stream will be refused", call_sid[:40])
+        return ""
+    return current_app.extensions["callstream"].call_tokens.make(call_sid, time.time())
+
+
+def _call_parameters(call_token: str) -> dict[str, str]:
+    """``From``, ``To``, ``CallSid`` from the webhook, and ``call_token`` as ``callstream_token``."""
     values = request.values
-    return {name: values[name] for name in ("From", "To", "CallSid") if values.get(name)}
+    parameters = {name: values[name] for name in ("From", "To", "CallSid") if values.get(name)}
+    if call_token:
+        parameters[TOKEN_PARAMETER] = call_token
+    return parameters
 
 
 @bp.route("/incoming-call", methods=["GET", "POST"])
@@ -72,7 +93,9 @@ def incoming_call() -> Response:
     """
     if _busy():
         return Response(say_and_hang_up(current_app.config["BUSY_MESSAGE"]), mimetype="text/xml")
-    twiml = connect_stream(stream_url(), parameters=_call_parameters(), greeting=current_app.config["TWIML_GREETING"], **_signalwire_stream())
+    call_token = _call_token()
+    twiml = connect_stream(stream_url(), parameters=_call_parameters(call_token), greeting=current_app.config["TWIML_GREETING"],
+                           **_signalwire_stream(call_token))
     return Response(twiml, mimetype="text/xml")
 
 
@@ -99,9 +122,10 @@ def forward_call() -> Response:
         return Response(say_and_hang_up(NOT_CONFIGURED), mimetype="text/xml")
     if _busy():  # the caller still reaches FORWARD_TO, just without the listen-only fork
         return Response(dial(forward_to), mimetype="text/xml")
+    call_token = _call_token()
     twiml = fork_and_dial(
-        stream_url(), status_callback_url=status_callback_url(), forward_to=forward_to, parameters=_call_parameters(),
-        **_signalwire_stream(),
+        stream_url(), status_callback_url=status_callback_url(), forward_to=forward_to, parameters=_call_parameters(call_token),
+        **_signalwire_stream(call_token),
     )
     return Response(twiml, mimetype="text/xml")
 

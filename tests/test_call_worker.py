@@ -13,6 +13,7 @@ from gevent.queue import Queue
 from simple_websocket import ConnectionClosed
 
 from audio.codec import array_to_ulaw
+from core.call_tokens import TOKEN_PARAMETER, derive_key, make_token
 from audio.resample import resample
 from core.responder import echo
 from core.settings import load_settings
@@ -23,6 +24,7 @@ from speech.synthesis import SynthesizedAudio
 STREAM_SID = "MZ00000000000000000000000000000002"
 CALL_SID = "CA00000000000000000000000000000002"
 SILENT = b"\xff" * 160
+AUTH_TOKEN = "test-auth-token"  # the services' signing secret: stream tokens are derived from it
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
@@ -44,7 +46,10 @@ class FakeSocket:
         self.connected = True
 
     def receive(self, timeout=None):
-        item = self.inbox.get()
+        try:
+            item = self.inbox.get(timeout=timeout)
+        except gevent.queue.Empty:
+            return None
         if item is ConnectionClosed or not self.connected:
             self.connected = False
             raise ConnectionClosed()
@@ -90,7 +95,9 @@ def services(sqlite_store, tmp_path):
     """Services with fake engines, a real SQLite store and recordings in ``tmp_path``."""
 
     def make(recognizer=None, responder=echo, **settings):
-        values = load_settings({}, {"GREETING": "", "RECORDINGS_DIR": str(tmp_path / "recordings"), **settings})
+        # The scripts feed media 10x faster than real time: allow them to run ahead of the clock.
+        values = load_settings({}, {"GREETING": "", "RECORDINGS_DIR": str(tmp_path / "recordings"), "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                                    "MAX_MEDIA_AHEAD_S": 60.0, **settings})
         return Services(values, recognizer or FakeRecognizer(), FakeSynthesizer(), responder, sqlite_store)
 
     return make
@@ -107,7 +114,8 @@ def media(timestamp_ms, payload):
 START = json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID,
                     "start": {"streamSid": STREAM_SID, "accountSid": "AC1", "callSid": CALL_SID, "tracks": ["inbound"],
                               "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                              "customParameters": {"From": "+15550001", "To": "+15550002"}}})
+                              "customParameters": {"From": "+15550001", "To": "+15550002",
+                                                   TOKEN_PARAMETER: make_token(derive_key(AUTH_TOKEN), CALL_SID, time.time())}}})
 STOP = json.dumps({"event": "stop", "sequenceNumber": "99", "streamSid": STREAM_SID, "stop": {"accountSid": "AC1", "callSid": CALL_SID}})
 
 
@@ -433,4 +441,240 @@ def test_a_stalled_stream_times_out_into_the_apology(services):
     job.join(timeout=5)
     bot = svc.store.get_call(CALL_SID)["turns"][-1]
     assert bot["text"] == "Let me think about that. Sorry about that."
-    assert bot["error"] == "responder failed: no reply text for 0.5 s"
+    assert bot["error"] == "responder timeout"  # the category; the details are in the log only
+
+
+# -- admission, deadlines and bounds (issue #11) ---------------------------------------------
+
+
+def start_message(call_sid=CALL_SID, stream_sid=STREAM_SID, token="valid", tracks=("inbound",)):
+    """A start message; ``token="valid"`` gives a fresh token for ``call_sid``, None none at all."""
+    params = {"From": "+15550001", "To": "+15550002"}
+    if token == "valid":
+        token = make_token(derive_key(AUTH_TOKEN), call_sid, time.time())
+    if token is not None:
+        params[TOKEN_PARAMETER] = token
+    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+                       "start": {"streamSid": stream_sid, "accountSid": "AC1", "callSid": call_sid, "tracks": list(tracks),
+                                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                                 "customParameters": params}})
+
+
+def assert_refused(ws, job, svc, tmp_path, call_sid=CALL_SID):
+    job.join(timeout=5)
+    assert job.dead and not ws.connected and ws.sent == []
+    assert svc.store.get_call(call_sid) is None
+    assert list(tmp_path.rglob("*.wav")) == []
+    assert (svc.active_calls, svc.pending_streams, svc.workers) == (0, 0, set())
+    assert svc.live_calls == {"conversation": set(), "fork": set()}
+
+
+@pytest.mark.parametrize("token", [
+    None,
+    "",
+    "1.2",
+    make_token(derive_key(AUTH_TOKEN), "CA" + "f" * 32, time.time()),  # another call's
+    make_token(derive_key("someone-elses-secret"), CALL_SID, time.time()),
+    make_token(derive_key(AUTH_TOKEN), CALL_SID, time.time() - 3600),  # expired
+])
+def test_a_stream_without_a_valid_token_for_its_call_is_refused(services, tmp_path, token, caplog):
+    ws, svc = FakeSocket(), services()
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(start_message(token=token))
+    ws.inbox.put(media(20, SPEECH[:160]))
+    assert_refused(ws, job, svc, tmp_path)
+    assert any("refusing stream" in r.getMessage() for r in caplog.records)
+
+
+def test_the_fixed_bearer_token_admits_a_hand_written_twiml_stream(services):
+    ws, svc = FakeSocket(), services(STREAM_BEARER_TOKEN="owner-secret-0123456789")
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(start_message(token="owner-secret-0123456789"))
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert svc.store.get_call(CALL_SID) is not None
+
+
+@pytest.mark.parametrize("call_sid", ["..", "../..", ".", "CA1", "/tmp/x"])
+def test_a_start_naming_a_path_is_refused_and_nothing_is_written(services, tmp_path, call_sid):
+    """Even with the owner's fixed token (which is good for any call SID), ``..`` never becomes a folder."""
+    ws, svc = FakeSocket(), services(STREAM_BEARER_TOKEN="owner-secret-0123456789", RECORDINGS_STORE="database")
+    (tmp_path / "keep.txt").write_text("precious")
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(start_message(call_sid=call_sid, token="owner-secret-0123456789"))
+    ws.inbox.put(media(20, SPEECH[:160]))
+    ws.inbox.put(STOP)
+    assert_refused(ws, job, svc, tmp_path, call_sid)
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def test_a_second_stream_for_a_live_call_is_refused_but_its_fork_is_not(services, tmp_path):
+    svc = services()
+    first, second, fork = FakeSocket(), FakeSocket(), FakeSocket()
+    _, first_job = run_worker(first, svc)
+    first.inbox.put(START)
+    wait_for(lambda: svc.active_calls == 1)
+    _, second_job = run_worker(second, svc)
+    second.inbox.put(start_message(stream_sid="MZ" + "e" * 32))  # a valid token, but the call is taken
+    second_job.join(timeout=5)
+    assert second_job.dead and not second.connected and first.connected and svc.active_calls == 1
+    _, fork_job = run_worker(fork, svc)
+    fork.inbox.put(start_message(stream_sid="MZ" + "d" * 32, tracks=("inbound", "outbound")))
+    wait_for(lambda: svc.active_calls == 2)
+    assert svc.live_calls == {"conversation": {CALL_SID}, "fork": {CALL_SID}}
+    first.inbox.put(STOP)
+    fork.inbox.put(STOP.replace(STREAM_SID, "MZ" + "d" * 32))
+    first_job.join(timeout=5)
+    fork_job.join(timeout=5)
+    assert svc.live_calls == {"conversation": set(), "fork": set()} and svc.active_calls == 0
+
+
+def test_one_message_stamped_27_hours_ahead_is_dropped_and_the_call_goes_on(services, tmp_path):
+    ws, svc = FakeSocket(), services(MAX_MEDIA_AHEAD_S=5.0)
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    for index in range(25):  # 0.5 s of audio, then the jump, then 0.5 s more: fed in real time
+        ws.inbox.put(media(20 + 20 * index, SPEECH[160 * index:160 * (index + 1)]))
+        gevent.sleep(0.02)
+    ws.inbox.put(media(27 * 3600 * 1000, SPEECH[:160]))
+    for index in range(25, 50):
+        ws.inbox.put(media(20 + 20 * index, SPEECH[160 * index:160 * (index + 1)]))
+        gevent.sleep(0.02)
+    ws.inbox.put(STOP)
+    job.join(timeout=10)
+    assert worker.dropped == {"media stamped ahead of the clock": 1}
+    folder = tmp_path / "recordings" / CALL_SID
+    written_bytes = sum(p.stat().st_size for p in folder.iterdir())
+    print(f"a message 27 h ahead among 1 s of audio: {written_bytes} bytes written")
+    assert written_bytes < 100_000, f"{written_bytes} bytes written"  # 1 s of audio: 8 kB per mono track, 32 kB stereo
+    with sf.SoundFile(folder / "inbound.wav") as inbound:
+        assert 50 * 160 <= inbound.frames <= 51 * 160 + 160  # the audio after the jump was recorded too
+    assert svc.store.get_call(CALL_SID)["ended_at"]
+
+
+def test_media_in_real_time_is_never_dropped_by_the_clock_bound(services):
+    ws, svc = FakeSocket(), services(MAX_MEDIA_AHEAD_S=0.5)  # even a tight bound: Twilio's pace passes
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    for index in range(40):
+        ws.inbox.put(media(20 * index, SILENT))
+        gevent.sleep(0.02)
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert worker.dropped == {}
+
+
+def test_a_socket_that_never_starts_is_closed_after_the_start_timeout(services, tmp_path):
+    ws, svc = FakeSocket(), services(START_TIMEOUT_S=0.3)
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
+    gevent.sleep(0.1)
+    assert svc.pending_streams == 1 and svc.active_calls == 0  # connected, not a call yet
+    job.join(timeout=2)
+    assert job.dead and not ws.connected
+    assert (svc.pending_streams, svc.active_calls) == (0, 0)
+
+
+def test_a_started_stream_that_goes_silent_is_ended_and_saved_after_the_media_timeout(services, tmp_path):
+    ws, svc = FakeSocket(), services(MEDIA_TIMEOUT_S=0.4)
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    Script(ws).send(SPEECH[:1600])
+    began = time.monotonic()
+    job.join(timeout=3)
+    assert job.dead and time.monotonic() - began < 2
+    record = svc.store.get_call(CALL_SID)
+    assert record["ended_at"] and {r["kind"] for r in record["recordings"]} == {"inbound", "outbound", "stereo"}
+    assert svc.active_calls == 0 and svc.live_calls["conversation"] == set()
+
+
+def test_over_max_pending_streams_a_new_socket_is_closed_at_once(services):
+    svc = services(MAX_PENDING_STREAMS=2, START_TIMEOUT_S=5)
+    waiting = [FakeSocket() for _ in range(2)]
+    jobs = [run_worker(ws, svc)[1] for ws in waiting]
+    wait_for(lambda: svc.pending_streams == 2)
+    extra = FakeSocket()
+    extra_job = run_worker(extra, svc)[1]
+    extra_job.join(timeout=2)
+    assert extra_job.dead and not extra.connected and svc.pending_streams == 2
+    waiting[0].inbox.put(START)  # a started call leaves the pending count and counts against MAX_CALLS
+    wait_for(lambda: svc.active_calls == 1 and svc.pending_streams == 1)
+    waiting[0].inbox.put(STOP)
+    waiting[1].close()
+    for job in jobs:
+        job.join(timeout=5)
+    assert (svc.pending_streams, svc.active_calls) == (0, 0)
+
+
+def test_a_bad_dtmf_digit_is_dropped_and_the_call_goes_on(services):
+    ws, svc = FakeSocket(), services()
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    for digit in ["12", "x", "1" * 60000, ""]:
+        ws.inbox.put(json.dumps({"event": "dtmf", "streamSid": STREAM_SID, "dtmf": {"track": "inbound_track", "digit": digit}}))
+    ws.inbox.put(json.dumps({"event": "dtmf", "streamSid": STREAM_SID, "dtmf": {"track": "inbound_track", "digit": "#"}}))
+    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))  # "#" reached the responder, which answered
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert worker.dropped == {"bad message": 4}
+    turns = svc.store.get_call(CALL_SID)["turns"]
+    assert turns[0]["dtmf"] == "#"
+
+
+@pytest.mark.parametrize("log_transcripts", [False, True])
+def test_words_are_logged_only_with_log_transcripts(services, caplog, log_transcripts):
+    ws, svc = FakeSocket(), services(LOG_TRANSCRIPTS=log_transcripts)
+    caplog.set_level("INFO")
+    job = say_one_utterance(ws, svc)
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert ("hello there" in text) is log_transcripts
+    assert "recognized 11 characters" in text or log_transcripts
+
+
+def test_production_does_not_log_words_unless_asked():
+    assert load_settings({"APP_ENV": "production"})["LOG_TRANSCRIPTS"] is False
+    assert load_settings({"APP_ENV": "production", "LOG_TRANSCRIPTS": "true"})["LOG_TRANSCRIPTS"] is True
+    assert load_settings({})["LOG_TRANSCRIPTS"] is True
+
+
+@pytest.mark.parametrize("failure,category", [("recognizer", "recognition failed"), ("responder", "responder failed")])
+def test_an_engines_own_error_text_stays_in_the_log(services, caplog, failure, category):
+    class LeakyRecognizer(FakeRecognizer):
+        def transcribe(self, pcm, sample_rate):
+            raise RuntimeError("401 for key sk-SECRET at https://internal.example/v1")
+
+    def leaky_streaming_responder(text, call):
+        yield "Let me see. I know this one. "
+        time.sleep(0.3)  # in an engine thread: the first sentence is spoken meanwhile
+        raise RuntimeError("401 for key sk-SECRET at https://internal.example/v1")
+
+    ws, svc = FakeSocket(), services(recognizer=LeakyRecognizer() if failure == "recognizer" else None,
+                                     responder=leaky_streaming_responder if failure == "responder" else echo,
+                                     APOLOGY_MESSAGE="Sorry.")
+    job = say_one_utterance(ws, svc)
+    wait_for(lambda: "raised" in caplog.text or failure == "recognizer")
+    gevent.sleep(0.1)
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    turns = svc.store.get_call(CALL_SID)["turns"]
+    assert "sk-SECRET" not in json.dumps(turns)
+    assert [t["error"] for t in turns if "error" in t] == [category]
+    assert "sk-SECRET" in caplog.text  # for the operator
+
+
+def test_a_stream_whose_parameters_were_dropped_is_admitted_by_the_upgrades_bearer_token(services):
+    ws, svc = FakeSocket(), services()
+    token = make_token(derive_key(AUTH_TOKEN), CALL_SID, time.time())
+    worker = CallWorker(ws, svc, bearer_token=token)
+    job = gevent.spawn(worker.run)
+    ws.inbox.put(start_message(token=None))
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert svc.store.get_call(CALL_SID) is not None
+    ws, svc = FakeSocket(), services()
+    refused = gevent.spawn(CallWorker(ws, svc, bearer_token=make_token(derive_key(AUTH_TOKEN), "CA" + "f" * 32, time.time())).run)
+    ws.inbox.put(start_message(token=None))
+    refused.join(timeout=5)
+    assert not ws.connected and ws.sent == []

@@ -354,6 +354,38 @@ def test_an_oversized_message_closes_only_that_socket(server, tmp_path):
     assert word_error_rate("one two three", turns(report, "caller")[0]["text"]) == 0
 
 
+def test_a_stream_not_answered_by_the_webhook_is_refused_while_a_real_call_works(server, tmp_path):
+    """F3/F2 over a real socket: a start naming a call SID without that call's token (or naming a path)
+    gets the socket closed, and no call record or recording exists; callsim's call (webhook, token) works."""
+    import secrets
+
+    ws_url = server.replace("http", "ws") + "/media-stream"
+    fixture = {"event": "start", "sequenceNumber": "1", "start": {
+        "accountSid": "AC" + "0" * 32, "tracks": ["inbound"], "customParameters": {"From": "+15550001"},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}
+    forged_sids = []
+    for call_sid, token in [("CA" + secrets.token_hex(16), None), ("CA" + secrets.token_hex(16), "1999999999." + "0" * 64),
+                            ("..", None)]:
+        start = json.loads(json.dumps(fixture))
+        start["start"].update(callSid=call_sid, streamSid="MZ" + secrets.token_hex(16))
+        start["streamSid"] = start["start"]["streamSid"]
+        if token:
+            start["start"]["customParameters"]["callstream_token"] = token
+        forger = websocket.create_connection(ws_url, timeout=5)
+        forger.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        forger.send(json.dumps(start))
+        opcode, _ = forger.recv_data(control_frame=True)  # the server closes at once
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        forger.close()
+        forged_sids.append(call_sid)
+    for call_sid in forged_sids[:2]:
+        assert requests.get(f"{server}/api/calls/{call_sid}", timeout=5).status_code == 404
+        assert requests.get(f"{server}/api/calls/{call_sid}/recording.wav", timeout=5).status_code == 404
+    report, _ = run_callsim(tmp_path, ONE_TWO_THREE, url=server)
+    assert word_error_rate("one two three", turns(report, "caller")[0]["text"]) == 0
+    assert requests.get(f"{server}/api/calls", timeout=5).json()["total"] >= 1
+
+
 def procfile_command() -> list[str]:
     web = next(line for line in (REPO / "Procfile").read_text().splitlines() if line.startswith("web:"))
     return ["bash", "-c", "exec " + web.removeprefix("web:").strip()]

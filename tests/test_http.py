@@ -1,11 +1,15 @@
 """HTTP routes through Flask's test client: health, TwiML webhook, call record API."""
 
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from app import create_app
+from core.call_tokens import TOKEN_PARAMETER
 from core.records import CallRecord, Turn
+
+CALL_SID = "CA" + "0123456789abcdef" * 2
 
 
 @pytest.fixture
@@ -26,7 +30,7 @@ def test_health(client):
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_incoming_call_connects_a_stream_on_the_request_host(client, method):
-    fields = {"CallSid": "CA123", "From": "+15550001", "To": "+15550002", "AccountSid": "AC1"}
+    fields = {"CallSid": CALL_SID, "From": "+15550001", "To": "+15550002", "AccountSid": "AC1"}
     if method == "POST":
         response = client.post("/incoming-call", data=fields, headers={"Host": "abc.ngrok.app"})
     else:
@@ -36,7 +40,25 @@ def test_incoming_call_connects_a_stream_on_the_request_host(client, method):
     assert root.find("Say").text == "Connecting you now."
     stream = root.find("Connect/Stream")
     assert stream.get("url") == "wss://abc.ngrok.app/media-stream"
-    assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")} == {"From": "+15550001", "To": "+15550002", "CallSid": "CA123"}
+    parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    token = parameters.pop(TOKEN_PARAMETER)
+    assert parameters == {"From": "+15550001", "To": "+15550002", "CallSid": CALL_SID}
+    tokens = client.application.extensions["callstream"].call_tokens
+    assert tokens.check(CALL_SID, {TOKEN_PARAMETER: token}, time.time()) is None  # the stream of this call may start
+    assert tokens.check("CA" + "f" * 32, {TOKEN_PARAMETER: token}, time.time()) is not None  # no other
+
+
+def test_a_webhook_without_a_real_call_sid_gets_no_stream_token(client):
+    for fields in ({}, {"CallSid": "../x"}, {"CallSid": "CA123"}):
+        stream = ET.fromstring(client.post("/incoming-call", data=fields).data).find("Connect/Stream")
+        assert TOKEN_PARAMETER not in {p.get("name") for p in stream.findall("Parameter")}
+
+
+def test_tokens_made_by_one_process_are_accepted_by_another_with_the_same_auth_token(app_settings):
+    settings = {**app_settings, "TWILIO_AUTH_TOKEN": "shared-secret"}
+    webhook, stream = create_app(settings), create_app(settings)
+    token = webhook.extensions["callstream"].call_tokens.make(CALL_SID, time.time())
+    assert stream.extensions["callstream"].call_tokens.check(CALL_SID, {TOKEN_PARAMETER: token}, time.time()) is None
 
 
 def test_public_url_sets_the_stream_host(app_settings):
@@ -79,14 +101,14 @@ def test_recording_downloads(app, client):
 
 def test_forward_call_forks_both_tracks_and_dials(app_settings):
     client = create_app({**app_settings, "FORWARD_TO": "+15557654321"}).test_client()
-    response = client.post("/forward-call", data={"CallSid": "CA9", "From": "+15550001", "To": "+15550002"}, headers={"Host": "abc.ngrok.app"})
+    response = client.post("/forward-call", data={"CallSid": CALL_SID, "From": "+15550001", "To": "+15550002"}, headers={"Host": "abc.ngrok.app"})
     root = ET.fromstring(response.data)
     assert [child.tag for child in root] == ["Start", "Dial"]
     stream = root.find("Start/Stream")
     assert stream.get("url") == "wss://abc.ngrok.app/media-stream" and stream.get("track") == "both_tracks"
     assert stream.get("statusCallback") == "https://abc.ngrok.app/stream-status"
     assert root.find("Dial").text == "+15557654321"
-    assert {p.get("name") for p in stream.findall("Parameter")} == {"From", "To", "CallSid"}
+    assert {p.get("name") for p in stream.findall("Parameter")} == {"From", "To", "CallSid", TOKEN_PARAMETER}
 
 
 def test_forward_call_without_forward_to_says_so_and_hangs_up(client):
@@ -127,3 +149,52 @@ def test_signalwire_webhooks_get_the_configured_codec_and_twilio_ones_never(app_
     assert streams["signalwire"].get("codec") == "L16@16000h"
     signed = ET.fromstring(client.post(route, data=twilio, headers={"X-SignalWire-Signature": "x"}).data).find(path)
     assert signed.get("codec") == "L16@16000h"  # (unchecked here: no signing key is set)
+
+
+@pytest.mark.parametrize("call_sid", ['CA3"; filename="evil.exe', "CA3\r\nSet-Cookie: x=1", "..%2F..%2Fetc"])
+def test_a_download_name_never_carries_the_url_unescaped(app, client, call_sid):
+    store = app.extensions["callstream"].store
+    store.save_call(CallRecord(call_sid, "MZ3").to_json())
+    store.save_recording(call_sid, "stereo", duration_ms=1, size_bytes=4, data=b"RIFF")
+    response = client.get(f"/api/calls/{call_sid}/recording.wav")
+    if response.status_code == 200:
+        disposition = response.headers["Content-Disposition"]
+        name = disposition.split('filename="', 1)[1]
+        assert name.count('"') == 1 and name.endswith('-stereo.wav"') and "\r" not in name and "\n" not in name
+        assert set(name[:-len('-stereo.wav"')]) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def test_a_real_call_sid_is_the_download_name(app, client):
+    store = app.extensions["callstream"].store
+    store.save_call(CallRecord(CALL_SID, "MZ3").to_json())
+    store.save_recording(CALL_SID, "stereo", duration_ms=1, size_bytes=4, data=b"RIFF")
+    response = client.get(f"/api/calls/{CALL_SID}/recording.wav")
+    assert response.headers["Content-Disposition"] == f'inline; filename="{CALL_SID}-stereo.wav"'
+
+
+@pytest.mark.parametrize("signing_key", ["", "sw-signing-key"])
+def test_a_signalwire_answer_also_carries_the_call_token_in_its_bearer_token(app_settings, signing_key):
+    from handlers.signatures import call_token_in_bearer
+
+    app = create_app({**app_settings, "SIGNALWIRE_SIGNING_KEY": signing_key, "ALLOW_UNSIGNED_REQUESTS": True})
+    app.config["SIGNALWIRE_SIGNING_KEY"] = signing_key
+    call_sid = "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad"
+    checker = app.extensions["signature_checker"]
+    fields = {"CallSid": call_sid, "AccountSid": "b08dacad-2f6c-4de1-93d6-cc732e0c69c5"}
+    if signing_key:  # the webhook must be signed: sign it as SignalWire does
+        from twilio.request_validator import RequestValidator
+        headers = {"X-SignalWire-Signature": RequestValidator(signing_key).compute_signature("http://localhost/incoming-call", fields)}
+    else:
+        headers = {}
+    response = app.test_client().post("/incoming-call", data=fields, headers=headers)
+    stream = ET.fromstring(response.data).find("Connect/Stream")
+    bearer = stream.get("authBearerToken")
+    tokens = app.extensions["callstream"].call_tokens
+    assert tokens.check(call_sid, {}, time.time(), bearer_token=call_token_in_bearer(bearer)) is None
+    if signing_key:
+        assert checker.check_stream_token(bearer, time.time()) is None  # still passes the upgrade check
+
+
+def test_stream_sockets_are_pinged_unless_turned_off(app_settings):
+    assert create_app(app_settings).config["SOCK_SERVER_OPTIONS"]["ping_interval"] == 25
+    assert create_app({**app_settings, "WS_PING_INTERVAL_S": 0}).config["SOCK_SERVER_OPTIONS"]["ping_interval"] is None

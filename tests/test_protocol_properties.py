@@ -42,7 +42,8 @@ FAST = settings(max_examples=250, deadline=None, database=None, suppress_health_
 
 
 def fixture(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
+    """A fixture with Twilio's placeholder SIDs ("MZ" + 30 X) made real-shaped ("MZ" + 32 hex)."""
+    return json.loads((FIXTURES / name).read_text().replace("X" * 30, "0123456789abcdef" * 2))
 
 
 def captured_messages() -> list[dict]:
@@ -374,6 +375,9 @@ def test_deeply_nested_json_is_a_protocol_error(depth, where):
 # --- 2. builders and round trips ------------------------------------------------------------
 
 sids = st.text(max_size=40) | st.sampled_from(["MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "7d56cc11-536d-4a45-b4fb-ed3d55be843b"])
+uuid_sids = st.uuids().map(str)
+call_sids = st.binary(min_size=16, max_size=16).map(lambda b: "CA" + b.hex()) | uuid_sids
+stream_sids = st.binary(min_size=16, max_size=16).map(lambda b: "MZ" + b.hex()) | uuid_sids
 
 
 def key_shape(obj):
@@ -457,8 +461,8 @@ def test_a_negative_media_timestamp_is_a_protocol_error(timestamp_ms, as_string)
 
 @FAST
 @given(
-    stream_sid=sids,
-    call_sid=sids,
+    stream_sid=stream_sids,
+    call_sid=call_sids,
     account_sid=sids,
     tracks=st.lists(st.sampled_from(["inbound", "outbound"]) | st.text(max_size=8), min_size=1, max_size=3),
     sample_rate=st.integers(min_value=1, max_value=96000),
@@ -519,3 +523,14 @@ def test_stop_round_trips(stream_sid, account_sid, call_sid, empty):
 @given(st.text().filter(lambda e: e not in ("connected", "start", "media", "dtmf", "mark", "stop")), json_values)
 def test_unknown_events_are_returned_not_raised(event, extra):
     assert protocol.parse_message(json.dumps({"event": event, "extra": extra})) == UnknownEvent(event)
+
+
+@FAST
+@given(call_sid=st.text(max_size=40) | st.sampled_from(["..", "CA..", "/", "CA" + "0" * 32 + "/.."]), stream_sid=stream_sids)
+def test_a_start_parses_only_with_a_call_sid_that_is_safe_as_a_folder_name(call_sid, stream_sid):
+    """Whatever ``callSid`` a start names, a parsed start's SID is a plain name: letters, digits, dashes."""
+    message = {"event": "start", "start": {"streamSid": stream_sid, "callSid": call_sid}}
+    event = parse_or_protocol_error(json.dumps(message))
+    if event is not None:
+        assert event.call_sid not in ("", ".", "..") and all(c.isascii() and (c.isalnum() or c == "-") for c in event.call_sid)
+        assert len(event.call_sid) in (34, 36)

@@ -264,7 +264,7 @@ def test_synthesis_failure_ends_the_reply_with_what_was_sent(played_before_failu
         session.receive_event(Mark(STREAM_SID, mark))
     assert not session.bot_speaking
     bot = session.record.turns[-1]
-    assert bot.end_ms is not None and bot.extra["error"] == "synthesis failed: engine down"
+    assert bot.end_ms is not None and bot.extra["error"] == "synthesis failed"  # not the engine's words
     assert sent_events(caller.speak(300)) == []  # no clear: nothing is playing
 
 
@@ -533,3 +533,46 @@ def test_a_declined_speculation_is_transcribed_at_the_endpoint():
     caller.drain()
     [final] = of_type(caller.pause(400), Transcribe)
     assert not final.speculative and final.turn_id != ahead.turn_id and final.pcm == ahead.pcm
+
+
+def test_a_dtmf_flood_costs_linear_time_and_bounded_memory():
+    """100,000 key presses without a pause: the buffer stops at MAX_DTMF_KEYS; each press costs the same."""
+    import time as _time
+
+    from core.session import MAX_DTMF_KEYS
+
+    def flood(presses: int) -> float:
+        caller = Caller(make_session(dtmf_flush_ms=1000))
+        caller.start()
+        began = _time.perf_counter()
+        for _ in range(presses):
+            caller.session.receive_event(Dtmf(STREAM_SID, "5", "inbound_track"))
+        elapsed = _time.perf_counter() - began
+        assert len(caller.session._dtmf_digits) == MAX_DTMF_KEYS
+        assert caller.session.dtmf_dropped == presses - MAX_DTMF_KEYS
+        [respond] = of_type(caller.pause(1100), Respond)
+        assert respond.dtmf == "5" * MAX_DTMF_KEYS  # the first keys still reach the responder
+        return elapsed
+
+    small, large = flood(10_000), flood(100_000)
+    assert large < 20 * small + 0.05, f"10x the presses took {large / small:.1f}x the time"
+    assert large < 2.0
+
+
+def test_a_media_clock_jump_of_27_hours_allocates_no_gap_silence():
+    """Fed straight to the session (the worker drops such a message before): the framing resynchronises
+    instead of filling, so memory stays bounded, and later audio is still heard."""
+    import tracemalloc
+
+    caller = Caller(make_session())
+    caller.start()
+    caller.speak(400)
+    tracemalloc.start()
+    caller.timestamp_ms += 27 * 3600 * 1000
+    caller.speak(400)
+    caller.pause(700)
+    _, peak_bytes = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak_bytes < 2_000_000, f"{peak_bytes} bytes allocated for the jump"
+    assert caller.session.frames_lost <= 2000 // 20  # at most max_gap_fill_ms of silence
+    assert of_type(caller.actions, Transcribe)  # the utterances were still recognised

@@ -101,7 +101,7 @@ def test_an_error_mid_reply_ends_it_with_the_apology_after_what_was_said():
     session = caller.session
     stream(session, respond.turn_id, "The first thing to know is this. The second", " thing")
     [first] = of_type(caller.drain(), Speak)
-    session.receive_reply_end(respond.turn_id, "APIConnectionError: Connection error.")
+    session.receive_reply_end(respond.turn_id, "responder failed")
     [apology] = of_type(caller.drain(), Speak)
     assert (apology.reply_id, apology.first_index, apology.sentences, apology.offline_voice) == (first.reply_id, 1, ("Sorry, try again.",), True)
     session.receive_speech(first.reply_id, 0, b"\x01" * 800)
@@ -110,7 +110,7 @@ def test_an_error_mid_reply_ends_it_with_the_apology_after_what_was_said():
         session.receive_event(Mark(STREAM_SID, name))
     bot = session.record.turns[-1]
     assert not session.bot_speaking and bot.text == "The first thing to know is this. Sorry, try again."
-    assert bot.extra["error"] == "responder failed: APIConnectionError: Connection error."
+    assert bot.extra["error"] == "responder failed"
 
 
 def test_an_empty_stream_says_nothing_and_a_streamed_goodbye_hangs_up_after_playing():
@@ -148,7 +148,7 @@ def test_synthesis_failure_mid_stream_stops_the_stream():
     assert of_type(caller.drain(), Speak) == []
     session.receive_event(Mark(STREAM_SID, marks_of(actions)[0]))
     bot = session.record.turns[-1]
-    assert not session.bot_speaking and bot.extra["error"] == "synthesis failed: piper crashed"
+    assert not session.bot_speaking and bot.extra["error"] == "synthesis failed"  # not the engine's words
     assert bot.text == "The first sentence is here. The second one is here."  # what the responder said
 
 

@@ -227,3 +227,12 @@ def test_fork_script_rejects_missing_audio_and_bad_durations(tokens, audio, kwar
 def test_fork_script_rejects_conversation_items():
     with pytest.raises(ValueError, match="fork script"):
         ForkScript(parse_script(["dtmf:1"]), {})
+
+
+def test_a_reply_to_keys_that_starts_while_the_last_key_is_held_is_not_missed():
+    """The bot answers "#" at once: its audio may arrive before the DTMF item's 100 ms hold is over."""
+    waiter = TurnWaiter(quiet_s=0.5, min_wait_s=0.0, timeout_s=3.0)
+    script = CallerScript(parse_script(["dtmf:1#"]), {}, waiter, wait_first=False)
+    ticks = run_script(script, bot_media_at=[0.14])  # "#" goes out at 0.10 s, the item ends at 0.20 s
+    assert script.final_note == "bot quiet"  # not "wait timed out after 3 s"
+    assert ticks[-1][0] < 1.0

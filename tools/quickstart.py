@@ -40,7 +40,9 @@ NGROK_API_URL = "http://127.0.0.1:4040/api/tunnels"  # the agent's default web_a
 DEFAULT_PORT = 5050  # core.settings: PORT
 NUMBER_PLACEHOLDER = "+1XXXXXXXXXX"
 # What the voice webhook passes on to the stream (handlers/voice.py); TwiML Bins fill {{Name}} from the call.
-BIN_PARAMETERS = {"From": "{{From}}", "To": "{{To}}", "CallSid": "{{CallSid}}"}
+# A Bin cannot compute the per-call stream token (core.call_tokens): it carries STREAM_BEARER_TOKEN instead.
+BEARER_PLACEHOLDER = "YOUR-STREAM-BEARER-TOKEN"
+BIN_PARAMETERS = {"From": "{{From}}", "To": "{{To}}", "CallSid": "{{CallSid}}", "callstream_token": BEARER_PLACEHOLDER}
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _NUMBER_SID = re.compile(r"^PN[0-9a-fA-F]{32}$")
 
@@ -214,7 +216,8 @@ def instructions(tunnel: Tunnel, *, number: str = NUMBER_PLACEHOLDER, forward_to
         f"{tunnel.public_url}/calls.",
         "",
         "Fork mode without a webhook on this server: a TwiML Bin (Twilio console > TwiML Bins > Create),",
-        "then set the number's \"A call comes in\" to that TwiML Bin:",
+        "then set the number's \"A call comes in\" to that TwiML Bin. Set STREAM_BEARER_TOKEN on the server to a long",
+        f"random value and put the same value in place of {BEARER_PLACEHOLDER} (the server refuses streams without it):",
         "",
         fork_twiml_bin(tunnel.public_url, forward_to),
     ]

@@ -191,6 +191,7 @@ class CallerScript:
         self._steps.append(("wait", previous, None))
         self._frames: deque = deque()  # (payload, digits) of the item being played
         self._waiting = False
+        self._last_digit_s: float | None = None  # when the latest DTMF digit was sent
         self._ticks = 0  # ticks returned so far
         self.spoken: list[SpokenItem] = []  # audio items, in the order they were sent
         self.final_note: str | None = None  # note of the tick that ended the script (see next_tick)
@@ -222,7 +223,10 @@ class CallerScript:
             if step == "wait":
                 self._waiting = True
                 expect_reply = item is not None and item.kind in REPLY_EXPECTED_AFTER
-                self._waiter.start(now_s, expect_reply=expect_reply, interrupt_after_s=extra)
+                # A reply to keys may start while the last key is still held (the bot answers "#" at
+                # once): count bot audio from that key on, not from the end of the item.
+                since_s = self._last_digit_s if item is not None and item.kind == "dtmf" and self._last_digit_s else now_s
+                self._waiter.start(since_s, expect_reply=expect_reply, interrupt_after_s=extra)
                 note = _join_notes(note, "waiting for the bot" + (" to reply" if expect_reply else ""))
             else:
                 self._frames.extend(self._item_frames(item))
@@ -231,6 +235,8 @@ class CallerScript:
                 note = _join_notes(note, f"caller: {item.token}")
         payload, digits = self._frames.popleft()
         self._ticks += 1
+        if digits:
+            self._last_digit_s = now_s
         return CallerTick(payload, list(digits), note)
 
     def _item_frames(self, item: ScriptItem) -> list[tuple[bytes, tuple[str, ...]]]:
@@ -387,11 +393,12 @@ class TurnWaiter:
         self._first_played_s: float | None = None
 
     def start(self, now_s: float, expect_reply: bool = False, interrupt_after_s: float | None = None) -> None:
-        """Begin a wait at ``now_s``; ``expect_reply`` requires bot media to arrive before quiet counts;
+        """Begin a wait at ``now_s`` (or earlier: bot media since then counts); ``expect_reply`` requires bot media
+        to arrive before quiet counts;
         ``interrupt_after_s`` ends the wait once bot audio has played that long."""
         self._start_s = now_s
         self._expect_reply = expect_reply
-        self._reply_seen = False
+        self._reply_seen = self._last_bot_s is not None and self._last_bot_s >= now_s  # ``now_s`` may lie in the past
         self._interrupt_after_s = interrupt_after_s
         self._first_played_s = None
 
