@@ -23,6 +23,7 @@ from audio.recording import CallRecorder, RecordingFile
 from audio.stream_format import MULAW_8K, StreamFormat
 from core.records import CallRecord
 from handlers.blocking import run_blocking
+from handlers.waveforms import save_waveform_of
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def file_recordings(store, call_sid: str, files: list[RecordingFile], in_databas
             store.save_recording(call_sid, item.kind, duration_ms=item.duration_ms, size_bytes=item.size_bytes, data=item.path.read_bytes())
         else:
             store.save_recording(call_sid, item.kind, duration_ms=item.duration_ms, size_bytes=item.size_bytes, path=str(item.path))
+    save_waveform_of(store, call_sid, files)  # drawn once, from the file, before database mode removes it
     if in_database and files:
         shutil.rmtree(files[0].path.parent, ignore_errors=True)
 

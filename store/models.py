@@ -1,6 +1,6 @@
 """SQLAlchemy 2.0 declarative models of the call store: the tables the Alembic migrations create.
 
-Four tables, all keyed by the Twilio call SID (``CA…``):
+Five tables, all keyed by the Twilio call SID (``CA…``):
 
 - ``calls``: one row per call (``CallRow``).
 - ``turns``: the call's turns, keyed by (call SID, position in the saved list) (``TurnRow``).
@@ -8,6 +8,7 @@ Four tables, all keyed by the Twilio call SID (``CA…``):
   (``StatusEventRow``).
 - ``recordings``: one row per (call SID, kind) recording, its bytes in a file or in the
   ``data`` column (``RecordingRow``).
+- ``waveforms``: the call's stereo recording drawn once, as a min/max envelope (``WaveformRow``).
 
 Keep these models and ``store/migrations/versions/`` in step: ``tests/test_store.py`` fails when
 Alembic's ``compare_metadata`` finds a difference between them.
@@ -96,7 +97,7 @@ class CallRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     mode: Mapped[str | None] = mapped_column(String(16))  # "conversation" | "fork"
 
-    __table_args__ = (Index("ix_calls_started_at", "started_at"),)
+    __table_args__ = (Index("ix_calls_started_at", "started_at"), Index("ix_calls_ended_at", "ended_at"))
 
 
 class TurnRow(Base):
@@ -166,3 +167,18 @@ class RecordingRow(Base):
     data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     __table_args__ = (CheckConstraint("(path IS NULL) <> (data IS NULL)", name="path_xor_data"),)
+
+
+class WaveformRow(Base):
+    """The drawn-once picture data of a call's stereo recording (``audio.waveform.Envelope`` as JSON).
+
+    Computed when the recordings are filed (or at the first view of an older call), so a page
+    view never decodes the recording. Deleted with the call.
+    """
+
+    __tablename__ = "waveforms"
+
+    call_sid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.call_sid", ondelete="CASCADE"), primary_key=True
+    )
+    envelope: Mapped[dict[str, Any]] = mapped_column(JsonColumn)

@@ -32,7 +32,8 @@ from store.models import Base, TurnRow
 
 PG_ADMIN_URL = os.environ.get("CALLSTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("CALLSTREAM_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
-TABLES = {"calls", "turns", "stream_status_events", "recordings"}
+TABLES = {"calls", "turns", "stream_status_events", "recordings", "waveforms"}
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()  # the newest migration
 T0 = datetime(2026, 11, 21, 7, 0, tzinfo=timezone.utc)
 
 
@@ -253,7 +254,7 @@ def test_upgrade_schema_idempotent(url):
         upgrade_schema(engine)  # a second start-up: nothing to do, nothing lost
         upgrade_schema(url)  # by URL (its own engine, disposed)
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert current_revision(engine) == head == "0001"
+        assert current_revision(engine) == head == HEAD
         assert TABLES <= set(inspect(engine).get_table_names())
         assert CallStore(engine).get_call("CAkeep")["turns"] == make_turns(3)
     finally:
@@ -263,7 +264,7 @@ def test_upgrade_schema_idempotent(url):
 def assert_migrated_once(url):
     engine = make_engine(url)
     try:
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == HEAD
         assert schema_diffs(engine) == []
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
