@@ -172,3 +172,36 @@ def test_production_refuses_to_start_without_a_dashboard_password(app_settings):
 def test_app_json_generates_the_dashboard_password():
     env = json.loads((REPO / "app.json").read_text())["env"]
     assert env["DASHBOARD_PASSWORD"]["generator"] == "secret"
+
+
+# -- the clients that read the call history (callsim, bench/load.py) ----------------------------------
+
+
+def test_dashboard_auth_comes_from_the_option_or_the_environment():
+    from tools.twilio_sim.call import dashboard_auth
+
+    assert dashboard_auth(environ={}) is None
+    assert dashboard_auth(environ={"DASHBOARD_PASSWORD": "pw"}) == ("admin", "pw")
+    assert dashboard_auth(environ={"DASHBOARD_PASSWORD": "pw", "DASHBOARD_USER": "ops"}) == ("ops", "pw")
+    assert dashboard_auth("opt", environ={"DASHBOARD_PASSWORD": "pw"}) == ("admin", "opt")
+
+
+def test_callsim_reads_the_call_record_with_the_login(locked):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from tools.twilio_sim.call import fetch_call_record
+
+    server = make_server("127.0.0.1", 0, locked, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        record, error = fetch_call_record(base, "CAsecret", wait_s=0)
+        assert record is None and "HTTP 401" in error
+        record, error = fetch_call_record(base, "CAsecret", wait_s=0, auth=("admin", "s3cret"))
+        assert error is None and record["turns"][0]["text"] == "my card number is 1234"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
