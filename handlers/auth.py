@@ -25,6 +25,8 @@ import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 
+from flask import Response, current_app, request
+
 REALM = "callstream"
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
@@ -146,8 +148,6 @@ def require_login(blueprint, *, open_endpoints: Iterable[str] = (), token_endpoi
 
     @blueprint.before_request
     def _require_login():
-        from flask import Response, current_app, request
-
         if request.endpoint in open_set:
             return None
         config = current_app.config

@@ -8,7 +8,7 @@ the schema up to date at start-up, and ``CallStore(engine)`` reads and writes. T
 blocking and thread-safe (one engine, a session per call of a method, short transactions):
 from gevent code, run it in the threadpool.
 
-Schema: four tables keyed by the Twilio call SID, defined as SQLAlchemy 2.0 declarative models in
+Schema: five tables keyed by the Twilio call SID, defined as SQLAlchemy 2.0 declarative models in
 ``store/models.py``:
 
 - ``calls``: ``call_sid`` (primary key), ``stream_sid``, ``from_number``, ``to_number``,
@@ -29,6 +29,14 @@ Schema: four tables keyed by the Twilio call SID, defined as SQLAlchemy 2.0 decl
   ``content_type``, and exactly one of ``path`` (a file on disk) or ``data`` (the bytes, as
   ``BYTEA``/``BLOB``, for platforms whose filesystem is wiped at restart); a CHECK constraint
   enforces the "exactly one".
+
+- ``waveforms``: the call's stereo recording drawn once (``audio.waveform.Envelope`` as JSON), so a
+  page view never decodes the recording.
+
+Recordings are read a slice at a time (``CallStore.recording_reader``: the file, or
+``substr(data, …)`` queries), never whole. Erasure: ``delete_call`` and
+``delete_calls_ended_before`` (retention) delete the rows and the recording files, only those
+inside ``RECORDINGS_DIR``.
 
 Types are portable: ``JSON`` (JSON on PostgreSQL, text on SQLite), ``LargeBinary``
 (BYTEA/BLOB). ``started_at``/``ended_at`` are timezone-aware timestamps (``TIMESTAMP WITH TIME

@@ -36,6 +36,7 @@ _TURN_OPTIONAL_KEYS = ("dtmf", "error", "interrupted", "heard", "latency_ms")
 
 # Rows per UPDATE … WHERE call_sid IN (…): old SQLite builds allow 999 bound parameters.
 _IN_CHUNK = 500
+_MAX_OFFSET = 2**62
 
 
 @dataclass(frozen=True)
@@ -317,10 +318,12 @@ class CallStore:
             ``mode``, ``turn_count``. A page past the end is an empty list.
 
         Raises:
-            ValueError: ``page`` or ``per_page`` below 1.
+            ValueError: ``page`` or ``per_page`` below 1, or an offset past ``2**62`` calls.
         """
         if page < 1 or per_page < 1:
             raise ValueError("page and per_page must be >= 1")
+        if page * per_page > _MAX_OFFSET:  # the drivers raise OverflowError past a signed 64-bit OFFSET
+            raise ValueError(f"page {page} of {per_page} is past any call")
         turn_count = (
             select(func.count())
             .select_from(TurnRow)

@@ -144,6 +144,8 @@ def test_a_huge_page_number_is_refused_before_the_database(client, store):
         response = client.get(f"/calls?page={huge}")
         assert response.status_code == 400 and b"page must be from 1 to 1000000" in response.data
     assert client.get("/calls?page=1000000").status_code == 200
+    with pytest.raises(ValueError, match="past any call"):  # the store refuses it too, on any back end
+        store.list_calls(page=10**20)
 
 
 def test_detail_header_events_transcript_and_latency(client, store):
