@@ -382,7 +382,8 @@ class CallStore:
         return Recording(**{**row, "in_database": bool(row["in_database"])})
 
     def recording_bytes(self, call_sid: str, kind: str) -> bytes | None:
-        """Return the bytes of one recording, from the database or its file.
+        """Return the bytes of one recording, from the database or its file, whole (for tests and
+        tools; the server reads recordings a slice at a time with ``recording_reader``).
 
         Returns:
             The file's bytes (``content_type`` from ``recording``), or ``None`` when no such
