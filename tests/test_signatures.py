@@ -96,7 +96,11 @@ def test_non_ascii_bearer_tokens_are_refused_not_raised(token):
     assert checker.check_websocket(host="h", path="/media-stream", headers=headers, now_s=1_000_010) is not None
 
 
-def test_non_ascii_bearer_on_the_upgrade_is_a_403(signed_app):
+def test_non_ascii_bearer_or_signature_is_a_403(signed_app):
+    client = signed_app.test_client()
     headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
                "Sec-WebSocket-Version": "13", "Authorization": "Bearer v1.1000000.abcdef.\xe9\xe9"}
-    assert signed_app.test_client().get("/media-stream", headers=headers).status_code == 403
+    assert client.get("/media-stream", headers=headers).status_code == 403  # was a 500 (TypeError)
+    del headers["Authorization"]
+    assert client.get("/media-stream", headers={**headers, "X-Twilio-Signature": "\xe9\xe9"}).status_code == 403
+    assert client.post("/incoming-call", data={"CallSid": "CA1"}, headers={"X-Twilio-Signature": "\xe9t\xe9"}).status_code == 403
