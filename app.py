@@ -22,7 +22,7 @@ from flask import Flask
 
 from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import ECHO_RESPONDERS, SettingsError, load_settings
-from handlers import api, hub_monitor, metrics, pages, voice
+from handlers import api, hub_monitor, metrics, pages, retention, voice
 from handlers.media import sock
 from handlers.blocking import set_background_nice
 from handlers.server import make_server
@@ -64,7 +64,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             the environment.
 
     Raises:
-        core.settings.SettingsError: an environment variable does not parse.
+        core.settings.SettingsError: an environment variable does not parse, or ``APP_ENV=production``
+            without a signing secret or without ``DASHBOARD_PASSWORD``.
         core.responder.ResponderConfigError: ``RESPONDER`` cannot be imported.
         speech.errors.EngineConfigError: an unknown engine name.
     """
@@ -76,6 +77,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise SettingsError(
             "APP_ENV=production needs TWILIO_AUTH_TOKEN (or SIGNALWIRE_SIGNING_KEY) so that requests are checked; "
             "set ALLOW_UNSIGNED_REQUESTS=true to run without signature checks"
+        )
+    if settings["APP_ENV"] == "production" and not settings["DASHBOARD_PASSWORD"]:
+        raise SettingsError(
+            "APP_ENV=production needs DASHBOARD_PASSWORD: the call history, recordings and /metrics are "
+            "served only with that login (DASHBOARD_USER, default admin)"
         )
     logging.basicConfig(
         level=settings["LOG_LEVEL"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -126,6 +132,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     sock.init_app(app)
     hub_monitor.start_for_server(settings["HUB_BLOCK_THRESHOLD_MS"])  # once per process; not in unpatched test runs
+    retention.start_for_server(services)  # RETENTION_DAYS; likewise
     log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings["RECOGNIZER"], settings["SYNTHESIZER"], settings["RESPONDER"])
     return app
 

@@ -71,6 +71,7 @@ sys.path.insert(0, str(REPO))
 from bench.load_client import (  # noqa: E402
     SILENCE_FRAME, LoadCall, LoadFork, build_fork_plan, distinguishable, fork_schedule, frames_lost, percentile,
 )
+from tools.twilio_sim.call import dashboard_auth  # noqa: E402
 from tools.twilio_sim.frames import FRAME_BYTES, FRAME_MS, SAMPLE_RATE  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -286,7 +287,7 @@ def scrape_metrics(url: str) -> dict[tuple[str, tuple], float] | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        response = requests.get(url + "/metrics", timeout=10)
+        response = requests.get(url + "/metrics", timeout=10, auth=dashboard_auth())
     except requests.RequestException:
         return None
     if response.status_code != 200:
@@ -348,6 +349,7 @@ def fetch_records(url: str, call_sids: list[str], wait_s: float) -> dict[str, di
     from gevent.pool import Pool
 
     session = requests.Session()
+    session.auth = dashboard_auth()  # the server's login, when DASHBOARD_PASSWORD is set here too
 
     def fetch(call_sid: str) -> dict | None:
         deadline = time.monotonic() + wait_s

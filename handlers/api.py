@@ -1,4 +1,8 @@
-"""Health check, Prometheus metrics and the call record API."""
+"""Health check, Prometheus metrics and the call record API.
+
+Every route but the health check needs the dashboard login (``handlers/auth.py``); ``/metrics``
+also takes ``METRICS_TOKEN`` as a bearer token. The login is checked before a route runs.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,18 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.sids import filename_part
 from handlers import metrics
+from handlers.auth import require_login
 from handlers.blocking import run_blocking
 from store.calls import RECORDING_KINDS
 
 bp = Blueprint("api", __name__)
+require_login(bp, open_endpoints={"api.health"}, token_endpoints={"api.prometheus_metrics": "METRICS_TOKEN"})
+
+MAX_PAGE = 1_000_000
+"""Highest page number of the call lists (the API and ``/calls``): the OFFSET stays small for any database."""
+MAX_PER_PAGE = 200
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
+"""Bytes read (in a thread) and sent per step of a recording download."""
 
 
 def _services():
@@ -33,11 +45,8 @@ def health():
 def prometheus_metrics():
     """The process's metrics in Prometheus' text format (``handlers/metrics.py``).
 
-    With ``METRICS_TOKEN`` set, a scrape must send ``Authorization: Bearer <token>``, else ``401``.
+    Needs the dashboard login or ``Authorization: Bearer <METRICS_TOKEN>`` (checked by ``handlers/auth.py``).
     """
-    if not metrics.authorized(request.headers.get("Authorization"), current_app.config.get("METRICS_TOKEN", "")):
-        return Response("Unauthorized: send Authorization: Bearer <METRICS_TOKEN>.\n", status=401, mimetype="text/plain",
-                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     return Response(metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
 
 
@@ -57,8 +66,8 @@ def list_calls():
     ``turn_count``.
     """
     try:
-        page = _positive_int("page", 1, 1_000_000)
-        per_page = _positive_int("per_page", 20, 200)
+        page = _positive_int("page", 1, MAX_PAGE)
+        per_page = _positive_int("per_page", 20, MAX_PER_PAGE)
     except ValueError as exc:
         return jsonify(error=str(exc)), 400
     store = _services().store  # current_app is not available in the worker thread
@@ -91,11 +100,50 @@ def stereo_recording(call_sid: str):
 
 @bp.get("/api/calls/<call_sid>/recording/<kind>.wav")
 def track_recording(call_sid: str, kind: str):
-    """One track as Twilio carries it: 8 kHz μ-law mono WAV (``inbound`` or ``outbound``), or ``stereo``."""
+    """One track as Twilio carries it: 8 kHz μ-law mono WAV (``inbound`` or ``outbound``), or ``stereo``.
+
+    Streamed ``DOWNLOAD_CHUNK_BYTES`` at a time from the file or the database, with
+    ``Content-Length``: a download never holds the whole recording in memory.
+    """
     if kind not in RECORDING_KINDS:
         return jsonify(error=f"kind must be one of {', '.join(RECORDING_KINDS)}"), 404
-    data = run_blocking(_services().store.recording_bytes, call_sid, kind)
-    if data is None:
+    reader = run_blocking(_services().store.recording_reader, call_sid, kind)
+    if reader is None:
         return jsonify(error=f"no {kind} recording for call {call_sid}"), 404
+
+    def body():
+        try:
+            while chunk := run_blocking(reader.read, DOWNLOAD_CHUNK_BYTES):
+                yield chunk
+        finally:  # also when the client goes away mid-download
+            reader.close()
+
     filename = f"{filename_part(call_sid)}-{kind}.wav"  # nothing from the URL reaches the header unescaped
-    return Response(data, mimetype="audio/wav", headers={"Content-Disposition": f'inline; filename="{filename}"'})
+    return Response(body(), mimetype="audio/wav", headers={
+        "Content-Disposition": f'inline; filename="{filename}"', "Content-Length": str(reader.size_bytes),
+    })
+
+
+@bp.delete("/api/calls/<call_sid>")
+def delete_call(call_sid: str):
+    """Erase one call: its rows (call, turns, status events, recordings, waveform) and its recording
+    files inside ``RECORDINGS_DIR``. ``204`` when done, ``404`` if unknown, ``409`` while the call
+    is still going on in this process (a call live in another process cannot be seen from here).
+    """
+    services = _services()
+    if call_sid in _live_call_sids(services):
+        return jsonify(error=f"call {call_sid} is still in progress; delete it once it has ended"), 409
+    deleted = run_blocking(services.store.delete_call, call_sid, current_app.config["RECORDINGS_DIR"])
+    if not deleted:
+        return jsonify(error=f"no call {call_sid}"), 404
+    return Response(status=204)
+
+
+def _live_call_sids(services) -> set[str]:
+    """The call SIDs of the calls this process is serving now."""
+    live = set()
+    for worker in list(services.workers):
+        record = getattr(getattr(worker, "session", None), "record", None)
+        if getattr(record, "call_sid", None):
+            live.add(record.call_sid)
+    return live

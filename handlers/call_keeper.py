@@ -28,6 +28,7 @@ from core.sids import is_call_sid
 from handlers import call_folder
 from handlers.blocking import run_blocking
 from handlers.call_filer import CallFiler, run_quietly
+from handlers.waveforms import save_waveform_of
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def file_recordings(store, call_sid: str, files: list[RecordingFile], in_databas
             store.save_recording(call_sid, item.kind, duration_ms=item.duration_ms, size_bytes=item.size_bytes, data=item.path.read_bytes())
         else:
             store.save_recording(call_sid, item.kind, duration_ms=item.duration_ms, size_bytes=item.size_bytes, path=str(item.path))
+    save_waveform_of(store, call_sid, files)  # drawn once, from the file, before database mode removes it
     if in_database and files:
         directory = files[0].path.parent
         if _is_call_folder(directory):  # never a folder that is not one call's (e.g. RECORDINGS_DIR/..)

@@ -20,7 +20,6 @@ One process, one set of numbers: with several gunicorn workers each would export
 from __future__ import annotations
 
 import contextlib
-import hmac
 import math
 from collections.abc import Iterator, Mapping
 
@@ -176,9 +175,10 @@ def render() -> bytes:
 
 
 def authorized(authorization_header: str | None, token: str) -> bool:
-    """Tell whether a scrape may read the metrics: always when ``token`` is empty, else only with
-    ``Authorization: Bearer <token>`` (compared in constant time)."""
-    if not token:
-        return True
-    scheme, _, credentials = (authorization_header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
+    """Tell whether a scrape carries the token: always when ``token`` is empty, else only with
+    ``Authorization: Bearer <token>`` (compared as bytes in constant time; a non-ASCII header is
+    simply not the token). ``GET /metrics`` itself is guarded by ``handlers.auth`` (dashboard
+    login or this token)."""
+    from handlers.auth import bearer_matches
+
+    return not token or bearer_matches(authorization_header, token)

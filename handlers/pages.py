@@ -5,31 +5,33 @@ its recordings (served by ``handlers/api.py`` at ``/api/calls/<sid>/recording.wa
 ``/api/calls/<sid>/recording/<kind>.wav``), the stereo recording as an inline SVG waveform
 with the turns marked (``audio/waveform.py``), and the transcript timeline. No JavaScript.
 
-Every store call, and the decoding + envelope of the recording (CPU work), runs through
-``run_blocking`` so the gevent hub keeps serving the calls in progress.
+Every store call, and the drawing of the waveform (from its stored envelope, computed once per
+call: ``handlers/waveforms.py``), runs through ``run_blocking`` so the gevent hub keeps serving
+the calls in progress. Every page needs the dashboard login (``handlers/auth.py``).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
-import soundfile as sf
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request
 from markupsafe import Markup
 
 from audio.errors import AudioFormatError
-from audio.waveform import format_clock, waveform_svg
+from audio.waveform import envelope_svg, format_clock
+from handlers.api import MAX_PAGE
+from handlers.auth import require_login
 from handlers.blocking import run_blocking
+from handlers.waveforms import waveform_of_call
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("pages", __name__)
+require_login(bp)  # every page shows call data: no open route
 
 PER_PAGE = 20
 # Order of the latency stages in a bot turn's breakdown (core/records.py, ``latency_ms``).
@@ -42,8 +44,11 @@ def _store():
 
 @bp.get("/calls")
 def calls():
-    """The call history, most recent first, ``PER_PAGE`` calls per page (``?page=N``, from 1)."""
+    """The call history, most recent first, ``PER_PAGE`` calls per page (``?page=N``, from 1; a page
+    that is not a positive integer shows page 1, one over ``MAX_PAGE`` is a ``400``)."""
     page = max(1, request.args.get("page", 1, type=int) or 1)
+    if page > MAX_PAGE:  # an OFFSET past what the database's integers hold would fail there
+        return Response(f"Bad request: page must be from 1 to {MAX_PAGE}.\n", status=400, mimetype="text/plain")
     summaries, total = run_blocking(partial(_store().list_calls, page=page, per_page=PER_PAGE))
     num_pages = max(1, -(-total // PER_PAGE))
     return render_template(
@@ -90,23 +95,16 @@ def _recording_url(sid_path: str, kind: str) -> str:
 
 
 def _waveform_of(store: Any, call_sid: str, turns: list[dict], labels: tuple[str, str]) -> str | None:
-    """Read, decode and draw the stereo recording (blocking: run it in the threadpool).
+    """Draw the call's stored waveform, computing and storing it first if needed (blocking: run it in a thread).
 
     Returns:
         The SVG, or ``None`` when the recording is gone or cannot be decoded (logged).
     """
-    data = store.recording_bytes(call_sid, "stereo")
-    if not data:
+    envelope = waveform_of_call(store, call_sid)
+    if envelope is None:
         return None
     try:
-        samples, sample_rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
-    except (RuntimeError, TypeError, ValueError) as error:  # soundfile.LibsndfileError is a RuntimeError
-        log.warning("stereo recording of %s does not decode: %s", call_sid, error)
-        return None
-    if samples.shape[1] == 1:  # not what the recorder writes; show it on the caller's lane
-        samples = np.column_stack([samples[:, 0], np.zeros_like(samples[:, 0])])
-    try:
-        return waveform_svg(np.ascontiguousarray(samples[:, :2]), sample_rate, turns, labels=labels)
+        return envelope_svg(envelope, turns, labels=labels)
     except AudioFormatError as error:
         log.warning("stereo recording of %s cannot be drawn: %s", call_sid, error)
         return None

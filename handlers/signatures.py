@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 from twilio.request_validator import RequestValidator
 
+from handlers.auth import header_bytes
+
 SIGNATURE_HEADERS = ("X-Twilio-Signature", "X-SignalWire-Signature")
 STREAM_TOKEN_MAX_AGE_S = 300
 _TOKEN_VERSION = "v1"
@@ -127,13 +129,14 @@ class SignatureChecker:
     def check_stream_token(self, token: str, now_s: float) -> str | None:
         """``None`` if ``token`` is ``STREAM_BEARER_TOKEN`` or a stream token a secret signed less
         than ``STREAM_TOKEN_MAX_AGE_S`` ago; else the reason to log."""
-        if self._fixed_token and hmac.compare_digest(token.encode(), self._fixed_token.encode()):
+        # Compared as bytes: hmac.compare_digest raises TypeError on non-ASCII str (a 500, not a 403).
+        if self._fixed_token and hmac.compare_digest(header_bytes(token), self._fixed_token.encode("utf-8", "surrogatepass")):
             return None
         body, _, mac = token.rpartition(".")
         parts = body.split(".")
-        if len(parts) != 3 or parts[0] != _TOKEN_VERSION or not parts[1].isdigit():
+        if len(parts) != 3 or parts[0] != _TOKEN_VERSION or not (parts[1].isascii() and parts[1].isdigit()):
             return "the bearer token is not a stream token (nor STREAM_BEARER_TOKEN)"
-        if not any(hmac.compare_digest(mac, _mac(secret, body)) for secret in self._secrets):
+        if not any(hmac.compare_digest(header_bytes(mac), _mac(secret, body).encode()) for secret in self._secrets):
             return "the stream token's signature does not match"
         age_s = now_s - int(parts[1])
         if not -5 <= age_s <= STREAM_TOKEN_MAX_AGE_S:
@@ -152,7 +155,7 @@ def call_token_in_bearer(bearer: str) -> str:
 
 
 def _mac(secret: bytes, body: str) -> str:
-    return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(secret, body.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def _signature(headers: Mapping[str, str]) -> str | None:

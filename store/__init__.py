@@ -8,7 +8,7 @@ the schema up to date at start-up, and ``CallStore(engine)`` reads and writes. T
 blocking and thread-safe (one engine, a session per call of a method, short transactions):
 from gevent code, run it in the threadpool.
 
-Schema: four tables keyed by the Twilio call SID, and ``instances``, defined as SQLAlchemy 2.0
+Schema: five tables keyed by the Twilio call SID, and ``instances``, defined as SQLAlchemy 2.0
 declarative models in ``store/models.py``:
 
 - ``calls``: ``call_sid`` (primary key), ``stream_sid``, ``from_number``, ``to_number`` (text:
@@ -33,6 +33,14 @@ declarative models in ``store/models.py``:
 - ``instances``: the server processes sharing the database (``instance_id``, ``hostname``,
   ``pid``, ``started_at``, ``heartbeat_at``); ``store.instances.is_gone`` tells which are gone, so
   a process starting next to others ends only the calls of dead ones.
+
+- ``waveforms``: the call's stereo recording drawn once (``audio.waveform.Envelope`` as JSON), so a
+  page view never decodes the recording.
+
+Recordings are read a slice at a time (``CallStore.recording_reader``: the file, or
+``substr(data, …)`` queries), never whole. Erasure: ``delete_call`` and
+``delete_calls_ended_before`` (retention) delete the rows and the recording files, only those
+inside ``RECORDINGS_DIR``.
 
 Types are portable: ``JSON`` (JSON on PostgreSQL, text on SQLite), ``LargeBinary``
 (BYTEA/BLOB). ``started_at``/``ended_at`` are timezone-aware timestamps (``TIMESTAMP WITH TIME

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.database import WRITE_OPTION
 from store.instances import Instance
-from store.models import CallRow, InstanceRow, RecordingRow, StatusEventRow, TurnRow
+from store.models import CallRow, InstanceRow, RecordingRow, StatusEventRow, TurnRow, WaveformRow
+from store.recording_io import RecordingReader, file_reader, remove_recording_files
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ _TURN_OPTIONAL_KEYS = ("dtmf", "error", "interrupted", "heard", "latency_ms")
 
 # Rows per UPDATE … WHERE call_sid IN (…): old SQLite builds allow 999 bound parameters.
 _IN_CHUNK = 500
+_MAX_OFFSET = 2**62
 
 
 @dataclass(frozen=True)
@@ -407,10 +410,12 @@ class CallStore:
             ``mode``, ``turn_count``. A page past the end is an empty list.
 
         Raises:
-            ValueError: ``page`` or ``per_page`` below 1.
+            ValueError: ``page`` or ``per_page`` below 1, or an offset past ``2**62`` calls.
         """
         if page < 1 or per_page < 1:
             raise ValueError("page and per_page must be >= 1")
+        if page * per_page > _MAX_OFFSET:  # the drivers raise OverflowError past a signed 64-bit OFFSET
+            raise ValueError(f"page {page} of {per_page} is past any call")
         turn_count = (
             select(func.count())
             .select_from(TurnRow)
@@ -469,7 +474,8 @@ class CallStore:
         return Recording(**{**row, "in_database": bool(row["in_database"])})
 
     def recording_bytes(self, call_sid: str, kind: str) -> bytes | None:
-        """Return the bytes of one recording, from the database or its file.
+        """Return the bytes of one recording, from the database or its file, whole (for tests and
+        tools; the server reads recordings a slice at a time with ``recording_reader``).
 
         Returns:
             The file's bytes (``content_type`` from ``recording``), or ``None`` when no such
@@ -493,6 +499,133 @@ class CallStore:
         except FileNotFoundError:
             log.warning("recording %s/%s: file %s is gone", call_sid, kind, path)
             return None
+
+    def recording_reader(self, call_sid: str, kind: str) -> RecordingReader | None:
+        """Open one recording for reading a slice at a time (for downloads and the waveform).
+
+        The bytes are never held whole: from a file, the reader reads the open file; from the
+        database, each read is a short query of ``substr(data, offset, size)`` (a slice of the
+        ``BYTEA``/``BLOB``), at most ``SLICE_BYTES`` at a time when read with ``chunks()``.
+
+        Returns:
+            A seekable binary stream with ``size_bytes`` (close it when done), or ``None`` when
+            no such recording is stored or its file no longer exists (logged as a warning).
+
+        Raises:
+            OSError: the file exists but cannot be opened.
+        """
+        query = select(RecordingRow.path, func.length(RecordingRow.data)).where(
+            RecordingRow.call_sid == call_sid, RecordingRow.kind == kind
+        )
+        with self._read() as session:
+            row = session.execute(query).first()
+        if row is None:
+            return None
+        path, data_bytes = row
+        if path is None:
+            return RecordingReader(int(data_bytes or 0), partial(self._recording_slice, call_sid, kind))
+        try:
+            return file_reader(path)
+        except FileNotFoundError:
+            log.warning("recording %s/%s: file %s is gone", call_sid, kind, path)
+            return None
+
+    def _recording_slice(self, call_sid: str, kind: str, offset: int, size: int) -> bytes:
+        """``size`` bytes of a recording's ``data`` from byte ``offset`` (0-based), one short query."""
+        query = select(func.substr(RecordingRow.data, offset + 1, size)).where(
+            RecordingRow.call_sid == call_sid, RecordingRow.kind == kind
+        )
+        with self._read() as session:
+            data = session.scalar(query)
+        return bytes(data or b"")
+
+    def save_waveform(self, call_sid: str, envelope: dict[str, Any]) -> None:
+        """Insert or replace the waveform of a call's stereo recording.
+
+        Args:
+            envelope: ``audio.waveform.Envelope.to_json()`` (JSON-serializable).
+
+        Raises:
+            ValueError: empty ``call_sid``.
+        """
+        call_sid = _require_sid(call_sid)
+        upsert = self._insert(WaveformRow.__table__).values(call_sid=call_sid, envelope=envelope)
+        upsert = upsert.on_conflict_do_update(index_elements=["call_sid"], set_={"envelope": envelope})
+        with self._write() as session:
+            self._ensure_call(session, call_sid)
+            session.execute(upsert)
+
+    def waveform(self, call_sid: str) -> dict[str, Any] | None:
+        """The stored waveform of a call (what ``save_waveform`` got), or ``None``."""
+        with self._read() as session:
+            return session.scalar(select(WaveformRow.envelope).where(WaveformRow.call_sid == call_sid))
+
+    # -- erasure --------------------------------------------------------------------------------
+
+    def delete_call(self, call_sid: str, recordings_root: str | os.PathLike[str]) -> bool:
+        """Delete one call: its recording files (only inside ``recordings_root``), then its rows
+        (call, turns, status events, recordings, waveform).
+
+        Files go first: if the process dies in between, the rows are still there and a second
+        delete finishes the job, and no file is left that nothing points to.
+
+        Args:
+            recordings_root: ``RECORDINGS_DIR``; a stored path outside it is not deleted (logged).
+
+        Returns:
+            True if the call was stored, False if not.
+
+        Raises:
+            OSError: a recording file inside the root cannot be deleted (the rows are kept).
+        """
+        return bool(self._delete_calls([call_sid], recordings_root))
+
+    def delete_calls_ended_before(self, cutoff: str | datetime, recordings_root: str | os.PathLike[str]) -> list[str]:
+        """Delete every call that ended before ``cutoff``, with its recordings (retention).
+
+        Calls still going on (no ``ended_at``) are never deleted. Works in batches of
+        ``_IN_CHUNK`` calls, each its own short transaction, files first (as ``delete_call``).
+
+        Args:
+            cutoff: ISO 8601 time or aware ``datetime``; calls with ``ended_at < cutoff`` go.
+            recordings_root: ``RECORDINGS_DIR``; stored paths outside it are not deleted (logged).
+
+        Returns:
+            The deleted call SIDs, oldest first.
+
+        Raises:
+            ValueError: ``cutoff`` is not an ISO 8601 time.
+            OSError: a recording file inside the root cannot be deleted.
+        """
+        when = _parse_time(cutoff, "cutoff")
+        if when is None:
+            raise ValueError("cutoff is required")
+        deleted: list[str] = []
+        while True:
+            query = (
+                select(CallRow.call_sid)
+                .where(CallRow.ended_at < when)
+                .order_by(CallRow.ended_at, CallRow.call_sid)
+                .limit(_IN_CHUNK)
+            )
+            with self._read() as session:
+                batch = list(session.scalars(query))
+            if not batch:
+                return deleted
+            deleted.extend(self._delete_calls(batch, recordings_root))
+
+    def _delete_calls(self, call_sids: list[str], recordings_root: str | os.PathLike[str]) -> list[str]:
+        """Delete these calls' files, then their rows; return the SIDs that were stored."""
+        with self._read() as session:
+            paths = list(session.scalars(
+                select(RecordingRow.path).where(RecordingRow.call_sid.in_(call_sids), RecordingRow.path.is_not(None))
+            ))
+        remove_recording_files(paths, recordings_root)
+        with self._write() as session:
+            existing = set(session.scalars(select(CallRow.call_sid).where(CallRow.call_sid.in_(call_sids))))
+            for table in (TurnRow, StatusEventRow, RecordingRow, WaveformRow, CallRow):
+                session.execute(delete(table.__table__).where(table.call_sid.in_(call_sids)))
+        return [sid for sid in call_sids if sid in existing]
 
     # -- helpers --------------------------------------------------------------------------------
 

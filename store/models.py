@@ -1,6 +1,6 @@
 """SQLAlchemy 2.0 declarative models of the call store: the tables the Alembic migrations create.
 
-Five tables; four keyed by the Twilio call SID (``CA…``):
+Six tables; five keyed by the Twilio call SID (``CA…``):
 
 - ``calls``: one row per call (``CallRow``).
 - ``turns``: the call's turns, keyed by (call SID, position in the saved list) (``TurnRow``).
@@ -10,6 +10,7 @@ Five tables; four keyed by the Twilio call SID (``CA…``):
   ``data`` column (``RecordingRow``).
 - ``instances``: the server processes sharing the database, with their heartbeat
   (``InstanceRow``): a call whose process is gone can be ended and filed by another.
+- ``waveforms``: the call's stereo recording drawn once, as a min/max envelope (``WaveformRow``).
 
 Keep these models and ``store/migrations/versions/`` in step: ``tests/test_store.py`` fails when
 Alembic's ``compare_metadata`` finds a difference between them.
@@ -105,7 +106,7 @@ class CallRow(Base):
     mode: Mapped[str | None] = mapped_column(String(16))  # "conversation" | "fork"
     instance_id: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_calls_started_at", "started_at"),)
+    __table_args__ = (Index("ix_calls_started_at", "started_at"), Index("ix_calls_ended_at", "ended_at"))
 
 
 class TurnRow(Base):
@@ -192,3 +193,18 @@ class InstanceRow(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WaveformRow(Base):
+    """The drawn-once picture data of a call's stereo recording (``audio.waveform.Envelope`` as JSON).
+
+    Computed when the recordings are filed (or at the first view of an older call), so a page
+    view never decodes the recording. Deleted with the call.
+    """
+
+    __tablename__ = "waveforms"
+
+    call_sid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.call_sid", ondelete="CASCADE"), primary_key=True
+    )
+    envelope: Mapped[dict[str, Any]] = mapped_column(JsonColumn)

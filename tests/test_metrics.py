@@ -166,6 +166,12 @@ def test_metrics_token(app_settings):
     assert client.get("/").status_code == 200  # the health check stays open
 
 
+@pytest.mark.parametrize("authorization", ["Bearer \xe9t\xe9", "Bearer s3cr\xe9t", "Basic \xe9\xe9"])
+def test_a_non_ascii_credential_is_a_401(app_settings, authorization):
+    client = create_app({**app_settings, "METRICS_TOKEN": "s3cret"}).test_client()
+    assert client.get("/metrics", headers={"Authorization": authorization}).status_code == 401
+
+
 def test_metrics_open_without_token_even_with_signature_checks(app_settings):
     client = create_app({**app_settings, "TWILIO_AUTH_TOKEN": "twilio-token"}).test_client()
     assert client.get("/metrics").status_code == 200
@@ -174,6 +180,7 @@ def test_metrics_open_without_token_even_with_signature_checks(app_settings):
 @pytest.mark.parametrize("header,token,expected", [
     (None, "", True), ("Bearer anything", "", True), ("Bearer t0k", "t0k", True), ("bearer  t0k ", "t0k", True),
     (None, "t0k", False), ("Bearer t0", "t0k", False), ("Bearer ", "t0k", False), ("Token t0k", "t0k", False),
+    ("Bearer \xe9t\xe9", "t0k", False), ("Bearer \u20ac", "t0k", False),
 ])
 def test_authorized(header, token, expected):
     assert metrics.authorized(header, token) is expected

@@ -138,6 +138,16 @@ def test_list_empty_past_the_end_and_bad_page(client, store):
         assert call_links(Page(client.get(f"/calls?page={bad}").get_data(as_text=True))) == ["/calls/CA0002", "/calls/CA0001", "/calls/CA0000"]
 
 
+def test_a_huge_page_number_is_refused_before_the_database(client, store):
+    save_calls(store, 3)
+    for huge in ("1000001", "99999999999999999999999"):  # the second overflowed SQLite's OFFSET: a 500
+        response = client.get(f"/calls?page={huge}")
+        assert response.status_code == 400 and b"page must be from 1 to 1000000" in response.data
+    assert client.get("/calls?page=1000000").status_code == 200
+    with pytest.raises(ValueError, match="past any call"):  # the store refuses it too, on any back end
+        store.list_calls(page=10**20)
+
+
 def test_detail_header_events_transcript_and_latency(client, store):
     store.save_call(CALL)
     store.add_status_event("CAdetail0001", stream_sid="MZdetail0001", event="stream-started", error=None,

@@ -67,10 +67,11 @@ def test_unsigned_websocket_upgrade_is_refused_before_the_handshake(signed_app):
 
 
 def test_production_refuses_to_start_without_a_token(app_settings):
+    production = {**app_settings, "APP_ENV": "production", "DASHBOARD_PASSWORD": "pw"}  # that check: tests/test_auth.py
     with pytest.raises(SettingsError, match="TWILIO_AUTH_TOKEN"):
-        create_app({**app_settings, "APP_ENV": "production"})
-    create_app({**app_settings, "APP_ENV": "production", "ALLOW_UNSIGNED_REQUESTS": True})
-    create_app({**app_settings, "APP_ENV": "production", "TWILIO_AUTH_TOKEN": TOKEN})
+        create_app(production)
+    create_app({**production, "ALLOW_UNSIGNED_REQUESTS": True})
+    create_app({**production, "TWILIO_AUTH_TOKEN": TOKEN})
 
 
 def test_signalwire_stream_tokens_are_signed_short_lived_and_checked_on_the_upgrade():
@@ -85,3 +86,21 @@ def test_signalwire_stream_tokens_are_signed_short_lived_and_checked_on_the_upgr
     assert "nor a SignalWire bearer token" in checker.check_websocket(host="h", path="/media-stream", headers={}, now_s=0)
     fixed = SignatureChecker(["signing-key"], stream_bearer_token="bin-token")
     assert fixed.check_stream_token("bin-token", now_s=0) is None and fixed.check_stream_token("bin-tokem", now_s=0) is not None
+
+
+@pytest.mark.parametrize("token", ["v1.1000000.abcdef.\xe9\xe9", "\xe9t\xe9", "v1.\xb2.abcdef.00", "v1.1000000.abcdef.\u20ac"])
+def test_non_ascii_bearer_tokens_are_refused_not_raised(token):
+    checker = SignatureChecker(["signing-key"], stream_bearer_token="bin-token")
+    assert checker.check_stream_token(token, now_s=1_000_010) is not None
+    headers = {"Authorization": f"Bearer {token}"}
+    assert checker.check_websocket(host="h", path="/media-stream", headers=headers, now_s=1_000_010) is not None
+
+
+def test_non_ascii_bearer_or_signature_is_a_403(signed_app):
+    client = signed_app.test_client()
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+               "Sec-WebSocket-Version": "13", "Authorization": "Bearer v1.1000000.abcdef.\xe9\xe9"}
+    assert client.get("/media-stream", headers=headers).status_code == 403  # was a 500 (TypeError)
+    del headers["Authorization"]
+    assert client.get("/media-stream", headers={**headers, "X-Twilio-Signature": "\xe9\xe9"}).status_code == 403
+    assert client.post("/incoming-call", data={"CallSid": "CA1"}, headers={"X-Twilio-Signature": "\xe9t\xe9"}).status_code == 403

@@ -32,8 +32,8 @@ from store.models import Base, TurnRow
 
 PG_ADMIN_URL = os.environ.get("CALLSTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("CALLSTREAM_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
-TABLES = {"calls", "turns", "stream_status_events", "recordings", "instances"}
-HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+TABLES = {"calls", "turns", "stream_status_events", "recordings", "instances", "waveforms"}
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()  # the newest migration
 T0 = datetime(2026, 11, 21, 7, 0, tzinfo=timezone.utc)
 
 

@@ -83,7 +83,8 @@ Outputs: what the caller heard (``--out``, PCM16 mono WAV at the stream's rate: 
 with an L16 codec; sample 0 is
 the timestamp of the first media message sent: the bot's audio as played or,
 with ``--fork``, the callee's audio as sent on the outbound track), the
-conversation from ``GET /api/calls/<CallSid>``, a summary line with the median
+conversation from ``GET /api/calls/<CallSid>`` (with the dashboard login when the
+server has one: ``--dashboard-password`` or ``$DASHBOARD_PASSWORD``), a summary line with the median
 voice-to-voice latency (conversation only), and with ``--json`` a
 machine-readable report (see ``tools.twilio_sim.report.build_report``) that also
 gives when each audio item was sent (``spoken``) and the status callbacks.
@@ -188,6 +189,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--signing-key", help="--signalwire: sign the webhook and the status callbacks with "
                                               "X-SignalWire-Signature using this signing key (the WebSocket "
                                               "upgrade is not signed: SignalWire documents no signature there)")
+    parser.add_argument("--dashboard-password", default=None,
+                        help="the server's DASHBOARD_PASSWORD, to read the call record from /api/calls (default: "
+                             "$DASHBOARD_PASSWORD; user $DASHBOARD_USER or admin)")
     parser.add_argument("--out", default="callsim-heard.wav",
                         help="WAV of what the caller heard, PCM16 mono at the stream's rate (8 kHz; 16/24 kHz with "
                              "an L16 codec): the bot's audio as played or, with --fork, the callee's audio as sent "

@@ -44,8 +44,31 @@ def start_in_process_server():
     return server, f"http://127.0.0.1:{server.server_port}"
 
 
-def fetch_call_record(base_url: str, call_sid: str, wait_s: float = 3.0) -> tuple[dict | None, str | None]:
+def dashboard_auth(password: str | None = None, environ: dict | None = None) -> tuple[str, str] | None:
+    """The server's dashboard login for ``requests`` (``auth=``): ``(DASHBOARD_USER, password)``.
+
+    Args:
+        password: ``--dashboard-password``; ``None``: ``DASHBOARD_PASSWORD`` from the environment
+            (the same variable the server reads, so an in-process server and callsim agree).
+
+    Returns:
+        ``None`` when there is no password (a development server serves this machine without one).
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    password = environ.get("DASHBOARD_PASSWORD", "") if password is None else password
+    if not password:
+        return None
+    return environ.get("DASHBOARD_USER") or "admin", password
+
+
+def fetch_call_record(base_url: str, call_sid: str, wait_s: float = 3.0,
+                      auth: tuple[str, str] | None = None) -> tuple[dict | None, str | None]:
     """GET the call record, retrying until it has ``ended_at`` (or ``wait_s`` passes).
+
+    Args:
+        auth: the dashboard login (:func:`dashboard_auth`), sent as HTTP Basic; ``None`` for none.
 
     Returns:
         (record or None, error text or None).
@@ -59,7 +82,7 @@ def fetch_call_record(base_url: str, call_sid: str, wait_s: float = 3.0) -> tupl
     record, error = None, None
     while True:
         try:
-            response = requests.get(url, timeout=5)
+            response = requests.get(url, timeout=5, auth=auth)
             if response.status_code == 200:
                 record, error = response.json(), None
                 if record.get("ended_at"):
@@ -311,7 +334,8 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str
     print(f"\nheard audio: {args.out} ({what}, {len(session.heard) / media_format.bytes_per_second:.2f} s, "
           f"sample 0 = timestamp {args.first_timestamp_ms} ms)")
 
-    outcome.record, outcome.record_error = fetch_call_record(outcome.base_url, outcome.call_sid)
+    outcome.record, outcome.record_error = fetch_call_record(
+        outcome.base_url, outcome.call_sid, auth=dashboard_auth(getattr(args, "dashboard_password", None)))
     if outcome.record is not None:
         print_conversation(outcome.record)
         if not fork:
