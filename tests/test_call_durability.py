@@ -189,7 +189,7 @@ def test_database_back_while_running_files_the_call_with_its_real_end(mode, tmp_
     attempts = AttemptLog()
     services.filer = CallFiler(store, mode == "database", 60.0, file=attempts)
     register(services)
-    keeper = new_call(services, "CAoutage0001")
+    keeper = new_call(services, "CAbc1ebf626195d9c7c73c5a17102e54be")
     keeper.start()
     media_ms = speak(keeper, 0, 2.0)
     proxy.cut()  # mid-call: the per-second saves fail, the call goes on
@@ -197,7 +197,7 @@ def test_database_back_while_running_files_the_call_with_its_real_end(mode, tmp_
     ended_at = end(keeper)
 
     directory = keeper.directory
-    assert filer_of(services).pending == ["CAoutage0001"]
+    assert filer_of(services).pending == ["CAbc1ebf626195d9c7c73c5a17102e54be"]
     final = json.loads((directory / call_folder.CALL_FILE).read_text())
     assert final["ended_at"] == ended_at and final["instance_id"] == services.instance_id
     assert not (directory / call_folder.FILED_MARKER).exists() and call_folder.is_pending(directory)
@@ -211,7 +211,7 @@ def test_database_back_while_running_files_the_call_with_its_real_end(mode, tmp_
     assert [ok for _, ok in attempts.attempts] == [False, False, False, True]
     assert 0.9 <= gaps[0] <= 1.5 and 1.9 <= gaps[1] <= 2.5 and 3.9 <= gaps[2] <= 4.5
     assert filed_after_s < 2.5
-    assert_filed(direct, directory, "CAoutage0001", ended_at, mode, media_ms)
+    assert_filed(direct, directory, "CAbc1ebf626195d9c7c73c5a17102e54be", ended_at, mode, media_ms)
 
 
 def test_a_failed_first_save_does_not_stop_the_periodic_saves(tmp_path, pg_database, proxy, open_store):
@@ -220,17 +220,17 @@ def test_a_failed_first_save_does_not_stop_the_periodic_saves(tmp_path, pg_datab
     services = make_services(store, tmp_path)
     register(services)
     proxy.cut()
-    keeper = new_call(services, "CAfirstsave01")
+    keeper = new_call(services, "CAf91d3bf65e5f1e5a670ab3182d427c37")
     keeper.start()  # the first save fails: no exception, the loop runs
     media_ms = speak(keeper, 0, 1.5)
-    assert direct.get_call("CAfirstsave01") is None
+    assert direct.get_call("CAf91d3bf65e5f1e5a670ab3182d427c37") is None
     proxy.restore()
     media_ms = speak(keeper, media_ms, 1.5)
-    wait_for(lambda: direct.get_call("CAfirstsave01") is not None, timeout_s=5)
-    live = direct.get_call("CAfirstsave01")
+    wait_for(lambda: direct.get_call("CAf91d3bf65e5f1e5a670ab3182d427c37") is not None, timeout_s=5)
+    live = direct.get_call("CAf91d3bf65e5f1e5a670ab3182d427c37")
     assert live["ended_at"] is None and live["from"] == SIP_FROM  # saved while the call goes on
     ended_at = end(keeper)
-    assert_filed(direct, keeper.directory, "CAfirstsave01", ended_at, "folder", media_ms)
+    assert_filed(direct, keeper.directory, "CAf91d3bf65e5f1e5a670ab3182d427c37", ended_at, "folder", media_ms)
 
 
 @pytest.mark.parametrize("mode", ["folder", "database"])
@@ -238,12 +238,12 @@ def test_database_back_after_a_restart_files_the_pending_call(mode, tmp_path, pg
     store = open_store(proxy.url(pg_database))
     first = make_services(store, tmp_path, mode)
     register(first)
-    keeper = new_call(first, "CArestart0001")
+    keeper = new_call(first, "CAa614d01fca4c7bc9e8f65637b33e4f8d")
     keeper.start()
     media_ms = speak(keeper, 0, 2.0)
     proxy.cut()
     ended_at = end(keeper)
-    assert filer_of(first).pending == ["CArestart0001"]
+    assert filer_of(first).pending == ["CAa614d01fca4c7bc9e8f65637b33e4f8d"]
     first.filer._loop.kill()  # the process stops while the database is down
     store.engine.dispose()
     gevent.sleep(1.0)  # the restart takes a moment: the new process must not use its own clock
@@ -251,7 +251,7 @@ def test_database_back_after_a_restart_files_the_pending_call(mode, tmp_path, pg
 
     second = make_services(open_store(proxy.url(pg_database)), tmp_path, mode)
     app_module.recover_unfinished_calls(second, register(second))
-    assert_filed(second.store, keeper.directory, "CArestart0001", ended_at, mode, media_ms)
+    assert_filed(second.store, keeper.directory, "CAa614d01fca4c7bc9e8f65637b33e4f8d", ended_at, mode, media_ms)
 
 
 # -- crashes and several processes on one database (SQLite and PostgreSQL) -----------------------
@@ -261,16 +261,16 @@ def test_a_crashed_call_ends_at_its_start_plus_its_recording(any_store, tmp_path
     first = make_services(any_store, tmp_path)
     register(first)
     started = datetime.now(timezone.utc) - timedelta(hours=1)  # far from "now": the restart time would show
-    keeper = new_call(first, "CAcrash00001", started_at=started)
+    keeper = new_call(first, "CAf357e0d9811a0edfe76d3d014323e32e", started_at=started)
     keeper.start()
     media_ms = speak(keeper, 0, 3.0)
     gevent.sleep(1.5)  # one more flush
     keeper._loop.kill()  # the process dies: no finish()
-    assert any_store.get_call("CAcrash00001")["ended_at"] is None
+    assert any_store.get_call("CAf357e0d9811a0edfe76d3d014323e32e")["ended_at"] is None
 
     second = make_services(any_store, tmp_path)
     app_module.recover_unfinished_calls(second, register(second))
-    call = any_store.get_call("CAcrash00001")
+    call = any_store.get_call("CAf357e0d9811a0edfe76d3d014323e32e")
     ended = datetime.fromisoformat(call["ended_at"])
     assert abs((ended - started).total_seconds() * 1000 - media_ms) <= 40
     assert sorted(r["kind"] for r in call["recordings"]) == ["inbound", "outbound", "stereo"]
@@ -288,26 +288,26 @@ def test_a_second_process_leaves_the_first_ones_live_call_alone(any_store, tmp_p
         register(a, pid=sleeper.pid)
         c = make_services(any_store, tmp_path)
         register(c, pid=dead.pid)
-        crashed = new_call(c, "CAdeadproc01", started_at=datetime.now(timezone.utc) - timedelta(minutes=5))
+        crashed = new_call(c, "CAfaa5a2ef418bc3a8bbbd10a07289d176", started_at=datetime.now(timezone.utc) - timedelta(minutes=5))
         crashed.start()
         speak(crashed, 0, 1.0, realtime=False)
         gevent.sleep(1.3)
         crashed._loop.kill()
-        live = new_call(a, "CAliveproc01")
+        live = new_call(a, "CA9ec5948a7aa94ff86c5b24df2b2163ee")
         live.start()
         media_ms = speak(live, 0, 1.5)
 
         b = make_services(any_store, tmp_path)
         app_module.recover_unfinished_calls(b, register(b))
-        assert any_store.get_call("CAliveproc01")["ended_at"] is None  # A's call goes on
+        assert any_store.get_call("CA9ec5948a7aa94ff86c5b24df2b2163ee")["ended_at"] is None  # A's call goes on
         assert sorted(os.listdir(live.directory)) == ["call.json", "inbound.wav", "outbound.wav", "owner", "stereo.wav"]
-        assert any_store.get_call("CAdeadproc01")["ended_at"] is not None
+        assert any_store.get_call("CAfaa5a2ef418bc3a8bbbd10a07289d176")["ended_at"] is not None
         assert (crashed.directory / call_folder.FILED_MARKER).exists()
         assert {i.instance_id for i in any_store.instances()} == {a.instance_id, b.instance_id}  # C forgotten
 
         media_ms = speak(live, media_ms, 1.0)  # A's call is still recorded, then ends normally
         ended_at = end(live)
-        assert_filed(any_store, live.directory, "CAliveproc01", ended_at, "folder", media_ms)
+        assert_filed(any_store, live.directory, "CA9ec5948a7aa94ff86c5b24df2b2163ee", ended_at, "folder", media_ms)
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -335,26 +335,26 @@ def test_folders_from_before_owners_are_filed_once(any_store, tmp_path):
 
     root = tmp_path / "recordings"
     started = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
-    any_store.save_call({"call_sid": "CAoldfiled01", "started_at": iso(started), "ended_at": iso(started + timedelta(minutes=3)),
+    any_store.save_call({"call_sid": "CAafa4c89bc957c912942f17be5cf13ceb", "started_at": iso(started), "ended_at": iso(started + timedelta(minutes=3)),
                          "from": "+15550001", "turns": [{"speaker": "caller", "text": "hi", "start_ms": 0, "end_ms": 500}]})
-    any_store.save_call({"call_sid": "CAoldcrash01", "started_at": iso(started), "turns": []})
-    for call_sid, seconds, close in (("CAoldfiled01", 1.0, True), ("CAoldcrash01", 2.0, False), ("CAoldfresh01", 1.0, False)):
+    any_store.save_call({"call_sid": "CAcede9022c1a0fef2458679f2a04b086e", "started_at": iso(started), "turns": []})
+    for call_sid, seconds, close in (("CAafa4c89bc957c912942f17be5cf13ceb", 1.0, True), ("CAcede9022c1a0fef2458679f2a04b086e", 2.0, False), ("CA508c41572b691f7a4c57b70f8921ee90", 1.0, False)):
         recorder = CallRecorder(root / call_sid)
         recorder.add("inbound", 0, CHUNK * int(seconds * 50))
         recorder.flush()
         if close:
             recorder.close()
-        if call_sid != "CAoldfresh01":  # this one is being made right now
+        if call_sid != "CA508c41572b691f7a4c57b70f8921ee90":  # this one is being made right now
             for path in [root / call_sid, *(root / call_sid).iterdir()]:
                 os.utime(path, (time.time() - 3600, time.time() - 3600))
 
     services = make_services(any_store, tmp_path)
     app_module.recover_unfinished_calls(services, register(services))
-    assert any_store.get_call("CAoldfiled01")["ended_at"] == iso(started + timedelta(minutes=3))  # kept
-    assert any_store.get_call("CAoldfiled01")["turns"] == [{"speaker": "caller", "text": "hi", "start_ms": 0, "end_ms": 500}]
-    assert any_store.get_call("CAoldcrash01")["ended_at"] == iso(started + timedelta(seconds=2))  # start + recording
-    assert (root / "CAoldfiled01" / "filed").exists() and (root / "CAoldcrash01" / "filed").exists()
-    assert not (root / "CAoldfresh01" / "filed").exists() and not (root / "CAoldfresh01" / "finalized").exists()
+    assert any_store.get_call("CAafa4c89bc957c912942f17be5cf13ceb")["ended_at"] == iso(started + timedelta(minutes=3))  # kept
+    assert any_store.get_call("CAafa4c89bc957c912942f17be5cf13ceb")["turns"] == [{"speaker": "caller", "text": "hi", "start_ms": 0, "end_ms": 500}]
+    assert any_store.get_call("CAcede9022c1a0fef2458679f2a04b086e")["ended_at"] == iso(started + timedelta(seconds=2))  # start + recording
+    assert (root / "CAafa4c89bc957c912942f17be5cf13ceb" / "filed").exists() and (root / "CAcede9022c1a0fef2458679f2a04b086e" / "filed").exists()
+    assert not (root / "CA508c41572b691f7a4c57b70f8921ee90" / "filed").exists() and not (root / "CA508c41572b691f7a4c57b70f8921ee90" / "finalized").exists()
 
 
 def test_a_process_on_another_host_is_gone_when_its_heartbeat_is_stale(any_store, tmp_path):
@@ -362,12 +362,12 @@ def test_a_process_on_another_host_is_gone_when_its_heartbeat_is_stale(any_store
     fresh, silent = make_services(any_store, tmp_path), make_services(any_store, tmp_path)
     register(fresh, hostname="web.2", pid=7, heartbeat_at=now - timedelta(seconds=5))
     register(silent, hostname="web.3", pid=7, heartbeat_at=now - timedelta(seconds=45))  # > 3 × 10 s
-    for services, call_sid in ((fresh, "CAremote0001"), (silent, "CAremote0002")):
+    for services, call_sid in ((fresh, "CA0b7b657170b81001bd4b0a674d5281cb"), (silent, "CAdc64f547b18548751bb130aca54b5c9c")):
         any_store.save_call({"call_sid": call_sid, "started_at": iso(now - timedelta(minutes=2)), "instance_id": services.instance_id})
     me = make_services(any_store, tmp_path)
     app_module.recover_unfinished_calls(me, register(me))
-    assert any_store.get_call("CAremote0001")["ended_at"] is None
-    assert any_store.get_call("CAremote0002")["ended_at"] == iso(now - timedelta(seconds=45))  # its last heartbeat
+    assert any_store.get_call("CA0b7b657170b81001bd4b0a674d5281cb")["ended_at"] is None
+    assert any_store.get_call("CAdc64f547b18548751bb130aca54b5c9c")["ended_at"] == iso(now - timedelta(seconds=45))  # its last heartbeat
     assert {i.instance_id for i in any_store.instances()} == {fresh.instance_id, me.instance_id}
 
 
@@ -382,18 +382,18 @@ def test_the_heartbeat_files_a_call_whose_process_died_meanwhile(any_store, tmp_
         neighbour = make_services(any_store, tmp_path)
         register(neighbour, pid=neighbour_process.pid)
         started = datetime.now(timezone.utc) - timedelta(minutes=1)
-        crashed = new_call(neighbour, "CAneighbour1", started_at=started)
+        crashed = new_call(neighbour, "CA44062a7400be7127502ef318f7eb1719", started_at=started)
         crashed.start()
         media_ms = speak(crashed, 0, 1.0, realtime=False)
         gevent.sleep(1.2)
-        assert any_store.get_call("CAneighbour1")["ended_at"] is None  # alive: left alone
+        assert any_store.get_call("CA44062a7400be7127502ef318f7eb1719")["ended_at"] is None  # alive: left alone
         crashed._loop.kill()
         neighbour_process.kill()  # the neighbour dies
         neighbour_process.wait()
         died = time.monotonic()
-        wait_for(lambda: any_store.get_call("CAneighbour1")["ended_at"] is not None, timeout_s=5)
+        wait_for(lambda: any_store.get_call("CA44062a7400be7127502ef318f7eb1719")["ended_at"] is not None, timeout_s=5)
         print(f"filed {time.monotonic() - died:.2f} s after its process died (heartbeat 0.2 s)")
-        ended = datetime.fromisoformat(any_store.get_call("CAneighbour1")["ended_at"])
+        ended = datetime.fromisoformat(any_store.get_call("CA44062a7400be7127502ef318f7eb1719")["ended_at"])
         assert abs((ended - started).total_seconds() * 1000 - media_ms) <= 40
         assert (crashed.directory / call_folder.FILED_MARKER).exists()
         after = next(i for i in any_store.instances() if i.instance_id == me.instance_id).heartbeat_at

@@ -76,21 +76,21 @@ def download(client, url):
 @pytest.fixture
 def hour_call(tmp_path, store):
     path = write_stereo_wav(tmp_path / "stereo.wav", 3600)
-    save_call(store, "CAhour", 3600, size_bytes=path.stat().st_size, path=str(path))
+    save_call(store, "CA896c55cc5e46fab38ce9f51ebf7bfcd3", 3600, size_bytes=path.stat().st_size, path=str(path))
     return path
 
 
 def test_page_view_of_a_one_hour_call_draws_it_in_bounded_memory_and_stores_it(app, store, hour_call):
     client = app.test_client()
-    assert store.waveform("CAhour") is None  # filed before waveforms were stored: drawn at the first view
-    peak, response = peak_bytes(lambda: client.get("/calls/CAhour"))
+    assert store.waveform("CA896c55cc5e46fab38ce9f51ebf7bfcd3") is None  # filed before waveforms were stored: drawn at the first view
+    peak, response = peak_bytes(lambda: client.get("/calls/CA896c55cc5e46fab38ce9f51ebf7bfcd3"))
     print(f"\nfirst view of a 1 h call page ({hour_call.stat().st_size / MB:.0f} MB stereo WAV): peak +{peak / MB:.1f} MB")
     assert response.status_code == 200 and b'class="envelope"' in response.data
     assert peak < PEAK_LIMIT_BYTES  # decoding it whole: +230 MB (int16 samples + the file's bytes)
-    assert Envelope.from_json(store.waveform("CAhour")).num_frames == 3600 * RATE
+    assert Envelope.from_json(store.waveform("CA896c55cc5e46fab38ce9f51ebf7bfcd3")).num_frames == 3600 * RATE
 
     hour_call.unlink()  # later views draw the stored envelope: the recording is not read again
-    peak, again = peak_bytes(lambda: client.get("/calls/CAhour"))
+    peak, again = peak_bytes(lambda: client.get("/calls/CA896c55cc5e46fab38ce9f51ebf7bfcd3"))
     print(f"later views: peak +{peak / MB:.1f} MB")
     svg = lambda html: html[html.index(b"<svg"):html.index(b"</svg>")]  # noqa: E731
     assert again.status_code == 200 and svg(again.data) == svg(response.data)
@@ -99,7 +99,7 @@ def test_page_view_of_a_one_hour_call_draws_it_in_bounded_memory_and_stores_it(a
 
 def test_download_of_a_one_hour_recording_is_streamed_from_the_folder(app, hour_call):
     client = app.test_client()
-    peak, (status, headers, size, streamed) = peak_bytes(lambda: download(client, "/api/calls/CAhour/recording.wav"))
+    peak, (status, headers, size, streamed) = peak_bytes(lambda: download(client, "/api/calls/CA896c55cc5e46fab38ce9f51ebf7bfcd3/recording.wav"))
     print(f"\ndownload of a 1 h stereo WAV ({size / MB:.0f} MB) from the folder: peak +{peak / MB:.1f} MB")
     assert status == 200 and streamed and headers["Content-Type"] == "audio/wav"
     assert int(headers["Content-Length"]) == size == hour_call.stat().st_size
@@ -108,22 +108,22 @@ def test_download_of_a_one_hour_recording_is_streamed_from_the_folder(app, hour_
 
 def test_download_from_the_database_reads_the_blob_in_slices(app, store, tmp_path):
     wav = write_stereo_wav(tmp_path / "ten-minutes.wav", 600).read_bytes()  # 19 MB
-    save_call(store, "CAdb", 600, size_bytes=len(wav), data=wav)
+    save_call(store, "CAd77d5e503ad1439f585ac494268b351b", 600, size_bytes=len(wav), data=wav)
     client = app.test_client()
-    peak, (status, headers, size, streamed) = peak_bytes(lambda: download(client, "/api/calls/CAdb/recording.wav"))
+    peak, (status, headers, size, streamed) = peak_bytes(lambda: download(client, "/api/calls/CAd77d5e503ad1439f585ac494268b351b/recording.wav"))
     print(f"\ndownload of a 10 min stereo WAV ({size / MB:.0f} MB) from the database: peak +{peak / MB:.1f} MB")
     assert status == 200 and streamed and int(headers["Content-Length"]) == size == len(wav)
     assert peak < 5 * MB  # the blob is 19 MB
-    assert client.get("/api/calls/CAdb/recording.wav").data == wav  # the same bytes, in order
-    peak, page = peak_bytes(lambda: client.get("/calls/CAdb"))  # the waveform, decoded from slices of the blob
+    assert client.get("/api/calls/CAd77d5e503ad1439f585ac494268b351b/recording.wav").data == wav  # the same bytes, in order
+    peak, page = peak_bytes(lambda: client.get("/calls/CAd77d5e503ad1439f585ac494268b351b"))  # the waveform, decoded from slices of the blob
     assert page.status_code == 200 and b'class="envelope"' in page.data and peak < 5 * MB
 
 
 def test_a_recording_reader_seeks_and_reads_like_a_file(store, tmp_path):
     data = bytes(range(256)) * 5000
-    store.save_recording("CAread", "inbound", duration_ms=1, size_bytes=len(data), data=data)
+    store.save_recording("CAecae13117d6f0584c25a9da6c8f8415e", "inbound", duration_ms=1, size_bytes=len(data), data=data)
     (tmp_path / "f.bin").write_bytes(data)
-    for reader in (store.recording_reader("CAread", "inbound"), file_reader(tmp_path / "f.bin")):
+    for reader in (store.recording_reader("CAecae13117d6f0584c25a9da6c8f8415e", "inbound"), file_reader(tmp_path / "f.bin")):
         with reader:
             assert reader.size_bytes == len(data)
             assert reader.read(10) == data[:10]
@@ -131,7 +131,7 @@ def test_a_recording_reader_seeks_and_reads_like_a_file(store, tmp_path):
             assert reader.read() == data[-7:] and reader.read(5) == b""
             reader.seek(1000)
             assert b"".join(reader.chunks(4096)) == data[1000:]
-    assert store.recording_reader("CAread", "stereo") is None and store.recording_reader("CAnope", "inbound") is None
+    assert store.recording_reader("CAecae13117d6f0584c25a9da6c8f8415e", "stereo") is None and store.recording_reader("CA4101bef8794fed986e95dfb54850c68b", "inbound") is None
 
 
 # -- the envelope -------------------------------------------------------------------------------------
@@ -174,20 +174,20 @@ def test_a_bad_stored_envelope_is_refused(bad):
 
 
 def test_filing_the_recordings_stores_the_waveform_before_database_mode_removes_the_files(app, store, tmp_path):
-    folder = tmp_path / "recordings" / "CAfiled"
+    folder = tmp_path / "recordings" / "CAe92c73ee75f6fddeffd02823f0eddffb"
     folder.mkdir(parents=True)
     stereo = write_stereo_wav(folder / "stereo.wav", 12)
-    save_call(store, "CAfiled", 12, size_bytes=stereo.stat().st_size, path=str(stereo))
-    file_recordings(store, "CAfiled", [RecordingFile("stereo", stereo, 12_000, stereo.stat().st_size)], in_database=True)
+    save_call(store, "CAe92c73ee75f6fddeffd02823f0eddffb", 12, size_bytes=stereo.stat().st_size, path=str(stereo))
+    file_recordings(store, "CAe92c73ee75f6fddeffd02823f0eddffb", [RecordingFile("stereo", stereo, 12_000, stereo.stat().st_size)], in_database=True)
     assert not folder.exists()
-    stored = Envelope.from_json(store.waveform("CAfiled"))
+    stored = Envelope.from_json(store.waveform("CAe92c73ee75f6fddeffd02823f0eddffb"))
     assert stored.num_frames == 12 * RATE
-    html = app.test_client().get("/calls/CAfiled").data
+    html = app.test_client().get("/calls/CAe92c73ee75f6fddeffd02823f0eddffb").data
     assert b'class="envelope"' in html
 
 
 def test_filing_goes_on_when_the_stereo_file_does_not_decode(store, tmp_path):
     bad = tmp_path / "stereo.wav"
     bad.write_bytes(b"RIFF....not a wave")
-    file_recordings(store, "CAbad", [RecordingFile("stereo", bad, 0, bad.stat().st_size)], in_database=False)
-    assert store.recording("CAbad", "stereo") is not None and store.waveform("CAbad") is None
+    file_recordings(store, "CAbae60998ffe4923b131e3d6e4c19993e", [RecordingFile("stereo", bad, 0, bad.stat().st_size)], in_database=False)
+    assert store.recording("CAbae60998ffe4923b131e3d6e4c19993e", "stereo") is not None and store.waveform("CAbae60998ffe4923b131e3d6e4c19993e") is None
