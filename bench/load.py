@@ -1006,7 +1006,7 @@ def main() -> None:
                         help="keep each level's recordings and database (by default only server.log is kept)")
     parser.add_argument("--no-warmup-call", action="store_true", help="measure memory at rest without a warm-up call")
     parser.add_argument("--quick", action="store_true", help="small levels and short calls, for a smoke test")
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
+    parser.add_argument("--corpus", type=Path, default=REPO / "tests" / "data")
     parser.add_argument("--out", type=Path, default=Path("/tmp/load_results.md"), help="markdown file to write")
     args = parser.parse_args()
     args.conversations = parse_levels(args.conversations or ("1,3" if args.quick else "1,10,25,50"))

@@ -1,6 +1,6 @@
 """Benchmark: CPU cost of handling one inbound 20 ms media message, ours and the peers' way.
 
-A real message stream: the μ-law of ``../shared/corpus/jfk.flac`` (11 s, 550 frames) framed
+A real message stream: the μ-law of ``tests/data/jfk.flac`` (11 s, 550 frames) framed
 exactly as Twilio sends it (``tools.twilio_sim.messages.TwilioMessages``: JSON text, base64
 payload, string ``chunk``/``timestamp``/``sequenceNumber``). Each message is timed on its own
 (``time.perf_counter_ns``); every implementation runs the same passes over the stream, interleaved
@@ -41,7 +41,7 @@ requirements.txt; twilio-phone-calls pins torch, an old twilio and pytest, hence
     python3 -m venv .bench-venv
     .bench-venv/bin/pip install -r bench/peers-requirements.txt
     .bench-venv/bin/pip install --no-deps twilio-phone-calls==2.1
-    .bench-venv/bin/python bench/per_frame.py [--passes 20] [--audio ../shared/corpus/jfk.flac]
+    .bench-venv/bin/python bench/per_frame.py [--passes 20] [--audio tests/data/jfk.flac]
 
 Any interpreter with our requirements runs it too; a peer that is not installed is reported as
 missing and ours is still measured.
@@ -87,7 +87,7 @@ from tools.twilio_sim.messages import TwilioMessages  # noqa: E402
 SAMPLE_RATE = 8000
 FRAME_MS = 20
 TARGET_US = 20.0
-DEFAULT_AUDIO = REPO.parent / "shared" / "corpus" / "jfk.flac"
+DEFAULT_AUDIO = REPO / "tests" / "data" / "jfk.flac"
 
 
 # --- the message stream ------------------------------------------------------------------
@@ -636,7 +636,7 @@ def result_table(rows: list[tuple[str, str, list[int]]], reference_us: float | N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=20, help="passes over the message stream per path (default 20)")
-    parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="speech file (default ../shared/corpus/jfk.flac)")
+    parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="speech file (default tests/data/jfk.flac)")
     args = parser.parse_args(argv)
     if args.passes < 1:
         parser.error("--passes must be at least 1")

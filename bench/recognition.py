@@ -1,6 +1,6 @@
 """Benchmark: whisper recognition, one utterance and several submitted together.
 
-Real speech from ../shared/corpus after the telephone round trip (soxr to 8 kHz, G.711
+Real speech from tests/data after the telephone round trip (soxr to 8 kHz, G.711
 μ-law encode and decode), as the server receives it: sr_english.wav ("one two three",
 2.7 s), jfk.flac (11 s) and jfk.flac cut at its pauses into four phrases.
 

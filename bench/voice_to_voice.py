@@ -14,7 +14,7 @@ server (``tests/llm_server.py``) that streams ``LLM_REPLY`` at RATE tokens per s
 server-sent events, like a model server would; ``--whole-reply`` uses the same model but waits for
 its whole reply before speaking (``bench/whole_reply.py``), the baseline that streaming beats.
 
-Usage: python bench/voice_to_voice.py [--runs 3] [--corpus ../shared/corpus] [--llm RATE [--whole-reply]] [FILE ...]
+Usage: python bench/voice_to_voice.py [--runs 3] [--corpus tests/data] [--llm RATE [--whole-reply]] [FILE ...]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="calls per file (default 3)")
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus", help="folder with manifest.tsv")
+    parser.add_argument("--corpus", type=Path, default=REPO / "tests" / "data", help="folder with manifest.tsv")
     parser.add_argument("--turns", type=int, default=1, help="caller turns per call: the file spoken this many times (default 1)")
     parser.add_argument("--llm", type=float, metavar="RATE", help="answer with RESPONDER=llm from a local server streaming RATE tokens/s")
     parser.add_argument("--whole-reply", action="store_true", help="with --llm: speak only once the whole reply has arrived")

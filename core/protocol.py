@@ -1,7 +1,7 @@
 """Twilio Media Streams messages: parse what Twilio sends, build what the server sends.
 
 Sans-I/O: plain functions over JSON text. The wire format is Twilio's *Media Streams -
-WebSocket Messages* page (T-WS in ``../shared/docs/protocol.md``):
+WebSocket Messages* page (T-WS in ``docs/protocol.md``):
 
 * Twilio → server: ``connected``, ``start``, ``media``, ``dtmf``, ``mark``, ``stop``
   (protocol.md §2). ``sequenceNumber``, ``media.chunk`` and ``media.timestamp`` are JSON

@@ -12,7 +12,7 @@ import soxr
 
 from audio.codec import array_to_ulaw, ulaw_to_pcm16
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parent / "data"
 PHONE_SAMPLE_RATE = 8000
 
 

@@ -18,8 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import gevent
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
 
 import app as app_module
 from core.records import CallRecord
@@ -32,10 +31,9 @@ from handlers.services import Services
 from store.calls import CallStore
 from store.database import database_url, make_engine, upgrade_schema
 from store.instances import Instance, is_gone
+from tests.test_store import pg_admin  # noqa: F401 - fixture
 from tests.db_proxy import DatabaseProxy
 
-PG_ADMIN_URL = os.environ.get("CALLSTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REQUIRE_POSTGRES = os.environ.get("CALLSTREAM_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
 SIP_FROM = "sip:someone.with.a.long.name@pbx.branch-office.example.com;transport=tls;user=phone"
 CHUNK = bytes(range(0, 160))  # 20 ms of μ-law noise
 LOG = logging.LoggerAdapter(logging.getLogger("test"), {})
@@ -45,25 +43,15 @@ LOG = logging.LoggerAdapter(logging.getLogger("test"), {})
 
 
 @pytest.fixture
-def pg_database():
+def pg_database(pg_admin):
     """Name of a fresh PostgreSQL database (schema at head), dropped afterwards; or skip."""
-    admin = create_engine(database_url(PG_ADMIN_URL, None), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as error:
-        admin.dispose()
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL unreachable: {error.orig}")
-        pytest.skip(f"PostgreSQL unreachable: {error.orig}")
     name = f"callstream_dur_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
+    with pg_admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     upgrade_schema(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
     yield name
-    with admin.connect() as conn:
+    with pg_admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture

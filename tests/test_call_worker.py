@@ -25,7 +25,7 @@ STREAM_SID = "MZ00000000000000000000000000000002"
 CALL_SID = "CA00000000000000000000000000000002"
 SILENT = b"\xff" * 160
 AUTH_TOKEN = "test-auth-token"  # the services' signing secret: stream tokens are derived from it
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parent / "data"
 
 
 def phone_ulaw(name: str) -> bytes:

@@ -24,7 +24,7 @@ from tools.wer import normalize_text, word_error_rate
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data"
 JFK = CORPUS / "jfk.flac"
 ONE_TWO_THREE = REPO / "tests" / "data" / "sr_english.wav"
 GREETING = "Hello! Say something and I will repeat it."

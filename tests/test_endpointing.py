@@ -21,7 +21,7 @@ from audio.framing import FrameAssembler
 from audio.resample import resample
 from audio.vad import WebRtcVad
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parent / "data"
 DEFAULT = EndpointingConfig()
 
 

@@ -24,7 +24,7 @@ from tools.wer import word_error_rate
 
 pytestmark = pytest.mark.e2e
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "twilio"
+FIXTURES = Path(__file__).resolve().parent / "data" / "twilio"
 CONNECTIONS = 4
 MESSAGES_PER_CONNECTION = 2600
 

@@ -1,4 +1,4 @@
-"""Parsing and building Media Streams messages against Twilio's own examples (../shared/twilio)."""
+"""Parsing and building Media Streams messages against Twilio's own examples (tests/data/twilio)."""
 
 import base64
 import json
@@ -9,7 +9,7 @@ import pytest
 from core import protocol
 from core.protocol import Connected, Dtmf, Mark, Media, ProtocolError, Start, Stop, UnknownEvent
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "twilio"
+FIXTURES = Path(__file__).resolve().parent / "data" / "twilio"
 
 
 HEX32 = "0123456789abcdef" * 2

@@ -5,7 +5,7 @@ mistyped fields, a SignalWire variant), it must return one of the event dataclas
 fields of the declared types, or raise ``ProtocolError``, which the worker logs and skips.
 Any other exception would end the call (``handlers/call_worker.py`` catches only
 ``ProtocolError``). Inputs are generated, or are mutations of Twilio's own examples
-(``../shared/twilio``).
+(``tests/data/twilio``).
 """
 
 import base64
@@ -30,7 +30,7 @@ from core.protocol import (
     UnknownEvent,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "twilio"
+FIXTURES = Path(__file__).resolve().parent / "data" / "twilio"
 INBOUND_FIXTURES = sorted(
     p.name for p in FIXTURES.glob("*.json") if not p.name.startswith("out_") and "envelope" not in p.name
 )

@@ -12,7 +12,7 @@ from audio.errors import AudioFormatError
 from audio.stream_format import L16, MULAW, MULAW_8K, StreamFormat, stream_format
 from tests.phone import CORPUS, read_mono
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "twilio"
+FIXTURES = Path(__file__).resolve().parent / "data" / "twilio"
 L16_RATES = (8000, 16000, 24000)
 
 

@@ -7,7 +7,7 @@ import soundfile
 
 from tools.twilio_sim.audio_files import load_audio_ulaw, ulaw_to_pcm, write_wav
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parent / "data"
 
 
 def test_load_audio_ulaw_converts_real_speech_to_8k_mono():

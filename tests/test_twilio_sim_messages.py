@@ -1,4 +1,4 @@
-"""Tests for tools/twilio_sim/messages.py (pure), against the message fixtures in shared/twilio/."""
+"""Tests for tools/twilio_sim/messages.py (pure), against the message fixtures in tests/data/twilio/."""
 
 import base64
 import json
@@ -10,7 +10,7 @@ import pytest
 from tools.twilio_sim.messages import (UNIDIRECTIONAL_VIOLATION, ProtocolViolation, TwilioMessages,
                                        parse_server_message, random_sid)
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "twilio"
+FIXTURES = Path(__file__).resolve().parent / "data" / "twilio"
 
 STREAM_SID = "MZ" + "ab" * 16
 ACCOUNT_SID = "AC" + "cd" * 16

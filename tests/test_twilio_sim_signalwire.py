@@ -1,4 +1,4 @@
-"""Tests for the simulator's SignalWire dialect (pure parts), against SignalWire's fixtures in shared/twilio/.
+"""Tests for the simulator's SignalWire dialect (pure parts), against SignalWire's fixtures in tests/data/twilio/.
 
 protocol.md §9: UUID SIDs, SignalWire's message shapes, the ``<Stream codec>`` attribute (μ-law 8 kHz,
 or L16 little-endian at 16/24 kHz), ``X-SignalWire-Signature``.
@@ -21,7 +21,7 @@ from tools.twilio_sim.script import CallerScript, ForkScript, TurnWaiter, parse_
 from tools.twilio_sim.twiml import parse_twiml
 from tests.test_twilio_sim_messages import fixture, shape
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "twilio"
+FIXTURES = Path(__file__).resolve().parent / "data" / "twilio"
 SPEECH = Path(__file__).resolve().parent / "data" / "sr_english.wav"
 UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 

@@ -10,7 +10,7 @@ from audio.errors import AudioFormatError
 from audio.resample import resample
 from audio.vad import WebRtcVad
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="module")

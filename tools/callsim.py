@@ -103,7 +103,7 @@ no ``<Connect><Stream>`` in the TwiML â€” ``<Start><Stream>`` with ``--fork`` â€
 failed status callback, protocol violations with ``--strict``), 2 for bad arguments.
 
 Protocol facts come from ``docs/protocol.md`` (Twilio Media Streams, T-WS) and
-the message fixtures in ``shared/twilio/``. This file is the command line; the
+the message fixtures in ``tests/data/twilio/``. This file is the command line; the
 simulator is the package ``tools.twilio_sim`` (its docstring maps the modules).
 The pure parts (``PlaybackBuffer``, ``parse_server_message``, ``parse_twiml``,
 ``parse_script``, ``TwilioMessages``, ``SignalWireMessages``, ``MediaFormat``, the dialects
@@ -143,7 +143,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                     "the TwiML's <Stream codec=\"L16@16000h\"|\"L16@24000h\"> switches both directions to 16-bit\n"
                     "little-endian PCM at 16/24 kHz (--codec: the same when the TwiML has no codec).",
         epilog="Examples:\n"
-               "  python tools/callsim.py ../shared/corpus/jfk.flac\n"
+               "  python tools/callsim.py tests/data/jfk.flac\n"
                "  python tools/callsim.py --url http://127.0.0.1:5050 hello.wav dtmf:12# silence:2 bye.wav\n"
                "  python tools/callsim.py --no-wait-greeting --json report.json question.wav\n"
                "  python tools/callsim.py --fork --json report.json caller_q.wav callee:answer.wav\n"
