@@ -56,10 +56,11 @@ def verify_token(keys: Sequence[bytes], call_sid: str, token: str, now_s: float)
         the reason to log (never the token itself).
     """
     expiry, _, mac = token.partition(".")
-    if not expiry.isdigit() or len(expiry) > 12 or len(mac) != 64:
+    # ASCII only: str.isdigit() takes "²", and compare_digest() raises on non-ASCII text
+    if not token.isascii() or not expiry.isdigit() or len(expiry) > 12 or len(mac) != 64:
         return "the stream token is malformed"
     expiry_s = int(expiry)
-    if not any(hmac.compare_digest(mac, _mac(key, call_sid, expiry_s)) for key in keys):
+    if not any(hmac.compare_digest(mac.encode(), _mac(key, call_sid, expiry_s).encode()) for key in keys):
         return "the stream token was not made for this call"
     if now_s > expiry_s:
         return f"the stream token expired {now_s - expiry_s:.0f} s ago"

@@ -33,7 +33,8 @@ def test_a_token_with_a_forged_expiry_fails():
     assert "too far in the future" in verify_token([key], CALL, far, NOW_S)
 
 
-@pytest.mark.parametrize("token", ["", "x", "1.2", "abc.def", "1795000300." + "0" * 63, "-5." + "0" * 64, "9" * 40 + "." + "0" * 64])
+@pytest.mark.parametrize("token", ["", "x", "1.2", "abc.def", "1795000300." + "0" * 63, "-5." + "0" * 64, "9" * 40 + "." + "0" * 64,
+                                   "1795000300." + "é" * 64, "²795000300." + "0" * 64])
 def test_malformed_tokens_fail_without_raising(token):
     assert verify_token([derive_key("k")], CALL, token, NOW_S) is not None
 
@@ -66,6 +67,7 @@ def test_the_fixed_bearer_token_is_accepted_for_any_call_and_nothing_else_withou
     assert tokens.check(CALL, {TOKEN_PARAMETER: "owner-secret-012"}, NOW_S) is not None
     assert "no callstream_token" in tokens.check(CALL, {"From": "+1555"}, NOW_S)
     assert CallTokens(["auth-token"]).check(CALL, {TOKEN_PARAMETER: ""}, NOW_S) is not None  # no fixed token: "" is not one
+    assert tokens.check(CALL, {TOKEN_PARAMETER: "owner-secret-é"}, NOW_S) is not None  # non-ASCII: refused, not raised
 
 
 def test_the_token_fits_well_within_twilios_parameter_limit():
