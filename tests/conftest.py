@@ -9,6 +9,24 @@ from store.calls import CallStore
 from store.database import make_engine, upgrade_schema
 
 
+def pytest_addoption(parser):
+    parser.addoption("--e2e", action="store_true",
+                     help="also run the end-to-end tests (marked e2e: the real server, real-time calls; about 11 minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``pytest`` alone leaves out the tests marked ``e2e`` (the fast loop); ``--e2e``, ``-m`` or
+    naming test files or tests keeps them."""
+    if config.getoption("--e2e") or config.getoption("-m") or config.option.file_or_dir:
+        return
+    kept, left_out = [], []
+    for item in items:
+        (left_out if item.get_closest_marker("e2e") else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
 def online(host: str) -> bool:
     """True if ``host`` accepts a TCP connection on 443 within 1 s (the cloud engines' tests skip then)."""
     try:
