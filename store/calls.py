@@ -484,21 +484,11 @@ class CallStore:
         Raises:
             OSError: the file exists but cannot be read.
         """
-        query = select(RecordingRow.path, RecordingRow.data).where(
-            RecordingRow.call_sid == call_sid, RecordingRow.kind == kind
-        )
-        with self._read() as session:
-            row = session.execute(query).first()
-        if row is None:
+        reader = self.recording_reader(call_sid, kind)
+        if reader is None:
             return None
-        path, data = row
-        if data is not None:
-            return bytes(data)
-        try:
-            return Path(path).read_bytes()
-        except FileNotFoundError:
-            log.warning("recording %s/%s: file %s is gone", call_sid, kind, path)
-            return None
+        with reader:
+            return b"".join(reader.chunks())
 
     def recording_reader(self, call_sid: str, kind: str) -> RecordingReader | None:
         """Open one recording for reading a slice at a time (for downloads and the waveform).
