@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.call_tokens import TOKEN_PARAMETER
-from core.sids import is_call_sid
+from core.sids import is_call_sid, is_stream_sid
 from handlers.blocking import run_blocking
 from twiml.responses import connect_stream, dial, fork_and_dial, say_and_hang_up
 
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 STREAM_PATH = "/media-stream"
 STATUS_PATH = "/stream-status"
+MAX_EVENT_CHARS = 32  # store/models.py StatusEventRow.event
+MAX_STREAM_NAME_CHARS = 255  # StatusEventRow.name
 NOT_CONFIGURED = "Sorry, this number is not set up to forward calls. Goodbye."
 
 
@@ -141,16 +143,22 @@ def stream_status():
     call_sid, event = values.get("CallSid", ""), values.get("StreamEvent", "")
     if not call_sid or not event:
         return jsonify(error="CallSid and StreamEvent are required"), 400
+    stream_sid = values.get("StreamSid") or None
+    # checked like a stream's start (core.sids): unsigned in development, and the columns are bounded
+    if not is_call_sid(call_sid) or (stream_sid is not None and not is_stream_sid(stream_sid)):
+        return jsonify(error="CallSid and StreamSid must be Twilio SIDs or SignalWire UUIDs"), 400
+    if len(event) > MAX_EVENT_CHARS:
+        return jsonify(error=f"StreamEvent is longer than {MAX_EVENT_CHARS} characters"), 400
     error = values.get("StreamError") or None
     store = current_app.extensions["callstream"].store
     run_blocking(
         lambda: store.add_status_event(
             call_sid,
-            stream_sid=values.get("StreamSid") or None,
+            stream_sid=stream_sid,
             event=event,
             error=error,
             timestamp=values.get("Timestamp") or None,
-            name=values.get("StreamName") or None,
+            name=(values.get("StreamName") or "")[:MAX_STREAM_NAME_CHARS] or None,
         )
     )
     if event == "stream-error":

@@ -118,15 +118,29 @@ def test_forward_call_without_forward_to_says_so_and_hangs_up(client):
 
 
 def test_stream_status_events_are_stored_on_the_call(app, client):
-    fields = {"AccountSid": "AC1", "CallSid": "CA7", "StreamSid": "MZ7", "StreamName": "MZ7", "Timestamp": "2026-11-21T07:00:00Z"}
+    fields = {"AccountSid": "AC1", "CallSid": CALL_7, "StreamSid": STREAM_7, "StreamName": "MZ7", "Timestamp": "2026-11-21T07:00:00Z"}
     assert client.post("/stream-status", data={**fields, "StreamEvent": "stream-started"}).status_code == 204
     assert client.post("/stream-status", data={**fields, "StreamEvent": "stream-error", "StreamError": "Handshake failed"}).status_code == 204
-    events = client.get("/api/calls/CA7").get_json()["status_events"]
+    events = client.get(f"/api/calls/{CALL_7}").get_json()["status_events"]
     assert events == [
         {"event": "stream-started", "error": None, "timestamp": "2026-11-21T07:00:00Z", "name": "MZ7"},
         {"event": "stream-error", "error": "Handshake failed", "timestamp": "2026-11-21T07:00:00Z", "name": "MZ7"},
     ]
-    assert client.post("/stream-status", data={"CallSid": "CA7"}).status_code == 400
+    assert client.post("/stream-status", data={"CallSid": CALL_7}).status_code == 400
+
+
+CALL_7, STREAM_7 = "CA" + "7" * 32, "MZ" + "7" * 32
+
+
+@pytest.mark.parametrize("fields", [
+    {"CallSid": "..", "StreamEvent": "stream-started"},
+    {"CallSid": "CA" + "7" * 200, "StreamEvent": "stream-started"},
+    {"CallSid": CALL_7, "StreamSid": "../x", "StreamEvent": "stream-started"},
+    {"CallSid": CALL_7, "StreamEvent": "s" * 33},
+])
+def test_a_status_callback_with_a_bad_sid_or_event_is_refused_and_stores_nothing(app, client, fields):
+    assert client.post("/stream-status", data=fields).status_code == 400
+    assert client.get("/api/calls").get_json()["total"] == 0
 
 
 def test_webhooks_over_max_calls(app_settings):
