@@ -55,7 +55,7 @@ def test_webhooks_need_a_valid_signature(signed_app, caplog):
     # GET: the parameters are in the signed URL's query string
     url = "https://abc.ngrok.app/forward-call?CallSid=CA1&From=%2B15550001"
     assert client.get("/forward-call?CallSid=CA1&From=%2B15550001", headers={"X-Twilio-Signature": sign(url)}).status_code == 200
-    status = {"CallSid": "CA1", "StreamEvent": "stream-started"}
+    status = {"CallSid": "CA" + "1" * 32, "StreamEvent": "stream-started"}
     assert client.post("/stream-status", data=status).status_code == 403
     assert client.post("/stream-status", data=status, headers={"X-Twilio-Signature": sign("https://abc.ngrok.app/stream-status", status)}).status_code == 204
     assert client.get("/").status_code == 200  # the health check and pages are not Twilio's
