@@ -2,7 +2,7 @@
 
 Run ``python app.py`` (gevent server on ``$PORT``, default 5050) or, on a PaaS,
 ``gunicorn -k gevent -w 1 'app:create_app()'`` (see Procfile). Configuration comes from
-environment variables and a ``.env`` file; see ``core/settings.py`` and the README.
+environment variables and a ``.env`` file; see ``core/settings.py`` and docs/configuration.md.
 """
 
 if __name__ == "__main__":  # patch before anything imports socket/threading (gunicorn's worker does it itself)

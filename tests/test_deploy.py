@@ -333,8 +333,8 @@ def test_several_https_tunnels_and_none_on_the_port_is_an_error():
         quickstart.choose_tunnel(tunnels, 5050)
 
 
-def test_readme_fork_twiml_bin_is_what_the_quickstart_prints():
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("**TwiML Bin for fork mode**", 1)[1]
+def test_docs_fork_twiml_bin_is_what_the_quickstart_prints():
+    page = (REPO / "docs" / "forks.md").read_text()
+    section = page.split("**TwiML Bin for fork mode**", 1)[1]
     shown_xml = section.split("```xml\n", 1)[1].split("```", 1)[0].strip()
     assert shown_xml == quickstart.fork_twiml_bin("https://YOUR-HOST.ngrok.app", "+15557654321")

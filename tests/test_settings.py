@@ -1,14 +1,9 @@
-"""Settings parse from the environment, and the README documents every one of them."""
+"""Settings parse from the environment (docs/configuration.md is checked in test_config_doc.py)."""
 
-import re
-from pathlib import Path
 
 import pytest
 
 from core.settings import SETTINGS, SettingsError, load_settings
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
 
 def test_defaults_without_environment():
     values = load_settings({})
@@ -27,18 +22,6 @@ def test_environment_values_are_typed_and_overrides_win():
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
-
-
-def test_readme_configuration_table_matches_the_settings():
-    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+) \|", README.read_text(), re.MULTILINE)
-    documented = {name: default.strip() for name, default in rows}
-    for setting in SETTINGS:
-        assert setting.name in documented, f"{setting.name} is not in the README's configuration table"
-        default = setting.default
-        if isinstance(default, bool):
-            default = "true" if default else "false"
-        expected = f"`{default}`" if default != "" else "(empty)"
-        assert documented[setting.name] == expected, f"README default of {setting.name}"
 
 
 def test_the_greeting_follows_the_responder_unless_set():
