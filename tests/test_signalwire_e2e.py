@@ -64,13 +64,6 @@ def check_conversation(report, whisper, heard_path, sample_rate):
     assert word_error_rate(f"{GREETING} you said one two three you pressed four two hash", heard) <= 0.2
 
 
-def test_mulaw_signalwire_call(whisper, tmp_path):
-    # No codec: μ-law 8 kHz in SignalWire's message shapes. callsim starts the app itself.
-    report, heard_path = run_callsim(tmp_path, "--signalwire", ONE_TWO_THREE, "dtmf:42#")
-    assert report["media_format"] == {"encoding": "audio/x-mulaw", "sample_rate": 8000, "codec": None}
-    check_conversation(report, whisper, heard_path, 8000)
-
-
 def test_signalwire_fork_transcribes_both_parties(tmp_path, monkeypatch):
     # A listen-only <Start><Stream track="both_tracks"> fork: media on both tracks without streamSid, bare stop,
     # status callbacks with UUID SIDs.
