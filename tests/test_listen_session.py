@@ -70,4 +70,4 @@ def test_an_empty_transcript_adds_no_turn_and_an_error_is_recorded():
     first, second = [a for a in actions if isinstance(a, Transcribe)]
     session.receive_transcript(first.turn_id, "")
     session.receive_transcript(second.turn_id, None, "RecognitionError: down")
-    assert [(t.text, t.extra.get("error")) for t in session.record.turns] == [("", "RecognitionError: down")]
+    assert [(t.text, t.error) for t in session.record.turns] == [("", "RecognitionError: down")]
