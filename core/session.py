@@ -2,7 +2,11 @@
 
 Sans-I/O, shaped like ``websockets.Protocol``: the worker feeds inputs and then drains
 ``actions_to_perform()``; the session never touches a socket, a greenlet or a clock. Time is
-the stream's media clock: the ``timestamp`` of Twilio's inbound media (protocol.md §7).
+the stream's media clock: the ``timestamp`` of Twilio's inbound media (protocol.md §7). Its
+lifecycle (``phase``: awaiting start, streaming, hanging up, stopped) is shared with the
+listen-only ``core.listen_session.ListenSession`` (``core.stream_session``); bot audio at
+Twilio is tracked by ``core.playout``, key presses by ``core.dtmf``, and the inputs held for a
+speculative turn by ``core.deferred``. The actions are defined in ``core.actions``.
 
 Inputs:
     ``receive_event(event)``         every parsed Twilio message;

@@ -7,6 +7,7 @@ import pytest
 from audio.endpointing import EndpointingConfig
 from core.protocol import Dtmf, Mark, Media, MediaFormat, Start, Stop, UnknownEvent
 from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, SessionConfig, Send, Speak, Transcribe
+from core.stream_session import Phase
 
 STREAM_SID = "MZ00000000000000000000000000000001"
 CALL_SID = "CA00000000000000000000000000000001"
@@ -576,3 +577,35 @@ def test_a_media_clock_jump_of_27_hours_allocates_no_gap_silence():
     assert peak_bytes < 2_000_000, f"{peak_bytes} bytes allocated for the jump"
     assert caller.session.frames_lost <= 2000 // 20  # at most max_gap_fill_ms of silence
     assert of_type(caller.actions, Transcribe)  # the utterances were still recognised
+
+
+def test_the_call_goes_through_the_stream_phases():
+    caller = Caller(make_session())
+    session = caller.session
+    assert session.phase is Phase.AWAITING_START and session.mode == "conversation"
+    session.hang_up("Bye.", "before start")
+    assert caller.drain() == [] and session.hanging_up is None
+    caller.start()
+    assert session.phase is Phase.STREAMING
+    session.hang_up("Goodbye now.", "the test")
+    [speak] = of_type(caller.drain(), Speak)
+    assert session.phase is Phase.HANGING_UP and session.hanging_up == "the test"
+    caller.speak(600)
+    caller.pause(700)
+    assert of_type(caller.actions, Transcribe) == []  # nothing is answered while hanging up
+    session.receive_event(Stop(STREAM_SID))
+    assert session.phase is Phase.STOPPED and session.stopped and session.hanging_up == "the test"
+    assert of_type(caller.drain(), EndCall) == [EndCall()]
+
+
+def test_a_bot_turn_records_its_latency_and_a_caller_turn_no_optional_keys():
+    caller = Caller(make_session())
+    caller.start()
+    respond = answered_turn(caller)
+    caller.session.receive_reply(respond.turn_id, "Fine.", elapsed_ms=30)
+    [speak] = of_type(caller.drain(), Speak)
+    caller.session.receive_speech(speak.reply_id, 0, b"\x01" * 160, elapsed_ms=20)
+    caller_turn, bot = caller.session.record.turns
+    assert set(caller_turn.to_json()) == {"speaker", "text", "start_ms", "end_ms"}
+    assert set(bot.to_json()) == {"speaker", "text", "start_ms", "end_ms", "latency_ms"}
+    assert bot.latency_ms == bot.to_json()["latency_ms"] and bot.latency_ms["responder"] == 30
