@@ -36,7 +36,7 @@ def record(call_sid: str) -> dict:
         speaker = "caller" if index % 2 == 0 else "bot"
         turn = Turn(speaker, f"turn {index} with a sentence of ordinary length in it", index * 3000, index * 3000 + 2500)
         if speaker == "bot":
-            turn.extra["latency_ms"] = {"endpoint": 600, "recognition": 500, "responder": 0, "synthesis": 80, "total": 1200}
+            turn.latency_ms = {"endpoint": 600, "recognition": 500, "responder": 0, "synthesis": 80, "total": 1200}
         call.turns.append(turn)
     return call.to_json()
 

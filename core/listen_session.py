@@ -1,7 +1,7 @@
 """The per-call state machine of a listen-only fork (``<Start><Stream>``).
 
-Sans-I/O like ``core.session.CallSession``: feed parsed messages and transcripts, drain
-``actions_to_perform()``. A fork never sends anything on the socket (Twilio rejects any message
+Sans-I/O like ``core.session.CallSession``, with the same lifecycle (``core.stream_session``): feed
+parsed messages and transcripts, drain ``actions_to_perform()``. A fork never sends anything on the socket (Twilio rejects any message
 on a unidirectional stream with error 31924, protocol.md §8); it endpoints each track on its own
 and transcribes it: the inbound track is the ``"caller"``, the outbound track (what Twilio plays
 to the caller: the other party of a ``<Dial>``) the ``"callee"``, on one media-clock timeline.
@@ -9,18 +9,16 @@ to the caller: the other party of a ``<Dial>``) the ``"callee"``, on one media-c
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable
 
 from audio.endpointing import Endpointer, EndpointingConfig, UtteranceEnded
 from audio.framing import FrameAssembler
 from audio.stream_format import MULAW_8K, StreamFormat
-from core.protocol import Event, Media, Start, Stop, UnknownEvent
-from core.records import CallRecord, Turn
-from core.session import EndCall, Transcribe
-
-log = logging.getLogger(__name__)
+from core.actions import EndCall, HangUp, Transcribe
+from core.protocol import Media, Start
+from core.records import Turn
+from core.stream_session import Phase, StreamSession
 
 SPEAKERS = {"inbound": "caller", "outbound": "callee"}
 
@@ -43,7 +41,14 @@ class _Track:
     endpointer: Endpointer
 
 
-class ListenSession:
+@dataclass(frozen=True)
+class _PendingUtterance:
+    speaker: str
+    start_ms: int
+    end_ms: int
+
+
+class ListenSession(StreamSession):
     """State machine of one listen-only fork.
 
     Args:
@@ -56,43 +61,24 @@ class ListenSession:
         ValueError: the endpointing rate does not match the stream format.
     """
 
+    mode = "fork"
+
     def __init__(self, endpointing: EndpointingConfig, make_vad: Callable[[], Callable[[bytes], bool]],
                  stream_format: StreamFormat = MULAW_8K) -> None:
         if endpointing.sample_rate != stream_format.processing_rate:
             raise ValueError(f"endpointing at {endpointing.sample_rate} Hz, but {stream_format} is analysed at {stream_format.processing_rate} Hz")
+        super().__init__()
         self.config = endpointing
         self.stream_format = stream_format
         self._make_vad = make_vad
-        self.record: CallRecord | None = None
-        self.start: Start | None = None
-        self.stream_sid: str | None = None
-        self.stopped = False
         self._tracks: dict[str, _Track] = {}
-        self._pending: dict[int, tuple[str, int, int]] = {}  # turn id → (speaker, start_ms, end_ms)
+        self._pending: dict[int, _PendingUtterance] = {}  # by turn id
         self._next_turn_id = 1
-        self._actions: list = []
 
     @property
     def frames_lost(self) -> int:
         """Inbound frames (all tracks) missing from the media clock so far (filled with silence)."""
         return sum(track.frames.filled_frames for track in self._tracks.values())
-
-    def actions_to_perform(self) -> list:
-        """Return and forget the actions produced since the last call (only ``Transcribe`` and ``EndCall``)."""
-        actions, self._actions = self._actions, []
-        return actions
-
-    def receive_event(self, event: Event) -> None:
-        """Handle one parsed Twilio message; ``mark`` and ``dtmf`` do not occur on forks and are ignored."""
-        if isinstance(event, Media):
-            self._on_media(event)
-        elif isinstance(event, Start):
-            self._on_start(event)
-        elif isinstance(event, Stop):
-            if not self.stopped:  # a repeated stop changes nothing
-                self._on_stop()
-        elif isinstance(event, UnknownEvent):
-            log.info("ignoring unknown event %r", event.event)
 
     def receive_transcript(
         self, turn_id: int, text: str | None, error: str | None = None, *, elapsed_ms: int | None = None
@@ -101,29 +87,21 @@ class ListenSession:
         pending = self._pending.pop(turn_id, None)
         if pending is None or self.record is None:
             return
-        speaker, start_ms, end_ms = pending
         text = (text or "").strip()
         if error is None and not text:
             return
-        turn = Turn(speaker, text, start_ms, end_ms)
-        if error is not None:
-            turn.extra["error"] = error
-        if elapsed_ms is not None:
-            turn.extra["latency_ms"] = {"recognition": elapsed_ms}
-        self.record.add_turn(turn)
+        latency_ms = {"recognition": elapsed_ms} if elapsed_ms is not None else None
+        self.record.add_turn(Turn(pending.speaker, text, pending.start_ms, pending.end_ms, error=error, latency_ms=latency_ms))
 
-    def close(self) -> None:
-        """The socket ended; same as ``stop`` if Twilio did not send one."""
-        if not self.stopped:
-            self._on_stop()
+    def hang_up(self, goodbye: str, reason: str) -> None:
+        """End the call for ``reason`` at once (``HangUp``): a fork cannot speak, so ``goodbye`` is
+        not said. Does nothing before ``start``, while hanging up or after ``stop``."""
+        if self.phase is not Phase.STREAMING:
+            return
+        self.phase = Phase.HANGING_UP
+        self._actions.append(HangUp(reason))
 
     def _on_start(self, event: Start) -> None:
-        if self.start is not None or self.stopped:
-            log.warning("ignoring a start message after %s", "start" if self.start else "stop")
-            return
-        self.start, self.stream_sid = event, event.stream_sid
-        params = event.custom_parameters
-        self.record = CallRecord(event.call_sid, event.stream_sid, params.get("From"), params.get("To"), mode="fork")
         for track in event.tracks:
             if track in SPEAKERS:
                 self._tracks[track] = _Track(
@@ -142,7 +120,6 @@ class ListenSession:
                     self._transcribe(track, ep_event)
 
     def _on_stop(self) -> None:
-        self.stopped = True
         for track in self._tracks.values():
             for ep_event in track.endpointer.finish():
                 self._transcribe(track, ep_event)
@@ -152,5 +129,5 @@ class ListenSession:
         utt = event.utterance
         turn_id = self._next_turn_id
         self._next_turn_id += 1
-        self._pending[turn_id] = (track.speaker, utt.voice_start_ms, utt.end_ms)
+        self._pending[turn_id] = _PendingUtterance(track.speaker, utt.voice_start_ms, utt.end_ms)
         self._actions.append(Transcribe(turn_id, utt.pcm, self.config.sample_rate))

@@ -22,25 +22,44 @@ class Turn:
         end_ms: media time the turn ended (caller: end of the last voiced frame; bot: the
             last mark echo, i.e. playback finished, or the barge-in ``clear``); ``None``
             while the bot is still speaking.
-        extra: optional fields: ``dtmf`` (digits), ``interrupted`` (bool), ``heard`` (the
-            bot sentences whose playback completed before a barge-in), ``error``, and on a
-            bot reply ``latency_ms``: ``endpoint`` (silence waited before deciding the
-            caller had finished, media clock), ``recognition``, ``responder`` and
-            ``synthesis`` (first sentence) in wall-clock ms, and ``total`` (caller's last
-            voiced frame to the first reply audio sent, media clock).
+        dtmf: the digits of a key-press turn.
+        error: a short failure category (``"recognition timeout"``, ``"synthesis failed"``…).
+        interrupted: ``True`` on a bot reply the caller barged in on.
+        heard: on an interrupted reply, its sentences whose playback completed before the
+            barge-in, joined by spaces (``""`` if none).
+        latency_ms: on a bot reply, per stage: ``endpoint`` (silence waited before deciding
+            the caller had finished, media clock), ``recognition``, ``responder`` and
+            ``synthesis`` (first sentence) in wall-clock ms, ``total`` (caller's last voiced
+            frame to the first reply audio sent, media clock) and ``first_mark`` (to the
+            first sentence's mark echo, media clock); on a fork's turn only ``recognition``.
+        The optional fields are ``None`` while unset.
     """
 
     speaker: str
     text: str
     start_ms: int
     end_ms: int | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    dtmf: str | None = None
+    error: str | None = None
+    latency_ms: dict[str, int] | None = None
+    interrupted: bool | None = None
+    heard: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the API shape: ``speaker``, ``text``, ``start_ms``, ``end_ms`` plus extras."""
-        data = {"speaker": self.speaker, "text": self.text, "start_ms": self.start_ms, "end_ms": self.end_ms}
-        data.update(self.extra)
+        """Return the API shape: ``speaker``, ``text``, ``start_ms``, ``end_ms``, then those of
+        ``dtmf``, ``error``, ``latency_ms``, ``interrupted`` and ``heard`` that are set (the keys
+        of unset ones are left out)."""
+        data: dict[str, Any] = {"speaker": self.speaker, "text": self.text, "start_ms": self.start_ms, "end_ms": self.end_ms}
+        for key in _OPTIONAL_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
         return data
+
+
+# The order the session used to set them in (``latency_ms`` when the first audio is sent,
+# ``interrupted`` and ``heard`` at a barge-in); the API and call.json sort keys anyway.
+_OPTIONAL_KEYS = ("dtmf", "error", "latency_ms", "interrupted", "heard")
 
 
 @dataclass

@@ -2,7 +2,11 @@
 
 Sans-I/O, shaped like ``websockets.Protocol``: the worker feeds inputs and then drains
 ``actions_to_perform()``; the session never touches a socket, a greenlet or a clock. Time is
-the stream's media clock: the ``timestamp`` of Twilio's inbound media (protocol.md §7).
+the stream's media clock: the ``timestamp`` of Twilio's inbound media (protocol.md §7). Its
+lifecycle (``phase``: awaiting start, streaming, hanging up, stopped) is shared with the
+listen-only ``core.listen_session.ListenSession`` (``core.stream_session``); bot audio at
+Twilio is tracked by ``core.playout``, key presses by ``core.dtmf``, and the inputs held for a
+speculative turn by ``core.deferred``. The actions are defined in ``core.actions``.
 
 Inputs:
     ``receive_event(event)``         every parsed Twilio message;
@@ -47,111 +51,36 @@ Turn-taking rules:
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable
 
 from audio.endpointing import Endpointer, EndpointingConfig, SpeechPaused, SpeechStarted, UtteranceEnded
 from audio.framing import FrameAssembler
 from audio.stream_format import MULAW_8K, StreamFormat
 from core import protocol
-from core.protocol import Connected, Dtmf, Event, Mark, Media, Start, Stop, UnknownEvent
-from core.records import CallRecord, Turn
+from core.actions import Action, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
+from core.deferred import (
+    DeferredInput,
+    DeferredReply,
+    DeferredReplyEnd,
+    DeferredSpeech,
+    DeferredSpeechFailure,
+    DeferredTranscript,
+    replay_order,
+)
+from core.dtmf import MAX_DTMF_KEYS, DtmfBurst, DtmfCollector
+from core.playout import Playout
+from core.protocol import Dtmf, Event, Mark, Media, Start
+from core.records import Turn
 from core.sentences import SentenceStream, split_sentences
+from core.stream_session import Phase, StreamSession
+
+__all__ = [
+    "MAX_DTMF_KEYS", "Action", "CallSession", "Cancel", "EndCall", "HangUp", "Phase", "RecordPlayed", "Respond",
+    "SessionConfig", "Send", "Speak", "Transcribe",
+]
 
 log = logging.getLogger(__name__)
-
-MAX_DTMF_KEYS = 64
-"""Keys collected before they reach the responder; more in the same burst are dropped (logged once),
-so a flood of ``dtmf`` messages costs constant memory and time per message."""
-
-
-# --- actions ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Send:
-    """Send ``text`` on the socket (in order). ``reply_id`` tags reply audio so a barge-in
-    can drop what is still queued in the worker."""
-
-    text: str
-    reply_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Transcribe:
-    """Recognize ``pcm`` (PCM16 LE mono, ``sample_rate`` Hz), then call ``receive_transcript``.
-
-    ``speculative``: the turn is tentative (the caller paused, the endpoint is not decided);
-    the worker may skip it under load and call ``speculation_declined`` instead.
-    """
-
-    turn_id: int
-    pcm: bytes
-    sample_rate: int
-    speculative: bool = False
-
-
-@dataclass(frozen=True)
-class Respond:
-    """Ask the responder for a reply to ``text`` (speech) or ``dtmf`` (digits), then call
-    ``receive_reply``. ``pending_turn``: the caller's turn when it is not in the call record
-    yet (a speculative turn); the responder's history should end with it."""
-
-    turn_id: int
-    text: str
-    dtmf: str | None = None
-    pending_turn: Turn | None = None
-
-
-@dataclass(frozen=True)
-class Speak:
-    """Synthesize ``sentences`` in order; call ``receive_speech(reply_id, index, audio)`` for
-    each as soon as it is ready (the first plays while the rest is synthesized).
-    ``first_index``: the index of ``sentences[0]`` in the reply; a streamed reply gets one
-    ``Speak`` per new sentence, to be synthesized after the reply's earlier ones.
-    ``offline_voice``: use the offline engine (apologies must not depend on the network)."""
-
-    reply_id: int
-    sentences: tuple[str, ...]
-    offline_voice: bool = False
-    first_index: int = 0
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """Abandon pending work (transcription, responder, synthesis) of these turns/replies."""
-
-    turn_ids: tuple[int, ...] = ()
-    reply_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class EndCall:
-    """The stream is over: finish pending transcriptions (bounded) and release the call."""
-
-
-@dataclass(frozen=True)
-class RecordPlayed:
-    """Bot audio that played at Twilio, in the stream's wire format, placed at media time ``start_ms``.
-
-    Placed when a mark echo says it played (it ended at the echo), or, on a barge-in
-    ``clear`` or ``stop``, the part that played before it; audio removed by ``clear`` is not
-    in it. For the call recording's outbound track.
-    """
-
-    start_ms: int
-    audio: bytes
-
-
-@dataclass(frozen=True)
-class HangUp:
-    """End the call now: close the socket (the goodbye, if any, has played)."""
-
-    reason: str
-
-
-Action = Union[Send, Transcribe, Respond, Speak, Cancel, EndCall, RecordPlayed, HangUp]
 
 
 # --- configuration and internal state ----------------------------------------------------
@@ -202,15 +131,12 @@ class _CallerTurn:
     end_ms: int  # end of last voiced frame
     detected_ms: int  # media time the endpoint was decided
     record: Turn | None = None  # set once a transcript is recorded
-    answered: bool = False  # reply audio has been sent
     latency_ms: dict[str, int] = field(default_factory=dict)  # per stage, filled as the turn goes
     tentative: bool = False  # speculative: the endpoint is not decided yet
-    transcript: tuple | None = None  # (text, error, elapsed_ms) held while tentative
+    deferred: list[DeferredInput] = field(default_factory=list)  # inputs held while tentative
     responding: bool = False  # a Respond was issued while tentative
-    reply_result: tuple | None = None  # (text, error, elapsed_ms, hang_up) held while tentative
     sentence_stream: SentenceStream | None = None  # a streaming reply being cut into sentences
     reply_id: int | None = None  # the streaming reply's id, once its first sentence is complete
-    reply_end: tuple | None = None  # (error, hang_up) of a stream that ended while tentative
 
 
 @dataclass
@@ -224,24 +150,11 @@ class _Reply:
     error: str | None = None  # recorded on the bot turn (a streaming responder failed mid-reply)
     record: Turn | None = None
     cancelled: bool = False
-    heard: list[str] = field(default_factory=list)
     hang_up: bool = False  # a goodbye: hang up once it has played
-    offline_voice: bool = False
-    held: list[tuple[int, bytes | None, object]] = field(default_factory=list)  # speech of a tentative turn
     turn_end_ms: int | None = None  # end of the caller's turn it answers
 
 
-@dataclass
-class _PendingMark:
-    name: str
-    reply_id: int
-    sentence_index: int
-    final: bool
-    audio: bytes  # the sentence's audio (wire format), placed in the recording once it played
-    sent_ms: int  # media time it was sent
-
-
-class CallSession:
+class CallSession(StreamSession):
     """State machine of one bidirectional call; see the module docstring.
 
     Args:
@@ -256,21 +169,21 @@ class CallSession:
         ValueError: the endpointing rate does not match the stream format.
     """
 
+    mode = "conversation"
+
     def __init__(self, config: SessionConfig, is_speech: Callable[[bytes], bool], stream_format: StreamFormat = MULAW_8K) -> None:
         if config.endpointing.sample_rate != stream_format.processing_rate:
             raise ValueError(f"endpointing at {config.endpointing.sample_rate} Hz, but {stream_format} is analysed at {stream_format.processing_rate} Hz")
+        super().__init__()
         self.config = config
         self.stream_format = stream_format
         self._bytes_per_ms = stream_format.bytes_per_ms
-        self.record: CallRecord | None = None
-        self.stream_sid: str | None = None
-        self.start: Start | None = None
-        self.stopped = False
         self.now_ms = 0  # media clock: end of the latest inbound frame
         self.media_before_start = 0
         self._frames = FrameAssembler(frame_ms=config.endpointing.frame_ms, stream_format=stream_format)
         self._endpointer = Endpointer(config.endpointing, is_speech)
-        self._actions: list[Action] = []
+        self._playout = Playout(stream_format.bytes_per_ms)
+        self._dtmf = DtmfCollector(config.dtmf_flush_ms)
         self._next_turn_id = 1
         self._next_reply_id = 1
         self._open_turn: _CallerTurn | None = None  # latest caller turn not yet answered with audio
@@ -278,24 +191,13 @@ class CallSession:
         self._tentative: _CallerTurn | None = None  # speculative turn of the current pause
         self._turns: dict[int, _CallerTurn] = {}
         self._replies: dict[int, _Reply] = {}
-        self._pending_marks: deque[_PendingMark] = deque()
-        self._playout_end_ms = 0  # media time the last placed bot audio ended
-        self.hanging_up: str | None = None  # the reason, once hang_up() was called
+        self._hang_up_reason: str | None = None
         self._first_media_ms: int | None = None
         self._last_activity_ms = 0  # media time of the last caller speech, key press or bot audio
         self._nudged = False
-        self._dtmf_digits = ""
-        self._dtmf_start_ms = 0
-        self._dtmf_last_ms = 0
-        self.dtmf_dropped = 0  # keys dropped because MAX_DTMF_KEYS were waiting
         self._latency_reports: list[dict[str, int]] = []
 
     # -- outputs --------------------------------------------------------------------
-
-    def actions_to_perform(self) -> list[Action]:
-        """Return and forget the actions produced since the last call. Perform them in order."""
-        actions, self._actions = self._actions, []
-        return actions
 
     def take_latency_reports(self) -> list[dict[str, int]]:
         """Return and forget the ``latency_ms`` of replies finished since the last call: each
@@ -307,6 +209,16 @@ class CallSession:
         return reports
 
     @property
+    def hanging_up(self) -> str | None:
+        """The reason given to ``hang_up()``, once it was called (kept after the stream stops)."""
+        return self._hang_up_reason
+
+    @property
+    def dtmf_dropped(self) -> int:
+        """Keys dropped because ``MAX_DTMF_KEYS`` were waiting."""
+        return self._dtmf.dropped_keys
+
+    @property
     def frames_lost(self) -> int:
         """Inbound frames missing from the media clock so far (filled with silence)."""
         return self._frames.filled_frames
@@ -314,27 +226,14 @@ class CallSession:
     @property
     def bot_speaking(self) -> bool:
         """True from a reply's first audio until its last mark echo (or a barge-in)."""
-        return bool(self._pending_marks) or any(r.record is not None for r in self._replies.values())
+        return self._playout.has_pending or any(r.record is not None for r in self._replies.values())
+
+    @property
+    def _answering(self) -> bool:
+        """Started, neither hanging up nor stopped: caller input is answered."""
+        return self.phase is Phase.STREAMING
 
     # -- inputs ---------------------------------------------------------------------
-
-    def receive_event(self, event: Event) -> None:
-        """Handle one parsed Twilio message. Afterwards drain ``actions_to_perform()``."""
-        if isinstance(event, Media):
-            self._on_media(event)
-        elif isinstance(event, Mark):
-            self._on_mark(event)
-        elif isinstance(event, Dtmf):
-            self._on_dtmf(event)
-        elif isinstance(event, Start):
-            self._on_start(event)
-        elif isinstance(event, Stop):
-            if not self.stopped:  # a repeated stop changes nothing
-                self._on_stop()
-        elif isinstance(event, Connected):
-            pass
-        elif isinstance(event, UnknownEvent):
-            log.info("ignoring unknown event %r", event.event)
 
     def receive_transcript(
         self, turn_id: int, text: str | None, error: str | None = None, *, elapsed_ms: int | None = None
@@ -389,10 +288,10 @@ class CallSession:
         ``elapsed_ms`` (how long the responder took) goes into the reply's ``latency_ms``.
         """
         turn = self._turns.get(turn_id)
-        if turn is None or self.stopped or self.hanging_up is not None:
+        if turn is None or not self._answering:
             return
         if turn.tentative and (error is not None or hang_up or not (text or "").strip()):
-            turn.reply_result = (text, error, elapsed_ms, hang_up)  # acted on if the turn is confirmed
+            turn.deferred.append(DeferredReply(text, error, elapsed_ms, hang_up))  # acted on if the turn is confirmed
             return
         if elapsed_ms is not None:
             turn.latency_ms["responder"] = elapsed_ms
@@ -418,7 +317,7 @@ class CallSession:
         was dropped (barge-in, continuation, hang-up) are ignored. End with ``receive_reply_end``.
         """
         turn = self._turns.get(turn_id)
-        if turn is None or self.stopped or self.hanging_up is not None:
+        if turn is None or not self._answering:
             return
         if turn.sentence_stream is None:
             turn.sentence_stream = SentenceStream()
@@ -437,10 +336,10 @@ class CallSession:
         played. A stream that produced nothing is a silent reply.
         """
         turn = self._turns.get(turn_id)
-        if turn is None or self.stopped or self.hanging_up is not None:
+        if turn is None or not self._answering:
             return
         if turn.tentative:
-            turn.reply_end = (error, hang_up)  # acted on if the turn is confirmed
+            turn.deferred.append(DeferredReplyEnd(error, hang_up))  # acted on if the turn is confirmed
             return
         stream, turn.sentence_stream = turn.sentence_stream, None
         reply = self._replies.get(turn.reply_id) if turn.reply_id is not None else None
@@ -452,7 +351,7 @@ class CallSession:
                 return
             reply.error = error
             if reply.record is not None:
-                reply.record.extra["error"] = reply.error
+                reply.record.error = reply.error
             self._extend_reply(turn, split_sentences(self.config.apology), offline_voice=True)
         elif stream is not None:
             self._extend_reply(turn, stream.finish())
@@ -465,7 +364,8 @@ class CallSession:
         reply.complete = True
         if hang_up:
             reply.hang_up = True
-            self.hanging_up = "the responder ended the call"
+            self._hang_up_reason = "the responder ended the call"
+            self.phase = Phase.HANGING_UP
         if reply.sentences_sent == len(reply.sentences):  # every sentence is already at Twilio
             self._end_sent_reply(reply)
 
@@ -492,10 +392,8 @@ class CallSession:
 
     def _end_sent_reply(self, reply: _Reply) -> None:
         """A streamed reply became complete after all its audio was sent: it ends with its last mark echo."""
-        pending = [m for m in self._pending_marks if m.reply_id == reply.reply_id]
         self._reply_fully_sent(reply)
-        if pending:
-            pending[-1].final = True
+        if self._playout.finish_reply_at_last_mark(reply.reply_id):
             return
         if reply.record is not None and reply.record.end_ms is None:
             reply.record.end_ms = self.now_ms
@@ -514,21 +412,19 @@ class CallSession:
         reply = self._replies.get(reply_id)
         if reply is None or reply.cancelled or self.stream_sid is None or self.stopped:
             return
-        if self._is_tentative(reply):
-            reply.held.append((index, audio, elapsed_ms))
+        tentative = self._tentative_turn_of(reply)
+        if tentative is not None:
+            tentative.deferred.append(DeferredSpeech(reply_id, index, audio, elapsed_ms))
             return
         if reply.record is None:
-            reply.record = Turn("bot", reply.text, self.now_ms, None)
-            if reply.error is not None:
-                reply.record.extra["error"] = reply.error
+            reply.record = Turn("bot", reply.text, self.now_ms, None, error=reply.error)
             assert self.record is not None
             self.record.add_turn(reply.record)
             turn = self._turns.get(reply.turn_id) if reply.turn_id is not None else None
             if turn is not None:
-                turn.answered = True
                 if elapsed_ms is not None:
                     turn.latency_ms["synthesis"] = elapsed_ms
-                reply.record.extra["latency_ms"] = {
+                reply.record.latency_ms = {
                     "endpoint": turn.detected_ms - turn.end_ms,
                     **turn.latency_ms,
                     "total": self.now_ms - turn.end_ms,
@@ -540,8 +436,7 @@ class CallSession:
         for offset in range(0, len(audio), chunk_bytes):
             self._actions.append(Send(protocol.media_message(self.stream_sid, audio[offset : offset + chunk_bytes]), reply_id))
         final = reply.complete and index == len(reply.sentences) - 1
-        name = f"r{reply_id}s{index}"
-        self._pending_marks.append(_PendingMark(name, reply_id, index, final, audio, self.now_ms))
+        name = self._playout.queue(reply_id, index, audio, final=final, sent_ms=self.now_ms)
         self._actions.append(Send(protocol.mark_message(self.stream_sid, name), reply_id))
         reply.sentences_sent = index + 1
         if final:
@@ -555,19 +450,18 @@ class CallSession:
         reply = self._replies.get(reply_id)
         if reply is None or reply.cancelled:
             return
-        if self._is_tentative(reply):
-            reply.held.append((-1, None, error))
+        tentative = self._tentative_turn_of(reply)
+        if tentative is not None:
+            tentative.deferred.append(DeferredSpeechFailure(reply_id, error))
             return
         log.warning("reply %d: synthesis failed after %d sentence(s): %s", reply_id, reply.sentences_sent, error)
         if reply.record is not None:
-            reply.record.extra["error"] = "synthesis failed"  # a category: the engine's words may leak details
+            reply.record.error = "synthesis failed"  # a category: the engine's words may leak details
         if not reply.complete:  # a streaming reply: stop the stream, the reply ends here
             reply.complete = True
             if reply.turn_id is not None:
                 self._actions.append(Cancel(turn_ids=(reply.turn_id,)))
-        pending = [m for m in self._pending_marks if m.reply_id == reply_id]
-        if pending:  # finish when what was sent has played
-            pending[-1].final = True
+        if self._playout.finish_reply_at_last_mark(reply_id):  # finish when what was sent has played
             del reply.sentences[reply.sentences_sent :]
             self._reply_fully_sent(reply)
             return
@@ -583,9 +477,10 @@ class CallSession:
 
         Whatever the bot was saying is cleared and pending turns are dropped; the goodbye
         cannot be interrupted, and the ``HangUp`` comes when its last mark is echoed, so it
-        is not cut off. Afterwards drain ``actions_to_perform()``.
+        is not cut off. Does nothing before ``start``, while hanging up or after ``stop``.
+        Afterwards drain ``actions_to_perform()``.
         """
-        if self.hanging_up is not None or self.stopped or self.stream_sid is None:
+        if not self._answering:
             return
         log.info("hanging up (%s)", reason)
         self._interrupt_bot()
@@ -593,33 +488,23 @@ class CallSession:
             self._forget_turn(turn)
         for reply in [r for r in self._replies.values() if not r.cancelled]:
             self._drop_reply(reply)
-        self.hanging_up = reason
-        self._dtmf_digits = ""
+        self._hang_up_reason = reason
+        self.phase = Phase.HANGING_UP
+        self._dtmf.discard()
         if goodbye.strip():
             self._start_reply(goodbye, None, hang_up=True)
         if not any(r.hang_up for r in self._replies.values()):
             self._actions.append(HangUp(reason))
 
-    def close(self) -> None:
-        """The socket ended. Same as ``stop`` if Twilio did not send one."""
-        if not self.stopped:
-            self._on_stop()
-
     # -- event handlers -----------------------------------------------------------------
 
+    def _on_other_event(self, event: Event) -> None:
+        if isinstance(event, Mark):
+            self._on_mark(event)
+        elif isinstance(event, Dtmf):
+            self._on_dtmf(event)
+
     def _on_start(self, event: Start) -> None:
-        if self.start is not None or self.stopped:
-            log.warning("ignoring a start message after %s", "start" if self.start else "stop")
-            return
-        self.start = event
-        self.stream_sid = event.stream_sid
-        params = event.custom_parameters
-        self.record = CallRecord(
-            call_sid=event.call_sid,
-            stream_sid=event.stream_sid,
-            from_number=params.get("From"),
-            to_number=params.get("To"),
-        )
         if self.config.greeting.strip():
             self._start_reply(self.config.greeting, None)
 
@@ -643,16 +528,17 @@ class CallSession:
                     self._on_speech_paused(ep_event)
                 elif isinstance(ep_event, UtteranceEnded):
                     self._on_utterance_ended(ep_event)
-        if self._dtmf_digits:
-            self._maybe_flush_dtmf()
+        burst = self._dtmf.poll(self.now_ms)
+        if burst is not None:
+            self._answer_dtmf(burst)
         limit_ms = self.config.max_call_ms
-        if limit_ms and self.hanging_up is None and self.now_ms - self._first_media_ms >= limit_ms:
+        if limit_ms and self._answering and self.now_ms - self._first_media_ms >= limit_ms:
             self.hang_up(self.config.time_limit_goodbye, f"call longer than {limit_ms} ms")
         self._check_idle()
 
     def _check_idle(self) -> None:
         """Nudge a silent caller once, then hang up (media time; never while anything is in progress)."""
-        if self.hanging_up is not None or self._endpointer.in_speech or self._turns or self._replies or self._pending_marks:
+        if not self._answering or self._endpointer.in_speech or self._turns or self._replies or self._playout.has_pending:
             if self.now_ms > self._last_activity_ms:
                 self._last_activity_ms = self.now_ms
             return
@@ -666,7 +552,7 @@ class CallSession:
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
         self._nudged = False
-        if self.hanging_up is not None:
+        if not self._answering:
             return  # the goodbye plays to the end
         if self._interrupt_bot():
             log.info("barge-in at %d ms", event.detected_ms)
@@ -682,7 +568,7 @@ class CallSession:
 
     def _on_speech_paused(self, event: SpeechPaused) -> None:
         """Start transcribing the utterance so far: a tentative turn, confirmed by the endpoint."""
-        if self.hanging_up is not None or self.stopped:
+        if not self._answering:
             return
         if self._tentative is not None:  # the caller spoke on since the last pause
             self._forget_turn(self._tentative)
@@ -696,7 +582,7 @@ class CallSession:
         self._actions.append(Transcribe(turn.turn_id, pcm, self.config.endpointing.sample_rate, speculative=True))
 
     def _on_utterance_ended(self, event: UtteranceEnded) -> None:
-        if self.hanging_up is not None:
+        if not self._answering:
             return
         utt = event.utterance
         pcm, start_ms = utt.pcm, utt.voice_start_ms
@@ -718,36 +604,30 @@ class CallSession:
         self._actions.append(Transcribe(turn.turn_id, pcm, self.config.endpointing.sample_rate))
 
     def _confirm(self, turn: _CallerTurn, detected_ms: int, previous: _CallerTurn | None) -> None:
-        """The pause became the endpoint: the tentative turn is the turn; replay what it holds."""
+        """The pause became the endpoint: the tentative turn is the turn; replay what it holds
+        (nothing before its transcript came: ``receive_transcript`` takes it from there)."""
         turn.tentative = False
         turn.detected_ms = detected_ms
         turn.latency_ms["speculative"] = 1
         if previous is not None and previous.record is not None:
             turn.record = previous.record  # the merged transcript replaces it
         self._open_turn = turn
-        if turn.transcript is None:
-            return  # still being recognized: receive_transcript takes it from here
-        text, error, elapsed_ms = turn.transcript
-        turn.transcript = None
-        self.receive_transcript(turn.turn_id, text, error, elapsed_ms=elapsed_ms)
-        if turn.reply_result is not None and turn.turn_id in self._turns:
-            text, error, elapsed_ms, hang_up = turn.reply_result
-            self.receive_reply(turn.turn_id, text, error, elapsed_ms=elapsed_ms, hang_up=hang_up)
-        for reply in [r for r in self._replies.values() if r.turn_id == turn.turn_id and r.held]:
-            held, reply.held = reply.held, []
-            for index, audio, extra in held:
-                if audio is None:
-                    self.receive_speech_failed(reply.reply_id, str(extra))
-                else:
-                    self.receive_speech(reply.reply_id, index, audio, elapsed_ms=extra)
-        if turn.reply_end is not None and turn.turn_id in self._turns:
-            error, hang_up = turn.reply_end
-            turn.reply_end = None
-            self.receive_reply_end(turn.turn_id, error, hang_up=hang_up)
+        deferred, turn.deferred = turn.deferred, []
+        for item in replay_order(deferred):
+            if isinstance(item, DeferredTranscript):
+                self.receive_transcript(turn.turn_id, item.text, item.error, elapsed_ms=item.elapsed_ms)
+            elif isinstance(item, DeferredReply):
+                self.receive_reply(turn.turn_id, item.text, item.error, elapsed_ms=item.elapsed_ms, hang_up=item.hang_up)
+            elif isinstance(item, DeferredSpeech):
+                self.receive_speech(item.reply_id, item.index, item.audio, elapsed_ms=item.elapsed_ms)
+            elif isinstance(item, DeferredSpeechFailure):
+                self.receive_speech_failed(item.reply_id, item.error)
+            elif isinstance(item, DeferredReplyEnd):
+                self.receive_reply_end(turn.turn_id, item.error, hang_up=item.hang_up)
 
     def _tentative_transcript(self, turn: _CallerTurn, text: str | None, error: str | None, elapsed_ms: int | None) -> None:
         """Hold a tentative turn's transcript; with ``speculative_reply``, ask the responder already."""
-        turn.transcript = (text, error, elapsed_ms)
+        turn.deferred.append(DeferredTranscript(text, error, elapsed_ms))
         if elapsed_ms is not None:
             turn.latency_ms["recognition"] = elapsed_ms
         text = (text or "").strip()
@@ -756,64 +636,45 @@ class CallSession:
             pending = Turn("caller", text, turn.start_ms, turn.end_ms)
             self._actions.append(Respond(turn.turn_id, text, pending_turn=pending))
 
-    def _is_tentative(self, reply: _Reply) -> bool:
+    def _tentative_turn_of(self, reply: _Reply) -> _CallerTurn | None:
+        """The turn ``reply`` answers, if it is still tentative (its inputs wait for the endpoint)."""
         turn = self._turns.get(reply.turn_id) if reply.turn_id is not None else None
-        return turn is not None and turn.tentative
+        return turn if turn is not None and turn.tentative else None
 
     def _on_mark(self, event: Mark) -> None:
-        names = [m.name for m in self._pending_marks]
-        if event.name not in names:
-            log.debug("ignoring mark %r (unknown, or cleared)", event.name)
-            return
-        while self._pending_marks:
-            mark = self._pending_marks.popleft()
-            self._record_played(mark, ends_at_ms=self.now_ms if mark.name == event.name else None)
+        for mark, placed in self._playout.echo(event.name, self.now_ms):
+            if placed is not None:
+                self._actions.append(placed)
             reply = self._replies.get(mark.reply_id)
-            if reply is not None and reply.record is not None:
-                reply.heard.append(reply.sentences[mark.sentence_index])
-                latency = reply.record.extra.get("latency_ms")
-                if reply.turn_end_ms is not None and latency is not None and "first_mark" not in latency:
-                    latency["first_mark"] = self.now_ms - reply.turn_end_ms  # the first sentence has played
-                    self._latency_reports.append(latency)
-                if mark.final:
-                    reply.record.end_ms = self.now_ms
-                    del self._replies[reply.reply_id]
-                    if reply.hang_up:
-                        self._actions.append(HangUp(self.hanging_up or "goodbye"))
-            if mark.name == event.name:
-                break
+            if reply is None or reply.record is None:
+                continue
+            latency = reply.record.latency_ms
+            if reply.turn_end_ms is not None and latency is not None and "first_mark" not in latency:
+                latency["first_mark"] = self.now_ms - reply.turn_end_ms  # the first sentence has played
+                self._latency_reports.append(latency)
+            if mark.final:
+                reply.record.end_ms = self.now_ms
+                del self._replies[reply.reply_id]
+                if reply.hang_up:
+                    self._actions.append(HangUp(self.hanging_up or "goodbye"))
 
     def _on_dtmf(self, event: Dtmf) -> None:
-        if self.start is None or self.stopped or self.hanging_up is not None or not event.digit:
+        if not self._answering or not event.digit:
             return
         self._interrupt_bot()
         self._nudged = False
         self._last_activity_ms = self.now_ms
-        if not self._dtmf_digits:
-            self._dtmf_start_ms = self.now_ms
-        if len(self._dtmf_digits) >= MAX_DTMF_KEYS:
-            self.dtmf_dropped += 1
-            if self.dtmf_dropped == 1:
-                log.warning("more than %d keys pressed without a pause: further keys are dropped", MAX_DTMF_KEYS)
-            return
-        self._dtmf_digits += event.digit
-        self._dtmf_last_ms = self.now_ms
-        if event.digit == "#" or self.config.dtmf_flush_ms <= 0:
-            self._flush_dtmf()
+        burst = self._dtmf.press(event.digit, self.now_ms)
+        if burst is not None:
+            self._answer_dtmf(burst)
 
-    def _maybe_flush_dtmf(self) -> None:
-        if self._dtmf_digits and self.now_ms - self._dtmf_last_ms >= self.config.dtmf_flush_ms:
-            self._flush_dtmf()
-
-    def _flush_dtmf(self) -> None:
-        digits, self._dtmf_digits = self._dtmf_digits, ""
-        turn = _CallerTurn(self._new_turn_id(), b"", self._dtmf_start_ms, self._dtmf_last_ms, self.now_ms)
+    def _answer_dtmf(self, burst: DtmfBurst) -> None:
+        turn = _CallerTurn(self._new_turn_id(), b"", burst.start_ms, burst.end_ms, self.now_ms)
         self._turns[turn.turn_id] = turn
-        self._record_caller_turn(turn, "", dtmf=digits)
-        self._actions.append(Respond(turn.turn_id, "", dtmf=digits))
+        self._record_caller_turn(turn, "", dtmf=burst.digits)
+        self._actions.append(Respond(turn.turn_id, "", dtmf=burst.digits))
 
     def _on_stop(self) -> None:
-        self.stopped = True
         if self._tentative is not None:  # the endpointer's last utterance is transcribed below
             self._forget_turn(self._tentative)
         for event in self._endpointer.finish():
@@ -829,7 +690,7 @@ class CallSession:
             self._report_unheard(reply)
             reply.cancelled = True
         self._replies.clear()
-        self._record_played_until_now()
+        self._actions.extend(self._playout.clear(self.now_ms))
         if live:
             self._actions.append(Cancel(reply_ids=live))
         self._actions.append(EndCall())
@@ -845,13 +706,13 @@ class CallSession:
         sentences = tuple(split_sentences(text))
         if not sentences:
             return
-        reply = _Reply(self._next_reply_id, turn_id, text.strip(), list(sentences), hang_up=hang_up, offline_voice=offline_voice)
+        reply = _Reply(self._next_reply_id, turn_id, text.strip(), list(sentences), hang_up=hang_up)
         self._next_reply_id += 1
         self._replies[reply.reply_id] = reply
         self._actions.append(Speak(reply.reply_id, sentences, offline_voice))
 
     def _apologize(self) -> None:
-        if self.config.apology.strip() and not self.stopped and self.hanging_up is None:
+        if self.config.apology.strip() and self._answering:
             self._start_reply(self.config.apology, None, offline_voice=True)
 
     def _reply_fully_sent(self, reply: _Reply) -> None:
@@ -863,43 +724,19 @@ class CallSession:
         """Barge-in: if reply audio was sent and is not fully played, clear Twilio's buffer and
         cancel every reply. Returns True if it did."""
         live = [r for r in self._replies.values() if not r.cancelled]
-        if not self._pending_marks and not any(r.record is not None for r in live):
+        if not self._playout.has_pending and not any(r.record is not None for r in live):
             return False
-        if self._pending_marks and self.stream_sid is not None:
+        if self._playout.has_pending and self.stream_sid is not None:
             self._actions.append(Send(protocol.clear_message(self.stream_sid)))
-        self._record_played_until_now()  # Twilio echoes the pending marks after clear; the echoes are ignored
+        # Twilio echoes the pending marks after clear; the echoes are ignored.
+        self._actions.extend(self._playout.clear(self.now_ms))
         for reply in live:
             self._drop_reply(reply, interrupted=True)
         return True
 
-    def _record_played(self, mark: _PendingMark, *, ends_at_ms: int | None, until_ms: int | None = None) -> None:
-        """Place the audio of ``mark``'s sentence where it played.
-
-        ``ends_at_ms``: its echo says it finished then. Otherwise it started when it was sent
-        or when the audio before it ended, whichever is later; ``until_ms`` cuts it there
-        (a ``clear`` or ``stop``).
-        """
-        duration_ms = len(mark.audio) // self._bytes_per_ms
-        if ends_at_ms is not None:  # never before it was sent (the inbound clock may have stalled)
-            start_ms = max(ends_at_ms - duration_ms, self._playout_end_ms, mark.sent_ms)
-        else:
-            start_ms = max(mark.sent_ms, self._playout_end_ms)
-        if until_ms is not None:
-            duration_ms = min(duration_ms, until_ms - start_ms)
-        if duration_ms <= 0:
-            return
-        self._actions.append(RecordPlayed(start_ms, mark.audio[: duration_ms * self._bytes_per_ms]))
-        self._playout_end_ms = start_ms + duration_ms
-
-    def _record_played_until_now(self) -> None:
-        """A ``clear`` or the end of the stream: place what played of the queued audio, drop the marks."""
-        for mark in self._pending_marks:
-            self._record_played(mark, ends_at_ms=None, until_ms=self.now_ms)
-        self._pending_marks.clear()
-
     def _report_unheard(self, reply: _Reply) -> None:
         """A reply ends before its first mark echo: report its latency without ``first_mark``."""
-        latency = reply.record.extra.get("latency_ms") if reply.record is not None else None
+        latency = reply.record.latency_ms if reply.record is not None else None
         if reply.turn_end_ms is not None and latency is not None and "first_mark" not in latency:
             self._latency_reports.append(latency)
 
@@ -908,12 +745,13 @@ class CallSession:
         reply.cancelled = True
         self._replies.pop(reply.reply_id, None)
         self._actions.append(Cancel(reply_ids=(reply.reply_id,)))
+        heard = self._playout.take_heard(reply.reply_id)
         if reply.record is not None:
             if reply.record.end_ms is None:
                 reply.record.end_ms = self.now_ms
             if interrupted:
-                reply.record.extra["interrupted"] = True
-                reply.record.extra["heard"] = " ".join(reply.heard)
+                reply.record.interrupted = True
+                reply.record.heard = " ".join(reply.sentences[index] for index in heard)
         if reply.turn_id is not None:
             turn = self._turns.get(reply.turn_id)
             if turn is not None:  # also stops a streaming responder still producing the reply
@@ -930,9 +768,10 @@ class CallSession:
         for reply_id in reply_ids:
             self._replies[reply_id].cancelled = True
             del self._replies[reply_id]
+            self._playout.take_heard(reply_id)
         self._actions.append(Cancel(turn_ids=(turn.turn_id,), reply_ids=reply_ids))
 
-    def _record_caller_turn(self, turn: _CallerTurn, text: str, **extra: object) -> None:
+    def _record_caller_turn(self, turn: _CallerTurn, text: str, *, error: str | None = None, dtmf: str | None = None) -> None:
         assert self.record is not None
         if turn.record is None:
             turn.record = Turn("caller", text, turn.start_ms, turn.end_ms)
@@ -941,6 +780,7 @@ class CallSession:
             turn.record.text = text
             turn.record.start_ms = turn.start_ms
             turn.record.end_ms = turn.end_ms
-        for key, value in extra.items():
-            if value is not None:
-                turn.record.extra[key] = value
+        if error is not None:
+            turn.record.error = error
+        if dtmf is not None:
+            turn.record.dtmf = dtmf

@@ -42,11 +42,13 @@ from audio.stream_format import MULAW_8K, StreamFormat, stream_format
 from audio.vad import WebRtcVad
 from core import protocol
 from core.call_tokens import TOKEN_PARAMETER
+from core.actions import Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
 from core.listen_session import ListenSession, is_fork
 from core.media_clock import is_too_far_ahead
 from core.protocol import ProtocolError
 from core.responder import CallContext, Goodbye
-from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
+from core.session import CallSession
+from core.stream_session import StreamSession
 from handlers import metrics
 from handlers.blocking import run_blocking, run_engine
 from handlers.call_keeper import CallKeeper
@@ -88,7 +90,7 @@ class CallWorker:
         self.ws = ws
         self.services = services
         self.bearer_token = bearer_token  # the upgrade's stream token, if any (SignalWire authBearerToken)
-        self.session: CallSession | ListenSession | None = None  # created by the start message
+        self.session: StreamSession | None = None  # created by the start message: a CallSession or ListenSession
         self.messages_before_start = 0
         self.dropped: dict[str, int] = {}  # kind of bad message → how many were ignored
         self.keeper: CallKeeper | None = None  # recordings and the call store, from start on
@@ -278,10 +280,7 @@ class CallWorker:
         if self.services.active_calls <= settings["MAX_CALLS"] and not self.services.draining:
             return
         self.log.warning("over MAX_CALLS=%d: refusing the call", settings["MAX_CALLS"])
-        if isinstance(self.session, CallSession):
-            self.session.hang_up(settings["BUSY_MESSAGE"], f"over MAX_CALLS={settings['MAX_CALLS']}")
-        else:
-            self._hang_up(f"over MAX_CALLS={settings['MAX_CALLS']}")
+        self.session.hang_up(settings["BUSY_MESSAGE"], f"over MAX_CALLS={settings['MAX_CALLS']}")  # a fork: at once
 
     def _hang_up(self, reason: str) -> None:
         """Close the socket: nothing follows ``</Connect>``, so Twilio ends the call (and logs 31921);
@@ -326,7 +325,7 @@ class CallWorker:
         if self.messages_before_start == 1:
             self.log.warning("ignoring %s before start", type(event).__name__.lower())
 
-    def _new_session(self, start: protocol.Start) -> CallSession | ListenSession:
+    def _new_session(self, start: protocol.Start) -> StreamSession:
         """The session for this stream, analysing audio at its format's processing rate.
 
         Raises:
@@ -347,7 +346,7 @@ class CallWorker:
 
     def _on_started(self, start: protocol.Start) -> None:
         self.log = _CallLog(log, {"call": start.call_sid or start.stream_sid})
-        self._mode = "fork" if isinstance(self.session, ListenSession) else "conversation"
+        self._mode = self.session.mode
         metrics.call_started(self._mode)
         record = self.session.record
         if record is not None:
@@ -402,7 +401,7 @@ class CallWorker:
             elif isinstance(action, RecordPlayed):
                 if self.keeper is not None:
                     self.keeper.add_audio("outbound", action.start_ms, action.audio)
-        if isinstance(self.session, CallSession):
+        if self.session is not None:
             for latency_ms in self.session.take_latency_reports():
                 metrics.observe_turn_latency(latency_ms)
 

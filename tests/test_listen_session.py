@@ -3,7 +3,8 @@
 from audio.endpointing import EndpointingConfig
 from core.listen_session import ListenSession, is_fork
 from core.protocol import Dtmf, Mark, Media, MediaFormat, Start, Stop
-from core.session import EndCall, Transcribe
+from core.actions import EndCall, HangUp, Transcribe
+from core.stream_session import Phase
 
 VOICED = bytes(160)
 SILENT = b"\xff" * 160
@@ -70,4 +71,30 @@ def test_an_empty_transcript_adds_no_turn_and_an_error_is_recorded():
     first, second = [a for a in actions if isinstance(a, Transcribe)]
     session.receive_transcript(first.turn_id, "")
     session.receive_transcript(second.turn_id, None, "RecognitionError: down")
-    assert [(t.text, t.extra.get("error")) for t in session.record.turns] == [("", "RecognitionError: down")]
+    assert [(t.text, t.error) for t in session.record.turns] == [("", "RecognitionError: down")]
+
+
+def test_the_fork_goes_through_the_stream_phases_and_hangs_up_at_once():
+    session = ListenSession(EndpointingConfig(), lambda: is_speech)
+    assert session.phase is Phase.AWAITING_START and session.mode == "fork"
+    session.hang_up("Goodbye.", "too early")
+    assert session.actions_to_perform() == []  # nothing to hang up before start
+    session.receive_event(start())
+    assert session.phase is Phase.STREAMING
+    session.hang_up("Goodbye.", "over MAX_CALLS=0")
+    session.hang_up("Goodbye.", "again")
+    assert session.actions_to_perform() == [HangUp("over MAX_CALLS=0")]  # nothing is said on a fork, once
+    assert session.phase is Phase.HANGING_UP
+    session.close()
+    assert session.phase is Phase.STOPPED and session.stopped
+    assert session.actions_to_perform() == [EndCall()]
+    assert session.take_latency_reports() == []
+
+
+def test_a_transcript_records_its_recognition_time():
+    session = ListenSession(EndpointingConfig(), lambda: is_speech)
+    session.receive_event(start(("inbound",), {"mode": "fork"}))
+    [transcribe] = [a for a in feed(session, [(VOICED, SILENT)] * 30 + [(SILENT, SILENT)] * 40) if isinstance(a, Transcribe)]
+    session.receive_transcript(transcribe.turn_id, "hello", elapsed_ms=250)
+    [turn] = session.record.turns
+    assert turn.to_json() == {"speaker": "caller", "text": "hello", "start_ms": 20, "end_ms": 620, "latency_ms": {"recognition": 250}}

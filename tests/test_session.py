@@ -7,6 +7,7 @@ import pytest
 from audio.endpointing import EndpointingConfig
 from core.protocol import Dtmf, Mark, Media, MediaFormat, Start, Stop, UnknownEvent
 from core.session import CallSession, Cancel, EndCall, HangUp, RecordPlayed, Respond, SessionConfig, Send, Speak, Transcribe
+from core.stream_session import Phase
 
 STREAM_SID = "MZ00000000000000000000000000000001"
 CALL_SID = "CA00000000000000000000000000000001"
@@ -149,7 +150,7 @@ def test_barge_in_clears_twilio_and_cancels_the_reply():
     session.receive_speech(speak.reply_id, 1, b"\x01" * 160)
     assert sent_events(caller.drain()) == []
     bot = session.record.turns[-1]
-    assert bot.speaker == "bot" and bot.extra["interrupted"] is True and bot.end_ms is not None
+    assert bot.speaker == "bot" and bot.interrupted is True and bot.end_ms is not None
     # The interruption is a new turn.
     [transcribe2] = of_type(caller.pause(700), Transcribe)
     assert transcribe2.turn_id != transcribe.turn_id
@@ -187,7 +188,7 @@ def test_nothing_recognized_or_a_failure_never_reaches_the_responder(text, error
     assert of_type(actions, Respond) == []
     turns = caller.session.record.turns
     if error:
-        assert turns[0].extra["error"] == error and turns[0].text == ""
+        assert turns[0].error == error and turns[0].text == ""
         [speak] = of_type(actions, Speak)  # a failure is apologized for, in the offline voice
         assert speak.offline_voice and "Sorry" in speak.sentences[0]
     else:
@@ -207,7 +208,7 @@ def test_dtmf_digits_reach_the_responder_after_a_pause_or_hash():
     caller.session.receive_event(Dtmf(STREAM_SID, "#", "inbound_track"))
     [respond2] = of_type(caller.drain(), Respond)
     assert respond2.dtmf == "9#"
-    assert [t.extra.get("dtmf") for t in caller.session.record.turns] == ["12", "9#"]
+    assert [t.dtmf for t in caller.session.record.turns] == ["12", "9#"]
 
 
 def test_stop_mid_utterance_transcribes_for_the_record_but_does_not_answer():
@@ -264,7 +265,7 @@ def test_synthesis_failure_ends_the_reply_with_what_was_sent(played_before_failu
         session.receive_event(Mark(STREAM_SID, mark))
     assert not session.bot_speaking
     bot = session.record.turns[-1]
-    assert bot.end_ms is not None and bot.extra["error"] == "synthesis failed"  # not the engine's words
+    assert bot.end_ms is not None and bot.error == "synthesis failed"  # not the engine's words
     assert sent_events(caller.speak(300)) == []  # no clear: nothing is playing
 
 
@@ -425,7 +426,7 @@ def test_a_pause_starts_recognition_and_the_endpoint_uses_its_result():
     [speak] = of_type(caller.drain(), Speak)
     session.receive_speech(speak.reply_id, 0, b"\x01" * 160, elapsed_ms=30)
     caller.drain()
-    latency = session.record.turns[-1].extra["latency_ms"]
+    latency = session.record.turns[-1].latency_ms
     assert latency["endpoint"] == 600 and latency["recognition"] == 150 and latency["speculative"] == 1
     assert latency["total"] == 600  # recognition finished inside the pause: nothing added after the endpoint
 
@@ -548,7 +549,7 @@ def test_a_dtmf_flood_costs_linear_time_and_bounded_memory():
         for _ in range(presses):
             caller.session.receive_event(Dtmf(STREAM_SID, "5", "inbound_track"))
         elapsed = _time.perf_counter() - began
-        assert len(caller.session._dtmf_digits) == MAX_DTMF_KEYS
+        assert len(caller.session._dtmf.digits) == MAX_DTMF_KEYS
         assert caller.session.dtmf_dropped == presses - MAX_DTMF_KEYS
         [respond] = of_type(caller.pause(1100), Respond)
         assert respond.dtmf == "5" * MAX_DTMF_KEYS  # the first keys still reach the responder
@@ -576,3 +577,35 @@ def test_a_media_clock_jump_of_27_hours_allocates_no_gap_silence():
     assert peak_bytes < 2_000_000, f"{peak_bytes} bytes allocated for the jump"
     assert caller.session.frames_lost <= 2000 // 20  # at most max_gap_fill_ms of silence
     assert of_type(caller.actions, Transcribe)  # the utterances were still recognised
+
+
+def test_the_call_goes_through_the_stream_phases():
+    caller = Caller(make_session())
+    session = caller.session
+    assert session.phase is Phase.AWAITING_START and session.mode == "conversation"
+    session.hang_up("Bye.", "before start")
+    assert caller.drain() == [] and session.hanging_up is None
+    caller.start()
+    assert session.phase is Phase.STREAMING
+    session.hang_up("Goodbye now.", "the test")
+    [speak] = of_type(caller.drain(), Speak)
+    assert session.phase is Phase.HANGING_UP and session.hanging_up == "the test"
+    caller.speak(600)
+    caller.pause(700)
+    assert of_type(caller.actions, Transcribe) == []  # nothing is answered while hanging up
+    session.receive_event(Stop(STREAM_SID))
+    assert session.phase is Phase.STOPPED and session.stopped and session.hanging_up == "the test"
+    assert of_type(caller.drain(), EndCall) == [EndCall()]
+
+
+def test_a_bot_turn_records_its_latency_and_a_caller_turn_no_optional_keys():
+    caller = Caller(make_session())
+    caller.start()
+    respond = answered_turn(caller)
+    caller.session.receive_reply(respond.turn_id, "Fine.", elapsed_ms=30)
+    [speak] = of_type(caller.drain(), Speak)
+    caller.session.receive_speech(speak.reply_id, 0, b"\x01" * 160, elapsed_ms=20)
+    caller_turn, bot = caller.session.record.turns
+    assert set(caller_turn.to_json()) == {"speaker", "text", "start_ms", "end_ms"}
+    assert set(bot.to_json()) == {"speaker", "text", "start_ms", "end_ms", "latency_ms"}
+    assert bot.latency_ms == bot.to_json()["latency_ms"] and bot.latency_ms["responder"] == 30

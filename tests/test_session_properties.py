@@ -395,7 +395,7 @@ class CallDriver:
         event = message["event"]
         if action.reply_id is not None:
             reply = s._replies.get(action.reply_id)
-            assert reply is None or not s._is_tentative(reply), "reply audio sent before the endpoint confirmed its turn"
+            assert reply is None or s._tentative_turn_of(reply) is None, "reply audio sent before the endpoint confirmed its turn"
         if event == "media":
             assert set(message) == {"event", "streamSid", "media"} and set(message["media"]) == {"payload"}
             assert action.reply_id in self.spoken and action.reply_id not in self.cancelled_replies, "audio of a cancelled reply"
@@ -450,8 +450,8 @@ class CallDriver:
                 assert turn.start_ms <= turn.end_ms, f"turn ends before it starts: {turn.to_json()}"
             if turn.speaker == "caller":
                 assert turn.end_ms is not None
-                assert turn.text or "error" in turn.extra or turn.extra.get("dtmf"), f"empty caller turn: {turn.to_json()}"
-            for stage, value in turn.extra.get("latency_ms", {}).items():
+                assert turn.text or turn.error is not None or turn.dtmf, f"empty caller turn: {turn.to_json()}"
+            for stage, value in (turn.latency_ms or {}).items():
                 assert isinstance(value, int) and value >= 0, f"latency {stage} = {value!r}"
             json.dumps(turn.to_json())
 
@@ -611,10 +611,10 @@ def test_barge_in_clears_exactly_what_is_queued(sizes, echoed, played_ms, talk_m
     bot = [t for t in d.session.record.turns if t.speaker == "bot"][-1]
     if still_talking:
         assert any(speak.reply_id in c.reply_ids for c in of_type(actions, Cancel))
-        assert bot.extra.get("interrupted") is True and bot.end_ms is not None
-        assert bot.extra["heard"] == " ".join(speak.sentences[:echoed])
+        assert bot.interrupted is True and bot.end_ms is not None
+        assert bot.heard == " ".join(speak.sentences[:echoed])
     else:
-        assert "interrupted" not in bot.extra
+        assert bot.interrupted is None
     assert sum(len(p.audio) for p in d.played) <= sum(sizes)
     if still_talking:
         for index in range(len(marks)):  # Twilio echoes the cleared marks; late synthesis arrives

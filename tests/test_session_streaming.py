@@ -41,8 +41,8 @@ def test_each_sentence_is_spoken_as_soon_as_it_is_complete():
     assert not session.bot_speaking
     bot = session.record.turns[-1]
     assert bot.text == "Sure, I can help with that today. What is your name? I will wait."
-    assert bot.extra["latency_ms"]["responder"] == 40 and bot.extra["latency_ms"]["synthesis"] == 70
-    assert "interrupted" not in bot.extra
+    assert bot.latency_ms["responder"] == 40 and bot.latency_ms["synthesis"] == 70
+    assert bot.interrupted is None and "interrupted" not in bot.to_json()
 
 
 def test_a_stream_that_ends_after_its_audio_was_sent_ends_with_the_last_echo():
@@ -110,7 +110,7 @@ def test_an_error_mid_reply_ends_it_with_the_apology_after_what_was_said():
         session.receive_event(Mark(STREAM_SID, name))
     bot = session.record.turns[-1]
     assert not session.bot_speaking and bot.text == "The first thing to know is this. Sorry, try again."
-    assert bot.extra["error"] == "responder failed"
+    assert bot.error == "responder failed"
 
 
 def test_an_empty_stream_says_nothing_and_a_streamed_goodbye_hangs_up_after_playing():
@@ -148,7 +148,7 @@ def test_synthesis_failure_mid_stream_stops_the_stream():
     assert of_type(caller.drain(), Speak) == []
     session.receive_event(Mark(STREAM_SID, marks_of(actions)[0]))
     bot = session.record.turns[-1]
-    assert not session.bot_speaking and bot.extra["error"] == "synthesis failed"  # not the engine's words
+    assert not session.bot_speaking and bot.error == "synthesis failed"  # not the engine's words
     assert bot.text == "The first sentence is here. The second one is here."  # what the responder said
 
 
