@@ -2,7 +2,8 @@
 
 soxr low-pass filters before decimating, so TTS audio at 22 050/24 000 Hz can go
 down to the 8000 Hz phone line without aliasing (a 6 kHz tone at 24 kHz comes out
-more than 60 dB down; ``audioop.ratecv`` passes it at 0 dB — feasibility.md §7).
+more than 60 dB down, ``tests/test_resample.py``; ``audioop.ratecv``, which does not filter,
+passes it at 0 dB).
 
 Arrays are mono 1-D. ``int16`` in gives ``int16`` out; ``float32``/``float64`` in
 gives ``float32`` out (nominal range [-1, 1]).
