@@ -64,7 +64,9 @@ _OPTIONAL_KEYS = ("dtmf", "error", "latency_ms", "interrupted", "heard")
 
 @dataclass
 class CallRecord:
-    """One call as the API reports it (``GET /api/calls/<call_sid>``).
+    """The live record of one call, kept by its session: ``to_json()`` is what
+    ``CallStore.save_call`` takes (the shape of ``GET /api/calls/<call_sid>`` without status
+    events and recordings). The store reads a call back as ``store.records.StoredCall``.
 
     ``mode`` is ``"conversation"`` (``<Connect><Stream>``: the bot talks) or ``"fork"``
     (``<Start><Stream>``: listen only; turns are ``"caller"`` and ``"callee"``).

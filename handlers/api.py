@@ -72,7 +72,8 @@ def list_calls():
         return jsonify(error=str(exc)), 400
     store = _services().store  # current_app is not available in the worker thread
     calls, total = run_blocking(lambda: store.list_calls(page=page, per_page=per_page))
-    return jsonify(calls=calls, page=page, per_page=per_page, total=total, pages=(total + per_page - 1) // per_page)
+    return jsonify(calls=[summary.to_json() for summary in calls], page=page, per_page=per_page, total=total,
+                   pages=(total + per_page - 1) // per_page)
 
 
 @bp.get("/api/calls/<call_sid>")
@@ -82,9 +83,10 @@ def get_call(call_sid: str):
     call = run_blocking(_services().store.get_call, call_sid)
     if call is None:
         return jsonify(error=f"no call {call_sid}"), 404
-    for item in call.get("recordings", []):
+    body = call.to_json()  # times become ISO 8601 here, at the JSON boundary
+    for item in body["recordings"]:
         item["url"] = recording_url(call_sid, item["kind"])
-    return jsonify(call)
+    return jsonify(body)
 
 
 def recording_url(call_sid: str, kind: str) -> str:

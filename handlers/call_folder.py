@@ -144,7 +144,7 @@ def recover_folder(store, directory: Path, in_database: bool, *, fallback_end: d
         if stored is None and legacy_filed:  # filed by an older version, its call since deleted
             (directory / FILED_MARKER).touch()
             return {"call_sid": directory.name, "ended_at": None}
-        stored = stored or {"call_sid": directory.name}
+        stored = stored.to_json() if stored is not None else {"call_sid": directory.name}
         record = {k: v for k, v in stored.items() if k not in ("status_events", "recordings")}
     if record.get("ended_at") is None:
         record["ended_at"] = _crash_end(record.get("started_at"), files, fallback_end).isoformat(timespec="milliseconds")

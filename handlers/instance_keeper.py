@@ -20,6 +20,7 @@ import gevent
 from handlers.call_filer import run_quietly
 from handlers.recovery import Recovery, recover_orphans
 from store.instances import STALE_HEARTBEATS
+from store.records import whole_ms
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class InstanceKeeper:
         """
         self.services.store.beat_instance(
             self.services.instance_id, hostname=self.hostname, pid=os.getpid(),
-            started_at=_iso(self.started_at), now=_iso(_now()),
+            started_at=whole_ms(self.started_at), now=whole_ms(_now()),
         )
 
     register = beat
@@ -95,7 +96,3 @@ class InstanceKeeper:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _iso(when: datetime) -> str:
-    return when.isoformat(timespec="milliseconds")

@@ -13,6 +13,8 @@ the calls in progress. Every page needs the dashboard login (``handlers/auth.py`
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -27,6 +29,7 @@ from handlers.api import MAX_PAGE
 from handlers.auth import require_login
 from handlers.blocking import run_blocking
 from handlers.waveforms import waveform_of_call
+from store.records import StoredTurn
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +73,20 @@ def call(call_sid: str):
     if record is None:
         return render_template("not_found.html", call_sid=call_sid), 404
     sid_path = quote(call_sid, safe="")
-    recordings = [{**recording, "url": _recording_url(sid_path, recording["kind"])} for recording in record.get("recordings") or []]
-    has_stereo = any(recording["kind"] == "stereo" for recording in recordings)
-    labels = ("caller", "callee") if record.get("mode") == "fork" else ("caller", "bot")
+    recordings = [{**asdict(recording), "url": _recording_url(sid_path, recording.kind)} for recording in record.recordings]
+    has_stereo = any(recording.kind == "stereo" for recording in record.recordings)
+    labels = ("caller", "callee") if record.mode == "fork" else ("caller", "bot")
     svg = None
     if has_stereo:
-        svg = run_blocking(_waveform_of, store, call_sid, record["turns"], labels)
+        svg = run_blocking(_waveform_of, store, call_sid, [turn.to_json() for turn in record.turns], labels)
     return render_template(
         "call.html",
         call=record,
-        turns=[_turn_view(turn) for turn in record["turns"]],
+        turns=[_turn_view(turn) for turn in record.turns],
         recordings=recordings,
         player_url=_recording_url(sid_path, "stereo") if has_stereo else None,
         waveform=Markup(svg) if svg else None,  # escaped by waveform_svg itself
-        duration_ms=_duration_ms(record.get("started_at"), record.get("ended_at")),
+        duration_ms=record.duration_ms,
     )
 
 
@@ -110,41 +113,24 @@ def _waveform_of(store: Any, call_sid: str, turns: list[dict], labels: tuple[str
         return None
 
 
-def _turn_view(turn: dict) -> dict:
-    """A stored turn plus what the template shows: clock times and the latency breakdown."""
-    latency = turn.get("latency_ms") if isinstance(turn.get("latency_ms"), dict) else {}
+def _turn_view(turn: StoredTurn) -> dict:
+    """A stored turn as saved plus what the template shows: clock times and the latency breakdown."""
+    latency = turn.latency_ms if isinstance(turn.latency_ms, Mapping) else {}
     stages = [(name, latency[name]) for name in LATENCY_STAGES if isinstance(latency.get(name), (int, float))]
     return {
-        **turn,
-        "start_clock": format_clock(turn.get("start_ms")),
-        "end_clock": format_clock(turn.get("end_ms")),
+        **turn.to_json(),
+        "start_clock": format_clock(turn.start_ms),
+        "end_clock": format_clock(turn.end_ms),
         "latency_total": latency.get("total") if isinstance(latency.get("total"), (int, float)) else None,
         "latency_stages": stages,
     }
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _duration_ms(started_at: str | None, ended_at: str | None) -> int | None:
-    start, end = _parse_time(started_at), _parse_time(ended_at)
-    if start is None or end is None:
-        return None
-    return int((end - start).total_seconds() * 1000)
-
-
 @bp.app_template_filter("call_time")
-def call_time(value: str | None) -> str:
-    """ISO 8601 → ``2026-11-21 07:00:05 UTC`` (the text as is if it does not parse; ``—`` if empty)."""
-    when = _parse_time(value)
+def call_time(when: datetime | None) -> str:
+    """A time → ``2026-11-21 07:00:05 UTC`` (``+0200`` instead of ``UTC`` at another offset; ``—`` for ``None``)."""
     if when is None:
-        return value or "—"
+        return "—"
     if when.utcoffset() is not None and when.utcoffset().total_seconds() == 0:
         return when.strftime("%Y-%m-%d %H:%M:%S UTC")
     return when.strftime("%Y-%m-%d %H:%M:%S %z").strip()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from handlers import call_folder
 from store.instances import STALE_HEARTBEATS, Instance, is_gone
+from store.records import whole_ms
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,8 @@ def recover_orphans(
             continue
         result.filed.append(record["call_sid"])
         log.warning("filed call %s left by process %s (ended %s)", record["call_sid"], owner or "?", record["ended_at"])
-    last_seen = {key: _iso(i.heartbeat_at) for key, i in gone.items()}
-    result.ended = store.mark_unfinished_calls_ended(_iso(now), keep_instances=live, last_seen=last_seen)
+    last_seen = {key: whole_ms(i.heartbeat_at) for key, i in gone.items()}
+    result.ended = store.mark_unfinished_calls_ended(whole_ms(now), keep_instances=live, last_seen=last_seen)
     if result.ended:
         log.warning("marked %d call(s) of gone processes as ended: %s", len(result.ended), ", ".join(result.ended[:10]))
     if gone:
@@ -127,7 +128,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
-
-
-def _iso(when: datetime) -> str:
-    return when.isoformat(timespec="milliseconds")

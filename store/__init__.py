@@ -47,8 +47,11 @@ Types are portable: ``JSON`` (JSON on PostgreSQL, text on SQLite), ``LargeBinary
 ZONE`` on PostgreSQL; UTC text on SQLite, converted by the ``UtcDateTime`` column type), not
 ISO strings: ordering by them is chronological whatever offset or precision a writer used,
 PostgreSQL can compute with them (durations, date ranges) in ad hoc SQL, and a malformed time is
-rejected at write time instead of being stored. The API still speaks ISO 8601 strings; they come
-back in UTC (``…T07:00:00.000+00:00``, the app's own format, round-trips unchanged).
+rejected at write time instead of being stored. Reads return frozen records
+(``store/records.py``: ``CallSummary`` from ``list_calls``, ``StoredCall`` with its turns, status
+events and recordings from ``get_call``) whose times are aware UTC ``datetime``; their
+``to_json`` is the API's shape, times as ISO 8601 in UTC (``…T07:00:00.000+00:00``, the app's own
+format, round-trips unchanged).
 
 Migrations: Alembic, because the database now outlives the process (deployed apps keep their
 PostgreSQL across releases) and its schema will change: each change is a reviewed, versioned
@@ -75,5 +78,9 @@ with ``BEGIN IMMEDIATE`` and wait up to 30 s for the write lock. PostgreSQL: ``p
 
 from store.calls import RECORDING_KINDS, CallStore, Recording
 from store.database import database_url, make_engine, upgrade_schema
+from store.records import CallSummary, RecordingSummary, StatusEvent, StoredCall, StoredTurn
 
-__all__ = ["RECORDING_KINDS", "CallStore", "Recording", "database_url", "make_engine", "upgrade_schema"]
+__all__ = [
+    "RECORDING_KINDS", "CallStore", "CallSummary", "Recording", "RecordingSummary", "StatusEvent", "StoredCall",
+    "StoredTurn", "database_url", "make_engine", "upgrade_schema",
+]

@@ -12,9 +12,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from collections.abc import Collection, Mapping
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.database import WRITE_OPTION
 from store.instances import Instance
 from store.models import CallRow, InstanceRow, RecordingRow, StatusEventRow, TurnRow, WaveformRow
+from store.records import CallSummary, RecordingSummary, StatusEvent, StoredCall, StoredTurn, duration_ms
 from store.recording_io import RecordingReader, file_reader, remove_recording_files
 
 log = logging.getLogger(__name__)
@@ -69,11 +71,12 @@ class Recording:
 class CallStore:
     """The call history in a SQLite or PostgreSQL database (schema from ``upgrade_schema``).
 
-    Thread-safe: each method runs one short transaction on a session of its own. Times in
-    and out are ISO 8601 strings; they are stored as UTC timestamps and returned in UTC as
+    Thread-safe: each method runs one short transaction on a session of its own. Times come
+    in as ISO 8601 strings in ``save_call``'s record and as aware ``datetime`` elsewhere; they
+    are stored as UTC timestamps and read back as aware UTC ``datetime`` in the records of
+    ``store.records`` (a time without offset is taken as UTC). Their ``to_json`` gives
     ``YYYY-MM-DDTHH:MM:SS.mmm+00:00`` (microseconds when the value has them), so a UTC time
-    written by the app (``isoformat(timespec="milliseconds")``) comes back unchanged; a time
-    with another offset comes back converted to UTC; a time without offset is taken as UTC.
+    written by the app in ms comes back unchanged.
 
     Args:
         engine: from ``store.database.make_engine``.
@@ -231,23 +234,21 @@ class CallStore:
             self._ensure_call(session, call_sid)
             session.execute(upsert)
 
-    def end_call(self, call_sid: str, ended_at: str) -> bool:
+    def end_call(self, call_sid: str, ended_at: datetime) -> bool:
         """Set ``ended_at`` of one call if it has none (a call filed after its process died).
 
         Args:
             call_sid: the call.
-            ended_at: the time to record, ISO 8601; a time before the call's ``started_at`` is
-                raised to it.
+            ended_at: the time to record (aware; naive is taken as UTC); a time before the
+                call's ``started_at`` is raised to it.
 
         Returns:
             True if the call was open and is now ended; False if it is ended already or unknown.
 
         Raises:
-            ValueError: ``ended_at`` is not an ISO 8601 time.
+            TypeError: ``ended_at`` is not a ``datetime``.
         """
-        when = _parse_time(ended_at, "ended_at")
-        if when is None:
-            raise ValueError("ended_at is required")
+        when = _require_time(ended_at, "ended_at")
         with self._write() as session:
             result = session.execute(
                 update(CallRow.__table__)
@@ -258,10 +259,10 @@ class CallStore:
 
     def mark_unfinished_calls_ended(
         self,
-        ended_at: str,
+        ended_at: datetime,
         *,
         keep_instances: Collection[str] = (),
-        last_seen: Mapping[str, str] | None = None,
+        last_seen: Mapping[str, datetime] | None = None,
     ) -> list[str]:
         """Set ``ended_at`` on the calls left open by processes that are gone (at start-up).
 
@@ -272,22 +273,20 @@ class CallStore:
         placeholder whose call never started, and is ended too.
 
         Args:
-            ended_at: the time to record when nothing better is known, ISO 8601.
+            ended_at: the time to record when nothing better is known (aware ``datetime``).
             keep_instances: ids of live processes whose calls are left alone.
-            last_seen: instance id → its last heartbeat, ISO 8601: the calls of that process
-                end then (it died within one heartbeat interval after). A time before a
+            last_seen: instance id → its last heartbeat (aware ``datetime``): the calls of that
+                process end then (it died within one heartbeat interval after). A time before a
                 call's ``started_at`` is raised to it.
 
         Returns:
             The call SIDs that were marked, sorted.
 
         Raises:
-            ValueError: a time is not ISO 8601.
+            TypeError: a time is not a ``datetime``.
         """
-        fallback = _parse_time(ended_at, "ended_at")
-        if fallback is None:
-            raise ValueError("ended_at is required")
-        seen = {key: _parse_time(value, "last_seen") for key, value in (last_seen or {}).items()}
+        fallback = _require_time(ended_at, "ended_at")
+        seen = {key: _require_time(value, "last_seen") for key, value in (last_seen or {}).items()}
         keep = list(keep_instances)
         with self._write() as session:
             query = select(CallRow.call_sid, CallRow.instance_id).where(CallRow.ended_at.is_(None))
@@ -309,7 +308,7 @@ class CallStore:
 
     # -- server processes -----------------------------------------------------------------------
 
-    def beat_instance(self, instance_id: str, *, hostname: str, pid: int, started_at: str, now: str) -> None:
+    def beat_instance(self, instance_id: str, *, hostname: str, pid: int, started_at: datetime, now: datetime) -> None:
         """Register a server process or refresh its heartbeat (an upsert: a row pruned by
         another process while this one could not reach the database comes back).
 
@@ -317,18 +316,18 @@ class CallStore:
             instance_id: the process's id (at most 64 characters).
             hostname: its machine's host name.
             pid: its process id.
-            started_at: when it started, ISO 8601.
-            now: the heartbeat time, ISO 8601.
+            started_at: when it started (aware ``datetime``).
+            now: the heartbeat time (aware ``datetime``).
 
         Raises:
-            ValueError: a time is not ISO 8601.
+            TypeError: a time is not a ``datetime``.
         """
         values = {
             "instance_id": _require_sid(instance_id),
             "hostname": hostname,
             "pid": int(pid),
-            "started_at": _parse_time(started_at, "started_at"),
-            "heartbeat_at": _parse_time(now, "now"),
+            "started_at": _require_time(started_at, "started_at"),
+            "heartbeat_at": _require_time(now, "now"),
         }
         upsert = self._insert(InstanceRow.__table__).values(values)
         upsert = upsert.on_conflict_do_update(index_elements=["instance_id"], set_={"heartbeat_at": values["heartbeat_at"]})
@@ -350,15 +349,13 @@ class CallStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def get_call(self, call_sid: str) -> dict[str, Any] | None:
-        """Return one call in the API shape, or ``None`` if it is not stored.
+    def get_call(self, call_sid: str) -> StoredCall | None:
+        """Return one call, or ``None`` if it is not stored.
 
         Returns:
-            ``call_sid``, ``stream_sid``, ``from``, ``to``, ``started_at``, ``ended_at`` (ISO
-            8601 UTC or ``None``), ``mode``, ``turns`` (dicts as saved, ordered by ``start_ms``
-            then position in the saved list), ``status_events`` (``[{event, error, timestamp,
-            name}]`` in arrival order) and ``recordings`` (``[{kind, duration_ms,
-            size_bytes}]`` ordered by kind).
+            The call (times aware UTC), its ``turns`` ordered by ``start_ms`` then position in
+            the saved list, ``status_events`` in arrival order and ``recordings`` ordered by
+            kind; ``StoredCall.to_json()`` is the API shape.
         """
         with self._read() as session:
             call = session.execute(select(CallRow.__table__).where(CallRow.call_sid == call_sid)).mappings().first()
@@ -369,33 +366,33 @@ class CallStore:
                 .where(TurnRow.call_sid == call_sid)
                 .order_by(TurnRow.start_ms, TurnRow.position)
             ).mappings()
-            turn_dicts = [_turn_json(row) for row in turns]
+            stored_turns = tuple(_stored_turn(row) for row in turns)
             events = session.execute(
                 select(StatusEventRow.event, StatusEventRow.error, StatusEventRow.timestamp, StatusEventRow.name)
                 .where(StatusEventRow.call_sid == call_sid)
                 .order_by(StatusEventRow.id)
             ).mappings()
-            event_dicts = [dict(row) for row in events]
+            status_events = tuple(StatusEvent(**row) for row in events)
             recordings = session.execute(
                 select(RecordingRow.kind, RecordingRow.duration_ms, RecordingRow.size_bytes)
                 .where(RecordingRow.call_sid == call_sid)
                 .order_by(RecordingRow.kind)
             ).mappings()
-            recording_dicts = [dict(row) for row in recordings]
-        return {
-            "call_sid": call["call_sid"],
-            "stream_sid": call["stream_sid"],
-            "from": call["from_number"],
-            "to": call["to_number"],
-            "started_at": _format_time(call["started_at"]),
-            "ended_at": _format_time(call["ended_at"]),
-            "mode": call["mode"],
-            "turns": turn_dicts,
-            "status_events": event_dicts,
-            "recordings": recording_dicts,
-        }
+            recording_summaries = tuple(RecordingSummary(**row) for row in recordings)
+        return StoredCall(
+            call_sid=call["call_sid"],
+            stream_sid=call["stream_sid"],
+            from_number=call["from_number"],
+            to_number=call["to_number"],
+            started_at=call["started_at"],
+            ended_at=call["ended_at"],
+            mode=call["mode"],
+            turns=stored_turns,
+            status_events=status_events,
+            recordings=recording_summaries,
+        )
 
-    def list_calls(self, *, page: int = 1, per_page: int = 20) -> tuple[list[dict[str, Any]], int]:
+    def list_calls(self, *, page: int = 1, per_page: int = 20) -> tuple[list[CallSummary], int]:
         """Return one page of call summaries, most recent first, and the number of calls.
 
         Order: ``started_at`` descending, calls without ``started_at`` last, then ``call_sid``.
@@ -405,9 +402,8 @@ class CallStore:
             per_page: calls per page, from 1.
 
         Returns:
-            (summaries, total). Each summary: ``call_sid``, ``from``, ``to``, ``started_at``,
-            ``ended_at``, ``duration_ms`` (``ended_at - started_at`` in ms, or ``None``),
-            ``mode``, ``turn_count``. A page past the end is an empty list.
+            (summaries, total): ``CallSummary`` records (``duration_ms`` is ``ended_at -
+            started_at`` in ms, or ``None``). A page past the end is an empty list.
 
         Raises:
             ValueError: ``page`` or ``per_page`` below 1, or an offset past ``2**62`` calls.
@@ -442,16 +438,16 @@ class CallStore:
             rows = session.execute(query).mappings().all()
             total = session.scalar(select(func.count()).select_from(CallRow))
         summaries = [
-            {
-                "call_sid": row["call_sid"],
-                "from": row["from_number"],
-                "to": row["to_number"],
-                "started_at": _format_time(row["started_at"]),
-                "ended_at": _format_time(row["ended_at"]),
-                "duration_ms": _duration_ms(row["started_at"], row["ended_at"]),
-                "mode": row["mode"],
-                "turn_count": int(row["turn_count"]),
-            }
+            CallSummary(
+                call_sid=row["call_sid"],
+                from_number=row["from_number"],
+                to_number=row["to_number"],
+                started_at=row["started_at"],
+                ended_at=row["ended_at"],
+                duration_ms=duration_ms(row["started_at"], row["ended_at"]),
+                mode=row["mode"],
+                turn_count=int(row["turn_count"]),
+            )
             for row in rows
         ]
         return summaries, int(total or 0)
@@ -570,26 +566,24 @@ class CallStore:
         """
         return bool(self._delete_calls([call_sid], recordings_root))
 
-    def delete_calls_ended_before(self, cutoff: str | datetime, recordings_root: str | os.PathLike[str]) -> list[str]:
+    def delete_calls_ended_before(self, cutoff: datetime, recordings_root: str | os.PathLike[str]) -> list[str]:
         """Delete every call that ended before ``cutoff``, with its recordings (retention).
 
         Calls still going on (no ``ended_at``) are never deleted. Works in batches of
         ``_IN_CHUNK`` calls, each its own short transaction, files first (as ``delete_call``).
 
         Args:
-            cutoff: ISO 8601 time or aware ``datetime``; calls with ``ended_at < cutoff`` go.
+            cutoff: aware ``datetime``; calls with ``ended_at < cutoff`` go.
             recordings_root: ``RECORDINGS_DIR``; stored paths outside it are not deleted (logged).
 
         Returns:
             The deleted call SIDs, oldest first.
 
         Raises:
-            ValueError: ``cutoff`` is not an ISO 8601 time.
+            TypeError: ``cutoff`` is not a ``datetime``.
             OSError: a recording file inside the root cannot be deleted.
         """
-        when = _parse_time(cutoff, "cutoff")
-        if when is None:
-            raise ValueError("cutoff is required")
+        when = _require_time(cutoff, "cutoff")
         deleted: list[str] = []
         while True:
             query = (
@@ -644,6 +638,12 @@ def _require_sid(call_sid: Any) -> str:
     return call_sid
 
 
+def _require_time(value: datetime, field: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{field} must be a datetime, not {value!r}")
+    return value
+
+
 def _parse_time(value: str | datetime | None, field: str) -> datetime | None:
     """ISO 8601 text (``Z`` allowed) → datetime; the UTC conversion is the column type's job."""
     if value is None or isinstance(value, datetime):
@@ -658,18 +658,6 @@ def _not_before_start(when: datetime):
     """``ended_at`` for an UPDATE of calls: ``when``, or ``started_at`` when that is later."""
     when = literal(when, CallRow.started_at.type)  # converted to UTC like the column's values
     return case((CallRow.started_at > when, CallRow.started_at), else_=when)
-
-
-def _format_time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat(timespec="milliseconds" if value.microsecond % 1000 == 0 else "microseconds")
-
-
-def _duration_ms(started_at: datetime | None, ended_at: datetime | None) -> int | None:
-    if started_at is None or ended_at is None:
-        return None
-    return (ended_at - started_at) // timedelta(milliseconds=1)
 
 
 def _turn_row(call_sid: str, position: int, turn: dict[str, Any]) -> dict[str, Any]:
@@ -697,12 +685,7 @@ def _turn_row(call_sid: str, position: int, turn: dict[str, Any]) -> dict[str, A
     }
 
 
-def _turn_json(row: Any) -> dict[str, Any]:
-    """A ``turns`` row → the turn dict as saved (keys with ``None`` values left out)."""
-    turn = {key: row[key] for key in _TURN_BASE_KEYS}
-    for key in _TURN_OPTIONAL_KEYS:
-        if row[key] is not None:
-            turn[key] = row[key]
-    if row["extra"]:
-        turn.update(row["extra"])
-    return turn
+def _stored_turn(row: Any) -> StoredTurn:
+    """A ``turns`` row → its record (``to_json()`` is the turn dict as saved)."""
+    values = {key: row[key] for key in _TURN_BASE_KEYS + _TURN_OPTIONAL_KEYS}
+    return StoredTurn(**values, extra=MappingProxyType(dict(row["extra"] or {})))

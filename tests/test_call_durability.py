@@ -100,7 +100,7 @@ def register(services, *, pid=None, hostname=None, heartbeat_at=None):
         return keeper
     now = heartbeat_at or datetime.now(timezone.utc)
     services.store.beat_instance(services.instance_id, hostname=hostname or socket.gethostname(), pid=pid or os.getpid(),
-                                 started_at=iso(now), now=iso(now))
+                                 started_at=now, now=now)
     return keeper
 
 
@@ -139,9 +139,9 @@ def wait_for(condition, timeout_s=20.0):
 
 def assert_filed(store, directory, call_sid, ended_at, mode, duration_ms):
     call = store.get_call(call_sid)
-    assert call is not None and call["ended_at"] == ended_at and call["from"] == SIP_FROM
-    assert sorted(r["kind"] for r in call["recordings"]) == ["inbound", "outbound", "stereo"]
-    assert all(abs(r["duration_ms"] - duration_ms) <= 40 for r in call["recordings"])
+    assert call is not None and call.ended_at == datetime.fromisoformat(ended_at) and call.from_number == SIP_FROM
+    assert sorted(r.kind for r in call.recordings) == ["inbound", "outbound", "stereo"]
+    assert all(abs(r.duration_ms - duration_ms) <= 40 for r in call.recordings)
     stereo = store.recording_bytes(call_sid, "stereo")
     assert stereo[:4] == b"RIFF" and len(stereo) >= duration_ms * 32 - 1000  # 8 kHz × 2 ch × 2 bytes
     assert store.recording("CA" + call_sid[2:], "stereo").in_database == (mode == "database")
@@ -216,7 +216,7 @@ def test_a_failed_first_save_does_not_stop_the_periodic_saves(tmp_path, pg_datab
     media_ms = speak(keeper, media_ms, 1.5)
     wait_for(lambda: direct.get_call("CAf91d3bf65e5f1e5a670ab3182d427c37") is not None, timeout_s=5)
     live = direct.get_call("CAf91d3bf65e5f1e5a670ab3182d427c37")
-    assert live["ended_at"] is None and live["from"] == SIP_FROM  # saved while the call goes on
+    assert live.ended_at is None and live.from_number == SIP_FROM  # saved while the call goes on
     ended_at = end(keeper)
     assert_filed(direct, keeper.directory, "CAf91d3bf65e5f1e5a670ab3182d427c37", ended_at, "folder", media_ms)
 
@@ -254,14 +254,13 @@ def test_a_crashed_call_ends_at_its_start_plus_its_recording(any_store, tmp_path
     media_ms = speak(keeper, 0, 3.0)
     gevent.sleep(1.5)  # one more flush
     keeper._loop.kill()  # the process dies: no finish()
-    assert any_store.get_call("CAf357e0d9811a0edfe76d3d014323e32e")["ended_at"] is None
+    assert any_store.get_call("CAf357e0d9811a0edfe76d3d014323e32e").ended_at is None
 
     second = make_services(any_store, tmp_path)
     app_module.recover_unfinished_calls(second, register(second))
     call = any_store.get_call("CAf357e0d9811a0edfe76d3d014323e32e")
-    ended = datetime.fromisoformat(call["ended_at"])
-    assert abs((ended - started).total_seconds() * 1000 - media_ms) <= 40
-    assert sorted(r["kind"] for r in call["recordings"]) == ["inbound", "outbound", "stereo"]
+    assert abs((call.ended_at - started).total_seconds() * 1000 - media_ms) <= 40
+    assert sorted(r.kind for r in call.recordings) == ["inbound", "outbound", "stereo"]
     assert (keeper.directory / call_folder.FILED_MARKER).exists()
 
 
@@ -287,9 +286,9 @@ def test_a_second_process_leaves_the_first_ones_live_call_alone(any_store, tmp_p
 
         b = make_services(any_store, tmp_path)
         app_module.recover_unfinished_calls(b, register(b))
-        assert any_store.get_call("CA9ec5948a7aa94ff86c5b24df2b2163ee")["ended_at"] is None  # A's call goes on
+        assert any_store.get_call("CA9ec5948a7aa94ff86c5b24df2b2163ee").ended_at is None  # A's call goes on
         assert sorted(os.listdir(live.directory)) == ["call.json", "inbound.wav", "outbound.wav", "owner", "stereo.wav"]
-        assert any_store.get_call("CAfaa5a2ef418bc3a8bbbd10a07289d176")["ended_at"] is not None
+        assert any_store.get_call("CAfaa5a2ef418bc3a8bbbd10a07289d176").ended_at is not None
         assert (crashed.directory / call_folder.FILED_MARKER).exists()
         assert {i.instance_id for i in any_store.instances()} == {a.instance_id, b.instance_id}  # C forgotten
 
@@ -338,9 +337,10 @@ def test_folders_from_before_owners_are_filed_once(any_store, tmp_path):
 
     services = make_services(any_store, tmp_path)
     app_module.recover_unfinished_calls(services, register(services))
-    assert any_store.get_call("CAafa4c89bc957c912942f17be5cf13ceb")["ended_at"] == iso(started + timedelta(minutes=3))  # kept
-    assert any_store.get_call("CAafa4c89bc957c912942f17be5cf13ceb")["turns"] == [{"speaker": "caller", "text": "hi", "start_ms": 0, "end_ms": 500}]
-    assert any_store.get_call("CAcede9022c1a0fef2458679f2a04b086e")["ended_at"] == iso(started + timedelta(seconds=2))  # start + recording
+    kept = any_store.get_call("CAafa4c89bc957c912942f17be5cf13ceb")
+    assert kept.to_json()["ended_at"] == iso(started + timedelta(minutes=3))
+    assert kept.to_json()["turns"] == [{"speaker": "caller", "text": "hi", "start_ms": 0, "end_ms": 500}]
+    assert any_store.get_call("CAcede9022c1a0fef2458679f2a04b086e").to_json()["ended_at"] == iso(started + timedelta(seconds=2))  # start + recording
     assert (root / "CAafa4c89bc957c912942f17be5cf13ceb" / "filed").exists() and (root / "CAcede9022c1a0fef2458679f2a04b086e" / "filed").exists()
     assert not (root / "CA508c41572b691f7a4c57b70f8921ee90" / "filed").exists() and not (root / "CA508c41572b691f7a4c57b70f8921ee90" / "finalized").exists()
 
@@ -354,8 +354,9 @@ def test_a_process_on_another_host_is_gone_when_its_heartbeat_is_stale(any_store
         any_store.save_call({"call_sid": call_sid, "started_at": iso(now - timedelta(minutes=2)), "instance_id": services.instance_id})
     me = make_services(any_store, tmp_path)
     app_module.recover_unfinished_calls(me, register(me))
-    assert any_store.get_call("CA0b7b657170b81001bd4b0a674d5281cb")["ended_at"] is None
-    assert any_store.get_call("CAdc64f547b18548751bb130aca54b5c9c")["ended_at"] == iso(now - timedelta(seconds=45))  # its last heartbeat
+    assert any_store.get_call("CA0b7b657170b81001bd4b0a674d5281cb").ended_at is None
+    # its last heartbeat, in whole ms like every time the app writes
+    assert any_store.get_call("CAdc64f547b18548751bb130aca54b5c9c").to_json()["ended_at"] == iso(now - timedelta(seconds=45))
     assert {i.instance_id for i in any_store.instances()} == {fresh.instance_id, me.instance_id}
 
 
@@ -374,14 +375,16 @@ def test_the_heartbeat_files_a_call_whose_process_died_meanwhile(any_store, tmp_
         crashed.start()
         media_ms = speak(crashed, 0, 1.0, realtime=False)
         gevent.sleep(1.2)
-        assert any_store.get_call("CA44062a7400be7127502ef318f7eb1719")["ended_at"] is None  # alive: left alone
+        assert any_store.get_call("CA44062a7400be7127502ef318f7eb1719").ended_at is None  # alive: left alone
         crashed._loop.kill()
         neighbour_process.kill()  # the neighbour dies
         neighbour_process.wait()
         died = time.monotonic()
-        wait_for(lambda: any_store.get_call("CA44062a7400be7127502ef318f7eb1719")["ended_at"] is not None, timeout_s=5)
+        # filed: the store has ended_at first, then the folder gets its marker
+        wait_for(lambda: any_store.get_call("CA44062a7400be7127502ef318f7eb1719").ended_at is not None
+                 and (crashed.directory / call_folder.FILED_MARKER).exists(), timeout_s=5)
         print(f"filed {time.monotonic() - died:.2f} s after its process died (heartbeat 0.2 s)")
-        ended = datetime.fromisoformat(any_store.get_call("CA44062a7400be7127502ef318f7eb1719")["ended_at"])
+        ended = any_store.get_call("CA44062a7400be7127502ef318f7eb1719").ended_at
         assert abs((ended - started).total_seconds() * 1000 - media_ms) <= 40
         assert (crashed.directory / call_folder.FILED_MARKER).exists()
         after = next(i for i in any_store.instances() if i.instance_id == me.instance_id).heartbeat_at

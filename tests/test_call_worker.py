@@ -170,7 +170,7 @@ def test_a_turn_end_to_end_through_the_shell(services):
     ws.inbox.put(STOP)
     job.join(timeout=5)
     assert job.dead and svc.active_calls == 0
-    record = svc.store.get_call(CALL_SID)
+    record = svc.store.get_call(CALL_SID).to_json()
     assert [(t["speaker"], t["text"]) for t in record["turns"]] == [("caller", "hello there"), ("bot", "You said: hello there")]
     assert record["started_at"] and record["ended_at"]
     assert all(set(m) == {"event", "streamSid", "media"} for m in ws.sent if m["event"] == "media")
@@ -202,7 +202,7 @@ def test_engine_and_responder_failures_keep_the_call_going(failure, services):
     ws.inbox.put(STOP)
     job.join(timeout=5)
     assert job.dead and job.exception is None
-    turns = svc.store.get_call(CALL_SID)["turns"]
+    turns = svc.store.get_call(CALL_SID).to_json()["turns"]
     assert turns[-1]["speaker"] == "bot" and turns[-1]["text"] == "Sorry about that."
     assert all(t["text"] != "You said: " for t in turns)  # the failure never reached the responder as speech
 
@@ -236,7 +236,7 @@ def test_a_half_dead_socket_ends_the_call_after_the_send_timeout(services):
     ws.inbox.put(START)
     job.join(timeout=5)
     assert job.dead and job.exception is None and svc.active_calls == 0
-    assert svc.store.get_call(CALL_SID)["ended_at"] is not None
+    assert svc.store.get_call(CALL_SID).to_json()["ended_at"] is not None
 
 
 def test_socket_closed_without_stop_finalizes_the_call(services):
@@ -247,7 +247,7 @@ def test_socket_closed_without_stop_finalizes_the_call(services):
     ws.inbox.put(ConnectionClosed)
     job.join(timeout=10)
     assert job.dead
-    record = svc.store.get_call(CALL_SID)
+    record = svc.store.get_call(CALL_SID).to_json()
     assert record["ended_at"] is not None
     assert [t["text"] for t in record["turns"]] == ["hello there"]  # the last utterance was transcribed for the record
 
@@ -273,7 +273,7 @@ def test_a_fork_transcribes_both_tracks_and_never_sends(services):
     job.join(timeout=10)
     assert job.dead and job.exception is None
     assert ws.sent == []
-    record = svc.store.get_call(CALL_SID)
+    record = svc.store.get_call(CALL_SID).to_json()
     assert record["mode"] == "fork"
     assert [(t["speaker"], t["text"]) for t in record["turns"]] == [("caller", "hello there"), ("callee", "hello there")]
 
@@ -302,7 +302,7 @@ def test_a_call_over_max_calls_hears_the_busy_message_then_is_hung_up(services):
     echo_marks(ws, 0)
     job.join(timeout=5)
     assert job.dead and not ws.connected
-    turns = svc.store.get_call(CALL_SID)["turns"]
+    turns = svc.store.get_call(CALL_SID).to_json()["turns"]
     assert [(t["speaker"], t["text"]) for t in turns] == [("bot", "All lines are busy, goodbye.")]
 
 
@@ -325,7 +325,7 @@ def test_the_call_time_limit_says_goodbye_and_hangs_up(services):
     echo_marks(ws, 0)
     job.join(timeout=5)
     assert job.dead and not ws.connected
-    assert svc.store.get_call(CALL_SID)["turns"][-1]["text"] == "We have reached the time limit for this call. Goodbye."
+    assert svc.store.get_call(CALL_SID).to_json()["turns"][-1]["text"] == "We have reached the time limit for this call. Goodbye."
 
 
 def test_messages_for_another_stream_are_dropped(services):
@@ -392,7 +392,7 @@ def test_speculative_recognition_runs_unless_the_recognizer_is_busy(busy, servic
     assert (recognizer.calls == 1) if busy else (recognizer.calls >= 2)
     ws.inbox.put(STOP)
     job.join(timeout=5)
-    [bot] = [t for t in svc.store.get_call(CALL_SID)["turns"] if t["speaker"] == "bot"]
+    [bot] = [t for t in svc.store.get_call(CALL_SID).to_json()["turns"] if t["speaker"] == "bot"]
     assert bot["text"] == "You said: one two three"
     assert bot["latency_ms"].get("speculative") == (None if busy else 1)
     assert svc.recognitions_running == (1000 if busy else 0)
@@ -419,7 +419,7 @@ def test_a_streaming_responder_is_spoken_sentence_by_sentence_while_it_runs(serv
         ws.inbox.put(json.dumps({"event": "mark", "sequenceNumber": "50", "streamSid": STREAM_SID, "mark": mark["mark"]}))
     ws.inbox.put(STOP)
     job.join(timeout=5)
-    turns = svc.store.get_call(CALL_SID)["turns"]
+    turns = svc.store.get_call(CALL_SID).to_json()["turns"]
     assert turns[-1]["speaker"] == "bot" and turns[-1]["text"] == "Hello there, my friend. Second part is here."
     assert turns[-1]["latency_ms"]["responder"] >= 0
 
@@ -439,7 +439,7 @@ def test_a_stalled_stream_times_out_into_the_apology(services):
     wait_for(lambda: [m["event"] for m in ws.sent].count("mark") == 2)
     ws.inbox.put(STOP)
     job.join(timeout=5)
-    bot = svc.store.get_call(CALL_SID)["turns"][-1]
+    bot = svc.store.get_call(CALL_SID).to_json()["turns"][-1]
     assert bot["text"] == "Let me think about that. Sorry about that."
     assert bot["error"] == "responder timeout"  # the category; the details are in the log only
 
@@ -549,7 +549,7 @@ def test_one_message_stamped_27_hours_ahead_is_dropped_and_the_call_goes_on(serv
     assert written_bytes < 100_000, f"{written_bytes} bytes written"  # 1 s of audio: 8 kB per mono track, 32 kB stereo
     with sf.SoundFile(folder / "inbound.wav") as inbound:
         assert 50 * 160 <= inbound.frames <= 51 * 160 + 160  # the audio after the jump was recorded too
-    assert svc.store.get_call(CALL_SID)["ended_at"]
+    assert svc.store.get_call(CALL_SID).to_json()["ended_at"]
 
 
 def test_media_in_real_time_is_never_dropped_by_the_clock_bound(services):
@@ -583,7 +583,7 @@ def test_a_started_stream_that_goes_silent_is_ended_and_saved_after_the_media_ti
     began = time.monotonic()
     job.join(timeout=3)
     assert job.dead and time.monotonic() - began < 2
-    record = svc.store.get_call(CALL_SID)
+    record = svc.store.get_call(CALL_SID).to_json()
     assert record["ended_at"] and {r["kind"] for r in record["recordings"]} == {"inbound", "outbound", "stereo"}
     assert svc.active_calls == 0 and svc.live_calls["conversation"] == set()
 
@@ -617,7 +617,7 @@ def test_a_bad_dtmf_digit_is_dropped_and_the_call_goes_on(services):
     ws.inbox.put(STOP)
     job.join(timeout=5)
     assert worker.dropped == {"bad message": 4}
-    turns = svc.store.get_call(CALL_SID)["turns"]
+    turns = svc.store.get_call(CALL_SID).to_json()["turns"]
     assert turns[0]["dtmf"] == "#"
 
 
@@ -658,7 +658,7 @@ def test_an_engines_own_error_text_stays_in_the_log(services, caplog, failure, c
     gevent.sleep(0.1)
     ws.inbox.put(STOP)
     job.join(timeout=5)
-    turns = svc.store.get_call(CALL_SID)["turns"]
+    turns = svc.store.get_call(CALL_SID).to_json()["turns"]
     assert "sk-SECRET" not in json.dumps(turns)
     assert [t["error"] for t in turns if "error" in t] == [category]
     assert "sk-SECRET" in caplog.text  # for the operator

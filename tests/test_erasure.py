@@ -59,8 +59,8 @@ def test_delete_calls_ended_before_removes_rows_and_files(store, tmp_path):
     assert not old.exists()  # the files, the marker and the call's folder
     assert rows_of(store, "CArecent")["recordings"] == 2 and (recent / "stereo.wav").exists()
     assert store.get_call("CAlive") is not None
-    assert store.delete_calls_ended_before((NOW - timedelta(days=30)).isoformat(), root) == []  # nothing left to do
-    with pytest.raises(ValueError):
+    assert store.delete_calls_ended_before(NOW - timedelta(days=30), root) == []  # nothing left to do
+    with pytest.raises(TypeError):
         store.delete_calls_ended_before("last tuesday", root)
 
 

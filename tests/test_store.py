@@ -26,7 +26,7 @@ from sqlalchemy import Column, MetaData, String, create_engine, inspect, select,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
-from store import CallStore, Recording, database_url, make_engine, upgrade_schema
+from store import CallStore, CallSummary, Recording, RecordingSummary, StoredTurn, database_url, make_engine, upgrade_schema
 from store.database import alembic_config
 from store.models import Base, TurnRow
 
@@ -115,6 +115,11 @@ def store(engine):
 def iso(when: datetime) -> str:
     """The app's own format: UTC, milliseconds."""
     return when.isoformat(timespec="milliseconds")
+
+
+def turns_of(call) -> list[dict]:
+    """A stored call's turns as the API shows them (dicts as saved)."""
+    return [turn.to_json() for turn in call.turns]
 
 
 def make_turns(count: int, *, finished: bool = True) -> list[dict]:
@@ -214,7 +219,7 @@ def test_postgres_url_form(new_database_url):
         upgrade_schema(engine)
         store = CallStore(engine)
         store.save_call(make_record("CAheroku", started_at=iso(T0), turns=make_turns(2)))
-        assert store.get_call("CAheroku")["turns"] == make_turns(2)
+        assert turns_of(store.get_call("CAheroku")) == make_turns(2)
     finally:
         engine.dispose()
 
@@ -255,7 +260,7 @@ def test_upgrade_schema_idempotent(url):
         upgrade_schema(url)  # by URL (its own engine, disposed)
         assert current_revision(engine) == HEAD
         assert TABLES <= set(inspect(engine).get_table_names())
-        assert CallStore(engine).get_call("CAkeep")["turns"] == make_turns(3)
+        assert turns_of(CallStore(engine).get_call("CAkeep")) == make_turns(3)
     finally:
         engine.dispose()
 
@@ -339,24 +344,28 @@ def test_save_call_upserts_and_replaces_turns(store, engine):
     record = make_record("CAupsert", started_at=iso(T0), turns=make_turns(3, finished=False))
     store.save_call(record)
     saved = store.get_call("CAupsert")
-    assert saved["turns"] == make_turns(3, finished=False)
-    assert saved["turns"][1]["end_ms"] is None
-    assert saved["ended_at"] is None and saved["mode"] == "conversation"
+    assert turns_of(saved) == make_turns(3, finished=False)
+    assert saved.turns[1].end_ms is None
+    assert saved.ended_at is None and saved.mode == "conversation"
 
     # The call goes on: the bot turn's end_ms is filled in, more turns, then the call ends.
     record = make_record("CAupsert", started_at=iso(T0), ended_at=iso(T0 + timedelta(seconds=95, milliseconds=250)),
                          turns=make_turns(6))
     store.save_call(record)
     saved = store.get_call("CAupsert")
-    assert saved == {**record, "status_events": [], "recordings": []}
+    assert saved.to_json() == {**record, "status_events": [], "recordings": []}
+    assert (saved.started_at, saved.ended_at) == (T0, T0 + timedelta(seconds=95, milliseconds=250))
+    assert saved.duration_ms == 95_250
     with engine.connect() as conn:
         assert conn.execute(select(TurnRow.position).order_by(TurnRow.position)).scalars().all() == list(range(6))
 
     # A shorter list replaces a longer one (nothing left over).
     store.save_call({**record, "turns": make_turns(1)})
-    assert store.get_call("CAupsert")["turns"] == make_turns(1)
+    assert turns_of(store.get_call("CAupsert")) == make_turns(1)
     summaries, total = store.list_calls()
-    assert total == 1 and summaries[0]["turn_count"] == 1 and summaries[0]["duration_ms"] == 95_250
+    assert total == 1 and summaries == [CallSummary(
+        "CAupsert", "+15551230001", "+15559870002", T0, T0 + timedelta(seconds=95, milliseconds=250),
+        duration_ms=95_250, mode="conversation", turn_count=1)]
 
 
 def test_turn_columns_and_extras(store, engine):
@@ -369,7 +378,11 @@ def test_turn_columns_and_extras(store, engine):
     store.save_call(make_record("CAcols", started_at=iso(T0), turns=turns))
     expected = [dict(turn) for turn in turns]
     del expected[2]["nothing"]
-    assert store.get_call("CAcols")["turns"] == expected
+    saved = store.get_call("CAcols")
+    assert turns_of(saved) == expected
+    assert saved.turns[0].extra == {"confidence": 0.87, "words": [{"w": "caller", "start_ms": 500}]}
+    assert saved.turns[2].interrupted is False and saved.turns[2].error == "recognition failed: timeout"
+    assert saved.turns[1].latency_ms["recognition"] == 311 and saved.turns[1].extra == {}
     with engine.connect() as conn:
         rows = conn.execute(select(TurnRow.__table__).order_by(TurnRow.position)).mappings().all()
     assert [row["latency_total_ms"] for row in rows] == [None, 1101, None, 1103, None]
@@ -386,7 +399,7 @@ def test_turns_ordered_by_start_then_insertion(store):
         {"speaker": "bot", "text": "tie b", "start_ms": 5000, "end_ms": None},
     ]
     store.save_call(make_record("CAorder", turns=turns))
-    assert [t["text"] for t in store.get_call("CAorder")["turns"]] == ["first", "second", "tie a", "tie b"]
+    assert [t.text for t in store.get_call("CAorder").turns] == ["first", "second", "tie a", "tie b"]
 
 
 def test_save_call_is_one_transaction(store):
@@ -396,7 +409,7 @@ def test_save_call_is_one_transaction(store):
     with pytest.raises((StatementError, TypeError)):  # psycopg raises the TypeError unwrapped
         store.save_call(make_record("CAatomic", started_at=iso(T0 + timedelta(hours=1)), turns=broken))
     saved = store.get_call("CAatomic")
-    assert saved["turns"] == make_turns(4) and saved["started_at"] == iso(T0)
+    assert turns_of(saved) == make_turns(4) and saved.started_at == T0
 
 
 def test_times_round_trip_in_utc(store):
@@ -411,7 +424,9 @@ def test_times_round_trip_in_utc(store):
         store.save_call(make_record(call_sid, started_at=written, ended_at=written))
     for call_sid, (_, read) in cases.items():
         saved = store.get_call(call_sid)
-        assert (saved["started_at"], saved["ended_at"]) == (read, read)
+        assert saved.started_at == saved.ended_at == datetime.fromisoformat(read)
+        assert saved.started_at.utcoffset() == timedelta(0)
+        assert (saved.to_json()["started_at"], saved.to_json()["ended_at"]) == (read, read)
     with pytest.raises(ValueError, match="started_at"):
         store.save_call(make_record("CAbad", started_at="yesterday"))
     with pytest.raises(ValueError, match="call_sid"):
@@ -428,7 +443,7 @@ def test_status_event_before_the_call_exists(store):
     store.add_status_event("CAearly", stream_sid="MZearly", event="stream-started", error=None,
                            timestamp="2026-11-21T07:00:00.120Z", name="callstream")
     placeholder = store.get_call("CAearly")
-    assert placeholder == {
+    assert placeholder.to_json() == {
         "call_sid": "CAearly", "stream_sid": None, "from": None, "to": None, "started_at": None, "ended_at": None,
         "mode": None, "turns": [], "recordings": [],
         "status_events": [{"event": "stream-started", "error": None, "timestamp": "2026-11-21T07:00:00.120Z", "name": "callstream"}],
@@ -442,8 +457,8 @@ def test_status_event_before_the_call_exists(store):
     store.add_status_event("CAearly", stream_sid="MZearly", event="stream-stopped", error=None,
                            timestamp="2026-11-21T07:01:00.010Z")
     saved = store.get_call("CAearly")
-    assert {k: saved[k] for k in record} == record
-    assert [(e["event"], e["error"]) for e in saved["status_events"]] == [
+    assert {k: saved.to_json()[k] for k in record} == record
+    assert [(e.event, e.error) for e in saved.status_events] == [
         ("stream-started", None), ("stream-error", "31921 Stream - WebSocket - Close Error"), ("stream-stopped", None)]
     with pytest.raises(ValueError):
         store.add_status_event("", stream_sid=None, event="stream-started", error=None, timestamp=None)
@@ -471,10 +486,10 @@ def test_recordings_by_path_and_by_data(store, engine, tmp_path):
     assert store.recording_bytes("CArec", "stereo") == stereo
     assert store.recording_bytes("CArec", "inbound") == inbound
     assert soundfile.info(io.BytesIO(store.recording_bytes("CArec", "stereo"))).channels == 2
-    assert store.get_call("CArec")["recordings"] == [
-        {"kind": "inbound", "duration_ms": 12_000, "size_bytes": len(inbound)},
-        {"kind": "stereo", "duration_ms": 12_000, "size_bytes": len(stereo)},
-    ]
+    assert store.get_call("CArec").recordings == (
+        RecordingSummary("inbound", duration_ms=12_000, size_bytes=len(inbound)),
+        RecordingSummary("stereo", duration_ms=12_000, size_bytes=len(stereo)),
+    )
     assert store.recording("CArec", "outbound") is None and store.recording_bytes("CArec", "outbound") is None
 
     # Upsert by (call_sid, kind): the inbound recording moves into the database, the stereo one to a file.
@@ -485,7 +500,7 @@ def test_recordings_by_path_and_by_data(store, engine, tmp_path):
     assert store.recording("CArec", "inbound").in_database and store.recording("CArec", "inbound").duration_ms == 11_990
     assert store.recording("CArec", "stereo") == Recording("CArec", "stereo", 10, 1000, "audio/x-wav", str(stereo_file), False)
     assert store.recording_bytes("CArec", "stereo") == stereo[:1000]
-    assert len(store.get_call("CArec")["recordings"]) == 2
+    assert len(store.get_call("CArec").recordings) == 2
     with engine.connect() as conn:  # the old bytes were dropped, not kept beside the path
         assert conn.execute(text("SELECT count(*) FROM recordings WHERE data IS NOT NULL")).scalar() == 1
 
@@ -533,13 +548,14 @@ def test_list_calls_pagination_and_order(store):
     assert [total for _, total in pages] == [25, 25, 25, 25]
     assert [len(summaries) for summaries, _ in pages] == [10, 10, 5, 0]
     listed = [summary for summaries, _ in pages for summary in summaries]
-    assert [s["call_sid"] for s in listed] == [c[0] for c in expected]
+    assert [s.call_sid for s in listed] == [c[0] for c in expected]
     for summary, (call_sid, started, turn_count) in zip(listed, expected):
-        assert summary["turn_count"] == turn_count
-        assert summary["started_at"] == (iso(started) if started else None)
-        assert summary["duration_ms"] == ((30 + turn_count) * 1000 if started else None)
-        assert summary["mode"] == ("fork" if turn_count == 0 else "conversation")
-        assert set(summary) == {"call_sid", "from", "to", "started_at", "ended_at", "duration_ms", "mode", "turn_count"}
+        assert summary.turn_count == turn_count
+        assert summary.started_at == started
+        assert summary.to_json()["started_at"] == (iso(started) if started else None)  # in UTC, whatever was written
+        assert summary.duration_ms == ((30 + turn_count) * 1000 if started else None)
+        assert summary.mode == ("fork" if turn_count == 0 else "conversation")
+        assert set(summary.to_json()) == {"call_sid", "from", "to", "started_at", "ended_at", "duration_ms", "mode", "turn_count"}
     assert store.list_calls(page=1, per_page=100)[0] == listed
     with pytest.raises(ValueError):
         store.list_calls(page=0)
@@ -570,9 +586,9 @@ def test_upgrade_from_0001_keeps_every_row(url):
         assert current_revision(engine) == HEAD and schema_diffs(engine) == []
         store = CallStore(engine)
         call = store.get_call("CAold")
-        assert call["from"] == "+15551230001" and call["started_at"] == iso(T0)
-        assert call["turns"] == [{"speaker": "caller", "text": "hi", "start_ms": 10, "end_ms": None}]
-        assert [e["event"] for e in call["status_events"]] == ["stream-started"]
+        assert call.from_number == "+15551230001" and call.started_at == T0
+        assert call.turns == (StoredTurn("caller", "hi", start_ms=10, end_ms=None),)
+        assert [e.event for e in call.status_events] == ["stream-started"]
         assert store.recording_bytes("CAold", "stereo") == audio
     finally:
         engine.dispose()
@@ -592,7 +608,7 @@ def test_downgrade_to_0001_and_back_keeps_every_row(url):
         assert current_revision(engine) == "0001"
         upgrade_schema(engine)
         call = store.get_call("CAround")
-        assert call["turns"] == make_turns(3) and len(call["status_events"]) == 1
+        assert turns_of(call) == make_turns(3) and len(call.status_events) == 1
     finally:
         engine.dispose()
 
@@ -606,9 +622,9 @@ def test_sip_addresses_and_long_timestamps_are_saved(store):
     long_timestamp = "2026-12-03T02:25:42.123456789+00:00 (sent by a proxy that appends its own note)"
     store.add_status_event("CAsip", stream_sid="MZsip", event="stream-started", error=None, timestamp=long_timestamp)
     call = store.get_call("CAsip")
-    assert (call["from"], call["to"]) == (sip_from, sip_to)
-    assert call["status_events"][0]["timestamp"] == long_timestamp
-    assert store.list_calls()[0][0]["from"] == sip_from
+    assert (call.from_number, call.to_number) == (sip_from, sip_to)
+    assert call.status_events[0].timestamp == long_timestamp
+    assert store.list_calls()[0][0].from_number == sip_from
 
 
 def test_mark_unfinished_calls_ended_spares_live_processes(store):
@@ -620,33 +636,35 @@ def test_mark_unfinished_calls_ended_spares_live_processes(store):
     for record in (live, dead, late):
         store.save_call(record)
     store.add_status_event("CAplaceholder", stream_sid=None, event="stream-started", error=None, timestamp=None)
-    now, heartbeat = iso(T0 + timedelta(minutes=10)), iso(T0 + timedelta(minutes=2))
+    now, heartbeat = T0 + timedelta(minutes=10), T0 + timedelta(minutes=2)
     marked = store.mark_unfinished_calls_ended(now, keep_instances=["live", "me"], last_seen={"dead": heartbeat})
     assert marked == ["CAdead", "CAlate", "CAplaceholder"]
-    assert store.get_call("CAlive")["ended_at"] is None
-    assert store.get_call("CAdead")["ended_at"] == heartbeat
-    assert store.get_call("CAlate")["ended_at"] == iso(T0 + timedelta(minutes=5))  # not before it started
-    assert store.get_call("CAplaceholder")["ended_at"] == now
+    assert store.get_call("CAlive").ended_at is None
+    assert store.get_call("CAdead").ended_at == heartbeat
+    assert store.get_call("CAlate").ended_at == T0 + timedelta(minutes=5)  # not before it started
+    assert store.get_call("CAplaceholder").ended_at == now
     assert store.mark_unfinished_calls_ended(now, keep_instances=["live"]) == []
 
 
 def test_end_call_only_ends_an_open_call(store):
     store.save_call(make_record("CAopen", started_at=iso(T0)))
     store.save_call(make_record("CAshut", started_at=iso(T0), ended_at=iso(T0 + timedelta(seconds=5))))
-    assert store.end_call("CAopen", iso(T0 + timedelta(seconds=42)))
-    assert not store.end_call("CAshut", iso(T0 + timedelta(seconds=42)))
-    assert not store.end_call("CAunknown", iso(T0))
-    assert store.get_call("CAopen")["ended_at"] == iso(T0 + timedelta(seconds=42))
-    assert store.get_call("CAshut")["ended_at"] == iso(T0 + timedelta(seconds=5))
+    assert store.end_call("CAopen", T0 + timedelta(seconds=42))
+    assert not store.end_call("CAshut", T0 + timedelta(seconds=42))
+    assert not store.end_call("CAunknown", T0)
+    assert store.get_call("CAopen").ended_at == T0 + timedelta(seconds=42)
+    assert store.get_call("CAshut").ended_at == T0 + timedelta(seconds=5)
     store.save_call(make_record("CAearly", started_at=iso(T0)))
-    assert store.end_call("CAearly", iso(T0 - timedelta(hours=1)))
-    assert store.get_call("CAearly")["ended_at"] == iso(T0)
+    assert store.end_call("CAearly", T0 - timedelta(hours=1))
+    assert store.get_call("CAearly").ended_at == T0
+    with pytest.raises(TypeError, match="ended_at"):  # times in are datetimes, not text
+        store.end_call("CAopen", iso(T0))
 
 
 def test_instances_register_beat_and_forget(store):
-    store.beat_instance("a" * 32, hostname="web.1", pid=41, started_at=iso(T0), now=iso(T0))
-    store.beat_instance("b" * 32, hostname="web.2", pid=42, started_at=iso(T0 + timedelta(seconds=1)), now=iso(T0 + timedelta(seconds=1)))
-    store.beat_instance("a" * 32, hostname="web.1", pid=41, started_at=iso(T0), now=iso(T0 + timedelta(seconds=10)))
+    store.beat_instance("a" * 32, hostname="web.1", pid=41, started_at=T0, now=T0)
+    store.beat_instance("b" * 32, hostname="web.2", pid=42, started_at=T0 + timedelta(seconds=1), now=T0 + timedelta(seconds=1))
+    store.beat_instance("a" * 32, hostname="web.1", pid=41, started_at=T0, now=T0 + timedelta(seconds=10))
     first, second = store.instances()
     assert (first.instance_id, first.hostname, first.pid) == ("a" * 32, "web.1", 41)
     assert first.started_at == T0 and first.heartbeat_at == T0 + timedelta(seconds=10)
@@ -659,12 +677,14 @@ def test_mark_unfinished_calls_ended(store):
     store.save_call(make_record("CAdone", started_at=iso(T0), ended_at=iso(T0 + timedelta(minutes=1))))
     store.save_call(make_record("CAlive2", started_at=iso(T0 + timedelta(minutes=2))))
     store.save_call(make_record("CAlive1", started_at=iso(T0 + timedelta(minutes=3)), turns=make_turns(2)))
-    crash = iso(T0 + timedelta(minutes=10))
+    crash = T0 + timedelta(minutes=10)
     assert store.mark_unfinished_calls_ended(crash) == ["CAlive1", "CAlive2"]
-    assert store.get_call("CAlive1")["ended_at"] == crash and store.get_call("CAlive1")["turns"] == make_turns(2)
-    assert store.get_call("CAdone")["ended_at"] == iso(T0 + timedelta(minutes=1))
-    assert store.mark_unfinished_calls_ended(iso(T0 + timedelta(minutes=20))) == []
-    assert store.get_call("CAlive2")["ended_at"] == crash
+    assert store.get_call("CAlive1").ended_at == crash and turns_of(store.get_call("CAlive1")) == make_turns(2)
+    assert store.get_call("CAdone").ended_at == T0 + timedelta(minutes=1)
+    assert store.mark_unfinished_calls_ended(T0 + timedelta(minutes=20)) == []
+    assert store.get_call("CAlive2").ended_at == crash
+    with pytest.raises(TypeError, match="last_seen"):
+        store.mark_unfinished_calls_ended(crash, last_seen={"gone": iso(crash)})
 
 
 # -- durability and concurrency -------------------------------------------------------------------
@@ -687,7 +707,7 @@ def test_restart_keeps_everything(url, tmp_path):
         upgrade_schema(engine)
         store = CallStore(engine)
         assert (store.get_call("CArestart"), store.list_calls()) == before
-        assert before[0]["turns"] == make_turns(7) and before[1][1] == 2
+        assert turns_of(before[0]) == make_turns(7) and before[1][1] == 2
         assert store.recording_bytes("CArestart", "stereo") == audio
     finally:
         engine.dispose()
@@ -721,7 +741,7 @@ def test_concurrent_saves_from_threads(store):
     assert errors == []
     summaries, total = store.list_calls(per_page=50)
     assert total == threads_count
-    assert [s["call_sid"] for s in summaries] == [f"CAthread{i}" for i in reversed(range(threads_count))]
+    assert [s.call_sid for s in summaries] == [f"CAthread{i}" for i in reversed(range(threads_count))]
     for index in range(threads_count):
         saved = store.get_call(f"CAthread{index}")
-        assert saved["turns"] == make_turns(saves) and len(saved["status_events"]) == 1
+        assert turns_of(saved) == make_turns(saves) and len(saved.status_events) == 1
