@@ -189,7 +189,7 @@ def waveform_svg(
         stereo_pcm: ``int16`` array of shape ``(num_samples, 2)``: column 0 (left) is the
             caller, column 1 (right) the bot or callee; sample 0 is media time 0.
         sample_rate: samples per second of each channel, in Hz (8000 for call recordings).
-        turns: turn dicts as the call store returns them: ``speaker`` (``"caller"`` → top
+        turns: turn dicts (the API shape, ``StoredTurn.to_json()``): ``speaker`` (``"caller"`` → top
             lane; ``"bot"``/``"callee"`` → bottom lane; other speakers are not drawn),
             ``start_ms``, ``end_ms`` (media clock ms; ``None`` draws a thin mark at the
             start), ``text``, optional ``dtmf``.
