@@ -77,6 +77,7 @@ from audio.codec import ulaw_to_pcm16  # noqa: E402
 from audio.endpointing import EndpointingConfig  # noqa: E402
 from audio.recording import CallRecorder  # noqa: E402
 from audio.vad import WebRtcVad  # noqa: E402
+from audio.constants import FRAME_MS, MULAW_SAMPLE_RATE  # noqa: E402
 from core import protocol  # noqa: E402
 from core.session import CallSession, SessionConfig, Transcribe  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
@@ -84,8 +85,7 @@ from tools.twilio_sim.audio_files import load_audio_ulaw  # noqa: E402
 from tools.twilio_sim.frames import split_frames  # noqa: E402
 from tools.twilio_sim.messages import TwilioMessages  # noqa: E402
 
-SAMPLE_RATE = 8000
-FRAME_MS = 20
+SAMPLE_RATE = MULAW_SAMPLE_RATE
 TARGET_US = 20.0
 DEFAULT_AUDIO = REPO / "tests" / "data" / "jfk.flac"
 

@@ -37,6 +37,7 @@ import gevent
 from gevent.queue import Queue
 from simple_websocket import ConnectionClosed
 
+from audio.constants import FRAME_MS
 from audio.errors import AudioFormatError
 from audio.stream_format import MULAW_8K, StreamFormat, stream_format
 from audio.vad import WebRtcVad
@@ -338,7 +339,7 @@ class CallWorker:
         rate = self.stream_format.processing_rate
 
         def make_vad():
-            return WebRtcVad(mode=settings.vad_mode, sample_rate=rate, frame_ms=20).is_speech
+            return WebRtcVad(mode=settings.vad_mode, sample_rate=rate, frame_ms=FRAME_MS).is_speech
 
         config = self.services.session_config()
         if is_fork(start):  # nothing to answer: no speculative recognition
