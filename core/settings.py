@@ -151,7 +151,8 @@ class Settings:
     """Every setting, parsed and typed: one attribute per ``SETTINGS`` entry, its name in lowercase.
 
     Made by :func:`load_settings`, never by hand (``SETTINGS`` holds the defaults). Its fields must
-    name exactly the entries of ``SETTINGS``, in order; ``load_settings`` fails otherwise. Secrets
+    name exactly the entries of ``SETTINGS`` (``load_settings`` raises TypeError otherwise; the
+    order and the types are checked by tests/test_settings.py): add or remove a setting in both. Secrets
     (and ``database_url``, which may hold a password) are left out of its repr, so a logged
     ``Settings`` or ``Services`` shows none.
     """
