@@ -21,7 +21,7 @@ from gevent import monkey
 from flask import Flask
 
 from core.responder import ResponderConfigError, echo, load_responder
-from core.settings import ECHO_RESPONDERS, SettingsError, load_settings
+from core.settings import ECHO_RESPONDERS, Settings, SettingsError, load_settings
 from handlers import api, hub_monitor, metrics, pages, retention, voice
 from handlers.media import sock
 from handlers.blocking import set_background_nice
@@ -39,13 +39,13 @@ from store.database import database_url, make_engine, upgrade_schema
 log = logging.getLogger("callstream")
 
 
-def make_responder(settings: Mapping[str, Any]):
+def make_responder(settings: Settings):
     """The responder ``RESPONDER`` names: ``echo`` (the default), ``llm``, or ``module:function``.
 
     Raises:
         core.responder.ResponderConfigError: not importable, or the ``LLM_*`` settings are unusable.
     """
-    spec = settings["RESPONDER"]
+    spec = settings.responder
     if spec in ECHO_RESPONDERS:
         return echo
     if spec == "llm":
@@ -61,7 +61,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     Args:
         test_config: typed overrides of settings (e.g. ``{"WARM_UP": False}``), applied after
-            the environment.
+            the environment; a name that is not a setting raises ``SettingsError``. The resulting
+            ``core.settings.Settings`` is ``app.config["CALLSTREAM"]`` (and ``Services.settings``).
 
     Raises:
         core.settings.SettingsError: an environment variable does not parse, or ``APP_ENV=production``
@@ -71,58 +72,58 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """
     load_dotenv()  # a .env file in the working directory; real environment variables win
     settings = load_settings(os.environ, test_config)
-    checker = SignatureChecker([settings["SIGNALWIRE_SIGNING_KEY"], settings["TWILIO_AUTH_TOKEN"]], settings["PUBLIC_URL"],
-                               settings["STREAM_BEARER_TOKEN"])
-    if settings["APP_ENV"] == "production" and not checker.enabled and not settings["ALLOW_UNSIGNED_REQUESTS"]:
+    checker = SignatureChecker([settings.signalwire_signing_key, settings.twilio_auth_token], settings.public_url,
+                               settings.stream_bearer_token)
+    if settings.app_env == "production" and not checker.enabled and not settings.allow_unsigned_requests:
         raise SettingsError(
             "APP_ENV=production needs TWILIO_AUTH_TOKEN (or SIGNALWIRE_SIGNING_KEY) so that requests are checked; "
             "set ALLOW_UNSIGNED_REQUESTS=true to run without signature checks"
         )
-    if settings["APP_ENV"] == "production" and not settings["DASHBOARD_PASSWORD"]:
+    if settings.app_env == "production" and not settings.dashboard_password:
         raise SettingsError(
             "APP_ENV=production needs DASHBOARD_PASSWORD: the call history, recordings and /metrics are "
             "served only with that login (DASHBOARD_USER, default admin)"
         )
     logging.basicConfig(
-        level=settings["LOG_LEVEL"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = Flask(__name__)
-    app.config.update(settings)
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings["MAX_MESSAGE_BYTES"], "ping_interval": settings["WS_PING_INTERVAL_S"] or None}
+    app.config["CALLSTREAM"] = settings  # the one Settings object; handlers read it from here
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.max_message_bytes, "ping_interval": settings.ws_ping_interval_s or None}
     responder = make_responder(settings)
     recognizer_options: dict[str, Any] = {}
-    if settings["RECOGNIZER"] == "google":
-        recognizer_options = {"key": settings["GOOGLE_SPEECH_KEY"] or None}
-    elif settings["RECOGNIZER"] == "whisper":
+    if settings.recognizer == "google":
+        recognizer_options = {"key": settings.google_speech_key or None}
+    elif settings.recognizer == "whisper":
         recognizer_options = {
-            "num_workers": settings["RECOGNITION_WORKERS"], "batch_max": settings["RECOGNITION_BATCH_MAX"],
-            "cpu_threads": settings["RECOGNITION_CPU_THREADS"], "on_batch": _batch_observer(),
+            "num_workers": settings.recognition_workers, "batch_max": settings.recognition_batch_max,
+            "cpu_threads": settings.recognition_cpu_threads, "on_batch": _batch_observer(),
         }
     services = Services(
         settings=settings,
-        recognizer=make_recognizer(settings["RECOGNIZER"], language=settings["LANGUAGE"], **recognizer_options),
-        synthesizer=make_synthesizer(settings["SYNTHESIZER"]),
+        recognizer=make_recognizer(settings.recognizer, language=settings.language, **recognizer_options),
+        synthesizer=make_synthesizer(settings.synthesizer),
         responder=responder,
         store=open_store(settings),
-        fallback_synthesizer=make_synthesizer("piper") if settings["SYNTHESIZER"] != "piper" else None,
-        twilio_client=make_client(settings["TWILIO_ACCOUNT_SID"], settings["TWILIO_AUTH_TOKEN"]),
+        fallback_synthesizer=make_synthesizer("piper") if settings.synthesizer != "piper" else None,
+        twilio_client=make_client(settings.twilio_account_sid, settings.twilio_auth_token),
     )
     instance = InstanceKeeper(services)
     instance.register()  # before any call: other processes then leave this one's calls alone
     recover_unfinished_calls(services, instance)
     if monkey.is_module_patched("socket"):  # the server's hub runs it; an unpatched test app leaves no greenlet behind
         instance.start()
-    engines = [services.recognizer, services.synthesizer] if settings["WARM_UP"] else []
-    if settings["WARM_UP"] and services.fallback_synthesizer is not None:
+    engines = [services.recognizer, services.synthesizer] if settings.warm_up else []
+    if settings.warm_up and services.fallback_synthesizer is not None:
         engines.append(services.fallback_synthesizer)
-    if settings["RECOGNIZER"] == "sphinx" and not engines:
+    if settings.recognizer == "sphinx" and not engines:
         engines = [services.recognizer]  # its process pool must be started from the main thread (speech/recognition.py)
     for engine in engines:
         try:
             engine.warm_up()
         except Exception as exc:  # an online engine offline: calls will report it per turn
             log.warning("warm-up of %s failed: %s", engine.name, exc)
-    set_background_nice(settings["BACKGROUND_NICE"])  # after the warm-up started the engines' thread pools
+    set_background_nice(settings.background_nice)  # after the warm-up started the engines' thread pools
     app.extensions["callstream"] = services
     install_signature_check(app, checker, voice.STREAM_PATH)
     if not checker.enabled:
@@ -131,9 +132,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(voice.bp)
     app.register_blueprint(pages.bp)
     sock.init_app(app)
-    hub_monitor.start_for_server(settings["HUB_BLOCK_THRESHOLD_MS"])  # once per process; not in unpatched test runs
+    hub_monitor.start_for_server(settings.hub_block_threshold_ms)  # once per process; not in unpatched test runs
     retention.start_for_server(services)  # RETENTION_DAYS; likewise
-    log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings["RECOGNIZER"], settings["SYNTHESIZER"], settings["RESPONDER"])
+    log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings.recognizer, settings.synthesizer, settings.responder)
     return app
 
 
@@ -149,9 +150,9 @@ def _batch_observer():
     return on_batch
 
 
-def open_store(settings: Mapping[str, Any]) -> CallStore:
+def open_store(settings: Settings) -> CallStore:
     """Connect to ``DATABASE_URL`` (default: SQLite ``callstream.db`` here) and bring its schema up to date."""
-    engine = make_engine(database_url(settings["DATABASE_URL"] or None, Path("callstream.db").resolve()))
+    engine = make_engine(database_url(settings.database_url or None, Path("callstream.db").resolve()))
     upgrade_schema(engine)
     return CallStore(engine)
 
@@ -200,14 +201,14 @@ def main() -> None:
     from gevent.event import Event
 
     app = create_app()
-    server = make_server(app, "0.0.0.0", app.config["PORT"])
+    server = make_server(app, "0.0.0.0", app.config["CALLSTREAM"].port)
     server.start()
     log.info("listening on http://0.0.0.0:%d (webhook: /incoming-call, stream: /media-stream)", server.server_port)
     stopping = Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stopping.set)
     stopping.wait()
-    shut_down(server, app.extensions["callstream"], app.config["SHUTDOWN_GRACE_S"])
+    shut_down(server, app.extensions["callstream"], app.config["CALLSTREAM"].shutdown_grace_s)
 
 
 if __name__ == "__main__":

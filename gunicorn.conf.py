@@ -21,7 +21,7 @@ _settings = load_settings(os.environ)
 END_CALLS_S = 4
 
 # Heroku-style routers hand the dyno its port in $PORT; listen on every interface.
-bind = [f"0.0.0.0:{_settings['PORT']}"]
+bind = [f"0.0.0.0:{_settings.port}"]
 
 # gevent: one greenlet per connection, so hundreds of long-lived WebSockets fit in one process.
 worker_class = "gevent"
@@ -33,13 +33,13 @@ workers = 1
 preload_app = False
 
 # A call holds a WebSocket plus brief webhooks; callers over MAX_CALLS must still get in to hear BUSY_MESSAGE.
-worker_connections = max(1000, 2 * _settings["MAX_CALLS"] + 100)
+worker_connections = max(1000, 2 * _settings.max_calls + 100)
 
 # A heartbeat with gevent, not a request limit (hour-long streams are fine); also bounds the ~7 s boot.
 timeout = 120
 
 # SIGKILL backstop after post_worker_init's shutdown (29 s by default: Heroku SIGKILLs at 30 s); whole seconds.
-graceful_timeout = math.ceil(_settings["SHUTDOWN_GRACE_S"]) + END_CALLS_S
+graceful_timeout = math.ceil(_settings.shutdown_grace_s) + END_CALLS_S
 
 # Idle keep-alive connections delay the exit on SIGTERM; Twilio sends one webhook per call, so reuse gains little.
 keepalive = 2
@@ -53,7 +53,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 # Logs go to the platform's log stream: access log on stdout, gunicorn's own on stderr.
 accesslog = "-"
 errorlog = "-"
-loglevel = _settings["LOG_LEVEL"].lower()
+loglevel = _settings.log_level.lower()
 
 # One line per request; a /media-stream line is written when its call ends, with the call's length.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
@@ -92,4 +92,4 @@ def _shut_down_on_exit(worker):
     while worker.alive:  # gunicorn's SIGTERM handler clears it
         gevent.sleep(0.1)
     app = worker.wsgi
-    shut_down(_ListenerClosedByGunicorn(), app.extensions["callstream"], app.config["SHUTDOWN_GRACE_S"])
+    shut_down(_ListenerClosedByGunicorn(), app.extensions["callstream"], app.config["CALLSTREAM"].shutdown_grace_s)

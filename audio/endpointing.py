@@ -34,10 +34,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from audio.constants import FRAME_MS, MULAW_SAMPLE_RATE, VAD_FRAME_MS, VAD_SAMPLE_RATES
 from audio.errors import AudioFormatError
-
-SAMPLE_RATES = (8000, 16000, 32000, 48000)
-FRAME_MS = (10, 20, 30)
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,8 @@ class EndpointingConfig:
         ValueError: A value is out of range (see ``__post_init__``).
     """
 
-    frame_ms: int = 20
-    sample_rate: int = 8000
+    frame_ms: int = FRAME_MS
+    sample_rate: int = MULAW_SAMPLE_RATE
     start_ms: int = 200
     start_window_ms: int = 300
     stop_ms: int = 600
@@ -69,10 +67,10 @@ class EndpointingConfig:
     pause_ms: int = 0
 
     def __post_init__(self) -> None:
-        if self.frame_ms not in FRAME_MS:
-            raise ValueError(f"frame_ms must be one of {FRAME_MS}, got {self.frame_ms!r}")
-        if self.sample_rate not in SAMPLE_RATES:
-            raise ValueError(f"sample_rate must be one of {SAMPLE_RATES} Hz, got {self.sample_rate!r}")
+        if self.frame_ms not in VAD_FRAME_MS:
+            raise ValueError(f"frame_ms must be one of {VAD_FRAME_MS}, got {self.frame_ms!r}")
+        if self.sample_rate not in VAD_SAMPLE_RATES:
+            raise ValueError(f"sample_rate must be one of {VAD_SAMPLE_RATES} Hz, got {self.sample_rate!r}")
         if not 0 < self.start_ms <= self.start_window_ms:
             raise ValueError(f"need 0 < start_ms <= start_window_ms, got {self.start_ms}, {self.start_window_ms}")
         if self.stop_ms <= 0:

@@ -34,12 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from audio.codec import ulaw_to_pcm16
+from audio.constants import FRAME_MS, MULAW_SAMPLE_RATE, VAD_FRAME_MS, VAD_SAMPLE_RATES
 from audio.errors import AudioFormatError
 from audio.resample import StreamResampler
 from audio.stream_format import MULAW_8K, StreamFormat
 
-SAMPLE_RATES = (8000, 16000, 32000, 48000)
-FRAME_MS = (10, 20, 30)
 RESAMPLE_QUALITY = "LQ"
 """soxr recipe for 24 → 16 kHz frames: flat to 6 kHz, over 100 dB stopband, and it holds back
 half the output "HQ" does (180 vs 358 samples on average), which is latency before every
@@ -101,19 +100,19 @@ class FrameAssembler:
 
     def __init__(
         self,
-        frame_ms: int = 20,
+        frame_ms: int = FRAME_MS,
         sample_rate: int | None = None,
         max_gap_fill_ms: int = 2000,
         *,
         stream_format: StreamFormat | None = None,
     ) -> None:
-        if frame_ms not in FRAME_MS:
-            raise AudioFormatError(f"frame_ms must be one of {FRAME_MS}, got {frame_ms!r}")
+        if frame_ms not in VAD_FRAME_MS:
+            raise AudioFormatError(f"frame_ms must be one of {VAD_FRAME_MS}, got {frame_ms!r}")
         if stream_format is None:
-            wire_rate = 8000 if sample_rate is None else sample_rate
-            if wire_rate not in SAMPLE_RATES:
-                raise AudioFormatError(f"sample_rate must be one of {SAMPLE_RATES} Hz, got {sample_rate!r}")
-            if wire_rate == 8000:
+            wire_rate = MULAW_SAMPLE_RATE if sample_rate is None else sample_rate
+            if wire_rate not in VAD_SAMPLE_RATES:
+                raise AudioFormatError(f"sample_rate must be one of {VAD_SAMPLE_RATES} Hz, got {sample_rate!r}")
+            if wire_rate == MULAW_SAMPLE_RATE:
                 stream_format = MULAW_8K
             out_rate, is_ulaw = wire_rate, True
         else:

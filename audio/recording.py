@@ -36,6 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from audio.constants import MULAW_SAMPLE_RATE
 from audio.errors import AudioFormatError
 from audio.stream_format import MULAW, MULAW_8K, StreamFormat
 from audio.wavfile import WavInfo, WavWriter, read_info, repair_header
@@ -101,7 +102,7 @@ class CallRecorder:
     ) -> None:
         if stream_format is None:
             stream_format = MULAW_8K
-            self.sample_rate = 8000 if sample_rate is None else sample_rate
+            self.sample_rate = MULAW_SAMPLE_RATE if sample_rate is None else sample_rate
         else:
             if sample_rate is not None and sample_rate != stream_format.sample_rate:
                 raise AudioFormatError(f"{stream_format} is {stream_format.sample_rate} Hz, not sample_rate={sample_rate}")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audio.codec import array_to_pcm16, array_to_ulaw, ulaw_to_pcm16
+from audio.constants import MULAW_SAMPLE_RATE, WHISPER_SAMPLE_RATE
 from audio.errors import AudioFormatError
 from audio.resample import resample
 
@@ -35,8 +36,8 @@ L16 = "audio/x-L16"
 """``start.mediaFormat.encoding`` of linear PCM16 (SignalWire ``codec="L16@…h"``)."""
 
 # encoding -> wire sample rates accepted, in Hz (protocol.md §9: 8000, 16000 or 24000)
-_RATES = {MULAW: (8000,), L16: (8000, 16000, 24000)}
-_PROCESSING_RATE = {8000: 8000, 16000: 16000, 24000: 16000}
+_RATES = {MULAW: (MULAW_SAMPLE_RATE,), L16: (8000, 16000, 24000)}
+_PROCESSING_RATE = {8000: 8000, 16000: 16000, 24000: WHISPER_SAMPLE_RATE}  # the VAD takes no 24 kHz
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class StreamFormat:
         return f"{self.encoding}@{self.sample_rate}"
 
 
-MULAW_8K = StreamFormat(MULAW, 8000)
+MULAW_8K = StreamFormat(MULAW, MULAW_SAMPLE_RATE)
 """Twilio's format in both directions, and SignalWire's default (protocol.md §2.3, §9)."""
 
 
@@ -153,6 +154,6 @@ def stream_format(encoding: str, sample_rate: int, channels: int = 1) -> StreamF
     """
     if isinstance(channels, bool) or channels != 1:
         raise AudioFormatError(f"only mono streams are supported, got channels={channels!r}")
-    if encoding == MULAW and type(sample_rate) is int and sample_rate == 8000:
+    if encoding == MULAW and type(sample_rate) is int and sample_rate == MULAW_SAMPLE_RATE:
         return MULAW_8K
     return StreamFormat(encoding, sample_rate)

@@ -11,10 +11,9 @@ flagged as speech (measured on this machine when the module was written).
 
 import webrtcvad
 
+from audio.constants import FRAME_MS, MULAW_SAMPLE_RATE, VAD_FRAME_MS, VAD_SAMPLE_RATES
 from audio.errors import AudioFormatError
 
-SAMPLE_RATES = (8000, 16000, 32000, 48000)
-FRAME_MS = (10, 20, 30)
 MODES = (0, 1, 2, 3)
 
 
@@ -31,13 +30,13 @@ class WebRtcVad:
             the values above.
     """
 
-    def __init__(self, mode: int = 3, sample_rate: int = 8000, frame_ms: int = 20) -> None:
+    def __init__(self, mode: int = 3, sample_rate: int = MULAW_SAMPLE_RATE, frame_ms: int = FRAME_MS) -> None:
         if mode not in MODES or isinstance(mode, bool):
             raise AudioFormatError(f"mode must be 0, 1, 2 or 3, got {mode!r}")
-        if sample_rate not in SAMPLE_RATES or isinstance(sample_rate, bool):
-            raise AudioFormatError(f"sample_rate must be one of {SAMPLE_RATES} Hz, got {sample_rate!r}")
-        if frame_ms not in FRAME_MS or isinstance(frame_ms, bool):
-            raise AudioFormatError(f"frame_ms must be one of {FRAME_MS}, got {frame_ms!r}")
+        if sample_rate not in VAD_SAMPLE_RATES or isinstance(sample_rate, bool):
+            raise AudioFormatError(f"sample_rate must be one of {VAD_SAMPLE_RATES} Hz, got {sample_rate!r}")
+        if frame_ms not in VAD_FRAME_MS or isinstance(frame_ms, bool):
+            raise AudioFormatError(f"frame_ms must be one of {VAD_FRAME_MS}, got {frame_ms!r}")
         self.mode = mode
         self.sample_rate = sample_rate
         self.frame_ms = frame_ms

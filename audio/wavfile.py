@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio.constants import MULAW_SAMPLE_RATE
 from audio.errors import AudioFormatError
 
 WAVE_FORMAT_PCM = 0x0001
@@ -108,7 +109,7 @@ class WavWriter:
         OSError: the file cannot be created.
     """
 
-    def __init__(self, path: Path, *, encoding: str, channels: int, sample_rate: int = 8000) -> None:
+    def __init__(self, path: Path, *, encoding: str, channels: int, sample_rate: int = MULAW_SAMPLE_RATE) -> None:
         if encoding not in _FORMATS:
             raise AudioFormatError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         if channels < 1 or sample_rate < 1:

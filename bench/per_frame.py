@@ -77,15 +77,15 @@ from audio.codec import ulaw_to_pcm16  # noqa: E402
 from audio.endpointing import EndpointingConfig  # noqa: E402
 from audio.recording import CallRecorder  # noqa: E402
 from audio.vad import WebRtcVad  # noqa: E402
+from audio.constants import FRAME_MS, MULAW_SAMPLE_RATE  # noqa: E402
 from core import protocol  # noqa: E402
 from core.session import CallSession, SessionConfig, Transcribe  # noqa: E402
-from core.settings import load_settings  # noqa: E402
+from core.settings import Settings, load_settings  # noqa: E402
 from tools.twilio_sim.audio_files import load_audio_ulaw  # noqa: E402
 from tools.twilio_sim.frames import split_frames  # noqa: E402
 from tools.twilio_sim.messages import TwilioMessages  # noqa: E402
 
-SAMPLE_RATE = 8000
-FRAME_MS = 20
+SAMPLE_RATE = MULAW_SAMPLE_RATE
 TARGET_US = 20.0
 DEFAULT_AUDIO = REPO / "tests" / "data" / "jfk.flac"
 
@@ -101,27 +101,27 @@ def build_stream(audio_path: Path) -> tuple[TwilioMessages, str, list[str]]:
     return messages, start, [messages.media(frame) for frame in split_frames(ulaw)]
 
 
-# EndpointingConfig field -> setting, as ``handlers.services.Services.session_config`` maps them
+# EndpointingConfig field -> Settings attribute, as ``handlers.services.Services.session_config`` maps them
 # (that module imports the speech engines, which the benchmark venv does not have).
 _ENDPOINTING_SETTINGS = {
-    "start_ms": "SPEECH_START_MS",
-    "stop_ms": "ENDPOINT_SILENCE_MS",
-    "pre_roll_ms": "PRE_ROLL_MS",
-    "max_utterance_ms": "MAX_UTTERANCE_MS",
-    "pause_ms": "SPECULATION_PAUSE_MS",
+    "start_ms": "speech_start_ms",
+    "stop_ms": "endpoint_silence_ms",
+    "pre_roll_ms": "pre_roll_ms",
+    "max_utterance_ms": "max_utterance_ms",
+    "pause_ms": "speculation_pause_ms",
 }
 
 
-def session_config(settings: dict) -> SessionConfig:
+def session_config(settings: Settings) -> SessionConfig:
     """The server's per-call settings at their defaults (as ``Services.session_config``), no greeting."""
     fields = {field.name for field in dataclasses.fields(EndpointingConfig)}
-    endpointing = {name: settings[key] for name, key in _ENDPOINTING_SETTINGS.items() if name in fields and key in settings}
+    endpointing = {name: getattr(settings, key) for name, key in _ENDPOINTING_SETTINGS.items() if name in fields and hasattr(settings, key)}
     return SessionConfig(
         endpointing=EndpointingConfig(**endpointing),
         greeting="",  # a greeting would stay pending (nothing synthesizes here)
-        max_call_ms=settings["MAX_CALL_DURATION_S"] * 1000,
-        idle_nudge_ms=settings["IDLE_NUDGE_S"] * 1000,
-        idle_hangup_ms=settings["IDLE_HANGUP_S"] * 1000,
+        max_call_ms=settings.max_call_duration_s * 1000,
+        idle_nudge_ms=settings.idle_nudge_s * 1000,
+        idle_hangup_ms=settings.idle_hangup_s * 1000,
     )
 
 
@@ -151,7 +151,7 @@ class Ours:
         return session, recorder
 
     def _new_vad(self) -> WebRtcVad:
-        return WebRtcVad(mode=self.settings["VAD_MODE"], sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
+        return WebRtcVad(mode=self.settings.vad_mode, sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
 
     def run(self, times: list[int]) -> None:
         """One pass; appends each message's ns to ``times``."""
@@ -645,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     pipecat_classes, pipecat_missing = load_pipecat()
     pipecat_vad_classes, pipecat_vad_missing = load_pipecat_vad() if pipecat_classes else (None, None)
     tpc_functions, tpc_missing = load_twilio_phone_calls()
-    vad_mode = load_settings({})["VAD_MODE"]
+    vad_mode = load_settings({}).vad_mode
 
     with tempfile.TemporaryDirectory(prefix="per_frame_") as tmp:
         ours = Ours(start_text, messages, Path(tmp))

@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from audio.constants import MULAW_SAMPLE_RATE
 from core.sids import is_call_sid, is_stream_sid
 
 DTMF_KEYS = frozenset("0123456789*#ABCD")
@@ -46,7 +47,7 @@ class MediaFormat:
     """``start.mediaFormat``: Twilio always sends ``audio/x-mulaw``, 8000 Hz, 1 channel (T-WS)."""
 
     encoding: str = "audio/x-mulaw"
-    sample_rate: int = 8000
+    sample_rate: int = MULAW_SAMPLE_RATE
     channels: int = 1
 
 
@@ -286,7 +287,7 @@ def _parse_start(message: dict) -> Start:
         tracks=tuple(tracks),
         media_format=MediaFormat(
             encoding=_string(fmt, "encoding", required=False) or "audio/x-mulaw",
-            sample_rate=_integer(fmt, "sampleRate", required=False) or 8000,
+            sample_rate=_integer(fmt, "sampleRate", required=False) or MULAW_SAMPLE_RATE,
             channels=_integer(fmt, "channels", required=False) or 1,
         ),
         custom_parameters={str(k): str(v) for k, v in params.items()},

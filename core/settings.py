@@ -1,17 +1,18 @@
 """Configuration: every setting, its type, default and meaning, read from environment variables.
 
-``SETTINGS`` is the single source of truth; the README's configuration table documents each
-entry (a test checks that they agree). Pure: the environment is passed in as a mapping.
+``SETTINGS`` is the single source of truth for names, defaults, parsing and help; the README's
+configuration table documents each entry (a test checks that they agree). ``load_settings`` returns
+them as one frozen ``Settings`` (``settings.max_calls``). Pure: the environment is passed in as a mapping.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 
 class SettingsError(ValueError):
-    """An environment variable has a value of the wrong type or out of range."""
+    """An environment variable has a value of the wrong type or out of range, or an override names no setting."""
 
 
 @dataclass(frozen=True)
@@ -145,15 +146,111 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, parsed and typed: one attribute per ``SETTINGS`` entry, its name in lowercase.
+
+    Made by :func:`load_settings`, never by hand (``SETTINGS`` holds the defaults). Its fields must
+    name exactly the entries of ``SETTINGS`` (``load_settings`` raises TypeError otherwise; the
+    order and the types are checked by tests/test_settings.py): add or remove a setting in both. Secrets
+    (and ``database_url``, which may hold a password) are left out of its repr, so a logged
+    ``Settings`` or ``Services`` shows none.
+    """
+
+    port: int
+    public_url: str
+    twilio_account_sid: str
+    twilio_auth_token: str = field(repr=False)
+    signalwire_signing_key: str = field(repr=False)
+    stream_bearer_token: str = field(repr=False)
+    signalwire_codec: str
+    app_env: str
+    allow_unsigned_requests: bool
+    responder: str
+    llm_base_url: str
+    llm_model: str
+    llm_api_key: str = field(repr=False)
+    llm_system_prompt: str
+    llm_speculative: bool
+    llm_max_tokens: int
+    greeting: str
+    twiml_greeting: str
+    forward_to: str
+    recognizer: str
+    recognition_workers: int
+    recognition_batch_max: int
+    recognition_cpu_threads: int
+    synthesizer: str
+    language: str
+    google_speech_key: str = field(repr=False)
+    vad_mode: int
+    speech_start_ms: int
+    endpoint_silence_ms: int
+    speculation_pause_ms: int
+    pre_roll_ms: int
+    max_utterance_ms: int
+    outbound_chunk_ms: int
+    dtmf_flush_ms: int
+    max_calls: int
+    busy_message: str
+    max_call_duration_s: int
+    max_pending_streams: int
+    start_timeout_s: float
+    media_timeout_s: float
+    max_media_ahead_s: float
+    ws_ping_interval_s: int
+    max_message_bytes: int
+    apology_message: str
+    idle_nudge_s: int
+    idle_hangup_s: int
+    send_timeout_s: float
+    shutdown_grace_s: float
+    recognition_timeout_s: float
+    responder_timeout_s: float
+    synthesis_timeout_s: float
+    background_nice: int
+    warm_up: bool
+    database_url: str = field(repr=False)
+    recordings_dir: str
+    recordings_store: str
+    store_retry_max_s: float
+    instance_heartbeat_s: float
+    dashboard_user: str
+    dashboard_password: str = field(repr=False)
+    retention_days: int
+    metrics_token: str = field(repr=False)
+    hub_block_threshold_ms: int
+    log_transcripts: bool
+    log_level: str
+
+
+_NAMES = frozenset(setting.name for setting in SETTINGS)
+
+
+def _setting_name(name: str) -> str:
+    """``name`` as in ``SETTINGS`` (``MAX_CALLS``), from itself or its attribute name (``max_calls``)."""
+    upper = name.upper()
+    if upper not in _NAMES:
+        raise SettingsError(f"{name}: not a setting (core.settings.SETTINGS)")
+    return upper
+
+
+def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> Settings:
     """Read every setting from ``environ`` (strings), then apply ``overrides`` (typed values).
 
+    Args:
+        environ: environment variables, ``{"MAX_CALLS": "10"}``; names not in ``SETTINGS`` are ignored.
+        overrides: typed values that win over ``environ``, by setting name (``MAX_CALLS``) or
+            attribute name (``max_calls``); not parsed or checked.
+
     Returns:
-        ``{name: value}`` for every entry of ``SETTINGS``.
+        The frozen ``Settings``, every entry of ``SETTINGS`` as an attribute.
 
     Raises:
-        SettingsError: a value does not parse; the message names the variable.
+        SettingsError: a value does not parse (the message names the variable), or an override
+            names no setting.
     """
+    given = {_setting_name(name): value for name, value in (overrides or {}).items()}
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         raw = environ.get(setting.name)
@@ -164,10 +261,9 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{setting.name}: {exc}") from None
-    for name, value in (overrides or {}).items():
-        values[name] = value
+    values.update(given)
     if values["LOG_TRANSCRIPTS"] == "":  # words are personal data: not in production logs unless asked for
         values["LOG_TRANSCRIPTS"] = values["APP_ENV"] != "production"
-    if "GREETING" not in environ and "GREETING" not in (overrides or {}) and values["RESPONDER"] not in ECHO_RESPONDERS:
+    if "GREETING" not in environ and "GREETING" not in given and values["RESPONDER"] not in ECHO_RESPONDERS:
         values["GREETING"] = RESPONDER_GREETING  # the echo's "I will repeat it" would mislead
-    return values
+    return Settings(**{name.lower(): value for name, value in values.items()})

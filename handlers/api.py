@@ -15,7 +15,7 @@ from handlers.blocking import run_blocking
 from store.calls import RECORDING_KINDS
 
 bp = Blueprint("api", __name__)
-require_login(bp, open_endpoints={"api.health"}, token_endpoints={"api.prometheus_metrics": "METRICS_TOKEN"})
+require_login(bp, open_endpoints={"api.health"}, token_endpoints={"api.prometheus_metrics": "metrics_token"})
 
 MAX_PAGE = 1_000_000
 """Highest page number of the call lists (the API and ``/calls``): the OFFSET stays small for any database."""
@@ -36,8 +36,8 @@ def health():
         status="ok",
         service="callstream",
         active_calls=services.active_calls,
-        recognizer=current_app.config["RECOGNIZER"],
-        synthesizer=current_app.config["SYNTHESIZER"],
+        recognizer=current_app.config["CALLSTREAM"].recognizer,
+        synthesizer=current_app.config["CALLSTREAM"].synthesizer,
     )
 
 
@@ -135,7 +135,7 @@ def delete_call(call_sid: str):
     services = _services()
     if call_sid in _live_call_sids(services):
         return jsonify(error=f"call {call_sid} is still in progress; delete it once it has ended"), 409
-    deleted = run_blocking(services.store.delete_call, call_sid, current_app.config["RECORDINGS_DIR"])
+    deleted = run_blocking(services.store.delete_call, call_sid, current_app.config["CALLSTREAM"].recordings_dir)
     if not deleted:
         return jsonify(error=f"no call {call_sid}"), 404
     return Response(status=204)

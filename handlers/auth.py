@@ -135,13 +135,13 @@ def require_login(blueprint, *, open_endpoints: Iterable[str] = (), token_endpoi
     """Protect every route of ``blueprint`` with :func:`access_denied`, before the route runs.
 
     Call it once, where the blueprint is defined (before it is registered on any app); the hook
-    reads the settings from ``current_app.config`` at each request.
+    reads the settings from ``current_app.config["CALLSTREAM"]`` (``core.settings.Settings``) at each request.
 
     Args:
         blueprint: a ``flask.Blueprint``.
         open_endpoints: endpoints served to anyone (e.g. ``"api.health"``); every other route is protected.
-        token_endpoints: ``{endpoint: setting name}``: that setting's value is also accepted as a
-            bearer token on that endpoint (``{"api.prometheus_metrics": "METRICS_TOKEN"}``).
+        token_endpoints: ``{endpoint: Settings attribute}``: that setting's value is also accepted as a
+            bearer token on that endpoint (``{"api.prometheus_metrics": "metrics_token"}``).
     """
     open_set = frozenset(open_endpoints)
     token_settings = dict(token_endpoints or {})
@@ -150,21 +150,21 @@ def require_login(blueprint, *, open_endpoints: Iterable[str] = (), token_endpoi
     def _require_login():
         if request.endpoint in open_set:
             return None
-        config = current_app.config
+        settings = current_app.config["CALLSTREAM"]
         setting = token_settings.get(request.endpoint or "")
         reason = access_denied(
             authorization=request.headers.get("Authorization"),
             remote_addr=request.remote_addr,
             headers=request.headers,
-            user=config.get("DASHBOARD_USER", "admin"),
-            password=config.get("DASHBOARD_PASSWORD", ""),
-            token=config.get(setting, "") if setting else "",
+            user=settings.dashboard_user,
+            password=settings.dashboard_password,
+            token=getattr(settings, setting) if setting else "",
         )
         if reason is None:
             return None
         challenges = []
-        token_set = bool(setting and config.get(setting))
-        if config.get("DASHBOARD_PASSWORD") or not token_set:
+        token_set = bool(setting and getattr(settings, setting))
+        if settings.dashboard_password or not token_set:
             challenges.append(("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'))
         if token_set:
             challenges.append(("WWW-Authenticate", f'Bearer realm="{REALM}"'))

@@ -97,7 +97,7 @@ class CallKeeper:
         self.record = record
         self.log = call_log
         self.stream_format = stream_format
-        self.directory = recording_dir(Path(services.settings["RECORDINGS_DIR"]), record.call_sid)
+        self.directory = recording_dir(Path(services.settings.recordings_dir), record.call_sid)
         self.recorder: CallRecorder | None = None
         self._has_folder = False
         self._saved_json = ""  # the record as last saved in the store / written to call.json
@@ -206,7 +206,7 @@ def filer_of(services) -> CallFiler:
     if getattr(services, "filer", None) is None:
         services.filer = CallFiler(
             services.store,
-            services.settings["RECORDINGS_STORE"] == "database",
-            services.settings.get("STORE_RETRY_MAX_S", 60.0),
+            services.settings.recordings_store == "database",
+            services.settings.store_retry_max_s,
         )
     return services.filer

@@ -36,6 +36,7 @@ import gevent
 from gevent.queue import Queue
 from simple_websocket import ConnectionClosed
 
+from audio.constants import FRAME_MS
 from audio.errors import AudioFormatError
 from audio.stream_format import MULAW_8K, StreamFormat, stream_format
 from audio.vad import WebRtcVad
@@ -107,14 +108,14 @@ class CallWorker:
         self._live: tuple[str, str] | None = None  # (mode, call SID) in services.live_calls
         self._pending = False  # counted in services.pending_streams
         self._counted = False  # counted in services.active_calls
-        self._max_ahead_s: float = services.settings["MAX_MEDIA_AHEAD_S"]
+        self._max_ahead_s: float = services.settings.max_media_ahead_s
 
     # -- main loop ----------------------------------------------------------------------
 
     def run(self) -> None:
         """Read and handle messages until the call ends; always finalizes the call record."""
         services = self.services
-        if services.pending_streams >= services.settings["MAX_PENDING_STREAMS"]:
+        if services.pending_streams >= services.settings.max_pending_streams:
             self.log.warning("%d sockets already wait for their start (MAX_PENDING_STREAMS): closing this one",
                              services.pending_streams)
             close_websocket(self.ws)
@@ -153,7 +154,7 @@ class CallWorker:
     def _read_loop(self) -> None:
         received = 0
         settings = self.services.settings
-        start_timeout_s, media_timeout_s = settings["START_TIMEOUT_S"], settings["MEDIA_TIMEOUT_S"]
+        start_timeout_s, media_timeout_s = settings.start_timeout_s, settings.media_timeout_s
         deadline_s = time.monotonic() + start_timeout_s
         while not self._ended:
             timeout_s = deadline_s - time.monotonic()
@@ -261,7 +262,7 @@ class CallWorker:
         live.add(start.call_sid)
         self._live = (mode, start.call_sid)
         self._started_s = time.monotonic()
-        self._max_ahead_s = services.settings["MAX_MEDIA_AHEAD_S"]
+        self._max_ahead_s = services.settings.max_media_ahead_s
         services.pending_streams -= 1
         self._pending = False
         services.active_calls += 1
@@ -276,10 +277,18 @@ class CallWorker:
         """Over ``MAX_CALLS`` (this call included), or shutting down: say the busy message and hang up;
         a fork just ends."""
         settings = self.services.settings
-        if self.services.active_calls <= settings["MAX_CALLS"] and not self.services.draining:
+        if self.services.active_calls <= settings.max_calls and not self.services.draining:
             return
+<<<<<<< HEAD
         self.log.warning("over MAX_CALLS=%d: refusing the call", settings["MAX_CALLS"])
         self.session.hang_up(settings["BUSY_MESSAGE"], f"over MAX_CALLS={settings['MAX_CALLS']}")  # a fork: at once
+=======
+        self.log.warning("over MAX_CALLS=%d: refusing the call", settings.max_calls)
+        if isinstance(self.session, CallSession):
+            self.session.hang_up(settings.busy_message, f"over MAX_CALLS={settings.max_calls}")
+        else:
+            self._hang_up(f"over MAX_CALLS={settings.max_calls}")
+>>>>>>> i12-settings
 
     def _hang_up(self, reason: str) -> None:
         """Close the socket: nothing follows ``</Connect>``, so Twilio ends the call (and logs 31921);
@@ -313,7 +322,7 @@ class CallWorker:
         """``text`` for the log: quoted with ``LOG_TRANSCRIPTS``, else only its length (words are personal data)."""
         if text is None:
             return "nothing"
-        if self.services.settings["LOG_TRANSCRIPTS"]:
+        if self.services.settings.log_transcripts:
             return repr(text)
         return f"{len(text)} characters"
 
@@ -336,7 +345,7 @@ class CallWorker:
         rate = self.stream_format.processing_rate
 
         def make_vad():
-            return WebRtcVad(mode=settings["VAD_MODE"], sample_rate=rate, frame_ms=20).is_speech
+            return WebRtcVad(mode=settings.vad_mode, sample_rate=rate, frame_ms=FRAME_MS).is_speech
 
         config = self.services.session_config()
         if is_fork(start):  # nothing to answer: no speculative recognition
@@ -430,12 +439,12 @@ class CallWorker:
         began = time.monotonic()
         try:
             text = run_engine(
-                self.services.recognize, action.pcm, action.sample_rate, timeout_s=settings["RECOGNITION_TIMEOUT_S"]
+                self.services.recognize, action.pcm, action.sample_rate, timeout_s=settings.recognition_timeout_s
             )
             error = None
         except gevent.Timeout:
             text, error = None, "recognition timeout"
-            self.log.warning("turn %d: recognition timed out after %s s", action.turn_id, settings["RECOGNITION_TIMEOUT_S"])
+            self.log.warning("turn %d: recognition timed out after %s s", action.turn_id, settings.recognition_timeout_s)
         except Exception as exc:  # engine failure: reported, never passed to the responder
             text, error = None, "recognition failed"
             self.log.warning("turn %d: recognition failed: %s: %s", action.turn_id, type(exc).__name__, exc)
@@ -464,14 +473,14 @@ class CallWorker:
         )
         began = time.monotonic()
         try:
-            reply = run_engine(self.services.responder, action.text, context, timeout_s=settings["RESPONDER_TIMEOUT_S"])
+            reply = run_engine(self.services.responder, action.text, context, timeout_s=settings.responder_timeout_s)
             error = None
             if is_reply_stream(reply):
                 self._stream_reply(action.turn_id, reply, began)
                 return
         except gevent.Timeout:
             reply, error = None, "responder timeout"
-            self.log.warning("turn %d: the responder timed out after %s s", action.turn_id, settings["RESPONDER_TIMEOUT_S"])
+            self.log.warning("turn %d: the responder timed out after %s s", action.turn_id, settings.responder_timeout_s)
         except Exception:  # a responder bug must not end the call
             reply, error = None, "responder failed"
             self.log.exception("turn %d: responder raised", action.turn_id)
@@ -487,7 +496,7 @@ class CallWorker:
     def _stream_reply(self, turn_id: int, pieces: Iterable, began: float) -> None:
         """Pass a streaming responder's pieces to the session as they come, waiting at most
         ``RESPONDER_TIMEOUT_S`` for each (``handlers.reply_stream``)."""
-        session, timeout_s = self.session, self.services.settings["RESPONDER_TIMEOUT_S"]
+        session, timeout_s = self.session, self.services.settings.responder_timeout_s
         first_ms, hang_up, error, length = None, False, None, 0
         stream = open_reply_stream(pieces, self.services.responder)
         try:
@@ -539,7 +548,7 @@ class CallWorker:
 
     def _speak_sentence(self, reply_id: int, index: int, sentence: str, offline_voice: bool) -> bool:
         """Synthesize one sentence and hand it to the session; False if synthesis failed."""
-        timeout_s = self.services.settings["SYNTHESIS_TIMEOUT_S"]
+        timeout_s = self.services.settings.synthesis_timeout_s
         offline = self.services.offline_synthesizer
         engines = [offline] if offline_voice else [self.services.synthesizer]
         if engines[0] is not offline:
@@ -577,12 +586,12 @@ class CallWorker:
             if item.reply_id is not None and item.reply_id in self._cancelled_replies:
                 continue  # barge-in: drop reply audio not yet sent
             try:
-                with gevent.Timeout(self.services.settings["SEND_TIMEOUT_S"]):
+                with gevent.Timeout(self.services.settings.send_timeout_s):
                     self.ws.send(item.text)
                 if item.reply_id is not None and item.text.startswith(MEDIA_PREFIX):
                     metrics.media_out()
             except gevent.Timeout:
-                self.log.warning("a send took over %s s: the socket is half-dead; ending the call", self.services.settings["SEND_TIMEOUT_S"])
+                self.log.warning("a send took over %s s: the socket is half-dead; ending the call", self.services.settings.send_timeout_s)
                 self._abort()
                 return
             except ConnectionClosed:

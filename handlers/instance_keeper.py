@@ -34,7 +34,7 @@ class InstanceKeeper:
 
     def __init__(self, services) -> None:
         self.services = services
-        self.heartbeat_s: float = services.settings["INSTANCE_HEARTBEAT_S"]
+        self.heartbeat_s: float = services.settings.instance_heartbeat_s
         self.hostname = socket.gethostname()
         self.started_at = _now()
         self._loop: gevent.Greenlet | None = None
@@ -61,7 +61,7 @@ class InstanceKeeper:
         """
         settings = self.services.settings
         return recover_orphans(
-            self.services.store, Path(settings["RECORDINGS_DIR"]), in_database=settings["RECORDINGS_STORE"] == "database",
+            self.services.store, Path(settings.recordings_dir), in_database=settings.recordings_store == "database",
             instance_id=self.services.instance_id, hostname=self.hostname, heartbeat_s=self.heartbeat_s, now=_now(),
         )
 

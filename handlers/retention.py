@@ -51,10 +51,10 @@ def start(services: Any, interval_s: float = RETENTION_INTERVAL_S) -> gevent.Gre
         while True:
             settings = services.settings
             try:
-                deleted = run_blocking(delete_expired, services.store, settings["RETENTION_DAYS"],
-                                       settings["RECORDINGS_DIR"], datetime.now(timezone.utc))
+                deleted = run_blocking(delete_expired, services.store, settings.retention_days,
+                                       settings.recordings_dir, datetime.now(timezone.utc))
                 if deleted:
-                    log.info("retention: deleted %d call(s) that ended over %d days ago", len(deleted), settings["RETENTION_DAYS"])
+                    log.info("retention: deleted %d call(s) that ended over %d days ago", len(deleted), settings.retention_days)
             except Exception:
                 log.exception("retention: deleting old calls failed; trying again in %.0f s", interval_s)
             gevent.sleep(interval_s)
@@ -69,10 +69,10 @@ def start_for_server(services: Any) -> gevent.Greenlet | None:
     ``gunicorn -k gevent``), not in a test run that builds apps.
     """
     global _job
-    if services.settings["RETENTION_DAYS"] <= 0 or not (monkey.is_module_patched("socket") and monkey.is_module_patched("time")):
+    if services.settings.retention_days <= 0 or not (monkey.is_module_patched("socket") and monkey.is_module_patched("time")):
         return None
     if _job is not None and _job[0] == os.getpid() and not _job[1].dead:
         return _job[1]
     _job = (os.getpid(), start(services))
-    log.info("retention: calls are deleted %d days after they end", services.settings["RETENTION_DAYS"])
+    log.info("retention: calls are deleted %d days after they end", services.settings.retention_days)
     return _job[1]

@@ -13,6 +13,7 @@ from audio.endpointing import EndpointingConfig
 from core.call_tokens import CallTokens
 from core.responder import Responder, is_speculative
 from core.session import SessionConfig
+from core.settings import Settings
 from speech.recognition import Recognizer
 from speech.synthesis import Synthesizer
 from store.calls import CallStore
@@ -22,7 +23,7 @@ from store.calls import CallStore
 class Services:
     """Process-wide objects, created once by ``create_app`` (models load once per process)."""
 
-    settings: dict[str, Any]
+    settings: Settings
     recognizer: Recognizer
     synthesizer: Synthesizer
     responder: Responder
@@ -45,8 +46,8 @@ class Services:
     def __post_init__(self) -> None:
         if self.call_tokens is None:  # keyed with the signing secrets; else STREAM_BEARER_TOKEN; else random
             s = self.settings
-            secrets = [s.get("TWILIO_AUTH_TOKEN", ""), s.get("SIGNALWIRE_SIGNING_KEY", "")]
-            bearer = s.get("STREAM_BEARER_TOKEN", "")
+            secrets = [s.twilio_auth_token, s.signalwire_signing_key]
+            bearer = s.stream_bearer_token
             self.call_tokens = CallTokens(secrets if any(secrets) else [bearer], bearer)
 
     @property
@@ -74,18 +75,18 @@ class Services:
         s = self.settings
         return SessionConfig(
             endpointing=EndpointingConfig(
-                start_ms=s["SPEECH_START_MS"],
-                stop_ms=s["ENDPOINT_SILENCE_MS"],
-                pre_roll_ms=s["PRE_ROLL_MS"],
-                max_utterance_ms=s["MAX_UTTERANCE_MS"],
-                pause_ms=s["SPECULATION_PAUSE_MS"],
+                start_ms=s.speech_start_ms,
+                stop_ms=s.endpoint_silence_ms,
+                pre_roll_ms=s.pre_roll_ms,
+                max_utterance_ms=s.max_utterance_ms,
+                pause_ms=s.speculation_pause_ms,
             ),
-            greeting=s["GREETING"],
-            outbound_chunk_ms=s["OUTBOUND_CHUNK_MS"],
-            dtmf_flush_ms=s["DTMF_FLUSH_MS"],
-            max_call_ms=s["MAX_CALL_DURATION_S"] * 1000,
-            apology=s["APOLOGY_MESSAGE"],
-            idle_nudge_ms=s["IDLE_NUDGE_S"] * 1000,
-            idle_hangup_ms=s["IDLE_HANGUP_S"] * 1000,
+            greeting=s.greeting,
+            outbound_chunk_ms=s.outbound_chunk_ms,
+            dtmf_flush_ms=s.dtmf_flush_ms,
+            max_call_ms=s.max_call_duration_s * 1000,
+            apology=s.apology_message,
+            idle_nudge_ms=s.idle_nudge_s * 1000,
+            idle_hangup_ms=s.idle_hangup_s * 1000,
             speculative_reply=is_speculative(self.responder),
         )

@@ -26,7 +26,7 @@ NOT_CONFIGURED = "Sorry, this number is not set up to forward calls. Goodbye."
 
 def _public_host() -> str:
     """``PUBLIC_URL``'s host, else the request's ``Host`` (ngrok forwards the public host name)."""
-    public_url = current_app.config["PUBLIC_URL"]
+    public_url = current_app.config["CALLSTREAM"].public_url
     return urlsplit(public_url).netloc if public_url else request.host
 
 
@@ -37,7 +37,7 @@ def stream_url() -> str:
 
 def status_callback_url() -> str:
     """Absolute URL of the stream status callback: ``PUBLIC_URL`` as given, else ``https://`` + host."""
-    public_url = current_app.config["PUBLIC_URL"]
+    public_url = current_app.config["CALLSTREAM"].public_url
     base = public_url if public_url.startswith(("http://", "https://")) else f"https://{_public_host()}"
     return base + STATUS_PATH
 
@@ -64,7 +64,7 @@ def _signalwire_stream(call_token: str) -> dict[str, str]:
         token = checker.make_stream_token(time.time(), call_token)
     else:
         token = call_token
-    return {"codec": current_app.config["SIGNALWIRE_CODEC"], "auth_bearer_token": token}
+    return {"codec": current_app.config["CALLSTREAM"].signalwire_codec, "auth_bearer_token": token}
 
 
 def _call_token() -> str:
@@ -94,9 +94,9 @@ def incoming_call() -> Response:
     fields are passed to the stream as ``<Parameter>``s.
     """
     if _busy():
-        return Response(say_and_hang_up(current_app.config["BUSY_MESSAGE"]), mimetype="text/xml")
+        return Response(say_and_hang_up(current_app.config["CALLSTREAM"].busy_message), mimetype="text/xml")
     call_token = _call_token()
-    twiml = connect_stream(stream_url(), parameters=_call_parameters(call_token), greeting=current_app.config["TWIML_GREETING"],
+    twiml = connect_stream(stream_url(), parameters=_call_parameters(call_token), greeting=current_app.config["CALLSTREAM"].twiml_greeting,
                            **_signalwire_stream(call_token))
     return Response(twiml, mimetype="text/xml")
 
@@ -106,9 +106,9 @@ def _busy() -> bool:
     if services.draining:
         log.warning("shutting down: answering busy")
         return True
-    if services.active_calls < current_app.config["MAX_CALLS"]:
+    if services.active_calls < current_app.config["CALLSTREAM"].max_calls:
         return False
-    log.warning("over MAX_CALLS=%d (%d active): answering busy", current_app.config["MAX_CALLS"], services.active_calls)
+    log.warning("over MAX_CALLS=%d (%d active): answering busy", current_app.config["CALLSTREAM"].max_calls, services.active_calls)
     return True
 
 
@@ -118,7 +118,7 @@ def forward_call() -> Response:
 
     Without ``FORWARD_TO`` the caller hears that the number is not set up, and the call ends.
     """
-    forward_to = current_app.config["FORWARD_TO"]
+    forward_to = current_app.config["CALLSTREAM"].forward_to
     if not forward_to:
         log.error("/forward-call: FORWARD_TO is not set; the caller is told and the call ends")
         return Response(say_and_hang_up(NOT_CONFIGURED), mimetype="text/xml")

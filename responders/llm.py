@@ -24,6 +24,7 @@ import openai
 
 from core.chat_messages import chat_messages
 from core.responder import CallContext
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def sse_content(line: str) -> "str | None | object":
     return (choices[0].get("delta") or {}).get("content") if choices else None
 
 
-def make_llm_responder(settings: dict) -> LlmResponder:
+def make_llm_responder(settings: Settings) -> LlmResponder:
     """Build the responder from ``LLM_*`` settings (``core.settings``); ``RESPONDER_TIMEOUT_S`` bounds each read.
     With ``LLM_SPECULATIVE`` it is marked speculative (``core.responder.speculative``): a chat request
     has no side effects, so it may be sent during the caller's pause.
@@ -119,9 +120,9 @@ def make_llm_responder(settings: dict) -> LlmResponder:
         ValueError: ``LLM_BASE_URL`` or ``LLM_MODEL`` is unusable.
     """
     responder = LlmResponder(
-        settings["LLM_BASE_URL"], settings["LLM_MODEL"], settings["LLM_API_KEY"],
-        settings["LLM_SYSTEM_PROMPT"] or DEFAULT_SYSTEM_PROMPT,
-        timeout_s=settings["RESPONDER_TIMEOUT_S"], max_tokens=settings["LLM_MAX_TOKENS"],
+        settings.llm_base_url, settings.llm_model, settings.llm_api_key,
+        settings.llm_system_prompt or DEFAULT_SYSTEM_PROMPT,
+        timeout_s=settings.responder_timeout_s, max_tokens=settings.llm_max_tokens,
     )
-    responder.speculative = settings["LLM_SPECULATIVE"]  # core.responder.is_speculative reads it
+    responder.speculative = settings.llm_speculative  # core.responder.is_speculative reads it
     return responder

@@ -36,12 +36,13 @@ import numpy as np
 import soxr
 import speech_recognition as sr
 
+from audio.constants import MULAW_SAMPLE_RATE, WHISPER_SAMPLE_RATE
 from audio.errors import AudioFormatError
 from speech._factory import build_engine
 from speech.batching import BatchWorker
 from speech.errors import EngineConfigError, RecognitionError
 
-ENGINE_SAMPLE_RATE = 16000
+ENGINE_SAMPLE_RATE = WHISPER_SAMPLE_RATE
 """Sample rate (Hz) of the AudioData handed to every engine."""
 
 _WARM_UP_NOISE_RMS = 30.0  # about -60 dBFS: "nothing said" on a quiet line
@@ -543,8 +544,8 @@ class WhisperRecognizer:
         Raises:
             RecognitionError: the model could not be loaded or run.
         """
-        self.transcribe(_warm_up_pcm(8000), 8000)  # loads the model, starts the engine threads
-        utterance = self._prepare(_warm_up_pcm(8000), 8000)
+        self.transcribe(_warm_up_pcm(MULAW_SAMPLE_RATE), MULAW_SAMPLE_RATE)  # loads the model, starts the engine threads
+        utterance = self._prepare(_warm_up_pcm(MULAW_SAMPLE_RATE), MULAW_SAMPLE_RATE)
         group = [utterance] * min(2, self.batch_max)  # one queue entry: taken as one batch
         pending = [p for _ in range(self.num_workers) for p in self._worker.submit_many(group)]
         for item in pending:
@@ -784,7 +785,7 @@ class GoogleRecognizer:
             RecognitionError: no usable ``flac`` binary.
         """
         try:
-            flac = _audio_data(_warm_up_pcm(8000), 8000).get_flac_data()
+            flac = _audio_data(_warm_up_pcm(MULAW_SAMPLE_RATE), MULAW_SAMPLE_RATE).get_flac_data()
         except Exception as exc:
             raise RecognitionError(f"google: FLAC encoder unavailable: {exc!r}") from exc
         if not flac.startswith(b"fLaC"):

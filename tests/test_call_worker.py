@@ -634,9 +634,9 @@ def test_words_are_logged_only_with_log_transcripts(services, caplog, log_transc
 
 
 def test_production_does_not_log_words_unless_asked():
-    assert load_settings({"APP_ENV": "production"})["LOG_TRANSCRIPTS"] is False
-    assert load_settings({"APP_ENV": "production", "LOG_TRANSCRIPTS": "true"})["LOG_TRANSCRIPTS"] is True
-    assert load_settings({})["LOG_TRANSCRIPTS"] is True
+    assert load_settings({"APP_ENV": "production"}).log_transcripts is False
+    assert load_settings({"APP_ENV": "production", "LOG_TRANSCRIPTS": "true"}).log_transcripts is True
+    assert load_settings({}).log_transcripts is True
 
 
 @pytest.mark.parametrize("failure,category", [("recognizer", "recognition failed"), ("responder", "responder failed")])

@@ -60,12 +60,12 @@ def test_app_json_keeps_calls_and_recordings_in_postgres():
     # The add-on attached as DATABASE sets DATABASE_URL (a setting), so app.json must not set it itself.
     assert {"plan": "heroku-postgresql", "as": "DATABASE"} in manifest["addons"]
     assert "DATABASE_URL" in SETTING_NAMES and "DATABASE_URL" not in manifest["env"]
-    assert load_settings({"RECORDINGS_STORE": manifest["env"]["RECORDINGS_STORE"]["value"]})["RECORDINGS_STORE"] == "database"
+    assert load_settings({"RECORDINGS_STORE": manifest["env"]["RECORDINGS_STORE"]["value"]}).recordings_store == "database"
 
 
 def test_app_json_production_asks_for_a_signing_secret():
     env = app_json()["env"]
-    assert load_settings({"APP_ENV": env["APP_ENV"]["value"]})["APP_ENV"] == "production"
+    assert load_settings({"APP_ENV": env["APP_ENV"]["value"]}).app_env == "production"
     # production refuses to start without one of these (app.create_app): the deploy form must offer both.
     assert {"TWILIO_AUTH_TOKEN", "SIGNALWIRE_SIGNING_KEY"} <= set(env)
     assert env["METRICS_TOKEN"]["generator"] == "secret"
@@ -173,7 +173,7 @@ def test_post_worker_init_ends_calls_after_the_grace_once_gunicorn_stops(monkeyp
     call = Call()
     services = SimpleNamespace(draining=False, active_calls=1, workers={call})
     worker = SimpleNamespace(alive=True, wsgi=SimpleNamespace(extensions={"callstream": services},
-                                                              config={"SHUTDOWN_GRACE_S": 1.0}))
+                                                              config={"CALLSTREAM": load_settings({}, {"SHUTDOWN_GRACE_S": 1.0})}))
     load_gunicorn_config().post_worker_init(worker)
     gevent.sleep(0.3)
     assert not services.draining and not ended  # running: nothing happens

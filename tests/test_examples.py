@@ -3,6 +3,7 @@
 from app import make_responder
 from core.responder import CallContext, Goodbye
 from core.sentences import SentenceStream
+from core.settings import load_settings
 
 
 def call(dtmf=None, history=(), from_number="+15550001") -> CallContext:
@@ -10,7 +11,7 @@ def call(dtmf=None, history=(), from_number="+15550001") -> CallContext:
 
 
 def responder(name):
-    return make_responder({"RESPONDER": f"examples.{name}:respond"})
+    return make_responder(load_settings({"RESPONDER": f"examples.{name}:respond"}))
 
 
 def test_front_desk_answers_keys_questions_and_hangs_up():

@@ -191,7 +191,6 @@ def test_a_signalwire_answer_also_carries_the_call_token_in_its_bearer_token(app
     from handlers.signatures import call_token_in_bearer
 
     app = create_app({**app_settings, "SIGNALWIRE_SIGNING_KEY": signing_key, "ALLOW_UNSIGNED_REQUESTS": True})
-    app.config["SIGNALWIRE_SIGNING_KEY"] = signing_key
     call_sid = "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad"
     checker = app.extensions["signature_checker"]
     fields = {"CallSid": call_sid, "AccountSid": "b08dacad-2f6c-4de1-93d6-cc732e0c69c5"}

@@ -6,6 +6,7 @@ import openai
 import pytest
 
 from core.responder import CallContext, is_speculative
+from core.settings import load_settings
 from responders.llm import DEFAULT_SYSTEM_PROMPT, DONE, LlmResponder, make_llm_responder, sse_content
 from tests.llm_server import ChatServer, tokens
 
@@ -87,13 +88,11 @@ def test_closing_the_stream_early_closes_the_connection():
 
 
 def test_settings_build_the_responder_and_reject_bad_ones():
-    settings = {"LLM_BASE_URL": "http://localhost:11434/v1", "LLM_MODEL": "llama3.2", "LLM_API_KEY": "",
-                "LLM_SYSTEM_PROMPT": "", "RESPONDER_TIMEOUT_S": 15.0, "LLM_MAX_TOKENS": 300}
-    responder = make_llm_responder({**settings, "LLM_SPECULATIVE": False})
+    responder = make_llm_responder(load_settings({}))
     assert responder.system_prompt == DEFAULT_SYSTEM_PROMPT and responder.model == "llama3.2"
-    assert not is_speculative(responder) and is_speculative(make_llm_responder({**settings, "LLM_SPECULATIVE": True}))
+    assert not is_speculative(responder) and is_speculative(make_llm_responder(load_settings({"LLM_SPECULATIVE": "true"})))
     with pytest.raises(ValueError, match="LLM_MODEL"):
-        make_llm_responder({**settings, "LLM_MODEL": "", "LLM_SPECULATIVE": False})
+        make_llm_responder(load_settings({}, {"LLM_MODEL": ""}))
     with pytest.raises(ValueError, match="LLM_BASE_URL"):
         LlmResponder("localhost:11434", "m")
 

@@ -1,20 +1,49 @@
 """Settings parse from the environment (docs/configuration.md is checked in test_config_doc.py)."""
 
+import dataclasses
+import typing
 
 import pytest
 
-from core.settings import SETTINGS, SettingsError, load_settings
+from core.settings import SETTINGS, Settings, SettingsError, load_settings
+
 
 def test_defaults_without_environment():
     values = load_settings({})
-    assert values["PORT"] == 5050 and values["RECOGNIZER"] == "whisper" and values["SYNTHESIZER"] == "piper"
-    assert values["ENDPOINT_SILENCE_MS"] == 600 and values["WARM_UP"] is True
+    assert values.port == 5050 and values.recognizer == "whisper" and values.synthesizer == "piper"
+    assert values.endpoint_silence_ms == 600 and values.warm_up is True
 
 
 def test_environment_values_are_typed_and_overrides_win():
     values = load_settings({"PORT": "8080", "WARM_UP": "no", "RECOGNIZER": "Google", "PUBLIC_URL": "https://x.ngrok.app/"}, {"PORT": 1})
-    assert values["PORT"] == 1 and values["WARM_UP"] is False and values["RECOGNIZER"] == "google"
-    assert values["PUBLIC_URL"] == "https://x.ngrok.app"
+    assert values.port == 1 and values.warm_up is False and values.recognizer == "google"
+    assert values.public_url == "https://x.ngrok.app"
+
+
+def test_settings_has_one_typed_attribute_per_setting_and_is_frozen():
+    assert [f.name for f in dataclasses.fields(Settings)] == [s.name.lower() for s in SETTINGS]
+    hints = typing.get_type_hints(Settings)
+    defaults = load_settings({})
+    for setting in SETTINGS:
+        value = getattr(defaults, setting.name.lower())
+        assert isinstance(value, hints[setting.name.lower()]), setting.name
+        if setting.name != "LOG_TRANSCRIPTS":  # its empty default is derived (below)
+            assert value == setting.default, setting.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.max_calls = 1
+
+
+def test_overrides_take_either_name_and_unknown_names_are_refused():
+    assert load_settings({}, {"max_calls": 3}).max_calls == load_settings({}, {"MAX_CALLS": 3}).max_calls == 3
+    with pytest.raises(SettingsError, match="MAX_CALL\\b"):
+        load_settings({}, {"MAX_CALL": 3})
+
+
+def test_secrets_are_not_in_the_repr():
+    secrets = {"TWILIO_AUTH_TOKEN": "s1", "SIGNALWIRE_SIGNING_KEY": "s2", "STREAM_BEARER_TOKEN": "s3", "LLM_API_KEY": "s4",
+               "GOOGLE_SPEECH_KEY": "s5", "DASHBOARD_PASSWORD": "s6", "METRICS_TOKEN": "s7", "DATABASE_URL": "postgresql://u:s8@h/db"}
+    shown = repr(load_settings(secrets))
+    assert "max_calls=25" in shown and not any(f"s{i}" in shown for i in range(1, 9))
 
 
 @pytest.mark.parametrize("name,value", [("PORT", "eighty"), ("VAD_MODE", "7"), ("RECOGNIZER", "vosk"), ("WARM_UP", "maybe"),
@@ -25,7 +54,8 @@ def test_bad_values_name_the_variable(name, value):
 
 
 def test_the_greeting_follows_the_responder_unless_set():
-    assert load_settings({})["GREETING"] == "Hello! Say something and I will repeat it."
-    assert load_settings({"RESPONDER": "llm"})["GREETING"] == "Hello! How can I help you?"
-    assert load_settings({"RESPONDER": "llm", "GREETING": ""})["GREETING"] == ""
-    assert load_settings({"RESPONDER": "mybot:respond"}, {"GREETING": "Hi."})["GREETING"] == "Hi."
+    assert load_settings({}).greeting == "Hello! Say something and I will repeat it."
+    assert load_settings({"RESPONDER": "llm"}).greeting == "Hello! How can I help you?"
+    assert load_settings({"RESPONDER": "llm", "GREETING": ""}).greeting == ""
+    assert load_settings({"RESPONDER": "mybot:respond"}, {"GREETING": "Hi."}).greeting == "Hi."
+    assert load_settings({"RESPONDER": "mybot:respond"}, {"greeting": "Hi."}).greeting == "Hi."
