@@ -279,16 +279,8 @@ class CallWorker:
         settings = self.services.settings
         if self.services.active_calls <= settings.max_calls and not self.services.draining:
             return
-<<<<<<< HEAD
-        self.log.warning("over MAX_CALLS=%d: refusing the call", settings["MAX_CALLS"])
-        self.session.hang_up(settings["BUSY_MESSAGE"], f"over MAX_CALLS={settings['MAX_CALLS']}")  # a fork: at once
-=======
         self.log.warning("over MAX_CALLS=%d: refusing the call", settings.max_calls)
-        if isinstance(self.session, CallSession):
-            self.session.hang_up(settings.busy_message, f"over MAX_CALLS={settings.max_calls}")
-        else:
-            self._hang_up(f"over MAX_CALLS={settings.max_calls}")
->>>>>>> i12-settings
+        self.session.hang_up(settings.busy_message, f"over MAX_CALLS={settings.max_calls}")  # a fork: at once
 
     def _hang_up(self, reason: str) -> None:
         """Close the socket: nothing follows ``</Connect>``, so Twilio ends the call (and logs 31921);
