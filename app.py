@@ -22,7 +22,7 @@ from flask import Flask
 
 from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import ECHO_RESPONDERS, SettingsError, load_settings
-from handlers import api, hub_monitor, metrics, pages, retention, voice
+from handlers import api, hub_monitor, pages, retention, voice
 from handlers.media import sock
 from handlers.blocking import set_background_nice
 from handlers.server import make_server
@@ -94,10 +94,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if settings["RECOGNIZER"] == "google":
         recognizer_options = {"key": settings["GOOGLE_SPEECH_KEY"] or None}
     elif settings["RECOGNIZER"] == "whisper":
-        recognizer_options = {
-            "num_workers": settings["RECOGNITION_WORKERS"], "batch_max": settings["RECOGNITION_BATCH_MAX"],
-            "cpu_threads": settings["RECOGNITION_CPU_THREADS"], "on_batch": _batch_observer(),
-        }
+        recognizer_options = {"num_workers": settings["RECOGNITION_WORKERS"], "cpu_threads": settings["RECOGNITION_CPU_THREADS"]}
     services = Services(
         settings=settings,
         recognizer=make_recognizer(settings["RECOGNIZER"], language=settings["LANGUAGE"], **recognizer_options),
@@ -115,8 +112,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     engines = [services.recognizer, services.synthesizer] if settings["WARM_UP"] else []
     if settings["WARM_UP"] and services.fallback_synthesizer is not None:
         engines.append(services.fallback_synthesizer)
-    if settings["RECOGNIZER"] == "sphinx" and not engines:
-        engines = [services.recognizer]  # its process pool must be started from the main thread (speech/recognition.py)
     for engine in engines:
         try:
             engine.warm_up()
@@ -135,18 +130,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     retention.start_for_server(services)  # RETENTION_DAYS; likewise
     log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings["RECOGNIZER"], settings["SYNTHESIZER"], settings["RESPONDER"])
     return app
-
-
-def _batch_observer():
-    """``on_batch`` for the whisper engine: its thread hands the batch size to the hub, which owns the metrics."""
-    import gevent
-
-    loop = gevent.get_hub().loop
-
-    def on_batch(batch_size: int, seconds: float) -> None:
-        loop.run_callback_threadsafe(metrics.observe_recognition_batch, batch_size)
-
-    return on_batch
 
 
 def open_store(settings: Mapping[str, Any]) -> CallStore:

@@ -10,8 +10,7 @@ which never sends anything.
 * recognition, the responder and synthesis run as jobs (greenlets) whose CPU work goes to
   the engines' thread pool (``handlers.blocking.run_engine``; file and database work has its
   own), so the hub keeps reading 50 media messages a second per call (feasibility §3:
-  faster-whisper and piper release the GIL; pocketsphinx runs in a process pool inside the
-  recognizer);
+  faster-whisper and piper release the GIL);
 * every engine call runs under a timeout; a failure is reported to the session, which never
   passes a failed transcription to the responder; the call record keeps a short category
   (``"recognition timeout"``…), the log the engine's own words;
