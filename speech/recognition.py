@@ -29,7 +29,7 @@ import speech_recognition as sr
 
 from audio.errors import AudioFormatError
 from speech._factory import build_engine
-from speech.engine_queue import EngineQueue
+from speech.engine_queue import EngineClosedError, EngineQueue
 from speech.errors import EngineConfigError, RecognitionError
 
 ENGINE_SAMPLE_RATE = 16000
@@ -225,7 +225,7 @@ class WhisperRecognizer:
         self._compute_type = compute_type
         self.cpu_threads = cpu_threads or _default_cpu_threads()
         self.num_workers = num_workers
-        self.transcribe_options: dict[str, Any] = {
+        self._transcribe_options: dict[str, Any] = {
             "language": language.split("-")[0].lower(),
             "beam_size": beam_size,
             # Each utterance stands alone: no prompt from a previous window, no
@@ -275,7 +275,7 @@ class WhisperRecognizer:
         """Engine thread: ``WhisperModel.transcribe`` on float32 16 kHz samples (its segments are lazy: run here)."""
         model = self.model()
         try:
-            segments, _ = model.transcribe(samples, **self.transcribe_options)
+            segments, _ = model.transcribe(samples, **self._transcribe_options)
             return _clean(" ".join(segment.text for segment in segments))
         except Exception as exc:
             raise RecognitionError(f"whisper: transcription failed: {exc!r}") from exc
@@ -302,7 +302,13 @@ class WhisperRecognizer:
         if not audio.frame_data:
             return ""
         self.model()  # a load failure is raised here, in the caller's thread
-        return self._queue.call(_float_samples(audio))
+        return self._run(_float_samples(audio))
+
+    def _run(self, samples: np.ndarray) -> str:
+        try:
+            return self._queue.call(samples)
+        except EngineClosedError as exc:  # close() raced this call
+            raise RecognitionError(f"whisper: {exc}") from exc
 
     def warm_up(self) -> None:
         """Load the model, start the engine threads and run each replica once.
@@ -317,7 +323,7 @@ class WhisperRecognizer:
         """
         samples = _float_samples(_audio_data(_warm_up_pcm(8000), 8000))
         self.model()
-        self._queue.call(samples)
+        self._run(samples)
         for pending in [self._queue.submit(samples) for _ in range(self.num_workers)]:
             pending.result()
 
