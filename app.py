@@ -22,7 +22,7 @@ from flask import Flask
 
 from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import ECHO_RESPONDERS, Settings, SettingsError, load_settings
-from handlers import api, hub_monitor, metrics, pages, retention, voice
+from handlers import api, hub_monitor, pages, retention, voice
 from handlers.media import sock
 from handlers.blocking import set_background_nice
 from handlers.server import make_server
@@ -95,10 +95,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if settings.recognizer == "google":
         recognizer_options = {"key": settings.google_speech_key or None}
     elif settings.recognizer == "whisper":
-        recognizer_options = {
-            "num_workers": settings.recognition_workers, "batch_max": settings.recognition_batch_max,
-            "cpu_threads": settings.recognition_cpu_threads, "on_batch": _batch_observer(),
-        }
+        recognizer_options = {"num_workers": settings.recognition_workers, "cpu_threads": settings.recognition_cpu_threads}
     services = Services(
         settings=settings,
         recognizer=make_recognizer(settings.recognizer, language=settings.language, **recognizer_options),
@@ -116,8 +113,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     engines = [services.recognizer, services.synthesizer] if settings.warm_up else []
     if settings.warm_up and services.fallback_synthesizer is not None:
         engines.append(services.fallback_synthesizer)
-    if settings.recognizer == "sphinx" and not engines:
-        engines = [services.recognizer]  # its process pool must be started from the main thread (speech/recognition.py)
     for engine in engines:
         try:
             engine.warm_up()
@@ -136,18 +131,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     retention.start_for_server(services)  # RETENTION_DAYS; likewise
     log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings.recognizer, settings.synthesizer, settings.responder)
     return app
-
-
-def _batch_observer():
-    """``on_batch`` for the whisper engine: its thread hands the batch size to the hub, which owns the metrics."""
-    import gevent
-
-    loop = gevent.get_hub().loop
-
-    def on_batch(batch_size: int, seconds: float) -> None:
-        loop.run_callback_threadsafe(metrics.observe_recognition_batch, batch_size)
-
-    return on_batch
 
 
 def open_store(settings: Settings) -> CallStore:

@@ -14,6 +14,10 @@ and mean µs per message.
   μ-law → PCM16, WebRTC VAD, ``Endpointer``) and ``actions_to_perform()``. Also split by stage.
 * **ours, the peers' work only**: ``parse_message``, the recording add, ``ulaw_to_pcm16`` and the VAD,
   without framing, endpointing and turn logic: the work the peer rows do, like for like.
+* **ours with plainer parsing** (``--parser-variants``): the **ours** path again with
+  ``core.protocol``'s two fast paths swapped for plain code, alone and together: ``json.loads``
+  instead of ``_loads`` (``raw_decode``), and ``Media(...)`` instead of ``object.__new__`` plus a
+  ``__dict__`` update; to see whether each still pays for its code.
 * **pipecat** (``pipecat-ai``): ``TwilioFrameSerializer.deserialize`` awaited in one running event
   loop (as a pipecat transport calls it), then the same WebRTC VAD on 20 ms frames and a bytearray
   append of the frame's PCM (what ``AudioBufferProcessor`` does), at 8 kHz (no resampling) and at
@@ -41,7 +45,7 @@ requirements.txt; twilio-phone-calls pins torch, an old twilio and pytest, hence
     python3 -m venv .bench-venv
     .bench-venv/bin/pip install -r bench/peers-requirements.txt
     .bench-venv/bin/pip install --no-deps twilio-phone-calls==2.1
-    .bench-venv/bin/python bench/per_frame.py [--passes 20] [--audio tests/data/jfk.flac]
+    .bench-venv/bin/python bench/per_frame.py [--passes 20] [--audio tests/data/jfk.flac] [--parser-variants]
 
 Any interpreter with our requirements runs it too; a peer that is not installed is reported as
 missing and ours is still measured.
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import binascii
 import dataclasses
 import gc
 import importlib
@@ -570,6 +575,53 @@ class TwilioPhoneCalls:
             times.append(perf_counter_ns() - t0)
 
 
+# --- parser fast paths ----------------------------------------------------------------------------
+
+
+def _parse_media_plain(message: dict) -> protocol.Media:
+    """``core.protocol._parse_media``'s fast path with a plain ``Media(...)``; other shapes go to it."""
+    media = message.get("media")
+    if type(media) is dict:
+        get = media.get
+        payload_b64, timestamp, chunk, track = get("payload"), get("timestamp"), get("chunk"), get("track")
+        stream_sid, sequence = message.get("streamSid"), message.get("sequenceNumber")
+        if (type(payload_b64) is str and type(timestamp) is str and type(chunk) is str and type(track) is str
+                and type(stream_sid) is str and type(sequence) is str):
+            try:
+                timestamp_ms, chunk_number, sequence_number = int(timestamp), int(chunk), int(sequence)
+                payload = binascii.a2b_base64(payload_b64, strict_mode=True)
+            except ValueError:
+                pass
+            else:
+                if timestamp_ms >= 0:
+                    return protocol.Media(
+                        stream_sid=stream_sid, track=track or "inbound", chunk=chunk_number,
+                        timestamp_ms=timestamp_ms, payload=payload, sequence_number=sequence_number,
+                    )
+    return protocol._parse_media(message)
+
+
+_PARSER_TODAY = (protocol._loads, protocol._parse_media)
+PARSER_VARIANTS = {
+    "ours, `json.loads` for `raw_decode`": (json.loads, protocol._parse_media),
+    "ours, `Media(...)` for `object.__new__`": (protocol._loads, _parse_media_plain),
+    "ours, both plain": (json.loads, _parse_media_plain),
+}
+
+
+def with_parser(variant: tuple, run):
+    """``run`` (a pass function) with ``core.protocol``'s JSON decoder and media parser swapped for ``variant``."""
+
+    def run_with(times: list[int]) -> None:
+        protocol._loads, protocol._PARSERS["media"] = variant
+        try:
+            run(times)
+        finally:
+            protocol._loads, protocol._PARSERS["media"] = _PARSER_TODAY
+
+    return run_with
+
+
 # --- statistics and report -----------------------------------------------------------------------
 
 
@@ -637,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=20, help="passes over the message stream per path (default 20)")
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="speech file (default tests/data/jfk.flac)")
+    parser.add_argument("--parser-variants", action="store_true", help="also time ours with core.protocol's fast paths swapped for plain code")
     args = parser.parse_args(argv)
     if args.passes < 1:
         parser.error("--passes must be at least 1")
@@ -683,7 +736,12 @@ def main(argv: list[str] | None = None) -> int:
             details["twilio-phone-calls conversion"] = ("json + `model_validate` + `twilio_mulaw_str__to__np_pcm_wav`", tpc.run_conversion)
             details["twilio-phone-calls own buffer"] = ("conversion + its `AudioSampleBuffer` pause detection (grows per utterance)", tpc.run_own_buffer)
 
-        everything = {**paths, **details}
+        parsers: dict[str, tuple[str, object]] = {}
+        if args.parser_variants:
+            parsers["ours"] = paths["ours"]
+            for name, variant in PARSER_VARIANTS.items():
+                parsers[name] = ("the ours path, parsed with plainer code", with_parser(variant, ours.run))
+        everything = {**paths, **details, **parsers}
         times: dict[str, list[int]] = {name: [] for name in everything}
         for name, (_, run) in everything.items():  # warm-up pass, not counted
             run([])
@@ -740,6 +798,10 @@ def main(argv: list[str] | None = None) -> int:
                     ("… of which buffering + state machine", "the rest of `_run_analyzer`", vad_stage["state"]),
                 ]
         print("\n".join(result_table(peer_rows, ours_median)))
+    if parsers:
+        print()
+        print("### Parser fast paths\n")
+        print("\n".join(result_table([(name, work, times[name]) for name, (work, _) in parsers.items()], ours_median)))
     print()
     print(f"Each figure includes one `perf_counter_ns` pair ({overhead:.0f} ns median here). "
           f"Recognition jobs ours started per pass (utterances and speculative pauses; not run, not timed): {ours.utterances}.", end="")

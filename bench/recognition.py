@@ -8,18 +8,18 @@ Prints markdown tables:
 
 1. Single utterance, where the time goes (median of ``--repeat`` runs, ms): soxr and
    ``AudioData``, SpeechRecognition's WAV round trip (before only), feature extraction,
-   encoder (one 30 s window), greedy decoder, and the whole ``transcribe`` call,
+   encoder (one 30 s window), the whole ``transcribe`` call, and what is left of it for
+   the decoder and the rest (total minus features minus encoder, of the medians),
    before (SR's ``WhisperCompatibleRecognizer``, CTranslate2's default threads: 2
    here, numpy's BLAS on all cores) and after (``WhisperRecognizer``: BLAS on one
    thread), for ``cpu_threads`` 1 and 2.
 2. Concurrency 1, 2, 4, 8: that many utterances submitted at the same moment from as
    many threads (as the call worker's threadpool does); total wall time (median of
    ``--rounds``) and per-utterance latency p50/p95 (submit to text, over all rounds),
-   for: before (threads call the model concurrently) and after with ``batch_max`` 1
-   (one at a time, in arrival order) or 8 (batched), with one engine thread of 2
-   CTranslate2 threads or two engine threads (``num_workers=2``) of 1 or 2 threads each.
-   "same text" counts the utterances whose text equals the one the same recognizer
-   gives it alone. "batch sizes": size×runs of the engine runs (``on_batch``).
+   for: before (threads call the model concurrently) and after (one at a time per engine
+   thread, in arrival order), with one engine thread of 2 CTranslate2 threads or two
+   engine threads (``num_workers=2``) of 1 or 2 threads each. "same text" counts the
+   utterances whose text equals the one the same recognizer gives it alone.
 3. WER of every corpus utterance, before and after.
 
 Usage: python bench/recognition.py [--rounds 5] [--repeat 7] [--concurrency 1 2 4 8]
@@ -32,7 +32,6 @@ import statistics
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -75,7 +74,7 @@ def blas_threads(count: int) -> None:
 
 
 class BeforeWhisper:
-    """The recognizer as it was: SR's WhisperCompatibleRecognizer around a WhisperModel, no batching.
+    """The recognizer as it was: SR's WhisperCompatibleRecognizer around a WhisperModel, no queue.
 
     It runs with numpy's BLAS threads as they were before (OpenBLAS's default: one per
     core), which the new recognizer sets to 1 for the whole process when it loads.
@@ -136,19 +135,19 @@ def profile(name: str, pcm: bytes, repeat: int, before: BeforeWhisper, after: di
         timed(("before",), lambda: before.transcribe(pcm, PHONE_RATE))
         blas_threads(1)
         for threads, recognizer in after.items():
-            engine = recognizer._loaded()
+            model = recognizer.model()
             samples = _float_samples(audio)
-            features = timed(("features", threads), lambda: engine.model.feature_extractor(samples))
+            features = timed(("features", threads), lambda: model.feature_extractor(samples))
             window = pad_or_trim(features[:, :-1])
-            encoded = timed(("encode", threads), lambda: engine.model.encode(window))
-            timed(("decode", threads), lambda: engine.model.model.generate(encoded, [engine.prompt], **engine.generate_options))
+            timed(("encode", threads), lambda: model.encode(window))
             timed(("total", threads), lambda: recognizer.transcribe(pcm, PHONE_RATE))
     med = {key: statistics.median(values) for key, values in times.items()}
     rows = [f"| {name} | before (SR wrapper, CTranslate2's default threads) | {med[('soxr',)]:.1f} | {med[('wav',)]:.1f} | | | | {med[('before',)]:.0f} |"]
     for threads in after:
+        rest = med[("total", threads)] - med[("features", threads)] - med[("encode", threads)]
         rows.append(
             f"| {name} | after, cpu_threads={threads} | {med[('soxr',)]:.1f} | – | {med[('features', threads)]:.1f} "
-            f"| {med[('encode', threads)]:.0f} | {med[('decode', threads)]:.0f} | {med[('total', threads)]:.0f} |"
+            f"| {med[('encode', threads)]:.0f} | {rest:.0f} | {med[('total', threads)]:.0f} |"
         )
     return rows
 
@@ -195,25 +194,22 @@ def main() -> None:
     after_threads = {threads: WhisperRecognizer(cpu_threads=threads, num_workers=1) for threads in (1, 2)}
     for recognizer in after_threads.values():
         recognizer.warm_up()
-    observed: dict[str, list[int]] = {}
 
     def recognizer(label: str, **options) -> WhisperRecognizer:
-        sizes = observed.setdefault(label, [])
-        engine = WhisperRecognizer(on_batch=lambda n, s: sizes.append(n), **options)
+        engine = WhisperRecognizer(**options)
         engine.warm_up()
         return engine
 
     configs = [
-        ("after: batch_max=1, 1 worker × 2 threads", {"batch_max": 1, "cpu_threads": 2, "num_workers": 1}),
-        ("after: batch_max=8, 1 worker × 2 threads (batched)", {"batch_max": 8, "cpu_threads": 2, "num_workers": 1}),
-        ("after: batch_max=1, 2 workers × 1 thread", {"batch_max": 1, "cpu_threads": 1, "num_workers": 2}),
-        ("after: batch_max=1, 2 workers × 2 threads (default)", {"batch_max": 1, "cpu_threads": 2, "num_workers": 2}),
+        ("after: 1 worker × 2 threads", {"cpu_threads": 2, "num_workers": 1}),
+        ("after: 2 workers × 1 thread", {"cpu_threads": 1, "num_workers": 2}),
+        ("after: 2 workers × 2 threads (default)", {"cpu_threads": 2, "num_workers": 2}),
     ]
     afters = {label: recognizer(label, **options) for label, options in configs}
 
     print("### Single utterance\n")
     print(f"Median of {args.repeat} runs, ms. The encoder always runs on a 30 s window (shorter input is padded).\n")
-    print("| utterance | recognizer | soxr + AudioData | SR WAV round trip | features | encoder | decoder | transcribe total |")
+    print("| utterance | recognizer | soxr + AudioData | SR WAV round trip | features | encoder | decoder and rest | transcribe total |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, pcm in (items[0], items[-1]):
         for row in profile(name, pcm, args.repeat, before, after_threads):
@@ -230,16 +226,13 @@ def main() -> None:
     print(f"Utterances cycle through {len(items)} real ones (2.7 s, 4 jfk phrases 1.9–3.2 s, 11 s); "
           f"{args.rounds} rounds, the recognizers taking turns within each round; wall = median of rounds; "
           "latency = submit to text, all rounds.\n")
-    print("| utterances together | recognizer | wall s | latency p50 s | latency p95 s | utterances/s | same text | batch sizes |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| utterances together | recognizer | wall s | latency p50 s | latency p95 s | utterances/s | same text |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for count in args.concurrency:
         pcms = [items[i % len(items)][1] for i in range(count)]
         walls: dict[str, list[float]] = {label: [] for label, _ in modes}
         latencies: dict[str, list[float]] = {label: [] for label, _ in modes}
         same = dict.fromkeys(walls, 0)
-        time.sleep(0.1)  # on_batch of earlier runs
-        for sizes in observed.values():
-            sizes.clear()
         for round_index in range(args.rounds):
             for label, transcribe in modes[round_index % len(modes) :] + modes[: round_index % len(modes)]:
                 blas_threads(_BLAS_THREADS_AT_START if transcribe == before.transcribe else 1)
@@ -247,13 +240,10 @@ def main() -> None:
                 walls[label].append(wall)
                 latencies[label].extend(lat)
                 same[label] += sum(text == alone[label][pcm] for text, pcm in zip(texts, pcms))
-        time.sleep(0.1)
         for label, _ in modes:
             wall = statistics.median(walls[label])
-            sizes = dict(sorted(Counter(observed.get(label, [])).items()))
-            shown = ", ".join(f"{size}×{times}" for size, times in sizes.items())
             print(f"| {count} | {label} | {wall:.2f} | {percentile(latencies[label], 0.5):.2f} "
-                  f"| {percentile(latencies[label], 0.95):.2f} | {count / wall:.1f} | {same[label]}/{count * args.rounds} | {shown} |",
+                  f"| {percentile(latencies[label], 0.95):.2f} | {count / wall:.1f} | {same[label]}/{count * args.rounds} |",
                   flush=True)
     print("\n### Accuracy\n")
     print("WER against the reference text (jfk phrases: the words of the full reference they cover).\n")

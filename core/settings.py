@@ -97,9 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GREETING", "Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none. Unset with any `RESPONDER` but echo: \"Hello! How can I help you?\""),
     Setting("TWIML_GREETING", "", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none."),
     Setting("FORWARD_TO", "", str, "Number (E.164) or SIP address that `/forward-call` dials while it forks the call to a listen-only stream."),
-    Setting("RECOGNIZER", "whisper", _choice("whisper", "sphinx", "google"), "Speech recognition engine: `whisper` (offline, faster-whisper tiny.en), `sphinx` (offline, weak), `google` (online)."),
+    Setting("RECOGNIZER", "whisper", _choice("whisper", "google"), "Speech recognition engine: `whisper` (offline, faster-whisper tiny.en) or `google` (online)."),
     Setting("RECOGNITION_WORKERS", 2, _int_range(1, 4), "Whisper engine threads (each with its own model replica) that take queued utterances in arrival order."),
-    Setting("RECOGNITION_BATCH_MAX", 1, _int_range(1, 16), "Most queued utterances whisper decodes as one batch; 1: one at a time (on a CPU the 30 s encoder window is not shared, so batching gained nothing here: docs/benchmarks.md)."),
     Setting("RECOGNITION_CPU_THREADS", 0, _int_range(0, 64), "CTranslate2 threads per whisper engine thread; 0: the cores this process may use, at most 4."),
     Setting("SYNTHESIZER", "piper", _choice("piper", "gtts"), "Speech synthesis engine: `piper` (offline) or `gtts` (online)."),
     Setting("LANGUAGE", "en", str, "Recognition language code (`en`; Google gets `en-US`)."),
@@ -178,7 +177,6 @@ class Settings:
     forward_to: str
     recognizer: str
     recognition_workers: int
-    recognition_batch_max: int
     recognition_cpu_threads: int
     synthesizer: str
     language: str

@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 
 __all__ = [
     "CONTENT_TYPE_LATEST", "REGISTRY", "MODES", "STAGES", "active_call", "authorized", "call_ended", "call_started",
-    "frames_lost", "hub_blocked", "media_in", "media_out", "observe_recognition", "observe_recognition_batch",
+    "frames_lost", "hub_blocked", "media_in", "media_out", "observe_recognition",
     "observe_synthesis",
     "observe_turn_latency", "render",
 ]
@@ -41,7 +41,6 @@ STAGES = ("endpoint", "recognition", "responder", "synthesis", "total", "first_m
 LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 """Histogram buckets (s) of the voice-latency histograms: fine around a conversational 0.2–2 s."""
 
-BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
 
 ACTIVE_CALLS = Gauge("callstream_active_calls", "Calls in progress in this process.", ["mode"])
 TURN_LATENCY = Histogram(
@@ -53,8 +52,6 @@ TURN_LATENCY = Histogram(
 )
 RECOGNITION = Histogram("callstream_recognition_seconds", "Speech recognition time per utterance, queueing included.",
                         buckets=LATENCY_BUCKETS_S)
-RECOGNITION_BATCH = Histogram("callstream_recognition_batch_size", "Utterances per recognition engine run.",
-                              buckets=BATCH_SIZE_BUCKETS)
 SYNTHESIS = Histogram("callstream_synthesis_seconds", "Speech synthesis engine time per sentence.",
                       buckets=LATENCY_BUCKETS_S)
 MEDIA_MESSAGES = Counter("callstream_media_messages", "Media Stream media messages received (in) and sent (out).",
@@ -142,17 +139,6 @@ def observe_turn_latency(latency_ms: Mapping[str, object]) -> None:
 def observe_recognition(seconds: float) -> None:
     """Record how long one utterance's recognition took (wall clock, queueing included), in seconds."""
     RECOGNITION.observe(seconds)
-
-
-def observe_recognition_batch(batch_size: int) -> None:
-    """Record one recognition engine run that transcribed ``batch_size`` utterances together.
-
-    Raises:
-        ValueError: ``batch_size < 1``.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    RECOGNITION_BATCH.observe(batch_size)
 
 
 def observe_synthesis(seconds: float) -> None:

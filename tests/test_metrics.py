@@ -10,7 +10,6 @@ AGREED_FAMILIES = {
     "callstream_active_calls": "gauge",
     "callstream_turn_latency_seconds": "histogram",
     "callstream_recognition_seconds": "histogram",
-    "callstream_recognition_batch_size": "histogram",
     "callstream_synthesis_seconds": "histogram",
     "callstream_media_messages": "counter",
     "callstream_frames_lost": "counter",
@@ -127,8 +126,6 @@ def test_engine_histograms(client):
     metrics.observe_recognition(0.4)
     for _ in range(3):
         metrics.observe_recognition(0.6)
-    metrics.observe_recognition_batch(1)
-    metrics.observe_recognition_batch(3)
     metrics.observe_synthesis(0.15)
     after = scrape(client)
 
@@ -137,12 +134,8 @@ def test_engine_histograms(client):
 
     assert delta("callstream_recognition_seconds_count") == 4  # one per utterance
     assert delta("callstream_recognition_seconds_sum") == pytest.approx(0.4 + 3 * 0.6)
-    assert delta("callstream_recognition_batch_size_count") == 2  # one per engine run
-    assert delta("callstream_recognition_batch_size_sum") == 4
     assert delta("callstream_synthesis_seconds_count") == 1
     assert delta("callstream_synthesis_seconds_sum") == pytest.approx(0.15)
-    with pytest.raises(ValueError):
-        metrics.observe_recognition_batch(0)
 
 
 def test_hub_blocks_count_and_keep_the_longest(client):

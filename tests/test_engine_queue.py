@@ -1,0 +1,226 @@
+"""EngineQueue: items run one at a time per engine thread, in arrival order, on real threads (no model here)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from speech.engine_queue import _STOP, EngineClosedError, EngineQueue
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class GatedEngine:
+    """A run that records its items and, while ``gate`` is clear, holds the first one."""
+
+    def __init__(self):
+        self.items = []
+        self.gate = threading.Event()
+        self.started = threading.Event()
+
+    def __call__(self, item):
+        self.items.append(item)
+        self.started.set()
+        assert self.gate.wait(10)
+        if isinstance(item, Exception):
+            raise item
+        return item * 10
+
+
+@pytest.fixture
+def engine():
+    return GatedEngine()
+
+
+def _in_threads(func, args):
+    """Run func(arg) for every arg, each in its own thread; return the threads and outcomes (value or exception)."""
+    out = [None] * len(args)
+
+    def call(index):
+        try:
+            out[index] = func(args[index])
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            out[index] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(args))]
+    for thread in threads:
+        thread.start()
+    return threads, out
+
+
+def test_a_lone_item_runs_at_once(engine):
+    worker = EngineQueue(engine)
+    engine.gate.set()
+    try:
+        began = time.perf_counter()
+        assert worker.call(4) == 40
+        assert time.perf_counter() - began < 1.0
+        assert engine.items == [4]
+    finally:
+        worker.close()
+
+
+def test_items_queued_while_the_engine_is_busy_run_one_by_one_in_arrival_order(engine):
+    worker = EngineQueue(engine)
+    try:
+        first = worker.submit(1)
+        assert engine.started.wait(5)
+        pending = [worker.submit(item) for item in (2, 3, 4)]
+        assert worker._queue.qsize() == 3  # all waiting behind the first
+        engine.gate.set()
+        assert [p.result(5) for p in [first, *pending]] == [10, 20, 30, 40]
+        assert engine.items == [1, 2, 3, 4]
+    finally:
+        worker.close()
+
+
+def test_an_exception_fails_only_its_item(engine):
+    worker = EngineQueue(engine)
+    engine.gate.set()
+    try:
+        bad = ValueError("bad item")
+        pending = [worker.submit(item) for item in (1, bad, 3)]
+        assert pending[0].result(5) == 10 and pending[2].result(5) == 30
+        with pytest.raises(ValueError, match="bad item"):
+            pending[1].result(5)
+    finally:
+        worker.close()
+
+
+def test_result_times_out_while_the_engine_is_busy(engine):
+    worker = EngineQueue(engine)
+    try:
+        pending = worker.submit(1)
+        with pytest.raises(TimeoutError):
+            pending.result(0.05)
+        engine.gate.set()
+        assert pending.result(5) == 10
+        assert pending.result(5) == 10  # may be read again
+    finally:
+        worker.close()
+
+
+def test_close_finishes_queued_items_and_a_later_submit_restarts(engine):
+    worker = EngineQueue(engine)
+    first = worker.submit(1)
+    assert engine.started.wait(5)
+    queued = [worker.submit(item) for item in (2, 3, 4)]
+    closer = threading.Thread(target=worker.close)
+    closer.start()
+    engine.gate.set()
+    closer.join(5)
+    assert not closer.is_alive()
+    assert [p.result(5) for p in [first, *queued]] == [10, 20, 30, 40]
+    try:
+        assert worker.call(5, timeout_s=5) == 50  # a new engine thread
+    finally:
+        worker.close()
+
+
+def test_an_item_queued_behind_a_stop_fails_instead_of_hanging(engine):
+    # What a submit racing close() leaves: an item after the engine thread's stop.
+    worker = EngineQueue(engine)
+    engine.gate.set()
+    try:
+        work = worker._running_queue()
+        work.put(_STOP)
+        late = worker.submit(1)
+        with pytest.raises(EngineClosedError, match="closed"):
+            late.result(5)
+        assert engine.items == []
+    finally:
+        worker.close(timeout_s=5)
+
+
+def test_engine_thread_is_a_real_thread_and_callers_may_be_many():
+    idents = set()
+
+    def run(item):
+        idents.add(threading.get_ident())
+        return item
+
+    worker = EngineQueue(run)
+    try:
+        threads, out = _in_threads(worker.call, list(range(20)))
+        for thread in threads:
+            thread.join(5)
+        assert out == list(range(20))
+        assert len(idents) == 1 and threading.get_ident() not in idents
+    finally:
+        worker.close()
+
+
+def test_several_workers_run_items_in_parallel():
+    both_running = threading.Barrier(2, timeout=5)
+    idents = set()
+
+    def run(item):
+        idents.add(threading.get_ident())
+        both_running.wait()  # only passes if two items run at the same time
+        return item
+
+    worker = EngineQueue(run, workers=2)
+    try:
+        pending = [worker.submit(item) for item in (1, 2)]
+        assert [p.result(10) for p in pending] == [1, 2]
+        assert len(idents) == 2
+    finally:
+        worker.close()
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ValueError):
+        EngineQueue(lambda item: item, workers=0)
+
+
+GEVENT_SCRIPT = textwrap.dedent(
+    """
+    from gevent import monkey
+    monkey.patch_all()
+
+    import json, sys
+    import gevent
+    sys.path.insert(0, sys.argv[1])
+    from speech.engine_queue import EngineQueue
+    from tests.hub_ticker import start_ticker
+
+    real_sleep = monkey.get_original("time", "sleep")
+    order = []
+
+    def run(item):
+        real_sleep(0.1)  # the engine blocks its own OS thread, never the hub
+        order.append(item)
+        return item * 2
+
+    worker = EngineQueue(run)
+    assert worker.call(0) == 0  # from the hub's thread, as warm_up does at start-up
+    order.clear()
+
+    gaps = []
+    tick = start_ticker(gaps)
+    pool = gevent.get_hub().threadpool
+    first = pool.spawn(worker.call, 1)
+    gevent.sleep(0.05)  # the engine is busy with the first: the next ones queue up
+    rest = [pool.spawn(worker.call, i) for i in range(2, 6)]
+    results = [first.get(timeout=10)] + [job.get(timeout=10) for job in rest]
+    tick.kill()
+    worker.close()
+    print(json.dumps({"results": results, "first": order[0], "max_gap_s": max(gaps)}))
+    """
+)
+
+
+def test_works_in_a_gevent_monkey_patched_process_without_blocking_the_hub():
+    run = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT, str(REPO)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["results"] == [2, 4, 6, 8, 10]
+    assert report["first"] == 1  # the one submitted first ran first
+    assert report["max_gap_s"] < 0.15  # the hub kept running its greenlets
