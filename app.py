@@ -22,14 +22,16 @@ from flask import Flask
 
 from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import ECHO_RESPONDERS, Settings, SettingsError, load_settings
-from handlers import api, hub_monitor, pages, retention, voice
+from handlers import api, pages, voice
+from runtime import hub_monitor, retention
 from handlers.media import sock
-from handlers.blocking import set_background_nice
-from handlers.server import make_server
+from runtime.blocking import set_background_nice
+from runtime.heap import freeze_start_up_heap
+from runtime.server import make_server
 from handlers.signatures import SignatureChecker, install as install_signature_check
-from handlers.twilio_rest import make_client
-from handlers.instance_keeper import InstanceKeeper
-from handlers.services import Services
+from runtime.twilio_rest import make_client
+from runtime.instance_keeper import InstanceKeeper
+from runtime.services import Services
 from responders.llm import make_llm_responder
 from speech.recognition import make_recognizer
 from speech.synthesis import make_synthesizer
@@ -144,7 +146,7 @@ def recover_unfinished_calls(services: Services, instance: InstanceKeeper | None
     """At start-up: file the calls that gone processes left (pending or crashed), end their open calls.
 
     Calls and recording folders of processes still running on the same store are left alone
-    (``handlers.recovery``). A pending call is filed with its saved final record and real end
+    (``runtime.recovery``). A pending call is filed with its saved final record and real end
     time; a crashed call ends at its start + its recording's length, else at its process's last
     heartbeat. Register the process first (``InstanceKeeper.register``).
 
@@ -184,6 +186,7 @@ def main() -> None:
     from gevent.event import Event
 
     app = create_app()
+    freeze_start_up_heap()  # full collections would otherwise walk the whole start-up heap on the hub
     server = make_server(app, "0.0.0.0", app.config["CALLSTREAM"].port)
     server.start()
     log.info("listening on http://0.0.0.0:%d (webhook: /incoming-call, stream: /media-stream)", server.server_port)

@@ -68,9 +68,13 @@ def post_worker_init(worker):
     gunicorn alone would let connections run for ``graceful_timeout`` and then kill them mid-call;
     ``app.shut_down`` instead stops taking calls (new ones hear BUSY_MESSAGE on a reused connection),
     lets calls go on for ``SHUTDOWN_GRACE_S``, then ends them so records and recordings are saved.
+    Also freezes the start-up heap, as ``python app.py`` does (``runtime/heap.py``).
     """
     import gevent
 
+    from runtime.heap import freeze_start_up_heap
+
+    freeze_start_up_heap()
     gevent.spawn(_shut_down_on_exit, worker)
 
 

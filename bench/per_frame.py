@@ -7,7 +7,7 @@ payload, string ``chunk``/``timestamp``/``sequenceNumber``). Each message is tim
 in the same run, with fresh per-call state each pass. Printed: markdown tables of the median, p95
 and mean µs per message.
 
-* **ours**: what ``handlers/call_worker.py`` does per media message, less the socket read and the
+* **ours**: what ``runtime/call_worker.py`` does per media message, less the socket read and the
   recognition job: ``core.protocol.parse_message``, the stream SID check, the recording add
   (``audio.recording.CallRecorder.add``, what ``CallKeeper.add_audio`` calls; the file writes happen
   every second in a worker thread and are not counted), ``CallSession.receive_event`` (``FrameAssembler``
@@ -106,7 +106,7 @@ def build_stream(audio_path: Path) -> tuple[TwilioMessages, str, list[str]]:
     return messages, start, [messages.media(frame) for frame in split_frames(ulaw)]
 
 
-# EndpointingConfig field -> Settings attribute, as ``handlers.services.Services.session_config`` maps them
+# EndpointingConfig field -> Settings attribute, as ``runtime.services.Services.session_config`` maps them
 # (that module imports the speech engines, which the benchmark venv does not have).
 _ENDPOINTING_SETTINGS = {
     "start_ms": "speech_start_ms",

@@ -12,5 +12,5 @@ _SETTINGS = load_settings(os.environ)
 
 def respond(text, call):
     # A client per call: this runs in a pool thread, and a pooled connection (a gevent socket) must
-    # not move between threads (handlers/reply_stream.py).
+    # not move between threads (runtime/reply_stream.py).
     return "".join(make_llm_responder(_SETTINGS)(text, call))

@@ -1,6 +1,6 @@
 """The actions a session asks its worker to perform (``CallSession``, ``ListenSession``).
 
-Plain frozen data: the worker (``handlers.call_worker``) drains them from
+Plain frozen data: the worker (``runtime.call_worker``) drains them from
 ``actions_to_perform()`` and carries them out in order.
 """
 

@@ -10,7 +10,7 @@ Token: ``"<expiry, Unix s>.<HMAC-SHA256(key, "<call SID>.<expiry>"), 64 hex digi
 characters (Twilio's limit is 500 for a parameter's name and value together). The key is
 derived from the signing secret (``HMAC-SHA256(secret, KEY_LABEL)``: ``TWILIO_AUTH_TOKEN``,
 ``SIGNALWIRE_SIGNING_KEY``), so every process of one deployment accepts the others' tokens;
-without them ``handlers.services`` uses ``STREAM_BEARER_TOKEN`` as the secret, and with no secret
+without them ``runtime.services`` uses ``STREAM_BEARER_TOKEN`` as the secret, and with no secret
 at all a random key per process is used (a single-process development server).
 
 A hand-written TwiML Bin or LaML Bin cannot compute an HMAC: it may carry the fixed

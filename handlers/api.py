@@ -9,9 +9,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.sids import filename_part
-from handlers import metrics
+from runtime import metrics
 from handlers.auth import require_login
-from handlers.blocking import run_blocking
+from runtime.blocking import run_blocking
 from store.calls import RECORDING_KINDS
 
 bp = Blueprint("api", __name__)
@@ -43,7 +43,7 @@ def health():
 
 @bp.get("/metrics")
 def prometheus_metrics():
-    """The process's metrics in Prometheus' text format (``handlers/metrics.py``).
+    """The process's metrics in Prometheus' text format (``runtime/metrics.py``).
 
     Needs the dashboard login or ``Authorization: Bearer <METRICS_TOKEN>`` (checked by ``handlers/auth.py``).
     """

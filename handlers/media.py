@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 from flask_sock import Sock
 
-from handlers.call_worker import CallWorker
+from runtime.call_worker import CallWorker
 from handlers.signatures import call_token_in_bearer
 
 sock = Sock()

@@ -6,7 +6,7 @@ its recordings (served by ``handlers/api.py`` at ``/api/calls/<sid>/recording.wa
 with the turns marked (``audio/waveform.py``), and the transcript timeline. No JavaScript.
 
 Every store call, and the drawing of the waveform (from its stored envelope, computed once per
-call: ``handlers/waveforms.py``), runs through ``run_blocking`` so the gevent hub keeps serving
+call: ``runtime/waveforms.py``), runs through ``run_blocking`` so the gevent hub keeps serving
 the calls in progress. Every page needs the dashboard login (``handlers/auth.py``).
 """
 
@@ -27,8 +27,8 @@ from audio.errors import AudioFormatError
 from audio.waveform import envelope_svg, format_clock
 from handlers.api import MAX_PAGE
 from handlers.auth import require_login
-from handlers.blocking import run_blocking
-from handlers.waveforms import waveform_of_call
+from runtime.blocking import run_blocking
+from runtime.waveforms import waveform_of_call
 from store.records import StoredTurn
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.call_tokens import TOKEN_PARAMETER
 from core.sids import is_call_sid, is_stream_sid
-from handlers.blocking import run_blocking
+from runtime.blocking import run_blocking
 from twiml.responses import connect_stream, dial, fork_and_dial, say_and_hang_up
 
 bp = Blueprint("voice", __name__)

@@ -50,7 +50,7 @@ class LlmResponder:
         max_tokens: longest reply, in tokens (a phone reply should be short).
     """
 
-    cooperative = True  # its HTTP client uses gevent's patched sockets: read on the hub (handlers.reply_stream)
+    cooperative = True  # its HTTP client uses gevent's patched sockets: read on the hub (runtime.reply_stream)
 
     def __init__(self, base_url: str, model: str, api_key: str = "", system_prompt: str = DEFAULT_SYSTEM_PROMPT,
                  *, timeout_s: float = 15.0, max_tokens: int = 300) -> None:

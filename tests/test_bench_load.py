@@ -169,19 +169,19 @@ def test_load_utterances_from_a_corpus_folder(tmp_path):
 def test_scan_log_counts_warnings_synthesis_and_what_blocked_the_hub(tmp_path):
     log = tmp_path / "server.log"
     log.write_text(
-        "2026-01-01 00:00:00,000 INFO handlers.call_worker: [CAab12] reply 1: sentence 1/2, 1200 ms of audio "
+        "2026-01-01 00:00:00,000 INFO runtime.call_worker: [CAab12] reply 1: sentence 1/2, 1200 ms of audio "
         "synthesized in 300 ms\n"
-        "2026-01-01 00:00:00,000 INFO handlers.call_worker: [CAab12] reply 1: sentence 2/2, 800 ms of audio "
+        "2026-01-01 00:00:00,000 INFO runtime.call_worker: [CAab12] reply 1: sentence 2/2, 800 ms of audio "
         "synthesized in 200 ms\n"
-        "2026-01-01 00:00:01,000 WARNING handlers.hub_monitor: gevent hub blocked for 120 ms (threshold 20 ms); "
+        "2026-01-01 00:00:01,000 WARNING runtime.hub_monitor: gevent hub blocked for 120 ms (threshold 20 ms); "
         "blocked in (innermost last):\n"
         '  File "/x/gevent/hub.py", line 647, in run\n'
         "    loop.run()\n"
         '  File "/x/audio/vad.py", line 40, in is_speech\n'
         "    return self._vad.is_speech(frame)\n"
         '  File "<string>", line 2, in __init__\n'
-        "2026-01-01 00:00:02,000 WARNING handlers.call_worker: [CAab12] a send took over 5 s\n"
-        "2026-01-01 00:00:03,000 WARNING handlers.call_worker: [CAcd34] a send took over 5 s\n"
+        "2026-01-01 00:00:02,000 WARNING runtime.call_worker: [CAab12] a send took over 5 s\n"
+        "2026-01-01 00:00:03,000 WARNING runtime.call_worker: [CAcd34] a send took over 5 s\n"
     )
     result = scan_log(log)
     assert result["synthesized_ms"] == {"CAab12": 2000}

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from handlers.blocking import run_blocking, set_background_nice
+from runtime.blocking import run_blocking, set_background_nice
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread priorities here")
 
@@ -44,7 +44,7 @@ def test_background_threads_run_at_the_background_nice_and_the_caller_does_not()
 def test_engine_jobs_waiting_do_not_hold_up_file_and_database_work():
     import gevent
 
-    from handlers.blocking import run_engine
+    from runtime.blocking import run_engine
 
     release = threading.Event()  # a real one: waited on in pool threads
     waiting = [gevent.spawn(run_engine, release.wait, 10) for _ in range(40)]  # more than gevent's pool holds

@@ -23,11 +23,11 @@ from sqlalchemy import text
 import app as app_module
 from core.records import CallRecord
 from core.settings import load_settings
-from handlers import call_folder
-from handlers.call_filer import CallFiler
-from handlers.call_keeper import CallKeeper, filer_of, recording_dir
-from handlers.instance_keeper import InstanceKeeper
-from handlers.services import Services
+from runtime import call_folder
+from runtime.call_filer import CallFiler
+from runtime.call_keeper import CallKeeper, filer_of, recording_dir
+from runtime.instance_keeper import InstanceKeeper
+from runtime.services import Services
 from store.calls import CallStore
 from store.database import database_url, make_engine, upgrade_schema
 from store.instances import Instance, is_gone

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from app import create_app
 from core.records import CallRecord
-from handlers import retention
-from handlers.call_worker import CallWorker
+from runtime import retention
+from runtime.call_worker import CallWorker
 from store.models import CallRow, RecordingRow, StatusEventRow, TurnRow, WaveformRow
 from tests.test_store import backend, engine, new_database_url, pg_admin, pg_admin_lazy, store, url  # noqa: F401 - fixtures
 

@@ -8,8 +8,8 @@ import time
 import gevent
 import pytest
 
-from handlers import hub_monitor, metrics
-from handlers.hub_monitor import HubMonitor
+from runtime import hub_monitor, metrics
+from runtime.hub_monitor import HubMonitor
 
 THRESHOLD_S = 0.05
 
@@ -29,7 +29,7 @@ def block_the_hub_for_200_ms():
 
 def test_a_real_block_is_measured_with_its_duration_and_stack(monitor, caplog):
     assert monitor.beats >= 2 and monitor.blocks == 0
-    with caplog.at_level(logging.WARNING, logger="handlers.hub_monitor"):
+    with caplog.at_level(logging.WARNING, logger="runtime.hub_monitor"):
         block_the_hub_for_200_ms()
         gevent.sleep(0.05)  # the heartbeat wakes up late and reports
     assert monitor.blocks == 1
@@ -59,7 +59,7 @@ def test_warnings_are_rate_limited_but_every_block_counts(caplog):
     m = HubMonitor(THRESHOLD_S, log_every_s=60, on_block=seen.append, capture_stacks=False)
     m.start()
     try:
-        with caplog.at_level(logging.WARNING, logger="handlers.hub_monitor"):
+        with caplog.at_level(logging.WARNING, logger="runtime.hub_monitor"):
             for _ in range(2):
                 gevent.sleep(0.03)
                 time.sleep(0.12)

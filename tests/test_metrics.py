@@ -4,7 +4,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from handlers import metrics
+from runtime import metrics
 
 AGREED_FAMILIES = {
     "callstream_active_calls": "gauge",

@@ -114,7 +114,7 @@ def server(tmp_path_factory):
     else:  # app.py does not register the pages yet: serve create_app() + pages the way main() does
         command = [sys.executable, "-c", (
             "from gevent import monkey; monkey.patch_all()\n"
-            "import os, app; from handlers import pages; from handlers.server import make_server\n"
+            "import os, app; from handlers import pages; from runtime.server import make_server\n"
             "a = app.create_app(); a.register_blueprint(pages.bp)\n"
             "make_server(a, '127.0.0.1', int(os.environ['PORT'])).serve_forever()\n")]
     log_path = tmp / "server.log"

@@ -3,7 +3,7 @@
 The parser sits between the socket and the session: whatever arrives (garbage, truncation,
 mistyped fields, a SignalWire variant), it must return one of the event dataclasses with
 fields of the declared types, or raise ``ProtocolError``, which the worker logs and skips.
-Any other exception would end the call (``handlers/call_worker.py`` catches only
+Any other exception would end the call (``runtime/call_worker.py`` catches only
 ``ProtocolError``). Inputs are generated, or are mutations of Twilio's own examples
 (``tests/data/twilio``).
 """
@@ -451,7 +451,7 @@ def test_inbound_media_round_trips(stream_sid, track, chunk, timestamp_ms, paylo
 @example(timestamp_ms=-20, as_string=True)
 def test_a_negative_media_timestamp_is_a_protocol_error(timestamp_ms, as_string):
     """``media.timestamp`` is "milliseconds from the start of the stream" (T-WS), never negative.
-    ``handlers/call_worker.py`` hands it to the recording (``CallRecorder.add`` raises ValueError
+    ``runtime/call_worker.py`` hands it to the recording (``CallRecorder.add`` raises ValueError
     on a negative start, ending the call from the read loop) and to the session (whose media clock
     then runs below the bot turns it already stamped)."""
     message = {"event": "media", "media": {"timestamp": number(timestamp_ms, as_string), "payload": ""}}

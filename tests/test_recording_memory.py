@@ -13,7 +13,7 @@ import soundfile as sf
 from app import create_app
 from audio.recording import RecordingFile
 from audio.waveform import ENVELOPE_COLUMNS, Envelope, envelope_of, envelope_of_wav, envelope_svg, waveform_svg
-from handlers.call_keeper import file_recordings
+from runtime.call_keeper import file_recordings
 from store.recording_io import file_reader
 
 RATE = 8000

@@ -6,7 +6,7 @@ import pytest
 
 from audio.recording import CallRecorder
 from core.sids import filename_part, is_call_sid, is_stream_sid
-from handlers.call_keeper import file_recordings, recording_dir
+from runtime.call_keeper import file_recordings, recording_dir
 
 CALL_SID = "CA" + "0123456789abcdef" * 2
 

@@ -6,7 +6,7 @@ import time
 import gevent
 import pytest
 
-from handlers.reply_stream import END, HubStream, ThreadedStream, open_reply_stream
+from runtime.reply_stream import END, HubStream, ThreadedStream, open_reply_stream
 
 
 def test_a_threaded_stream_runs_the_whole_generator_in_one_thread_and_closes_it_there():

@@ -4,7 +4,7 @@
 any timestamps and payload sizes, in any order, interleaved with the results of the worker's
 jobs (transcripts, replies, synthesized sentences, failures), including late results for work
 that was cancelled and results for ids that never existed. A fake worker answers each job at
-most once, in the order the real one would (``handlers/call_worker.py``: sentences of a reply in
+most once, in the order the real one would (``runtime/call_worker.py``: sentences of a reply in
 order, nothing after a synthesis failure). After every step the drained actions are checked
 against the session's promises (module docstring of ``core.session``, protocol.md §3).
 ``FrameAssembler`` and ``Endpointer`` are checked against their docstrings on arbitrary chunk
@@ -642,7 +642,7 @@ def test_a_second_stop_ends_the_call_once(cfg, ops, first):
 @given(configs.map(lambda c: {**c, "greeting": "Hello there, welcome!"}), call_scripts(10))
 @example({**DEFAULT_CONFIG, "greeting": "Hello there, welcome!"}, [("stop",), ("start",)])
 def test_a_start_after_stop_is_ignored(cfg, ops):
-    """Not reachable through ``handlers/call_worker.py`` (it creates the session on ``start``),
+    """Not reachable through ``runtime/call_worker.py`` (it creates the session on ``start``),
     but the session's own contract is "nothing after stop but Transcribe/Cancel/EndCall/RecordPlayed"."""
     CallDriver(cfg).run([("stop",)] + ops + [("start",)])
 

@@ -5,7 +5,7 @@ import logging
 from twilio.http import HttpClient
 from twilio.http.response import Response
 
-from handlers.twilio_rest import complete_call, make_client
+from runtime.twilio_rest import complete_call, make_client
 
 
 class RecordingHttpClient(HttpClient):

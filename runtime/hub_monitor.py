@@ -11,7 +11,7 @@ of its sleep that had not yet run, so a block is measured as ``lateness`` with
 i.e. a resolution of ``interval_s``. It measures event-loop lag: if several greenlets each run
 30 ms in one loop iteration, that is one 90 ms block (the loop did not poll for 90 ms). A block
 longer than ``threshold_s`` counts in ``callstream_hub_blocks_total`` and, if the longest yet,
-sets ``callstream_hub_block_max_seconds`` (``handlers.metrics``), and is logged as a warning
+sets ``callstream_hub_block_max_seconds`` (``runtime.metrics``), and is logged as a warning
 (at most one per ``log_every_s``; blocks in between are summed up in the next one).
 
 What blocked: a native watchdog thread looks at the heartbeat every ``threshold_s / 2``; when
@@ -52,7 +52,7 @@ class HubMonitor:
         threshold_s: a block longer than this counts, in seconds (> 0).
         interval_s: heartbeat period, the resolution of a measured duration, in seconds.
         on_block: called on the hub with each counted block's duration in seconds
-            (the process monitor passes ``handlers.metrics.hub_blocked``).
+            (the process monitor passes ``runtime.metrics.hub_blocked``).
         log_every_s: at most one warning per this many seconds (0: every block).
         capture_stacks: run the watchdog thread that records what blocked.
 
@@ -179,7 +179,7 @@ _monitor_pid: int | None = None
 
 
 def start_for_server(threshold_ms: int) -> HubMonitor | None:
-    """Start this process's hub monitor, feeding ``handlers.metrics``, once per process.
+    """Start this process's hub monitor, feeding ``runtime.metrics``, once per process.
 
     ``create_app`` calls it. It starts only when gevent has monkey-patched the process, i.e.
     under ``python app.py`` and ``gunicorn -k gevent`` (which patch before the app is built);
@@ -197,7 +197,7 @@ def start_for_server(threshold_ms: int) -> HubMonitor | None:
         return None
     if _monitor is not None and _monitor_pid == os.getpid() and _monitor.running:
         return _monitor
-    from handlers import metrics
+    from runtime import metrics
 
     _monitor = HubMonitor(threshold_ms / 1000, on_block=metrics.hub_blocked)
     _monitor_pid = os.getpid()  # a fork (gunicorn --preload) starts its own: threads do not survive fork

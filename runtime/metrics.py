@@ -147,7 +147,7 @@ def observe_synthesis(seconds: float) -> None:
 
 
 def hub_blocked(seconds: float) -> None:
-    """Count one gevent hub block of ``seconds`` (over the threshold) and keep the longest (``handlers.hub_monitor``)."""
+    """Count one gevent hub block of ``seconds`` (over the threshold) and keep the longest (``runtime.hub_monitor``)."""
     global _hub_block_max_s
     HUB_BLOCKS.inc()
     if seconds > _hub_block_max_s:

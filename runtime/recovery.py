@@ -1,7 +1,7 @@
 """File the calls of server processes that are gone, and end their open calls (blocking).
 
 Run at start-up (``app.recover_unfinished_calls``) and then every few heartbeats by
-``handlers.instance_keeper``, so the calls of a process that died next to live ones are filed
+``runtime.instance_keeper``, so the calls of a process that died next to live ones are filed
 without waiting for a restart. Several processes may share the store and ``RECORDINGS_DIR``
 (gunicorn workers, dynos): a folder is touched only when its ``owner`` is this process or a gone
 one (``store.instances.is_gone``), and a ``claim`` file keeps two live processes from filing the
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from handlers import call_folder
+from runtime import call_folder
 from store.instances import STALE_HEARTBEATS, Instance, is_gone
 from store.records import whole_ms
 

@@ -6,7 +6,7 @@ greenlet writes it to the WAV files and, if the record changed, writes it to the
 database I/O blocks media handling. A crash loses at most that interval. A failed save (the
 database is down) is retried at the next tick; it never stops the loop. ``finish`` closes the
 recordings, writes the final record to the folder, then files the call in the store, or leaves
-it pending for ``handlers.call_filer`` to retry (``handlers.call_folder`` describes the folder).
+it pending for ``runtime.call_filer`` to retry (``runtime.call_folder`` describes the folder).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from audio.recording import CallRecorder, RecordingFile
 from audio.stream_format import MULAW_8K, StreamFormat
 from core.records import CallRecord
 from core.sids import is_call_sid
-from handlers import call_folder
-from handlers.blocking import run_blocking
-from handlers.call_filer import CallFiler, run_quietly
-from handlers.waveforms import save_waveform_of
+from runtime import call_folder
+from runtime.blocking import run_blocking
+from runtime.call_filer import CallFiler, run_quietly
+from runtime.waveforms import save_waveform_of
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ class Services:
     draining: bool = False  # shutting down: no new calls
     # This process among those sharing the store (``instances`` table); stamped on its calls and folders.
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    filer: Any = None  # handlers.call_filer.CallFiler: files finished calls, retries while the store is down
+    filer: Any = None  # runtime.call_filer.CallFiler: files finished calls, retries while the store is down
     recognitions_running: int = 0  # engine calls in threads right now (a killed job's thread runs on)
     # A real lock: it is taken in threadpool threads (gevent's patched Lock is for greenlets).
     _count_lock: Any = field(default_factory=lambda: get_original("_thread", "allocate_lock")(), repr=False)

@@ -8,7 +8,7 @@ which never sends anything.
 
 * a **writer** greenlet is the only sender on the socket (media, mark, clear, in order);
 * recognition, the responder and synthesis run as jobs (greenlets) whose CPU work goes to
-  the engines' thread pool (``handlers.blocking.run_engine``; file and database work has its
+  the engines' thread pool (``runtime.blocking.run_engine``; file and database work has its
   own), so the hub keeps reading 50 media messages a second per call (faster-whisper and
   piper release the GIL while they compute, so their threads do not stall the hub);
 * every engine call runs under a timeout; a failure is reported to the session, which never
@@ -49,13 +49,13 @@ from core.protocol import ProtocolError
 from core.responder import CallContext, Goodbye
 from core.session import CallSession
 from core.stream_session import StreamSession
-from handlers import metrics
-from handlers.blocking import run_blocking, run_engine
-from handlers.call_keeper import CallKeeper
-from handlers.reply_stream import END, is_reply_stream, open_reply_stream
-from handlers.server import close_websocket
-from handlers.twilio_rest import complete_call
-from handlers.services import Services
+from runtime import metrics
+from runtime.blocking import run_blocking, run_engine
+from runtime.call_keeper import CallKeeper
+from runtime.reply_stream import END, is_reply_stream, open_reply_stream
+from runtime.server import close_websocket
+from runtime.twilio_rest import complete_call
+from runtime.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -487,7 +487,7 @@ class CallWorker:
 
     def _stream_reply(self, turn_id: int, pieces: Iterable, began: float) -> None:
         """Pass a streaming responder's pieces to the session as they come, waiting at most
-        ``RESPONDER_TIMEOUT_S`` for each (``handlers.reply_stream``)."""
+        ``RESPONDER_TIMEOUT_S`` for each (``runtime.reply_stream``)."""
         session, timeout_s = self.session, self.services.settings.responder_timeout_s
         first_ms, hang_up, error, length = None, False, None, 0
         stream = open_reply_stream(pieces, self.services.responder)

@@ -2,7 +2,7 @@
 
 Decoding a recording to draw it costs memory in proportion to its length (a one-hour call:
 over 200 MB); its envelope (``audio.waveform.Envelope``) is a few kB. So the envelope is
-computed when the call's recordings are filed (``handlers.call_keeper.file_recordings``),
+computed when the call's recordings are filed (``runtime.call_keeper.file_recordings``),
 reading the WAV in blocks, and stored; the call page draws the stored envelope, and computes
 and stores it at its first view for calls filed before this existed. Run these in a thread
 (``run_blocking``): they read files or the database.

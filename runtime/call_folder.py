@@ -1,5 +1,5 @@
 """A call's recording folder as the durable state of its end (blocking file and store I/O: run
-it in a thread; from gevent code through ``handlers.blocking.run_blocking``).
+it in a thread; from gevent code through ``runtime.blocking.run_blocking``).
 
 Besides the WAV files and ``audio.recording``'s ``finalized`` marker (the WAVs are complete),
 the folder ``<RECORDINGS_DIR>/<call SID>/`` holds:
@@ -102,7 +102,7 @@ def file_call(
         sqlalchemy.exc.SQLAlchemyError: the store failed; nothing is marked filed.
         OSError, audio.errors.AudioFormatError: the folder cannot be read.
     """
-    from handlers.call_keeper import file_recordings  # its path checks stay in one place
+    from runtime.call_keeper import file_recordings  # its path checks stay in one place
 
     store.save_call(record)
     if directory is None or not directory.is_dir():

@@ -3,7 +3,7 @@
 ``register`` (blocking, at start-up, before any call) adds the process to ``instances``;
 ``start`` spawns a greenlet that refreshes ``heartbeat_at`` every ``INSTANCE_HEARTBEAT_S`` and,
 every ``STALE_HEARTBEATS`` beats, files the calls of processes that died meanwhile
-(``handlers.recovery``), all store and file work in gevent's threadpool. A failed beat (the
+(``runtime.recovery``), all store and file work in gevent's threadpool. A failed beat (the
 store is down) is logged once per outage; the loop goes on.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import gevent
 
-from handlers.call_filer import run_quietly
-from handlers.recovery import Recovery, recover_orphans
+from runtime.call_filer import run_quietly
+from runtime.recovery import Recovery, recover_orphans
 from store.instances import STALE_HEARTBEATS
 from store.records import whole_ms
 
@@ -54,7 +54,7 @@ class InstanceKeeper:
     register = beat
 
     def recover(self) -> Recovery:
-        """File the folders and end the calls of gone processes (blocking; see ``handlers.recovery``).
+        """File the folders and end the calls of gone processes (blocking; see ``runtime.recovery``).
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the store is unreachable.

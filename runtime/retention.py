@@ -15,7 +15,7 @@ from typing import Any
 import gevent
 from gevent import monkey
 
-from handlers.blocking import run_blocking
+from runtime.blocking import run_blocking
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """Files finished calls in the store, and keeps retrying those it refused (gevent shell).
 
-A call's end is durable on disk before the store is asked (``handlers.call_folder``: the final
+A call's end is durable on disk before the store is asked (``runtime.call_folder``: the final
 ``call.json``); until the store has the record and every recording the call stays pending, and
 one greenlet per process retries the pending calls with exponential backoff (1 s, doubling up to
 ``STORE_RETRY_MAX_S``), the store work in gevent's threadpool. A process that dies with calls
-pending leaves them on disk: the next start (or another live process, see ``handlers.recovery``)
+pending leaves them on disk: the next start (or another live process, see ``runtime.recovery``)
 files them.
 """
 
@@ -21,8 +21,8 @@ import gevent
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
 
 from audio.recording import RecordingFile
-from handlers.blocking import run_blocking
-from handlers.call_folder import file_call
+from runtime.blocking import run_blocking
+from runtime.call_folder import file_call
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class CallFiler:
         store: the ``CallStore``.
         in_database: ``RECORDINGS_STORE == "database"``.
         max_retry_s: longest wait between two attempts, s (``STORE_RETRY_MAX_S``).
-        file: the blocking filing function (``handlers.call_folder.file_call``'s signature).
+        file: the blocking filing function (``runtime.call_folder.file_call``'s signature).
     """
 
     def __init__(self, store, in_database: bool, max_retry_s: float = 60.0, file: Callable = file_call) -> None:

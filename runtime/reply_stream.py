@@ -22,7 +22,7 @@ import gevent
 from gevent.monkey import is_module_patched
 from gevent.queue import Empty, Queue
 
-from handlers.blocking import spawn_engine
+from runtime.blocking import spawn_engine
 
 END = object()  # what ``next_piece`` returns once the iterator is exhausted
 _PIECE, _ERROR = "piece", "error"
