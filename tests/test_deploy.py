@@ -160,9 +160,11 @@ def test_gunicorn_config_follows_the_environment(monkeypatch):
 
 def test_post_worker_init_ends_calls_after_the_grace_once_gunicorn_stops(monkeypatch):
     # Unit test of the hook's wiring with stand-ins for gunicorn's worker and the app's services;
-    # the real thing (gunicorn, a call, SIGTERM) is tests/test_e2e.py's test_sigterm_lets_calls_finish_then_exits_cleanly[gunicorn-2].
+    # the real thing (gunicorn, a call, SIGTERM) is tests/test_e2e.py's test_sigterm_lets_calls_finish_then_exits_cleanly
+    # (gunicorn: the call finishes in the grace; python app.py, same shutdown code: the grace ends it).
     default_environment(monkeypatch)
-    ended = []
+    ended, frozen = [], []
+    monkeypatch.setattr("runtime.heap.freeze_start_up_heap", lambda: frozen.append(True))
 
     class Call:
         def end(self, reason):
@@ -175,6 +177,7 @@ def test_post_worker_init_ends_calls_after_the_grace_once_gunicorn_stops(monkeyp
     worker = SimpleNamespace(alive=True, wsgi=SimpleNamespace(extensions={"callstream": services},
                                                               config={"CALLSTREAM": load_settings({}, {"SHUTDOWN_GRACE_S": 1.0})}))
     load_gunicorn_config().post_worker_init(worker)
+    assert frozen == [True]  # the start-up heap, as python app.py does (runtime/heap.py)
     gevent.sleep(0.3)
     assert not services.draining and not ended  # running: nothing happens
     worker.alive = False  # what gunicorn's SIGTERM handler does
