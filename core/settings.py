@@ -1,13 +1,14 @@
 """Configuration: every setting, its type, default and meaning, read from environment variables.
 
-``SETTINGS`` is the single source of truth for names, defaults, parsing and help; the README's
-configuration table documents each entry (a test checks that they agree). ``load_settings`` returns
-them as one frozen ``Settings`` (``settings.max_calls``). Pure: the environment is passed in as a mapping.
+The fields of ``Settings`` are the settings table, the single source of names, types, defaults,
+parsing and help: ``SETTINGS`` lists them by environment variable, and docs/configuration.md is
+generated from them (``tools/config_doc.py``; a test fails when it is stale). ``load_settings``
+returns one frozen ``Settings`` (``settings.max_calls``). Pure: the environment is passed in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 
@@ -77,149 +78,90 @@ def _signalwire_codec(text: str) -> str:
 ECHO_RESPONDERS = ("echo", "core.responder:echo")
 RESPONDER_GREETING = "Hello! How can I help you?"
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("PORT", 5050, _int_range(0, 65535), "TCP port the server listens on, `python app.py` or gunicorn (`gunicorn.conf.py` binds `0.0.0.0:$PORT`, as a PaaS sets it)."),
-    Setting("PUBLIC_URL", "", _url, "Public base URL, e.g. `https://abc.ngrok.app`; the stream URL becomes `wss://<host>/media-stream`. Unset: the host of the webhook request."),
-    Setting("TWILIO_ACCOUNT_SID", "", str, "Twilio account SID. With `TWILIO_AUTH_TOKEN`, a call the server ends is also hung up through the REST API (`Status=completed`), whatever TwiML follows `</Connect>`."),
-    Setting("TWILIO_AUTH_TOKEN", "", str, "Twilio auth token. When set, every webhook and the media stream's WebSocket upgrade must carry a valid `X-Twilio-Signature` (else 403)."),
-    Setting("SIGNALWIRE_SIGNING_KEY", "", str, "SignalWire signing key; requests signed with it (`X-SignalWire-Signature`) are accepted the same way."),
-    Setting("STREAM_BEARER_TOKEN", "", str, "A fixed token for hand-written TwiML or LaML Bins, which cannot compute the per-call stream token this server's webhooks put in the TwiML: accepted as `<Parameter name=\"callstream_token\" value=…>` in the `<Stream>` (it binds the stream to your TwiML, not to one call), and on the WebSocket upgrade as `Authorization: Bearer` instead of a signature (SignalWire `<Stream authBearerToken=…>`). Empty: streams need the per-call token."),
-    Setting("SIGNALWIRE_CODEC", "", _signalwire_codec, "Audio of SignalWire calls: `L16@16000h` or `L16@24000h` (linear PCM, wideband: better recognition) is put in the `<Stream codec=…>` answered to a SignalWire webhook. Empty: μ-law 8 kHz, like Twilio. Twilio webhooks never get it."),
-    Setting("APP_ENV", "development", _choice("development", "production"), "`production` refuses to start without `TWILIO_AUTH_TOKEN` or `SIGNALWIRE_SIGNING_KEY` (unless `ALLOW_UNSIGNED_REQUESTS` is true), and without `DASHBOARD_PASSWORD`."),
-    Setting("ALLOW_UNSIGNED_REQUESTS", False, _bool, "Let a production server run without signature checks (e.g. behind your own authenticating proxy)."),
-    Setting("RESPONDER", "core.responder:echo", str, "The function that answers: `llm` (a language model, the `LLM_*` settings), `echo`, or your own `module:function`, called as `f(text, call)`. Default: echo."),
-    Setting("LLM_BASE_URL", "http://localhost:11434/v1", _url, "`RESPONDER=llm`: base URL of an OpenAI-compatible chat completions API, up to `/v1`: Ollama `http://localhost:11434/v1`, llama.cpp server `http://localhost:8080/v1`, vLLM `http://localhost:8000/v1`, OpenAI `https://api.openai.com/v1`."),
-    Setting("LLM_MODEL", "llama3.2", str, "`RESPONDER=llm`: the model name, as the server knows it."),
-    Setting("LLM_API_KEY", "", str, "`RESPONDER=llm`: API key sent as a bearer token; empty for local servers that need none."),
-    Setting("LLM_SYSTEM_PROMPT", "", str, "`RESPONDER=llm`: the system prompt. Empty: a built-in one asking for short, plain spoken answers (`responders/llm.py`)."),
-    Setting("LLM_SPECULATIVE", False, _bool, "`RESPONDER=llm`: also ask the model during the caller's pause (`SPECULATION_PAUSE_MS`), before the endpoint; its reply is held until the caller has finished and thrown away (its stream closed) if they go on. Faster answers, more requests."),
-    Setting("LLM_MAX_TOKENS", 300, _int_range(1, 100000), "`RESPONDER=llm`: longest reply, in tokens."),
-    Setting("GREETING", "Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none. Unset with any `RESPONDER` but echo: \"Hello! How can I help you?\""),
-    Setting("TWIML_GREETING", "", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none."),
-    Setting("FORWARD_TO", "", str, "Number (E.164) or SIP address that `/forward-call` dials while it forks the call to a listen-only stream."),
-    Setting("RECOGNIZER", "whisper", _choice("whisper", "google"), "Speech recognition engine: `whisper` (offline, faster-whisper tiny.en) or `google` (online)."),
-    Setting("RECOGNITION_WORKERS", 2, _int_range(1, 4), "Whisper engine threads (each with its own model replica) that take queued utterances in arrival order."),
-    Setting("RECOGNITION_CPU_THREADS", 0, _int_range(0, 64), "CTranslate2 threads per whisper engine thread; 0: the cores this process may use, at most 4."),
-    Setting("SYNTHESIZER", "piper", _choice("piper", "gtts"), "Speech synthesis engine: `piper` (offline) or `gtts` (online)."),
-    Setting("LANGUAGE", "en", str, "Recognition language code (`en`; Google gets `en-US`)."),
-    Setting("GOOGLE_SPEECH_KEY", "", str, "API key for `RECOGNIZER=google`; empty uses SpeechRecognition's default key."),
-    Setting("VAD_MODE", 3, _int_range(0, 3), "WebRTC VAD aggressiveness, 0 (most speech) to 3 (least noise)."),
-    Setting("SPEECH_START_MS", 200, _int_range(20, 2000), "Voiced audio needed before an utterance starts, ms."),
-    Setting("ENDPOINT_SILENCE_MS", 600, _int_range(100, 5000), "Silence that ends an utterance, ms."),
-    Setting("SPECULATION_PAUSE_MS", 200, _int_range(0, 5000), "A pause this long starts recognition at once, before the endpoint; if the pause becomes the endpoint the result is used (and with a `@speculative` responder the reply is ready too). 0: off, ms."),
-    Setting("PRE_ROLL_MS", 300, _int_range(0, 2000), "Audio kept from before the utterance start, ms."),
-    Setting("MAX_UTTERANCE_MS", 15000, _int_range(1000, 60000), "Longest utterance; longer speech is cut and transcribed in parts, ms."),
-    Setting("OUTBOUND_CHUNK_MS", 20, _int_range(10, 1000), "Audio per outbound media message, ms."),
-    Setting("DTMF_FLUSH_MS", 1500, _int_range(0, 10000), "Key presses reach the responder this long after the last key, or at once on `#`; 0 sends each key at once, ms."),
-    Setting("MAX_CALLS", 25, _int_range(0, 100000), "Concurrent calls per process, counted from each stream's `start` message. A call over the limit hears `BUSY_MESSAGE` and is hung up (a fork over the limit is forwarded without the fork)."),
-    Setting("BUSY_MESSAGE", "Sorry, all our lines are busy right now. Please call again later. Goodbye.", str, "What a caller over `MAX_CALLS` hears."),
-    Setting("MAX_CALL_DURATION_S", 3600, _int_range(0, 86400), "Longest call (stream time); then the caller hears a goodbye and the call ends. 0: no limit, s."),
-    Setting("MAX_PENDING_STREAMS", 50, _int_range(0, 100000), "WebSocket connections waiting for their `start` message (they count against `MAX_CALLS` only from `start` on); a connection over this many is closed at once."),
-    Setting("START_TIMEOUT_S", 10.0, _positive_float, "A media stream socket that sends no `start` within this time is closed, s."),
-    Setting("MEDIA_TIMEOUT_S", 30.0, _positive_float, "A started stream that sends no message for this long is dead: the call is ended and saved as if the socket had dropped, s."),
-    Setting("MAX_MEDIA_AHEAD_S", 5.0, _positive_float, "A `media` message whose audio would end further ahead of the wall-clock time since `start` is dropped (logged), so no message makes the recording jump ahead: recordings grow at most at real time plus this, s."),
-    Setting("WS_PING_INTERVAL_S", 25, _int_range(0, 3600), "The server pings each media stream socket this often and closes one that has not answered the previous ping (a half-open connection); 0: no pings, s."),
-    Setting("MAX_MESSAGE_BYTES", 65536, _int_range(1024, 16 * 1024 * 1024), "Largest WebSocket message accepted; a larger one closes the socket (code 1009), bytes."),
-    Setting("APOLOGY_MESSAGE", "Sorry, something went wrong on my side. Could you say that again?", str, "Said in the offline voice when recognition or the responder fails or times out."),
-    Setting("IDLE_NUDGE_S", 15, _int_range(0, 3600), "Caller silence (while the bot is quiet) after which they hear \"Are you still there?\" once; 0: never, s."),
-    Setting("IDLE_HANGUP_S", 30, _int_range(0, 3600), "Caller silence after which they hear a goodbye and the call ends; 0: never, s."),
-    Setting("SEND_TIMEOUT_S", 5.0, _positive_float, "A send to Twilio that takes longer means the socket is half-dead: the call is ended, s."),
-    Setting("SHUTDOWN_GRACE_S", 25.0, _positive_float, "On SIGTERM (every PaaS restart) the server (`python app.py` or the Procfile's gunicorn) stops taking calls and lets active calls go on this long, then ends them, saves everything and exits 0, s."),
-    Setting("RECOGNITION_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one transcription, s."),
-    Setting("RESPONDER_TIMEOUT_S", 15.0, _positive_float, "Longest wait for the responder, s."),
-    Setting("SYNTHESIS_TIMEOUT_S", 15.0, _positive_float, "Longest wait for one synthesized sentence, s."),
-    Setting("BACKGROUND_NICE", 10, _int_range(0, 19), "Nice value of the threads that run the speech engines, the database and file writes, so the thread serving every call's audio gets a core first; 0: same priority."),
-    Setting("WARM_UP", True, _bool, "Load and exercise the speech engines at start-up, so the first call is not slow."),
-    Setting("DATABASE_URL", "", str, "Call store. Empty: a SQLite file `callstream.db` in the working directory. `postgresql://…` (or Heroku's `postgres://…`): PostgreSQL."),
-    Setting("RECORDINGS_DIR", "recordings", str, "Folder where each call's WAV files are written as the call goes (one sub-folder per call SID)."),
-    Setting("RECORDINGS_STORE", "folder", _choice("folder", "database"), "Where finished recordings are kept: `folder` (in `RECORDINGS_DIR`) or `database` (in the call store, for platforms whose filesystem is wiped at restart)."),
-    Setting("STORE_RETRY_MAX_S", 60.0, _positive_float, "A call that ends while the call store is unreachable stays pending in its recordings folder (its final record in `call.json`) and is filed when the store answers: retried after 1 s, then doubling up to this, s."),
-    Setting("INSTANCE_HEARTBEAT_S", 10.0, _positive_float, "Every process sharing the call store refreshes its row in `instances` this often; a process on another host silent for 3 intervals is taken as gone (on the same host its pid tells), and its open calls are ended and its recordings filed by the others, s."),
-    Setting("DASHBOARD_USER", "admin", str, "User name of the HTTP Basic login that `DASHBOARD_PASSWORD` turns on."),
-    Setting("DASHBOARD_PASSWORD", "", str, "When set, the call history (`/calls`, `/api/calls…`), the recordings and `/metrics` need an HTTP Basic login as `DASHBOARD_USER` with this password (else 401). Empty: served only to this machine (loopback clients not behind a proxy); `APP_ENV=production` refuses to start without it."),
-    Setting("RETENTION_DAYS", 0, _int_range(0, 36500), "Calls that ended more than this many days ago are deleted, with their recordings, by an hourly job of the server. 0: keep everything, days."),
-    Setting("METRICS_TOKEN", "", str, "When set, `GET /metrics` also accepts `Authorization: Bearer <token>` (a scraper's credential) besides the dashboard login. Neither set: served only to this machine."),
-    Setting("HUB_BLOCK_THRESHOLD_MS", 50, _int_range(0, 60000), "A gevent hub block longer than this is counted in `callstream_hub_blocks_total` and logged (with what blocked); 0 turns the monitor off, ms."),
-    Setting("LOG_TRANSCRIPTS", "", _bool, "Log what callers said and what the bot answered (at INFO). Empty: true unless `APP_ENV=production`; off, the log has only lengths and counts."),
-    Setting("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "Logging level."),
-)
+def _setting(default: Any, parse: Callable[[str], Any], help: str, *, secret: bool = False) -> Any:
+    """One field of ``Settings``: its default, the parser of its environment variable, its help text."""
+    return field(default=default, repr=not secret, metadata={"parse": parse, "help": help})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting, parsed and typed: one attribute per ``SETTINGS`` entry, its name in lowercase.
+    """Every setting, parsed and typed: its name in lowercase, its type, default, parser and help.
 
-    Made by :func:`load_settings`, never by hand (``SETTINGS`` holds the defaults). Its fields must
-    name exactly the entries of ``SETTINGS`` (``load_settings`` raises TypeError otherwise; the
-    order and the types are checked by tests/test_settings.py): add or remove a setting in both. Secrets
-    (and ``database_url``, which may hold a password) are left out of its repr, so a logged
-    ``Settings`` or ``Services`` shows none.
+    This class is the settings table: ``SETTINGS`` (the environment variables' names) and
+    docs/configuration.md are made from its fields. Made by :func:`load_settings`. Secrets (and
+    ``database_url``, which may hold a password) are left out of its repr, so a logged ``Settings``
+    or ``Services`` shows none.
     """
 
-    port: int
-    public_url: str
-    twilio_account_sid: str
-    twilio_auth_token: str = field(repr=False)
-    signalwire_signing_key: str = field(repr=False)
-    stream_bearer_token: str = field(repr=False)
-    signalwire_codec: str
-    app_env: str
-    allow_unsigned_requests: bool
-    responder: str
-    llm_base_url: str
-    llm_model: str
-    llm_api_key: str = field(repr=False)
-    llm_system_prompt: str
-    llm_speculative: bool
-    llm_max_tokens: int
-    greeting: str
-    twiml_greeting: str
-    forward_to: str
-    recognizer: str
-    recognition_workers: int
-    recognition_cpu_threads: int
-    synthesizer: str
-    language: str
-    google_speech_key: str = field(repr=False)
-    vad_mode: int
-    speech_start_ms: int
-    endpoint_silence_ms: int
-    speculation_pause_ms: int
-    pre_roll_ms: int
-    max_utterance_ms: int
-    outbound_chunk_ms: int
-    dtmf_flush_ms: int
-    max_calls: int
-    busy_message: str
-    max_call_duration_s: int
-    max_pending_streams: int
-    start_timeout_s: float
-    media_timeout_s: float
-    max_media_ahead_s: float
-    ws_ping_interval_s: int
-    max_message_bytes: int
-    apology_message: str
-    idle_nudge_s: int
-    idle_hangup_s: int
-    send_timeout_s: float
-    shutdown_grace_s: float
-    recognition_timeout_s: float
-    responder_timeout_s: float
-    synthesis_timeout_s: float
-    background_nice: int
-    warm_up: bool
-    database_url: str = field(repr=False)
-    recordings_dir: str
-    recordings_store: str
-    store_retry_max_s: float
-    instance_heartbeat_s: float
-    dashboard_user: str
-    dashboard_password: str = field(repr=False)
-    retention_days: int
-    metrics_token: str = field(repr=False)
-    hub_block_threshold_ms: int
-    log_transcripts: bool
-    log_level: str
+    port: int = _setting(5050, _int_range(0, 65535), "TCP port the server listens on, `python app.py` or gunicorn (`gunicorn.conf.py` binds `0.0.0.0:$PORT`, as a PaaS sets it).")
+    public_url: str = _setting("", _url, "Public base URL, e.g. `https://abc.ngrok.app`; the stream URL becomes `wss://<host>/media-stream`. Unset: the host of the webhook request.")
+    twilio_account_sid: str = _setting("", str, "Twilio account SID. With `TWILIO_AUTH_TOKEN`, a call the server ends is also hung up through the REST API (`Status=completed`), whatever TwiML follows `</Connect>`.")
+    twilio_auth_token: str = _setting("", str, "Twilio auth token. When set, every webhook and the media stream's WebSocket upgrade must carry a valid `X-Twilio-Signature` (else 403).", secret=True)
+    signalwire_signing_key: str = _setting("", str, "SignalWire signing key; requests signed with it (`X-SignalWire-Signature`) are accepted the same way.", secret=True)
+    stream_bearer_token: str = _setting("", str, "A fixed token for hand-written TwiML or LaML Bins, which cannot compute the per-call stream token this server's webhooks put in the TwiML: accepted as `<Parameter name=\"callstream_token\" value=…>` in the `<Stream>` (it binds the stream to your TwiML, not to one call), and on the WebSocket upgrade as `Authorization: Bearer` instead of a signature (SignalWire `<Stream authBearerToken=…>`). Empty: streams need the per-call token.", secret=True)
+    signalwire_codec: str = _setting("", _signalwire_codec, "Audio of SignalWire calls: `L16@16000h` or `L16@24000h` (linear PCM, wideband: better recognition) is put in the `<Stream codec=…>` answered to a SignalWire webhook. Empty: μ-law 8 kHz, like Twilio. Twilio webhooks never get it.")
+    app_env: str = _setting("development", _choice("development", "production"), "`production` refuses to start without `TWILIO_AUTH_TOKEN` or `SIGNALWIRE_SIGNING_KEY` (unless `ALLOW_UNSIGNED_REQUESTS` is true), and without `DASHBOARD_PASSWORD`.")
+    allow_unsigned_requests: bool = _setting(False, _bool, "Let a production server run without signature checks (e.g. behind your own authenticating proxy).")
+    responder: str = _setting("core.responder:echo", str, "The function that answers: `llm` (a language model, the `LLM_*` settings), `echo`, or your own `module:function`, called as `f(text, call)`. Default: echo.")
+    llm_base_url: str = _setting("http://localhost:11434/v1", _url, "`RESPONDER=llm`: base URL of an OpenAI-compatible chat completions API, up to `/v1`: Ollama `http://localhost:11434/v1`, llama.cpp server `http://localhost:8080/v1`, vLLM `http://localhost:8000/v1`, OpenAI `https://api.openai.com/v1`.")
+    llm_model: str = _setting("llama3.2", str, "`RESPONDER=llm`: the model name, as the server knows it.")
+    llm_api_key: str = _setting("", str, "`RESPONDER=llm`: API key sent as a bearer token; empty for local servers that need none.", secret=True)
+    llm_system_prompt: str = _setting("", str, "`RESPONDER=llm`: the system prompt. Empty: a built-in one asking for short, plain spoken answers (`responders/llm.py`).")
+    llm_speculative: bool = _setting(False, _bool, "`RESPONDER=llm`: also ask the model during the caller's pause (`SPECULATION_PAUSE_MS`), before the endpoint; its reply is held until the caller has finished and thrown away (its stream closed) if they go on. Faster answers, more requests.")
+    llm_max_tokens: int = _setting(300, _int_range(1, 100000), "`RESPONDER=llm`: longest reply, in tokens.")
+    greeting: str = _setting("Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none. Unset with any `RESPONDER` but echo: \"Hello! How can I help you?\"")
+    twiml_greeting: str = _setting("", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none.")
+    forward_to: str = _setting("", str, "Number (E.164) or SIP address that `/forward-call` dials while it forks the call to a listen-only stream.")
+    recognizer: str = _setting("whisper", _choice("whisper", "google"), "Speech recognition engine: `whisper` (offline, faster-whisper tiny.en) or `google` (online).")
+    recognition_workers: int = _setting(2, _int_range(1, 4), "Whisper engine threads (each with its own model replica) that take queued utterances in arrival order.")
+    recognition_cpu_threads: int = _setting(0, _int_range(0, 64), "CTranslate2 threads per whisper engine thread; 0: the cores this process may use, at most 4.")
+    synthesizer: str = _setting("piper", _choice("piper", "gtts"), "Speech synthesis engine: `piper` (offline) or `gtts` (online).")
+    language: str = _setting("en", str, "Recognition language code (`en`; Google gets `en-US`).")
+    google_speech_key: str = _setting("", str, "API key for `RECOGNIZER=google`; empty uses SpeechRecognition's default key.", secret=True)
+    vad_mode: int = _setting(3, _int_range(0, 3), "WebRTC VAD aggressiveness, 0 (most speech) to 3 (least noise).")
+    speech_start_ms: int = _setting(200, _int_range(20, 2000), "Voiced audio needed before an utterance starts, ms.")
+    endpoint_silence_ms: int = _setting(600, _int_range(100, 5000), "Silence that ends an utterance, ms.")
+    speculation_pause_ms: int = _setting(200, _int_range(0, 5000), "A pause this long starts recognition at once, before the endpoint; if the pause becomes the endpoint the result is used (and with a `@speculative` responder the reply is ready too). 0: off, ms.")
+    pre_roll_ms: int = _setting(300, _int_range(0, 2000), "Audio kept from before the utterance start, ms.")
+    max_utterance_ms: int = _setting(15000, _int_range(1000, 60000), "Longest utterance; longer speech is cut and transcribed in parts, ms.")
+    outbound_chunk_ms: int = _setting(20, _int_range(10, 1000), "Audio per outbound media message, ms.")
+    dtmf_flush_ms: int = _setting(1500, _int_range(0, 10000), "Key presses reach the responder this long after the last key, or at once on `#`; 0 sends each key at once, ms.")
+    max_calls: int = _setting(25, _int_range(0, 100000), "Concurrent calls per process, counted from each stream's `start` message. A call over the limit hears `BUSY_MESSAGE` and is hung up (a fork over the limit is forwarded without the fork).")
+    busy_message: str = _setting("Sorry, all our lines are busy right now. Please call again later. Goodbye.", str, "What a caller over `MAX_CALLS` hears.")
+    max_call_duration_s: int = _setting(3600, _int_range(0, 86400), "Longest call (stream time); then the caller hears a goodbye and the call ends. 0: no limit, s.")
+    max_pending_streams: int = _setting(50, _int_range(0, 100000), "WebSocket connections waiting for their `start` message (they count against `MAX_CALLS` only from `start` on); a connection over this many is closed at once.")
+    start_timeout_s: float = _setting(10.0, _positive_float, "A media stream socket that sends no `start` within this time is closed, s.")
+    media_timeout_s: float = _setting(30.0, _positive_float, "A started stream that sends no message for this long is dead: the call is ended and saved as if the socket had dropped, s.")
+    max_media_ahead_s: float = _setting(5.0, _positive_float, "A `media` message whose audio would end further ahead of the wall-clock time since `start` is dropped (logged), so no message makes the recording jump ahead: recordings grow at most at real time plus this, s.")
+    ws_ping_interval_s: int = _setting(25, _int_range(0, 3600), "The server pings each media stream socket this often and closes one that has not answered the previous ping (a half-open connection); 0: no pings, s.")
+    max_message_bytes: int = _setting(65536, _int_range(1024, 16 * 1024 * 1024), "Largest WebSocket message accepted; a larger one closes the socket (code 1009), bytes.")
+    apology_message: str = _setting("Sorry, something went wrong on my side. Could you say that again?", str, "Said in the offline voice when recognition or the responder fails or times out.")
+    idle_nudge_s: int = _setting(15, _int_range(0, 3600), "Caller silence (while the bot is quiet) after which they hear \"Are you still there?\" once; 0: never, s.")
+    idle_hangup_s: int = _setting(30, _int_range(0, 3600), "Caller silence after which they hear a goodbye and the call ends; 0: never, s.")
+    send_timeout_s: float = _setting(5.0, _positive_float, "A send to Twilio that takes longer means the socket is half-dead: the call is ended, s.")
+    shutdown_grace_s: float = _setting(25.0, _positive_float, "On SIGTERM (every PaaS restart) the server (`python app.py` or the Procfile's gunicorn) stops taking calls and lets active calls go on this long, then ends them, saves everything and exits 0, s.")
+    recognition_timeout_s: float = _setting(15.0, _positive_float, "Longest wait for one transcription, s.")
+    responder_timeout_s: float = _setting(15.0, _positive_float, "Longest wait for the responder, s.")
+    synthesis_timeout_s: float = _setting(15.0, _positive_float, "Longest wait for one synthesized sentence, s.")
+    background_nice: int = _setting(10, _int_range(0, 19), "Nice value of the threads that run the speech engines, the database and file writes, so the thread serving every call's audio gets a core first; 0: same priority.")
+    warm_up: bool = _setting(True, _bool, "Load and exercise the speech engines at start-up, so the first call is not slow.")
+    database_url: str = _setting("", str, "Call store. Empty: a SQLite file `callstream.db` in the working directory. `postgresql://…` (or Heroku's `postgres://…`): PostgreSQL.", secret=True)
+    recordings_dir: str = _setting("recordings", str, "Folder where each call's WAV files are written as the call goes (one sub-folder per call SID).")
+    recordings_store: str = _setting("folder", _choice("folder", "database"), "Where finished recordings are kept: `folder` (in `RECORDINGS_DIR`) or `database` (in the call store, for platforms whose filesystem is wiped at restart).")
+    store_retry_max_s: float = _setting(60.0, _positive_float, "A call that ends while the call store is unreachable stays pending in its recordings folder (its final record in `call.json`) and is filed when the store answers: retried after 1 s, then doubling up to this, s.")
+    instance_heartbeat_s: float = _setting(10.0, _positive_float, "Every process sharing the call store refreshes its row in `instances` this often; a process on another host silent for 3 intervals is taken as gone (on the same host its pid tells), and its open calls are ended and its recordings filed by the others, s.")
+    dashboard_user: str = _setting("admin", str, "User name of the HTTP Basic login that `DASHBOARD_PASSWORD` turns on.")
+    dashboard_password: str = _setting("", str, "When set, the call history (`/calls`, `/api/calls…`), the recordings and `/metrics` need an HTTP Basic login as `DASHBOARD_USER` with this password (else 401). Empty: served only to this machine (loopback clients not behind a proxy); `APP_ENV=production` refuses to start without it.", secret=True)
+    retention_days: int = _setting(0, _int_range(0, 36500), "Calls that ended more than this many days ago are deleted, with their recordings, by an hourly job of the server. 0: keep everything, days.")
+    metrics_token: str = _setting("", str, "When set, `GET /metrics` also accepts `Authorization: Bearer <token>` (a scraper's credential) besides the dashboard login. Neither set: served only to this machine.", secret=True)
+    hub_block_threshold_ms: int = _setting(50, _int_range(0, 60000), "A gevent hub block longer than this is counted in `callstream_hub_blocks_total` and logged (with what blocked); 0 turns the monitor off, ms.")
+    log_transcripts: bool = _setting("", _bool, "Log what callers said and what the bot answered (at INFO). Empty: true unless `APP_ENV=production`; off, the log has only lengths and counts.")
+    log_level: str = _setting("INFO", _choice("debug", "info", "warning", "error"), "Logging level.")
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name.upper(), f.default, f.metadata["parse"], f.metadata["help"]) for f in fields(Settings)
+)
+"""Every setting by its environment variable's name (``MAX_CALLS``), in the order of ``Settings``."""
 
 
 _NAMES = frozenset(setting.name for setting in SETTINGS)

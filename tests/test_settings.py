@@ -20,8 +20,8 @@ def test_environment_values_are_typed_and_overrides_win():
     assert values.public_url == "https://x.ngrok.app"
 
 
-def test_settings_has_one_typed_attribute_per_setting_and_is_frozen():
-    assert [f.name for f in dataclasses.fields(Settings)] == [s.name.lower() for s in SETTINGS]
+def test_every_setting_is_a_typed_field_with_its_parser_and_help_and_settings_are_frozen():
+    assert len(SETTINGS) == len(dataclasses.fields(Settings)) and all(s.help and callable(s.parse) for s in SETTINGS)
     hints = typing.get_type_hints(Settings)
     defaults = load_settings({})
     for setting in SETTINGS:
