@@ -27,6 +27,7 @@ from runtime import hub_monitor, retention
 from handlers.media import sock
 from runtime.blocking import set_background_nice
 from runtime.heap import freeze_start_up_heap
+from runtime.log_locks import use_native_logging_locks
 from runtime.server import make_server
 from handlers.signatures import SignatureChecker, install as install_signature_check
 from runtime.twilio_rest import make_client
@@ -89,6 +90,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    use_native_logging_locks()  # engine and threadpool threads log too: gevent locks could hang them
     app = Flask(__name__)
     app.config["CALLSTREAM"] = settings  # the one Settings object; handlers read it from here
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.max_message_bytes, "ping_interval": settings.ws_ping_interval_s or None}

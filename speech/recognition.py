@@ -18,6 +18,7 @@ Engines:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -261,6 +262,8 @@ class WhisperRecognizer:
             if model_path is None:
                 model_path = _bundled_whisper_model_path()
             _limit_blas_threads()
+            # transcribe() logs "Processing audio with duration …" at INFO for every utterance: noise.
+            logging.getLogger("faster_whisper").setLevel(logging.WARNING)
             return WhisperModel(
                 str(model_path),
                 device="cpu",
