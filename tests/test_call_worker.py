@@ -484,7 +484,7 @@ def assert_refused(ws, job, svc, tmp_path, call_sid=CALL_SID):
     make_token(derive_key(AUTH_TOKEN), "CA" + "f" * 32, time.time()),  # another call's
     make_token(derive_key("someone-elses-secret"), CALL_SID, time.time()),
     make_token(derive_key(AUTH_TOKEN), CALL_SID, time.time() - 3600),  # expired
-])
+], ids=["none", "empty", "malformed", "another-calls", "another-key", "expired"])  # fixed ids: pytest-xdist's workers must collect the same names
 def test_a_stream_without_a_valid_token_for_its_call_is_refused(services, tmp_path, token, caplog):
     ws, svc = FakeSocket(), services()
     worker, job = run_worker(ws, svc)
