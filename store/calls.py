@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.database import WRITE_OPTION
 from store.instances import Instance
 from store.models import CallRow, InstanceRow, RecordingRow, StatusEventRow, TurnRow, WaveformRow
-from store.records import CallSummary, RecordingSummary, StatusEvent, StoredCall, StoredTurn, duration_ms
+from store.records import CallSummary, RecordingSummary, StatusEvent, StoredCall, StoredTurn
 from store.recording_io import RecordingReader, file_reader, remove_recording_files
 
 log = logging.getLogger(__name__)
@@ -444,7 +444,6 @@ class CallStore:
                 to_number=row["to_number"],
                 started_at=row["started_at"],
                 ended_at=row["ended_at"],
-                duration_ms=duration_ms(row["started_at"], row["ended_at"]),
                 mode=row["mode"],
                 turn_count=int(row["turn_count"]),
             )

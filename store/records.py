@@ -41,7 +41,6 @@ class CallSummary:
         call_sid: Twilio's ``CallSid``.
         from_number, to_number: the caller and the called number (or SIP address), if known.
         started_at, ended_at: aware UTC times, ``None`` when unknown (``ended_at``: still going on).
-        duration_ms: ``ended_at - started_at`` in ms, or ``None``.
         mode: ``"conversation"``, ``"fork"``, or ``None`` (a status callback's placeholder).
         turn_count: number of stored turns.
     """
@@ -51,9 +50,13 @@ class CallSummary:
     to_number: str | None
     started_at: datetime | None
     ended_at: datetime | None
-    duration_ms: int | None
     mode: str | None
     turn_count: int
+
+    @property
+    def duration_ms(self) -> int | None:
+        """``ended_at - started_at`` in ms, or ``None``."""
+        return duration_ms(self.started_at, self.ended_at)
 
     def to_json(self) -> dict[str, Any]:
         """The API shape: ``call_sid``, ``from``, ``to``, ``started_at``/``ended_at`` (ISO 8601 or
