@@ -1,10 +1,13 @@
-"""A FIFO queue served by engine threads: callers hand over one item each and block for its result.
+"""A priority queue served by engine threads: callers hand over one item each and block for its result.
 
 ``EngineQueue`` owns one or more engine threads. Callers (any OS threads: gevent's threadpool
 threads in the server) submit one item each and block until it has run; a free engine thread
-takes the oldest queued item, so work runs in arrival order instead of interleaving (threads
-calling a CTranslate2 model at once had all their decodes finish near the end:
-docs/benchmarks.md).
+takes the queued item of the most urgent ``Priority``, the oldest first among equals, so work runs
+in deadline order and in arrival order instead of interleaving (threads calling a CTranslate2
+model at once had all their decodes finish near the end: docs/benchmarks.md). An item whose
+``CancelToken`` was cancelled before an engine thread took it is skipped (its caller gave up:
+a barge-in, a timeout). Every item carries its estimated cost in core-seconds, and the queue
+reports what it holds (``backlog_core_s``) for admission control (core/admission.py).
 
 gevent: the server monkey-patches ``threading`` and ``queue`` before this module is
 imported, which would turn a ``threading.Thread`` into a greenlet on the hub and make
@@ -18,10 +21,13 @@ until its item is done: acceptable only at start-up, e.g. ``warm_up``).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import queue
 import sys
 import time
+from enum import IntEnum
 from typing import Any, Callable, Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -45,13 +51,49 @@ class EngineClosedError(RuntimeError):
     """The queue was closed before the item ran."""
 
 
+class EngineCancelledError(RuntimeError):
+    """The item's ``CancelToken`` was cancelled before an engine thread took it: it never ran."""
+
+
+class Priority(IntEnum):
+    """How soon an engine item is needed; an engine thread takes the lowest value first.
+
+    CRITICAL: a caller waits on it now (the recognition of a finished turn, the first sentence of
+    a reply, a greeting). SOON: needed later (a reply's later sentences, needed when the previous
+    one has played; a listen-only fork's transcript, which nobody waits for). SPECULATIVE: may be
+    thrown away (recognition started in the caller's pause, before the endpoint).
+    """
+
+    CRITICAL = 0
+    SOON = 1
+    SPECULATIVE = 2
+
+
+class CancelToken:
+    """Set by the waiting side to say the result is no longer wanted.
+
+    ``cancel()`` is a plain attribute write, safe from any thread (the gevent hub included); an
+    engine thread reads it when it takes the item and skips a cancelled one.
+    """
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class _Pending(Generic[Result]):
     """One submitted item: its outcome and a raw lock that is released when it is set."""
 
-    __slots__ = ("item", "_done", "_outcome")
+    __slots__ = ("item", "cost_core_s", "cancel", "_done", "_outcome")
 
-    def __init__(self, item: Any) -> None:
+    def __init__(self, item: Any, cost_core_s: float = 0.0, cancel: CancelToken | None = None) -> None:
         self.item = item
+        self.cost_core_s = cost_core_s
+        self.cancel = cancel
         self._done = _allocate_lock()
         self._done.acquire()
         self._outcome: Any = None
@@ -82,7 +124,7 @@ _STOP = object()
 
 
 class EngineQueue(Generic[Item, Result]):
-    """Run items through ``run`` one at a time per engine thread, in arrival order.
+    """Run items through ``run`` one at a time per engine thread, most urgent first, then in arrival order.
 
     Args:
         run: ``run(item) -> result``, called on an engine thread only; what it raises is
@@ -96,6 +138,10 @@ class EngineQueue(Generic[Item, Result]):
 
     The engine threads start on the first ``submit`` (and again after ``close`` or in a
     forked child, where threads do not survive).
+
+    The queued items are a heap of ``(priority, sequence, pending)`` under a raw lock; the
+    ``SimpleQueue`` carries one wake-up per item (or a stop), so an engine thread sleeps in C
+    until there is work and then takes the best item there is at that moment.
     """
 
     def __init__(self, run: Callable[[Item], Result], *, workers: int = 1) -> None:
@@ -104,24 +150,63 @@ class EngineQueue(Generic[Item, Result]):
         self._run = run
         self.workers = workers
         self._start_lock = _allocate_lock()
-        self._queue: Any = None
+        self._heap_lock = _allocate_lock()
+        self._heap: list[tuple[int, int, _Pending]] = []
+        self._sequence = itertools.count()
+        self._running_core_s = 0.0  # estimated cost of the items engine threads are running
+        self._queue: Any = None  # wake-ups: one per queued item, or _STOP
         self._stopped: list[Any] = []  # one raw lock per engine thread, released when it exits
         self._pid = 0
 
-    def submit(self, item: Item) -> _Pending[Result]:
-        """Queue ``item``; return its pending outcome (``.result(timeout_s)`` blocks for it)."""
-        pending: _Pending[Result] = _Pending(item)
-        self._running_queue().put(pending)
+    def submit(
+        self, item: Item, *, priority: int = Priority.CRITICAL, cost_core_s: float = 0.0, cancel: CancelToken | None = None
+    ) -> _Pending[Result]:
+        """Queue ``item``; return its pending outcome (``.result(timeout_s)`` blocks for it).
+
+        Args:
+            item: what ``run`` gets.
+            priority: a ``Priority`` (lower runs first; equal ones in arrival order).
+            cost_core_s: estimated CPU cost in core-seconds, counted in ``backlog_core_s``
+                until the item is done.
+            cancel: when cancelled before an engine thread takes the item, the item is
+                skipped and its outcome is ``EngineCancelledError``.
+        """
+        pending: _Pending[Result] = _Pending(item, cost_core_s, cancel)
+        wake = self._running_queue()
+        with self._heap_lock:
+            heapq.heappush(self._heap, (int(priority), next(self._sequence), pending))
+        wake.put(True)
         return pending
 
-    def call(self, item: Item, timeout_s: float | None = None) -> Result:
-        """Submit ``item`` and block the calling OS thread until its outcome is ready.
+    def call(self, item: Item, timeout_s: float | None = None, **options: Any) -> Result:
+        """Submit ``item`` (``options`` as for ``submit``) and block the calling OS thread until its outcome is ready.
 
         Raises:
-            TimeoutError: not done within ``timeout_s`` seconds.
+            TimeoutError: not done within ``timeout_s`` seconds (the item is cancelled if
+                it has not started).
+            EngineCancelledError: its ``cancel`` token was cancelled before it started.
             BaseException: what ``run`` raised for this item.
         """
-        return self.submit(item).result(timeout_s)
+        pending = self.submit(item, **options)
+        try:
+            return pending.result(timeout_s)
+        except TimeoutError:
+            if pending.cancel is None:
+                pending.cancel = CancelToken()
+            pending.cancel.cancel()
+            raise
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for an engine thread (cancelled ones included until a thread skips them)."""
+        return len(self._heap)
+
+    @property
+    def backlog_core_s(self) -> float:
+        """Estimated core-seconds of the items queued (not cancelled) and running."""
+        with self._heap_lock:
+            queued = sum(p.cost_core_s for _, _, p in self._heap if p.cancel is None or not p.cancel.cancelled)
+            return queued + self._running_core_s
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop the engine threads after the items already queued; a later ``submit`` restarts them.
@@ -142,12 +227,15 @@ class EngineQueue(Generic[Item, Result]):
                 lock.release()
 
     def _running_queue(self) -> Any:
-        """Return the queue of live engine threads, starting them if needed."""
+        """Return the wake-up queue of live engine threads, starting them if needed."""
         work = self._queue
         if work is not None and self._pid == os.getpid():
             return work
         with self._start_lock:
             if self._queue is None or self._pid != os.getpid():
+                if self._pid != os.getpid():  # a forked child: the parent's items are not ours to run
+                    self._heap, self._running_core_s = [], 0.0
+                    self._heap_lock = _allocate_lock()
                 self._queue = _SimpleQueue()
                 self._pid = os.getpid()
                 self._stopped = []
@@ -156,29 +244,54 @@ class EngineQueue(Generic[Item, Result]):
                     stopped.acquire()
                     self._stopped.append(stopped)
                     _start_new_thread(self._loop, (self._queue, stopped))
+                for _ in self._heap:  # items queued before a close(): wake a thread for each
+                    self._queue.put(True)
             return self._queue
 
+    def _take(self) -> _Pending | None:
+        """Pop the most urgent queued item and count it as running; None if the heap is empty."""
+        with self._heap_lock:
+            if not self._heap:
+                return None
+            pending = heapq.heappop(self._heap)[2]
+            self._running_core_s += pending.cost_core_s
+            return pending
+
+    def _done(self, pending: _Pending) -> None:
+        with self._heap_lock:
+            self._running_core_s = max(0.0, self._running_core_s - pending.cost_core_s)
+
     def _loop(self, work: Any, stopped: Any) -> None:
-        """Engine thread: run queued items one by one until a _STOP."""
+        """Engine thread: run queued items one by one, most urgent first, until a _STOP."""
         try:
             while True:
-                pending = work.get()
-                if pending is _STOP:
+                if work.get() is _STOP:
                     return
+                pending = self._take()
+                if pending is None:  # its item was failed by a closing thread
+                    continue
                 try:
-                    pending.set(self._run(pending.item))
+                    if pending.cancel is not None and pending.cancel.cancelled:
+                        pending.set(EngineCancelledError("cancelled before it ran"))
+                    else:
+                        pending.set(self._run(pending.item))
                 except BaseException as exc:  # noqa: BLE001 - the waiting caller must be woken
                     pending.set(exc)
+                finally:
+                    self._done(pending)
         finally:
             # Items queued after the stop (a submit that raced close()) fail rather than
             # hang; another engine thread's stop is left for it.
             while True:
                 try:
-                    pending = work.get_nowait()
+                    token = work.get_nowait()
                 except queue.Empty:
                     break
-                if pending is _STOP:
+                if token is _STOP:
                     work.put(_STOP)
                     break
-                pending.set(EngineClosedError("the engine queue was closed"))
+                pending = self._take()
+                if pending is not None:
+                    self._done(pending)
+                    pending.set(EngineClosedError("the engine queue was closed"))
             stopped.release()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from speech.engine_queue import _STOP, EngineClosedError, EngineQueue
+from speech.engine_queue import _STOP, CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_items_queued_while_the_engine_is_busy_run_one_by_one_in_arrival_order(e
         first = worker.submit(1)
         assert engine.started.wait(5)
         pending = [worker.submit(item) for item in (2, 3, 4)]
-        assert worker._queue.qsize() == 3  # all waiting behind the first
+        assert worker.queued == 3  # all waiting behind the first
         engine.gate.set()
         assert [p.result(5) for p in [first, *pending]] == [10, 20, 30, 40]
         assert engine.items == [1, 2, 3, 4]
@@ -224,3 +224,77 @@ def test_works_in_a_gevent_monkey_patched_process_without_blocking_the_hub():
     assert report["results"] == [2, 4, 6, 8, 10]
     assert report["first"] == 1  # the one submitted first ran first
     assert report["max_gap_s"] < 0.15  # the hub kept running its greenlets
+
+
+def test_the_most_urgent_queued_item_runs_next_and_equals_keep_arrival_order(engine):
+    worker = EngineQueue(engine)
+    try:
+        first = worker.submit(1)
+        assert engine.started.wait(5)
+        later = [
+            worker.submit(2, priority=Priority.SPECULATIVE),
+            worker.submit(3, priority=Priority.SOON),
+            worker.submit(4, priority=Priority.CRITICAL),
+            worker.submit(5, priority=Priority.SOON),
+            worker.submit(6, priority=Priority.CRITICAL),
+        ]
+        engine.gate.set()
+        assert [p.result(5) for p in [first, *later]] == [10, 20, 30, 40, 50, 60]
+        assert engine.items == [1, 4, 6, 3, 5, 2]
+    finally:
+        worker.close()
+
+
+def test_an_item_cancelled_before_it_starts_is_skipped_and_its_caller_told(engine):
+    worker = EngineQueue(engine)
+    try:
+        first = worker.submit(1)
+        assert engine.started.wait(5)
+        token = CancelToken()
+        dropped = worker.submit(2, priority=Priority.SPECULATIVE, cancel=token)
+        kept = worker.submit(3)
+        token.cancel()
+        engine.gate.set()
+        assert first.result(5) == 10 and kept.result(5) == 30
+        with pytest.raises(EngineCancelledError):
+            dropped.result(5)
+        assert engine.items == [1, 3]
+    finally:
+        worker.close()
+
+
+def test_an_item_whose_caller_timed_out_is_not_run(engine):
+    worker = EngineQueue(engine)
+    try:
+        first = worker.submit(1)
+        assert engine.started.wait(5)
+        with pytest.raises(TimeoutError):
+            worker.call(2, timeout_s=0.05)
+        engine.gate.set()
+        assert first.result(5) == 10
+        assert worker.call(3, timeout_s=5) == 30
+        assert engine.items == [1, 3]
+    finally:
+        worker.close()
+
+
+def test_the_backlog_counts_queued_and_running_costs_until_they_are_done(engine):
+    worker = EngineQueue(engine)
+    try:
+        assert worker.backlog_core_s == 0.0
+        first = worker.submit(1, cost_core_s=0.7)
+        assert engine.started.wait(5)
+        token = CancelToken()
+        worker.submit(2, cost_core_s=0.3, priority=Priority.SOON)
+        worker.submit(3, cost_core_s=0.5, cancel=token)
+        assert worker.backlog_core_s == pytest.approx(1.5)
+        token.cancel()  # a cancelled item is no longer work to do
+        assert worker.backlog_core_s == pytest.approx(1.0)
+        engine.gate.set()
+        first.result(5)
+        deadline = time.monotonic() + 5
+        while worker.backlog_core_s and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.backlog_core_s == 0.0 and worker.queued == 0
+    finally:
+        worker.close()
