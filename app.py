@@ -20,10 +20,11 @@ from dotenv import load_dotenv
 from gevent import monkey
 from flask import Flask
 
+from audio.stream_format import MULAW_8K
 from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import ECHO_RESPONDERS, Settings, SettingsError, load_settings
 from handlers import api, pages, voice
-from runtime import hub_monitor, retention
+from runtime import hub_monitor, metrics, retention
 from handlers.media import sock
 from runtime.blocking import set_background_nice
 from runtime.heap import freeze_start_up_heap
@@ -122,7 +123,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             engine.warm_up()
         except Exception as exc:  # an online engine offline: calls will report it per turn
             log.warning("warm-up of %s failed: %s", engine.name, exc)
+    if settings.warm_up and settings.greeting.strip():  # every caller hears it first: a burst of callers would queue for it
+        services.phrases.prefill(services.synthesizer.name, MULAW_8K, services.synthesizer.synthesize, [settings.greeting])
     set_background_nice(settings.background_nice)  # after the warm-up started the engines' thread pools
+    metrics.track_engine_backlog(lambda: services.backlog_core_s)
     app.extensions["callstream"] = services
     install_signature_check(app, checker, voice.STREAM_PATH)
     if not checker.enabled:

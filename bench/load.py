@@ -513,6 +513,8 @@ class ConversationLevel(LevelCommon):
     out_source: str = ""
     clears: int = 0
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
+    refused: int = 0  # calls the webhook refused (admission control)
+    turn_errors: int = 0  # caller turns the server recorded with an error (a timed-out engine: the caller heard the apology)
 
 
 @dataclass
@@ -602,7 +604,7 @@ def run_conversation_level(n: int, args, utterances: list[tuple[str, bytes]]) ->
         sampler.stop()
         gevent.killall([g for g in greenlets if not g.dead])
         finish_common(server, level, sampler, before, cpu0, cpu1)
-        sids = [call.call_sid for call in calls]
+        sids = [call.call_sid for call in calls if not call.refused]
         records = fetch_records(server.url, sids, wait_s=30)
         missing = wait_finalized(server.recordings, sids, timeout_s=30)
         if missing:
@@ -625,6 +627,9 @@ def analyse_conversations(level: ConversationLevel, calls: list[LoadCall], recor
     lost_in, lost_out, out_known = 0, 0, True
     received_media = 0
     for call in calls:
+        if call.refused:
+            level.refused += 1
+            continue
         level.lateness_ms += [v * 1000 for v in call.tick_lateness_s]
         level.gaps_ms += [g * 1000 for g in call.underruns.gaps_s]
         level.clears += call.clears_received
@@ -640,6 +645,7 @@ def analyse_conversations(level: ConversationLevel, calls: list[LoadCall], recor
             continue
         turns = record.get("turns") or []
         level.turns_recorded += sum(1 for t in turns if t.get("speaker") == "caller")
+        level.turn_errors += sum(1 for t in turns if t.get("speaker") == "caller" and t.get("error"))
         for entry in pair_latencies(call.caller_ends(turns), call.replies.replies):
             if entry["voice_to_voice_ms"] is not None:
                 level.v2v_ms.append(entry["voice_to_voice_ms"])
@@ -833,18 +839,19 @@ def probe_cell(level: LevelCommon) -> str:
 
 def conversation_table(levels: list[ConversationLevel]) -> str:
     lines = [
-        "| N | v2v p50 ms | v2v p95 ms | v2v max ms | turns replied/spoken | outbound gaps: count / longest ms "
+        "| N | admitted / refused | v2v p50 ms | v2v p95 ms | v2v max ms | turns replied/spoken | turn errors "
+        "| outbound gaps: count / longest ms "
         "| hub block max ms | GET / p50 / max ms | server CPU %: process / hub thread / max 1 s | machine CPU % "
         "| client CPU % | client lag p95 / max ms | RSS MB: rest / peak | MB/call | frames lost in / out |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in levels:
         gaps = f"{len(lv.gaps_ms)} / {ms(max(lv.gaps_ms) if lv.gaps_ms else 0)}"
         lost_in = "–" if lv.frames_lost_in is None else f"{lv.frames_lost_in} of {lv.frames_sent_in}"
         lost_out = "–" if lv.frames_lost_out is None else f"{lv.frames_lost_out} ({lv.out_source})"
         lines.append(
-            f"| {lv.n} | {ms(percentile(lv.v2v_ms, 0.5))} | {ms(percentile(lv.v2v_ms, 0.95))} "
-            f"| {ms(max(lv.v2v_ms) if lv.v2v_ms else None)} | {lv.turns_replied}/{lv.turns_expected} | {gaps} "
+            f"| {lv.n} | {lv.n - lv.refused} / {lv.refused} | {ms(percentile(lv.v2v_ms, 0.5))} | {ms(percentile(lv.v2v_ms, 0.95))} "
+            f"| {ms(max(lv.v2v_ms) if lv.v2v_ms else None)} | {lv.turns_replied}/{lv.turns_expected} | {lv.turn_errors} | {gaps} "
             f"| {hub_cell(lv)} | {probe_cell(lv)} | {cpu_cell(lv)} | {pct(lv.cpu.machine_pct if lv.cpu else None)} "
             f"| {pct(lv.cpu.client_pct if lv.cpu else None)} | {lag_cell(lv)} "
             f"| {ms(lv.rss_base_mb)} / {ms(lv.rss_peak_mb)} | {ms(lv.mb_per_call, 1)} | {lost_in} / {lost_out} |")

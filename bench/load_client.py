@@ -45,6 +45,12 @@ _MEDIA_TEXT = ('{"event": "media", "sequenceNumber": "%d", "media": {"track": "%
                '"timestamp": "%d", "payload": "%s"}, "streamSid": "%s"}')
 
 
+
+def is_refusal(webhook_error: str) -> bool:
+    """True when a failed voice webhook was the server refusing the call (admission control or
+    MAX_CALLS): HTTP 503, or TwiML that hangs up instead of streaming (``answer_call``'s error text)."""
+    return "HTTP 503" in webhook_error or "<Hangup" in webhook_error
+
 def distinguishable(ulaw: bytes) -> bytes:
     """Return μ-law audio with every 0xFF byte (+0) replaced by 0x7F (−0): the same PCM samples,
     but no byte equal to the recorder's gap fill (0xFF), so lost frames can be found."""
@@ -334,6 +340,7 @@ class _Stream:
         self.callback_failures: list[str] = []
         self.stream_started_s: float | None = None
         self.stream_ended_s: float | None = None
+        self.refused = False  # the webhook refused the call (admission control: busy TwiML or HTTP 503)
 
     def _answer_and_connect(self, call_sid: str, account_sid: str):
         from tools.twilio_sim.call import answer_call
@@ -502,7 +509,10 @@ class LoadCall(_Stream):
         try:
             twiml = self._answer_and_connect(self.call_sid, self.account_sid)
         except Exception as exc:  # noqa: BLE001 - CallError, OSError, ConnectionError: the call failed
-            self.error = f"could not connect: {exc}"
+            if is_refusal(str(exc)):
+                self.refused = True
+            else:
+                self.error = f"could not connect: {exc}"
             return
         sids = (self.account_sid, self.call_sid, self.stream_sid)
         reader = None

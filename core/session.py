@@ -270,6 +270,12 @@ class CallSession(StreamSession):
         if not turn.responding:
             self._actions.append(Respond(turn_id, text))
 
+    def is_confirmed(self, turn_id: int) -> bool:
+        """True once ``turn_id`` is a turn the caller waits on: not tentative (a speculative turn
+        whose pause became the endpoint), and not dropped."""
+        turn = self._turns.get(turn_id)
+        return turn is not None and not turn.tentative
+
     def speculation_declined(self, turn_id: int) -> None:
         """The worker did not run the speculative ``Transcribe`` of ``turn_id`` (e.g. under
         load): the turn is dropped, and the endpoint, if it comes, is transcribed as usual."""

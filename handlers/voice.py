@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.call_tokens import TOKEN_PARAMETER
 from core.sids import is_call_sid, is_stream_sid
+from runtime import metrics
 from runtime.blocking import run_blocking
 from twiml.responses import connect_stream, dial, fork_and_dial, say_and_hang_up
 
@@ -93,12 +94,37 @@ def incoming_call() -> Response:
     The caller (``From``), the called number (``To``) and ``CallSid`` from Twilio's webhook
     fields are passed to the stream as ``<Parameter>``s.
     """
+    settings = current_app.config["CALLSTREAM"]
     if _busy():
-        return Response(say_and_hang_up(current_app.config["CALLSTREAM"].busy_message), mimetype="text/xml")
+        metrics.call_refused("max_calls")
+        return Response(say_and_hang_up(settings.busy_message), mimetype="text/xml")
+    if not _admitted():
+        metrics.call_refused("overload")
+        if settings.overload_answer == "503":  # Twilio then requests the number's Fallback URL
+            return Response("overloaded: no engine capacity for another call\n", status=503, mimetype="text/plain",
+                            headers={"Retry-After": "5"})
+        return Response(say_and_hang_up(settings.busy_message), mimetype="text/xml")
+    metrics.call_admitted()
     call_token = _call_token()
     twiml = connect_stream(stream_url(), parameters=_call_parameters(call_token), greeting=current_app.config["CALLSTREAM"].twiml_greeting,
                            **_signalwire_stream(call_token))
     return Response(twiml, mimetype="text/xml")
+
+
+def _admitted() -> bool:
+    """Admission control (``core.admission``): True, and the call's place reserved, if the engines
+    can answer one more conversation within ``OVERLOAD_REPLY_BUDGET_MS``."""
+    services = current_app.extensions["callstream"]
+    decision = services.admission_decision()
+    if not decision.admit:
+        log.warning("overloaded: refusing a call (predicted first reply wait %.1f s > %d ms; %d calls before their "
+                    "first reply, %d past it, engine backlog %.1f core-s)", decision.predicted_wait_s,
+                    services.settings.overload_reply_budget_ms, decision.fresh, decision.settled, services.backlog_core_s)
+        return False
+    call_sid = request.values.get("CallSid", "")
+    if is_call_sid(call_sid):
+        services.admission.reserve(call_sid, time.monotonic(), services.turn_core_s)
+    return True
 
 
 def _busy() -> bool:

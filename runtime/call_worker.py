@@ -29,6 +29,7 @@ import socket
 import time
 from collections import deque
 from dataclasses import replace
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
@@ -52,10 +53,12 @@ from core.stream_session import StreamSession
 from runtime import metrics
 from runtime.blocking import run_blocking, run_engine
 from runtime.call_keeper import CallKeeper
+from runtime.phrases import synthesize_for_stream
 from runtime.reply_stream import END, is_reply_stream, open_reply_stream
 from runtime.server import close_websocket
 from runtime.twilio_rest import complete_call
 from runtime.services import Services
+from speech.engine_queue import CancelToken, Priority
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,9 @@ class CallWorker:
         self._frames_lost_reported = 0
         self._started_s: float | None = None  # monotonic time the start message arrived
         self._live: tuple[str, str] | None = None  # (mode, call SID) in services.live_calls
+        self._admission_key: str | None = None  # this call in services.admission, once started
+        self._caller_spoke = False  # a caller turn has been recognized (its reply settles the call in admission)
+        self._speculating: dict[int, CancelToken] = {}  # turn id → its speculative recognition's token
         self._pending = False  # counted in services.pending_streams
         self._counted = False  # counted in services.active_calls
         self._max_ahead_s: float = services.settings.max_media_ahead_s
@@ -147,6 +153,9 @@ class CallWorker:
         if self._live is not None:
             services.live_calls[self._live[0]].discard(self._live[1])
             self._live = None
+        if self._admission_key is not None:
+            services.admission.ended(self._admission_key)
+            self._admission_key = None
         services.workers.discard(self)
         if self._mode is not None:
             metrics.call_ended(self._mode)
@@ -267,6 +276,11 @@ class CallWorker:
         self._pending = False
         services.active_calls += 1
         self._counted = True
+        # A fork's utterances have no reply to wait for: it counts as settled from the start.
+        self._admission_key = start.call_sid if mode == "conversation" else f"fork:{start.call_sid}"
+        services.admission.started(self._admission_key, self._started_s, services.turn_core_s)
+        if mode == "fork":
+            services.admission.answered(self._admission_key)
         return None
 
     def end(self, reason: str) -> None:
@@ -404,6 +418,15 @@ class CallWorker:
         if self.session is not None:
             for latency_ms in self.session.take_latency_reports():
                 metrics.observe_turn_latency(latency_ms)
+            if self._speculating:
+                self._promote_confirmed()
+
+    def _promote_confirmed(self) -> None:
+        """A speculative recognition whose pause became the endpoint now has a caller waiting on it."""
+        for turn_id, token in list(self._speculating.items()):
+            if self.session.is_confirmed(turn_id):
+                token.promote(Priority.CRITICAL)
+                del self._speculating[turn_id]
 
     def _spawn(self, key: tuple[str, int], func: Callable, action: Any) -> None:
         job = gevent.spawn(func, action)
@@ -428,10 +451,16 @@ class CallWorker:
             self.session.speculation_declined(action.turn_id)  # the endpoint will be transcribed as usual
             self._perform(self.session.actions_to_perform())
             return
+        # A fork's transcript has no caller waiting on it; a speculative one may be thrown away.
+        priority = Priority.SPECULATIVE if action.speculative else Priority.SOON if self._mode == "fork" else Priority.CRITICAL
+        cancel = CancelToken()
+        if action.speculative:
+            self._speculating[action.turn_id] = cancel
         began = time.monotonic()
         try:
             text = run_engine(
-                self.services.recognize, action.pcm, action.sample_rate, timeout_s=settings.recognition_timeout_s
+                self.services.recognize, action.pcm, action.sample_rate, priority, cancel,
+                timeout_s=settings.recognition_timeout_s,
             )
             error = None
         except gevent.Timeout:
@@ -440,12 +469,16 @@ class CallWorker:
         except Exception as exc:  # engine failure: reported, never passed to the responder
             text, error = None, "recognition failed"
             self.log.warning("turn %d: recognition failed: %s: %s", action.turn_id, type(exc).__name__, exc)
+        finally:  # a timeout, or the job killed (barge-in, the caller went on): not decoded if still queued
+            cancel.cancel()
+            self._speculating.pop(action.turn_id, None)
         elapsed_ms = (time.monotonic() - began) * 1000
         if error is None:
             metrics.observe_recognition(elapsed_ms / 1000)
         audio_ms = len(action.pcm) // 2 * 1000 // action.sample_rate
         self.log.info("turn %d: recognized %s from %d ms of audio in %.0f ms%s", action.turn_id, self._words(text), audio_ms,
                       elapsed_ms, " (speculative)" if action.speculative else "")
+        self._caller_spoke = self._caller_spoke or bool(text)
         self.session.receive_transcript(action.turn_id, text, error, elapsed_ms=round(elapsed_ms))
         self._perform(self.session.actions_to_perform())
 
@@ -539,22 +572,32 @@ class CallWorker:
             self._speech_queues.pop(reply_id, None)
 
     def _speak_sentence(self, reply_id: int, index: int, sentence: str, offline_voice: bool) -> bool:
-        """Synthesize one sentence and hand it to the session; False if synthesis failed."""
+        """Synthesize one sentence (or take a fixed phrase's from the cache) and hand it to the session;
+        False if synthesis failed."""
         timeout_s = self.services.settings.synthesis_timeout_s
         offline = self.services.offline_synthesizer
         engines = [offline] if offline_voice else [self.services.synthesizer]
         if engines[0] is not offline:
             engines.append(offline)  # the online voice failed: the same sentence in the offline one
+        # The first sentence is what the caller waits for; a later one is needed when the one
+        # before it has played.
+        priority = Priority.CRITICAL if index == 0 else Priority.SOON
+        phrases = self.services.phrases
         began = time.monotonic()
-        audio, error = None, None
-        for engine in engines:
+        audio, error = phrases.get(engines[0].name, self.stream_format, sentence), None
+        for engine in engines if audio is None else ():
+            cancel = CancelToken()
             try:
-                audio = run_engine(_synthesize_for_stream, self.stream_format, engine.synthesize, sentence, timeout_s=timeout_s)
+                synthesize = partial(engine.synthesize, priority=priority, cancel=cancel)
+                audio = run_engine(synthesize_for_stream, self.stream_format, synthesize, sentence, timeout_s=timeout_s)
+                phrases.put(engine.name, self.stream_format, sentence, audio)
                 break
             except gevent.Timeout:
                 error = f"{engine.name} timed out after {timeout_s} s"
             except Exception as exc:
                 error = f"{engine.name}: {type(exc).__name__}: {exc}"
+            finally:
+                cancel.cancel()
             self.log.warning("reply %d: synthesis failed (%s)%s", reply_id, error,
                              "; trying the offline voice" if engine is not engines[-1] else "")
         if audio is None:  # the record gets the category; the engine's words stay in the log
@@ -565,6 +608,8 @@ class CallWorker:
         metrics.observe_synthesis(elapsed_ms / 1000)
         self.log.info("reply %d: sentence %d, %d ms of audio synthesized in %.0f ms",
                       reply_id, index + 1, len(audio) // self.stream_format.bytes_per_ms, elapsed_ms)
+        if index == 0 and self._caller_spoke and self._admission_key is not None:
+            self.services.admission.answered(self._admission_key)  # the first turn's critical work is done
         self.session.receive_speech(reply_id, index, audio, elapsed_ms=round(elapsed_ms))
         self._perform(self.session.actions_to_perform())
         return True
@@ -593,9 +638,3 @@ class CallWorker:
                 self._abort()
                 return
 
-
-def _synthesize_for_stream(wire: StreamFormat, synthesize: Callable, text: str) -> bytes:
-    """Synthesize ``text`` and convert it to the stream's wire format: soxr to its rate, then
-    μ-law or L16 (runs in a thread)."""
-    audio = synthesize(text)
-    return wire.encode(audio.samples, audio.sample_rate)

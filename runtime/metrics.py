@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
@@ -58,6 +58,9 @@ MEDIA_MESSAGES = Counter("callstream_media_messages", "Media Stream media messag
                          ["direction"])
 FRAMES_LOST = Counter("callstream_frames_lost", "Inbound 20 ms frames missing from the media clock (timestamp gaps).")
 HUB_BLOCKS = Counter("callstream_hub_blocks", "Times the gevent hub was blocked longer than HUB_BLOCK_THRESHOLD_MS.")
+CALLS_ADMITTED = Counter("callstream_calls_admitted", "Conversation webhooks answered with a stream (admission control let them in).")
+CALLS_REFUSED = Counter("callstream_calls_refused", "Conversation webhooks refused: over MAX_CALLS or shutting down (max_calls), or the engines' backlog (overload).", ["reason"])
+ENGINE_BACKLOG = Gauge("callstream_engine_backlog_core_seconds", "Estimated core-seconds of this machine's CPU that the speech engines have queued and running.")
 HUB_BLOCK_MAX = Gauge("callstream_hub_block_max_seconds", "Longest gevent hub block seen since the process started.")
 
 # Pre-bound children: the per-message paths skip the label lookup (1.3 µs → 0.4 µs), and every
@@ -66,6 +69,8 @@ _ACTIVE = {mode: ACTIVE_CALLS.labels(mode=mode) for mode in MODES}
 _STAGE = {stage: TURN_LATENCY.labels(stage=stage) for stage in STAGES}
 _MEDIA_IN = MEDIA_MESSAGES.labels(direction="in")
 _MEDIA_OUT = MEDIA_MESSAGES.labels(direction="out")
+for _reason in ("max_calls", "overload"):
+    CALLS_REFUSED.labels(_reason)
 _hub_block_max_s = 0.0
 
 
@@ -144,6 +149,21 @@ def observe_recognition(seconds: float) -> None:
 def observe_synthesis(seconds: float) -> None:
     """Record the synthesis engine time of one sentence, in seconds (wall clock)."""
     SYNTHESIS.observe(seconds)
+
+
+def call_admitted() -> None:
+    """A conversation webhook was answered with a stream."""
+    CALLS_ADMITTED.inc()
+
+
+def call_refused(reason: str) -> None:
+    """A conversation webhook was refused: ``"max_calls"`` (or shutting down) or ``"overload"``."""
+    CALLS_REFUSED.labels(reason).inc()
+
+
+def track_engine_backlog(backlog_core_s: Callable[[], float]) -> None:
+    """Report ``backlog_core_s()`` as the engine backlog gauge, read at each scrape."""
+    ENGINE_BACKLOG.set_function(backlog_core_s)
 
 
 def hub_blocked(seconds: float) -> None:

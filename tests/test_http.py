@@ -211,3 +211,35 @@ def test_a_signalwire_answer_also_carries_the_call_token_in_its_bearer_token(app
 def test_stream_sockets_are_pinged_unless_turned_off(app_settings):
     assert create_app(app_settings).config["SOCK_SERVER_OPTIONS"]["ping_interval"] == 25
     assert create_app({**app_settings, "WS_PING_INTERVAL_S": 0}).config["SOCK_SERVER_OPTIONS"]["ping_interval"] is None
+
+
+def _conversation_webhooks(client, count):
+    """POST /incoming-call for ``count`` new calls; return the responses."""
+    return [client.post("/incoming-call", data={"CallSid": f"CA{index:032x}", "From": "+15550001"}) for index in range(count)]
+
+
+@pytest.mark.parametrize("answer", ["busy", "503"])
+def test_calls_that_would_wait_past_the_reply_budget_are_refused_at_the_webhook(app_settings, answer):
+    app = create_app({**app_settings, "OVERLOAD_ANSWER": answer, "BUSY_MESSAGE": "Busy, goodbye."})
+    services = app.extensions["callstream"]
+    turn_core_s = services.turn_core_s
+    assert turn_core_s > 0.3  # local engines: a turn costs this machine's cores
+    fits = int(services.admission.cores * 1.5 // turn_core_s)  # first turns that land together within 1.5 s
+    responses = _conversation_webhooks(app.test_client(), fits + 2)
+    admitted = [r for r in responses if r.status_code == 200 and ET.fromstring(r.data).find("Connect/Stream") is not None]
+    refused = responses[len(admitted):]
+    assert len(admitted) == fits and len(refused) == 2
+    for response in refused:
+        if answer == "503":
+            assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        else:
+            root = ET.fromstring(response.data)
+            assert [child.tag for child in root] == ["Say", "Hangup"] and root.find("Say").text == "Busy, goodbye."
+    metrics_text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'callstream_calls_refused_total{reason="overload"}' in metrics_text
+    assert "callstream_engine_backlog_core_seconds" in metrics_text
+
+
+def test_admission_control_is_off_with_a_zero_budget(app_settings):
+    client = create_app({**app_settings, "OVERLOAD_REPLY_BUDGET_MS": 0}).test_client()
+    assert all(ET.fromstring(r.data).find("Connect/Stream") is not None for r in _conversation_webhooks(client, 20))
