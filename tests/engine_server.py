@@ -172,7 +172,9 @@ def _handler_for(server: EngineServer):
                 sf.write(out, samples, sample_rate, format="WAV", subtype="PCM_16")
                 self._send(200, "audio/wav", out.getvalue())
                 return
-            pcm = soxr.resample(samples, sample_rate, PCM_SAMPLE_RATE, "HQ").astype("<i2").tobytes() if len(samples) else b""
+            if sample_rate != PCM_SAMPLE_RATE and len(samples):
+                samples = soxr.resample(samples, sample_rate, PCM_SAMPLE_RATE, "HQ")
+            pcm = samples.astype("<i2").tobytes()
             self.send_response(200)
             self.send_header("Content-Type", "audio/pcm")
             self.send_header("Transfer-Encoding", "chunked")
