@@ -101,10 +101,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         recognizer_options = {"key": settings.google_speech_key or None}
     elif settings.recognizer == "whisper":
         recognizer_options = {"num_workers": settings.recognition_workers, "cpu_threads": settings.recognition_cpu_threads}
+    elif settings.recognizer == "openai":
+        recognizer_options = {"base_url": settings.recognizer_base_url, "model": settings.recognizer_model,
+                              "api_key": settings.recognizer_api_key, "timeout_s": settings.recognizer_http_timeout_s}
+    synthesizer_options: dict[str, Any] = {}
+    if settings.synthesizer == "openai":
+        synthesizer_options = {"base_url": settings.synthesizer_base_url, "model": settings.synthesizer_model,
+                               "voice": settings.synthesizer_voice, "api_key": settings.synthesizer_api_key,
+                               "response_format": settings.synthesizer_response_format,
+                               "timeout_s": settings.synthesizer_http_timeout_s}
     services = Services(
         settings=settings,
         recognizer=make_recognizer(settings.recognizer, language=settings.language, **recognizer_options),
-        synthesizer=make_synthesizer(settings.synthesizer),
+        synthesizer=make_synthesizer(settings.synthesizer, **synthesizer_options),
         responder=responder,
         store=open_store(settings),
         fallback_synthesizer=make_synthesizer("piper") if settings.synthesizer != "piper" else None,

@@ -34,6 +34,7 @@ from audio.errors import AudioFormatError
 from speech._factory import build_engine
 from speech.engine_queue import CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
 from speech.errors import EngineConfigError, RecognitionError
+from speech.openai_engines import OpenAIRecognizer
 
 ENGINE_SAMPLE_RATE = WHISPER_SAMPLE_RATE
 """Sample rate (Hz) of the AudioData handed to every engine."""
@@ -461,6 +462,7 @@ class GoogleRecognizer:
 _ENGINES: dict[str, type] = {
     "whisper": WhisperRecognizer,
     "google": GoogleRecognizer,
+    "openai": OpenAIRecognizer,  # any OpenAI-compatible /audio/transcriptions (speech/openai_engines.py)
 }
 
 

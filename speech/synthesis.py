@@ -30,6 +30,7 @@ import soundfile as sf
 from speech._factory import build_engine
 from speech.engine_queue import CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
 from speech.errors import EngineConfigError, SynthesisError
+from speech.openai_engines import OpenAISynthesizer
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing ndarrays has no single truth value
@@ -338,6 +339,7 @@ class GTTSSynthesizer:
 _ENGINES: dict[str, type] = {
     "piper": PiperSynthesizer,
     "gtts": GTTSSynthesizer,
+    "openai": OpenAISynthesizer,  # any OpenAI-compatible /audio/speech (speech/openai_engines.py)
 }
 
 

@@ -227,7 +227,7 @@ def test_make_recognizer_builds_engines_without_loading():
 
 
 def test_make_recognizer_rejects_unknown_engine_and_options():
-    with pytest.raises(EngineConfigError, match="'google', 'whisper'"):
+    with pytest.raises(EngineConfigError, match="'google', 'openai', 'whisper'"):
         make_recognizer("sphinx")  # removed: pocketsphinx's WER was ≈0.7 on phone speech
     with pytest.raises(EngineConfigError):
         make_recognizer("google", beam_size=2)

@@ -155,7 +155,7 @@ def test_synthesized_audio_checks_its_samples():
 def test_make_synthesizer():
     assert make_synthesizer("piper").name == "piper"
     assert make_synthesizer("gtts", lang="en", tld="co.uk").name == "gtts"
-    with pytest.raises(EngineConfigError, match="'gtts', 'piper'"):
+    with pytest.raises(EngineConfigError, match="'gtts', 'openai', 'piper'"):
         make_synthesizer("espeak")
     with pytest.raises(EngineConfigError):
         make_synthesizer("gtts", voice="joe")
