@@ -441,6 +441,14 @@ def split_at_long_pause(ulaw: bytes, min_pause_ms: int = 700) -> list[bytes]:
     return [ulaw[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
+# What each utterance says (tests/data's references; jfk.flac's cut falls after "ask not").
+REFERENCES = {
+    "jfk.flac[1/2]": "and so my fellow americans ask not",
+    "jfk.flac[2/2]": "what your country can do for you ask what you can do for your country",
+    "sr_english.wav": "one two three",
+}
+
+
 def load_utterances(corpus: Path) -> list[tuple[str, bytes]]:
     """The caller's utterances: ``jfk.flac`` cut at its long pause, then ``sr_english.wav``; μ-law 8 kHz,
     with 0xFF bytes replaced by 0x7F (``distinguishable``)."""
@@ -514,6 +522,7 @@ class ConversationLevel(LevelCommon):
     clears: int = 0
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
     refused: int = 0  # calls the webhook refused (admission control)
+    wer: list[float] = field(default_factory=list)  # per answered call: its caller turns against what it said
     turn_errors: int = 0  # caller turns the server recorded with an error (a timed-out engine: the caller heard the apology)
 
 
@@ -580,6 +589,7 @@ def run_conversation_level(n: int, args, utterances: list[tuple[str, bytes]]) ->
     server = Server(work, env).start()
     level.hub_threshold_ms = args.hub_threshold_ms
     audio = [ulaw for _, ulaw in utterances]
+    labels = [label for label, _ in utterances]
     payloads: dict[bytes, str] = {}
     try:
         if not args.no_warmup_call:
@@ -594,6 +604,7 @@ def run_conversation_level(n: int, args, utterances: list[tuple[str, bytes]]) ->
             order = [audio[(i + k) % len(audio)] for k in range(args.turns)]
             calls.append(LoadCall(server.url, order, start_s + i * args.spread_s / n, greeting=args.greeting,
                                   payloads=payloads))
+            calls[-1].reference = " ".join(REFERENCES.get(labels[(i + k) % len(labels)], "") for k in range(args.turns))
         sampler = Sampler(server)
         greenlets = [gevent.spawn(call.run) for call in calls]
         gevent.sleep(max(0.0, start_s - time.monotonic()))
@@ -646,6 +657,12 @@ def analyse_conversations(level: ConversationLevel, calls: list[LoadCall], recor
         turns = record.get("turns") or []
         level.turns_recorded += sum(1 for t in turns if t.get("speaker") == "caller")
         level.turn_errors += sum(1 for t in turns if t.get("speaker") == "caller" and t.get("error"))
+        reference = getattr(call, "reference", "")
+        if reference.strip():
+            from tools.wer import word_error_rate
+
+            heard = " ".join(t.get("text") or "" for t in turns if t.get("speaker") == "caller")
+            level.wer.append(word_error_rate(reference, heard))
         for entry in pair_latencies(call.caller_ends(turns), call.replies.replies):
             if entry["voice_to_voice_ms"] is not None:
                 level.v2v_ms.append(entry["voice_to_voice_ms"])
@@ -839,11 +856,11 @@ def probe_cell(level: LevelCommon) -> str:
 
 def conversation_table(levels: list[ConversationLevel]) -> str:
     lines = [
-        "| N | admitted / refused | v2v p50 ms | v2v p95 ms | v2v max ms | turns replied/spoken | turn errors "
+        "| N | admitted / refused | v2v p50 ms | v2v p95 ms | v2v max ms | turns replied/spoken | turn errors | WER mean / max "
         "| outbound gaps: count / longest ms "
         "| hub block max ms | GET / p50 / max ms | server CPU %: process / hub thread / max 1 s | machine CPU % "
         "| client CPU % | client lag p95 / max ms | RSS MB: rest / peak | MB/call | frames lost in / out |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in levels:
         gaps = f"{len(lv.gaps_ms)} / {ms(max(lv.gaps_ms) if lv.gaps_ms else 0)}"
@@ -851,7 +868,8 @@ def conversation_table(levels: list[ConversationLevel]) -> str:
         lost_out = "–" if lv.frames_lost_out is None else f"{lv.frames_lost_out} ({lv.out_source})"
         lines.append(
             f"| {lv.n} | {lv.n - lv.refused} / {lv.refused} | {ms(percentile(lv.v2v_ms, 0.5))} | {ms(percentile(lv.v2v_ms, 0.95))} "
-            f"| {ms(max(lv.v2v_ms) if lv.v2v_ms else None)} | {lv.turns_replied}/{lv.turns_expected} | {lv.turn_errors} | {gaps} "
+            f"| {ms(max(lv.v2v_ms) if lv.v2v_ms else None)} | {lv.turns_replied}/{lv.turns_expected} | {lv.turn_errors} "
+            f"| {ms(sum(lv.wer) / len(lv.wer) if lv.wer else None, 2)} / {ms(max(lv.wer) if lv.wer else None, 2)} | {gaps} "
             f"| {hub_cell(lv)} | {probe_cell(lv)} | {cpu_cell(lv)} | {pct(lv.cpu.machine_pct if lv.cpu else None)} "
             f"| {pct(lv.cpu.client_pct if lv.cpu else None)} | {lag_cell(lv)} "
             f"| {ms(lv.rss_base_mb)} / {ms(lv.rss_peak_mb)} | {ms(lv.mb_per_call, 1)} | {lost_in} / {lost_out} |")

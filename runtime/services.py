@@ -76,7 +76,11 @@ class Services:
 
     @property
     def recognizer_busy(self) -> bool:
-        """As many recognitions run as there are cores: speculative ones would only slow the others."""
+        """As many recognitions run as there are cores: speculative ones would only slow the others
+        (never for an engine on another machine, which costs this machine's cores nothing)."""
+        cost_core_s = getattr(self.recognizer, "cost_core_s", None)
+        if cost_core_s is not None and not cost_core_s(TYPICAL_UTTERANCE_S):
+            return False
         return self.recognitions_running >= usable_cores()
 
     def recognize(self, pcm: bytes, sample_rate: int, priority: Priority = Priority.CRITICAL,

@@ -295,8 +295,14 @@ class OpenAIRecognizer:
     def __repr__(self) -> str:
         return f"OpenAIRecognizer({self._endpoint.url!r}, model={self.model!r})"
 
-    def transcribe(self, pcm: bytes, sample_rate: int) -> str:
-        """Transcribe one utterance over HTTP.
+    backlog_core_s = 0.0  # the work runs on the service's machines
+
+    def cost_core_s(self, audio_s: float) -> float:
+        """Nothing of this machine's CPU beyond a WAV encode (counted as 0)."""
+        return 0.0
+
+    def transcribe(self, pcm: bytes, sample_rate: int, *, priority: Any = None, cancel: Any = None) -> str:
+        """Transcribe one utterance over HTTP (``priority`` and ``cancel`` are ignored: requests are not queued).
 
         Args:
             pcm: PCM16 signed little-endian mono at ``sample_rate`` Hz (the call worker passes
@@ -461,8 +467,14 @@ class OpenAISynthesizer:
             return int(self.max_audio_s * self.pcm_sample_rate) * 2
         return int(self.max_audio_s * 48000) * 2 * 2 + 1024  # wav: 48 kHz stereo, plus headers
 
-    def synthesize(self, text: str) -> SynthesizedAudio:
-        """Speak ``text`` through the server.
+    backlog_core_s = 0.0  # the work runs on the service's machines
+
+    def cost_core_s(self, text: str) -> float:
+        """Nothing of this machine's CPU beyond decoding the answer (counted as 0)."""
+        return 0.0
+
+    def synthesize(self, text: str, *, priority: Any = None, cancel: Any = None) -> SynthesizedAudio:
+        """Speak ``text`` through the server (``priority`` and ``cancel`` are ignored: requests are not queued).
 
         Args:
             text: the text, at most ``MAX_INPUT_CHARS`` characters; empty or whitespace-only
