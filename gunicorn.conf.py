@@ -52,7 +52,8 @@ def machine_memory_mb() -> int:
     limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # cgroup v2, v1
         try:
-            text = open(path).read().strip()
+            with open(path) as limit:
+                text = limit.read().strip()
         except OSError:
             continue
         if text.isdigit():  # v2 says "max" when unlimited; v1 a huge number (min() drops it)
