@@ -9,6 +9,7 @@ See docs/deploy.md for why each number is what it is.
 
 import math
 import os
+import secrets
 
 from dotenv import load_dotenv
 
@@ -26,8 +27,42 @@ bind = [f"0.0.0.0:{_settings.port}"]
 # gevent: one greenlet per connection, so hundreds of long-lived WebSockets fit in one process.
 worker_class = "gevent"
 
-# One process: the speech models are loaded once per process (~450 MB); scale with dynos, not workers.
-workers = 1
+# Peak memory of one worker: ~450 MB of speech models after start-up, ~800 MB at 25 calls (docs/benchmarks.md).
+WORKER_MEMORY_MB = 800
+
+
+def worker_count(requested: int, cores: int, memory_mb: int) -> int:
+    """``WEB_CONCURRENCY``, at most one worker per core and per ``WORKER_MEMORY_MB``, at least one.
+
+    Each worker loads its own models and shares the cores: workers beyond the cores add no capacity,
+    and Heroku's buildpack sets ``WEB_CONCURRENCY`` for 256 MB processes (4 on a 1 GB dyno).
+    """
+    return max(1, min(requested, cores, memory_mb // WORKER_MEMORY_MB))
+
+
+def machine_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_memory_mb() -> int:
+    """The memory this process may use: the container's cgroup limit, else the machine's RAM, MB."""
+    limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # cgroup v2, v1
+        try:
+            with open(path) as limit:
+                text = limit.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # v2 says "max" when unlimited; v1 a huge number (min() drops it)
+            limits.append(int(text))
+    return min(limits) // (1024 * 1024)
+
+
+# WEB_CONCURRENCY (default 1) worker processes, each a whole server with its own models: see worker_count.
+workers = worker_count(_settings.web_concurrency, machine_cores(), machine_memory_mb())
 
 # The gevent worker monkey-patches before loading the app; a preloaded app would be imported unpatched.
 preload_app = False
@@ -60,6 +95,22 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
 # gunicorn >= 25's control socket has one path per user: unused on a dyno, contended by two local servers.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """In the master, before the workers start: say how many, and give them one stream-token key.
+
+    A call's webhook and its media stream may reach different workers; the stream is admitted with
+    a token the webhook made (``core.call_tokens``). The token key comes from the signing secret;
+    without any secret each process would make a random one, so the master makes it once here
+    (as ``STREAM_BEARER_TOKEN``, which keys the tokens when no signing secret is set) and every
+    worker inherits it. Several dynos need a secret they share: ``TWILIO_AUTH_TOKEN`` (production).
+    """
+    if workers < _settings.web_concurrency:
+        server.log.warning("WEB_CONCURRENCY=%d, starting %d worker(s): at most one per core and per %d MB (%d cores, %d MB)",
+                           _settings.web_concurrency, workers, WORKER_MEMORY_MB, machine_cores(), machine_memory_mb())
+    if not (_settings.twilio_auth_token or _settings.signalwire_signing_key or _settings.stream_bearer_token):
+        os.environ["STREAM_BEARER_TOKEN"] = secrets.token_urlsafe(32)
 
 
 def post_worker_init(worker):

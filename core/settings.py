@@ -94,6 +94,7 @@ class Settings:
     """
 
     port: int = _setting(5050, _int_range(0, 65535), "TCP port the server listens on, `python app.py` or gunicorn (`gunicorn.conf.py` binds `0.0.0.0:$PORT`, as a PaaS sets it).")
+    web_concurrency: int = _setting(1, _int_range(1, 64), "gunicorn worker processes (`gunicorn.conf.py`; `python app.py` is one process). Each worker is a whole server with its own speech models (about 450 MB after start-up, 800 MB at 25 calls) sharing the machine's cores, so workers beyond the cores add no capacity; `MAX_CALLS` and `/metrics` are per worker. gunicorn.conf.py starts at most one worker per core and per 800 MB of memory: Heroku's Python buildpack sets this variable by dyno size when it is not a config var (4 on a 1 GB standard-2x). See docs/deploy.md, \"Scaling\".")
     public_url: str = _setting("", _url, "Public base URL, e.g. `https://abc.ngrok.app`; the stream URL becomes `wss://<host>/media-stream`. Unset: the host of the webhook request.")
     twilio_account_sid: str = _setting("", str, "Twilio account SID. With `TWILIO_AUTH_TOKEN`, a call the server ends is also hung up through the REST API (`Status=completed`), whatever TwiML follows `</Connect>`.")
     twilio_auth_token: str = _setting("", str, "Twilio auth token. When set, every webhook and the media stream's WebSocket upgrade must carry a valid `X-Twilio-Signature` (else 403).", secret=True)

@@ -5,6 +5,7 @@ The quickstart runs against a real local HTTP server that answers like an ngrok 
 
 import json
 import math
+import os
 import re
 import socket
 import threading
@@ -119,7 +120,7 @@ def gunicorn_end_calls_s() -> float:
 def default_environment(monkeypatch):
     """The settings gunicorn.conf.py reads, at their defaults (set, so that a local .env cannot change them)."""
     defaults = {s.name: s.default for s in SETTINGS}
-    for name in ("PORT", "SHUTDOWN_GRACE_S", "MAX_CALLS", "LOG_LEVEL"):
+    for name in ("PORT", "WEB_CONCURRENCY", "SHUTDOWN_GRACE_S", "MAX_CALLS", "LOG_LEVEL"):
         monkeypatch.setenv(name, str(defaults[name]))
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
 
@@ -156,6 +157,65 @@ def test_gunicorn_config_follows_the_environment(monkeypatch):
     assert cfg.graceful_timeout == math.ceil(10.5) + gunicorn_end_calls_s()
     assert cfg.worker_connections == 2 * 1000 + 100
     assert cfg.forwarded_allow_ips == ["10.0.0.1"]
+
+
+def gunicorn_file_value(name: str):
+    return ConfigOnly(REPO / "gunicorn.conf.py").file_values[name]
+
+
+def test_gunicorn_workers_follow_web_concurrency_up_to_the_cores_and_memory(monkeypatch):
+    default_environment(monkeypatch)
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    cfg = load_gunicorn_config()
+    cores, memory_mb = gunicorn_file_value("machine_cores")(), gunicorn_file_value("machine_memory_mb")()
+    assert cfg.workers == min(2, cores, memory_mb // 800) >= 1  # this machine: 2 cores, 24 GB
+    worker_count = gunicorn_file_value("worker_count")
+    # Heroku's Python buildpack sets WEB_CONCURRENCY, unless it is a config var, to min(2 × cores + 1, MB / 256):
+    # 2 on 512 MB dynos, 4 on standard-2x (1 GB), 5 on performance-m (2.5 GB, 2 cores), 17 on performance-l (8 cores).
+    assert worker_count(2, 8, 512) == 1
+    assert worker_count(4, 2, 1024) == 1  # two workers of ~450 MB would not fit with their calls
+    assert worker_count(5, 2, 2560) == 2
+    assert worker_count(17, 8, 14336) == 8
+    assert worker_count(1, 8, 14336) == 1  # the default
+    assert worker_count(3, 4, 4096) == 3
+
+
+class FakeArbiter:
+    def __init__(self):
+        self.warnings = []
+        self.log = SimpleNamespace(warning=lambda *args: self.warnings.append(args[0] % args[1:]))
+
+
+def test_without_a_secret_gunicorns_workers_share_one_stream_token_key(monkeypatch):
+    # A call's webhook and its stream may reach different workers: the stream's token must be one the
+    # other worker accepts. With no signing secret each process would key its tokens at random.
+    from runtime.services import Services
+
+    default_environment(monkeypatch)
+    for name in ("TWILIO_AUTH_TOKEN", "SIGNALWIRE_SIGNING_KEY", "STREAM_BEARER_TOKEN"):
+        monkeypatch.setenv(name, "")  # restored after the test: on_starting sets one
+    monkeypatch.setenv("WEB_CONCURRENCY", "64")
+    arbiter = FakeArbiter()
+    cfg = load_gunicorn_config()
+    cfg.on_starting(arbiter)
+    key = os.environ["STREAM_BEARER_TOKEN"]
+    assert len(key) >= 40
+    assert arbiter.warnings and arbiter.warnings[0].startswith(f"WEB_CONCURRENCY=64, starting {cfg.workers} worker(s)")
+
+    def worker():  # what each forked worker's create_app builds from the inherited environment
+        return Services(settings=load_settings(os.environ), recognizer=None, synthesizer=None, responder=None, store=None)
+
+    first, second = worker(), worker()
+    call_sid, now = "CA" + "0" * 32, time.time()
+    assert second.call_tokens.check(call_sid, {"callstream_token": first.call_tokens.make(call_sid, now)}, now) is None
+    assert second.call_tokens.check("CA" + "1" * 32, {"callstream_token": first.call_tokens.make(call_sid, now)}, now)
+
+    monkeypatch.setenv("STREAM_BEARER_TOKEN", "")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "a-real-auth-token")  # the secret keys the tokens: nothing to add
+    monkeypatch.setenv("WEB_CONCURRENCY", "1")
+    arbiter = FakeArbiter()
+    load_gunicorn_config().on_starting(arbiter)
+    assert os.environ["STREAM_BEARER_TOKEN"] == "" and arbiter.warnings == []
 
 
 def test_post_worker_init_ends_calls_after_the_grace_once_gunicorn_stops(monkeypatch):

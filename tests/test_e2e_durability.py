@@ -1,6 +1,7 @@
 """End to end: the real server (``python app.py``, real engines) and callsim, with the call
-store's PostgreSQL cut under a live call (``tests.db_proxy``), and two servers sharing one
-database and one ``RECORDINGS_DIR`` (issue #11, F7 and F10). Slow: marked ``e2e``.
+store's PostgreSQL cut under a live call (``tests.db_proxy``), and several processes on one
+database taking calls at once: two servers sharing one ``RECORDINGS_DIR`` (issue #11, F7 and F10),
+and the Procfile's gunicorn with two workers (issue #13). Slow: marked ``e2e``.
 """
 
 import json
@@ -15,7 +16,8 @@ import pytest
 import requests
 
 from tests.db_proxy import DatabaseProxy
-from tests.test_e2e import ONE_TWO_THREE, REPO, finished_call, free_port, start_server, stop_server
+from tests.test_e2e import ONE_TWO_THREE, REPO, finished_call, free_port, procfile_command, start_server, stop_server
+from tools.wer import word_error_rate
 
 pytestmark = pytest.mark.e2e
 
@@ -108,8 +110,11 @@ def test_calls_ended_during_a_database_outage_are_filed_when_it_is_back(tmp_path
     assert not (folders / call_sid).exists() and not (folders / second_sid).exists()  # the bytes live in the database
 
 
-def test_two_servers_on_one_database_leave_each_others_calls_alone(tmp_path, pg_name):
-    settings = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{pg_name}", "RECORDINGS_DIR": str(tmp_path / "recordings")}
+def test_two_servers_on_one_database_take_calls_at_once_and_leave_each_others_alone(tmp_path, pg_name):
+    # Two dynos on one PostgreSQL (or a new dyno starting next to the old one), recordings kept in the
+    # database (the PaaS setup), one RECORDINGS_DIR for the folders of the calls in progress.
+    settings = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{pg_name}", "RECORDINGS_STORE": "database",
+                "RECORDINGS_DIR": str(tmp_path / "recordings")}
     first, first_url = start_server([sys.executable, "app.py"], tmp_path / "first.log", free_port(), **settings)
     second = None
     try:
@@ -128,17 +133,71 @@ def test_two_servers_on_one_database_leave_each_others_calls_alone(tmp_path, pg_
         assert short_caller.wait(timeout=120) == 0
         assert long_caller.wait(timeout=180) == 0
         short_sid = call_sid_of(short_report)
-        for url in (first_url, second_url):  # one history, whichever server answers
-            for call_sid in (long_sid, short_sid):
-                call = finished_call(url, call_sid)
-                assert call["ended_at"] is not None and call["turns"]
         assert call_sid_of(long_report) == long_sid
-        assert (folder / "filed").exists() and (tmp_path / "recordings" / short_sid / "filed").exists()
+        check_shared_history(tmp_path, [first_url, second_url], [long_sid, short_sid], in_database=True)
     finally:
         if second is not None:
             stop_server(second)
         stop_server(first)
     assert "filed call" not in (tmp_path / "second.log").read_text()
+
+
+def test_gunicorn_workers_on_one_database_take_calls_at_once(tmp_path, pg_name):
+    # The Procfile's command with WEB_CONCURRENCY=2: two workers behind one port, each a whole server (its
+    # models, its row in instances); the kernel gives each connection to either, so a call's webhook, its
+    # stream and its callbacks may reach different workers. Recordings filed in one shared folder.
+    database = f"postgres://postgres@127.0.0.1:5432/{pg_name}"
+    settings = {"DATABASE_URL": database, "RECORDINGS_DIR": str(tmp_path / "recordings"), "WEB_CONCURRENCY": "2"}
+    process, url = start_server(procfile_command(), tmp_path / "gunicorn.log", free_port(), **settings)
+    try:
+        deadline = time.monotonic() + 60
+        while len(instance_rows(pg_name)) < 2:  # both workers registered
+            assert time.monotonic() < deadline, "the second worker never started"
+            time.sleep(0.2)
+        callers = [start_call(tmp_path, url, ONE_TWO_THREE, name=f"call{n}", caller=f"+1555123000{n}") for n in (1, 2)]
+        assert [caller.wait(timeout=120) for caller, _ in callers] == [0, 0]
+        call_sids = [call_sid_of(report) for _, report in callers]
+        check_shared_history(tmp_path, [url], call_sids, in_database=False)
+        workers = instance_rows(pg_name)
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{pg_name}") as conn:
+            owners = dict(conn.execute("SELECT call_sid, instance_id FROM calls").fetchall())
+        print(f"workers (pid by instance): {workers}; calls by worker: {owners}")
+        assert set(owners) == set(call_sids) and set(owners.values()) <= set(workers)
+    finally:
+        stop_server(process)
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert log.count("Booting worker") == 2 and "filed call" not in log
+
+
+def instance_rows(pg_name):
+    """{instance id: pid} of the processes registered in the database."""
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{pg_name}") as conn:
+        return dict(conn.execute("SELECT instance_id, pid FROM instances").fetchall())
+
+
+def check_shared_history(tmp_path, urls, call_sids, *, in_database):
+    """Every server in ``urls`` serves every call of ``call_sids``: ended, overlapping in time, its caller's
+    words transcribed, its three recordings (the same bytes from each server); each call's folder filed."""
+    calls = {}
+    for url in urls:  # one history, whichever server answers
+        for call_sid in call_sids:
+            call = finished_call(url, call_sid)  # also downloads its three recordings
+            callers = [t for t in call["turns"] if t["speaker"] == "caller"]
+            assert call["ended_at"] is not None and callers
+            assert word_error_rate("one two three", callers[0]["text"]) == 0
+            stereo = requests.get(f"{url}/api/calls/{call_sid}/recording.wav", timeout=10).content
+            times = (datetime.fromisoformat(call["started_at"]), datetime.fromisoformat(call["ended_at"]))
+            calls.setdefault(call_sid, []).append((*times, stereo))
+    for versions in calls.values():
+        assert len(set(versions)) == 1 and len(versions[0][2]) > 8000 * 4 * 2
+    (start_a, end_a, _), (start_b, end_b, _) = (versions[0] for versions in calls.values())
+    assert start_a < end_b and start_b < end_a, "the calls did not overlap"
+    deadline = time.monotonic() + 10
+    for call_sid in call_sids:  # filed: the folder is deleted (recordings in the database) or marked
+        folder = tmp_path / "recordings" / call_sid
+        while folder.exists() if in_database else not (folder / "filed").exists():
+            assert time.monotonic() < deadline, f"{folder} not filed"
+            time.sleep(0.1)
 
 
 def call_sid_of_live(tmp_path):
