@@ -114,7 +114,8 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """In the worker, once the app is loaded: on SIGTERM, shut calls down as ``python app.py`` does.
+    """In the worker, once the app is loaded: on SIGTERM, shut calls down as ``python app.py`` does;
+    give admission control this worker's share of the cores.
 
     gunicorn alone would let connections run for ``graceful_timeout`` and then kill them mid-call;
     ``app.shut_down`` instead stops taking calls (new ones hear BUSY_MESSAGE on a reused connection),
@@ -126,6 +127,9 @@ def post_worker_init(worker):
     from runtime.heap import freeze_start_up_heap
 
     freeze_start_up_heap()
+    # The workers' engines share the machine's cores: admission control counts this one's share.
+    admission = worker.wsgi.extensions["callstream"].admission
+    admission.cores = max(0.5, admission.cores / workers)
     gevent.spawn(_shut_down_on_exit, worker)
 
 

@@ -19,6 +19,7 @@ import gevent
 import pytest
 from gunicorn.app.base import Application
 
+from core.admission import Admission
 from core.settings import SETTINGS, load_settings
 from tools import quickstart
 
@@ -233,11 +234,13 @@ def test_post_worker_init_ends_calls_after_the_grace_once_gunicorn_stops(monkeyp
             services.active_calls -= 1
 
     call = Call()
-    services = SimpleNamespace(draining=False, active_calls=1, workers={call})
+    services = SimpleNamespace(draining=False, active_calls=1, workers={call}, admission=Admission(cores=2.0, budget_s=1.5))
     worker = SimpleNamespace(alive=True, wsgi=SimpleNamespace(extensions={"callstream": services},
                                                               config={"CALLSTREAM": load_settings({}, {"SHUTDOWN_GRACE_S": 1.0})}))
-    load_gunicorn_config().post_worker_init(worker)
+    config = load_gunicorn_config()
+    config.post_worker_init(worker)
     assert frozen == [True]  # the start-up heap, as python app.py does (runtime/heap.py)
+    assert services.admission.cores == max(0.5, 2.0 / config.workers)  # this worker's share of the engines' cores
     gevent.sleep(0.3)
     assert not services.draining and not ended  # running: nothing happens
     worker.alive = False  # what gunicorn's SIGTERM handler does
