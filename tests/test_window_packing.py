@@ -115,3 +115,21 @@ def test_words_of_flattens_faster_whisper_segments():
     assert flat == [Word(0.0, 0.4, " One,", 0), Word(0.5, 0.9, " two.", 0), Word(3.0, 3.5, " Three.", 1)]
     with pytest.raises(ValueError):
         words_of([S(None)])
+
+
+def test_packed_decode_of_real_phone_speech_matches_single_runs(whisper):
+    # Two utterances on the phone line, "one two three" and JFK's last phrase (7.7-11.0 s),
+    # decoded in one window and split back: the packed words are the single runs' words.
+    # Not so for every pair (bench/window_packing.py, docs/benchmarks.md): which is why
+    # packing is off by default. About 2 core-seconds.
+    from speech.recognition import _audio_data, _float_samples
+    from tests.phone import PHONE_SAMPLE_RATE, phone_corpus
+    from tools.wer import normalize_text
+
+    pcms = [phone_corpus("sr_english.wav"), phone_corpus("jfk.flac")[int(7.7 * PHONE_SAMPLE_RATE) * 2:]]
+    singles = [whisper.transcribe(pcm, PHONE_SAMPLE_RATE) for pcm in pcms]
+    split_before = whisper.packs_split
+    packed = whisper._decode_packed([_float_samples(_audio_data(pcm, PHONE_SAMPLE_RATE)) for pcm in pcms])
+    assert whisper.packs_split == split_before + 1  # split, not decoded again one by one
+    assert [normalize_text(text) for text in packed] == [normalize_text(text) for text in singles]
+    assert [normalize_text(text) for text in packed] == ["one two three", "ask what you can do for your country"]
