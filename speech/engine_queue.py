@@ -102,7 +102,7 @@ class CancelToken:
 class _Pending(Generic[Result]):
     """One submitted item: its outcome and a raw lock that is released when it is set."""
 
-    __slots__ = ("item", "cost_core_s", "cancel", "priority", "taken", "_done", "_outcome")
+    __slots__ = ("item", "cost_core_s", "cancel", "priority", "taken", "sequence", "alone", "_done", "_outcome")
 
     def __init__(self, item: Any, cost_core_s: float = 0.0, cancel: CancelToken | None = None, priority: int = 0) -> None:
         self.item = item
@@ -110,6 +110,8 @@ class _Pending(Generic[Result]):
         self.cancel = cancel
         self.priority = priority
         self.taken = False  # an engine thread took it (a promoted item has a stale heap entry left)
+        self.sequence = 0  # of the heap entry it was last taken from (RUN_ALONE puts it back there)
+        self.alone = False  # run_many sent it back (RUN_ALONE): it goes through run, by itself
         self._done = _allocate_lock()
         self._done.acquire()
         self._outcome: Any = None
@@ -139,6 +141,10 @@ class _Pending(Generic[Result]):
 _STOP = object()
 EXIT_WAIT_S = 10.0  # at interpreter exit, the longest wait for the items engine threads are running
 
+RUN_ALONE: Any = object()
+"""What ``run_many`` returns for an item it did not run: the item goes back to the head of
+the queue (its old place) and the next free engine thread runs it alone through ``run``."""
+
 
 class EngineQueue(Generic[Item, Result]):
     """Run items through ``run`` one at a time per engine thread, most urgent first, then in arrival order.
@@ -154,9 +160,11 @@ class EngineQueue(Generic[Item, Result]):
             urgent queued priority is waiting (not cancelled): ``items`` is the list of those
             (at least 2, in arrival order, as many as ``fit_many`` allows); it returns one
             result per item, in the same order, where a ``BaseException`` instance is raised
-            to that item's caller alone. What it raises is raised to every one of them, as is
-            a ``ValueError`` if it returns a different number of results. None (the
-            default): items always run one by one through ``run``.
+            to that item's caller alone and ``RUN_ALONE`` sends the item back to its place
+            at the head of the queue, to be run alone through ``run`` by the next free
+            engine thread (so several such items share the engine threads). What it raises
+            is raised to every one of them, as is a ``ValueError`` if it returns a different
+            number of results. None (the default): items always run one by one through ``run``.
         fit_many: optional ``fit_many(items) -> n``: how many of the leading ``items``
             (the candidates for one ``run_many`` call, in order) go together, 1 or more; the
             rest stay queued, first in line. Called with the queue's lock held: it must be
@@ -341,17 +349,23 @@ class EngineQueue(Generic[Item, Result]):
                 return []
             first = entries[0][2]
             first.taken = True
-            while self._heap and self._heap[0][0] == entries[0][0]:
+            alone = []  # sent back by run_many: each runs by itself, later
+            while not first.alone and self._heap and self._heap[0][0] == entries[0][0]:
                 entry = heapq.heappop(self._heap)
                 if entry[2].taken:
+                    continue
+                if entry[2].alone:
+                    alone.append(entry)
                     continue
                 entry[2].taken = True
                 if entry[2].cancel is not None and entry[2].cancel.cancelled:
                     entry[2].set(EngineCancelledError("cancelled before it ran"))
                 else:
                     entries.append(entry)
-            if first.cancel is not None and first.cancel.cancelled:
-                keep = 1  # skipped alone, as without run_many; the others wait for the next wake-up
+            for entry in alone:
+                heapq.heappush(self._heap, entry)
+            if first.alone or (first.cancel is not None and first.cancel.cancelled):
+                keep = 1  # run or skipped alone, as without run_many; the others wait for the next wake-up
             elif len(entries) > 1 and self._fit_many is not None:
                 keep = max(1, min(len(entries), int(self._fit_many([entry[2].item for entry in entries]))))
             else:
@@ -359,12 +373,18 @@ class EngineQueue(Generic[Item, Result]):
             for entry in entries[keep:]:  # back with their old sequence numbers: still first in line
                 entry[2].taken = False
                 heapq.heappush(self._heap, entry)
+            for entry in entries[:keep]:
+                entry[2].sequence = entry[1]
             taken = [entry[2] for entry in entries[:keep]]
             self._running_core_s += sum(p.cost_core_s for p in taken)
             return taken
 
-    def _run_together(self, taken: list[_Pending]) -> None:
-        """Run ``taken`` (2 or more, not cancelled) in one ``run_many`` call and hand out the results."""
+    def _run_together(self, taken: list[_Pending], work: Any) -> None:
+        """Run ``taken`` (2 or more, not cancelled) in one ``run_many`` call and hand out the results.
+
+        An item whose result is ``RUN_ALONE`` goes back into the heap with its old priority and
+        sequence (first in line) and a wake-up in ``work``, marked to run alone.
+        """
         try:
             results = list(self._run_many([p.item for p in taken]))  # type: ignore[misc]
             if len(results) != len(taken):
@@ -372,7 +392,13 @@ class EngineQueue(Generic[Item, Result]):
         except BaseException as exc:  # noqa: BLE001 - every waiting caller must be woken
             results = [exc] * len(taken)
         for pending, outcome in zip(taken, results):
-            pending.set(outcome)
+            if outcome is RUN_ALONE:
+                with self._heap_lock:
+                    pending.alone, pending.taken = True, False
+                    heapq.heappush(self._heap, (pending.priority, pending.sequence, pending))
+                work.put(True)
+            else:
+                pending.set(outcome)
 
     def _done(self, pending: _Pending) -> None:
         with self._heap_lock:
@@ -395,7 +421,7 @@ class EngineQueue(Generic[Item, Result]):
                     continue
                 try:
                     if len(taken) > 1:
-                        self._run_together(taken)
+                        self._run_together(taken, work)
                     elif taken[0].cancel is not None and taken[0].cancel.cancelled:
                         taken[0].set(EngineCancelledError("cancelled before it ran"))
                     else:

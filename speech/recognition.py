@@ -33,7 +33,15 @@ from audio.constants import MULAW_SAMPLE_RATE, WHISPER_SAMPLE_RATE
 from audio.errors import AudioFormatError
 from speech._factory import build_engine
 from speech import window_packing
-from speech.engine_queue import CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority, _allocate_lock
+from speech.engine_queue import (
+    RUN_ALONE,
+    CancelToken,
+    EngineCancelledError,
+    EngineClosedError,
+    EngineQueue,
+    Priority,
+    _allocate_lock,
+)
 from speech.errors import EngineConfigError, RecognitionError
 from speech.openai_engines import OpenAIRecognizer
 
@@ -215,9 +223,11 @@ class WhisperRecognizer:
         packing: when an engine thread frees and several utterances are queued, decode
             those that fit in one 30 s window together, ``packing_gap_s`` of silence apart,
             with word timestamps, and split the words back (``speech.window_packing``);
-            when the split is in doubt, or the decode fell back to a higher temperature,
-            decode each of them alone. Off by default: packed texts are not always the
-            single runs' texts (bench/window_packing.py, docs/benchmarks.md).
+            an utterance whose split is in doubt (all of them if the decode fell back to a
+            higher temperature or to a second window) goes back to the head of the queue
+            and is decoded alone by the next free engine thread. Off by default: packed
+            texts are not always the single runs' texts (bench/window_packing.py,
+            docs/benchmarks.md).
         packing_gap_s: silence between packed utterances in seconds (> 0).
 
     Raises:
@@ -225,8 +235,9 @@ class WhisperRecognizer:
             ``cpu_threads`` < 0, ``num_workers`` < 1 or ``packing_gap_s`` <= 0.
 
     Attributes:
-        packs_split, packs_fell_back: with ``packing``, how many packed windows were split
-            into their utterances, and how many were decoded again one by one (in doubt).
+        packs: with ``packing``, how many windows held more than one utterance.
+        packed_utterances: how many utterances got their text from such a window.
+        unpacked_utterances: how many were in doubt there and were decoded again alone.
     """
 
     name = "whisper"
@@ -278,8 +289,9 @@ class WhisperRecognizer:
         self._packed_options = dict(self._transcribe_options, without_timestamps=False, word_timestamps=True)
         self.packing = packing
         self.packing_gap_s = packing_gap_s
-        self.packs_split = 0
-        self.packs_fell_back = 0
+        self.packs = 0
+        self.packed_utterances = 0
+        self.unpacked_utterances = 0
         self._stats_lock = _allocate_lock()  # a raw lock: engine threads are real OS threads under gevent
         self._load_lock = threading.Lock()
         self._model: Any = None
@@ -348,37 +360,28 @@ class WhisperRecognizer:
         """How many of the leading queued utterances (float32, 16 kHz) fit in one window with the gaps."""
         return window_packing.how_many_fit([u.size / ENGINE_SAMPLE_RATE for u in utterances], self.packing_gap_s)
 
-    def _decode_packed(self, utterances: list[np.ndarray]) -> list[str | BaseException]:
-        """Engine thread: decode several utterances (float32, 16 kHz) in one window, or one by one when in doubt.
+    def _decode_packed(self, utterances: list[np.ndarray]) -> list[Any]:
+        """Engine thread: decode several utterances (float32, 16 kHz) in one window and split the words back.
 
-        Returns one text per utterance, in order; with the one-by-one fallback, an
-        utterance whose decode failed gets its ``RecognitionError`` instead.
+        Returns one entry per utterance, in order: its text, or ``RUN_ALONE`` when its split
+        is in doubt (the engine queue then decodes it alone through ``_decode``).
         """
         model = self.model()
         samples, spans = window_packing.pack(utterances, self.packing_gap_s)
-        texts: list[str] | None = None
+        texts: list[str | None] = [None] * len(utterances)
         try:
             segments = list(model.transcribe(samples, **self._packed_options)[0])
             # A temperature fallback samples at random, and a second window means whisper
             # stopped early and decoded the rest again: either way not what single runs give.
             if all(s.temperature == 0 and s.seek == 0 for s in segments):
-                texts = window_packing.split(window_packing.words_of(segments), spans)
-        except Exception:  # noqa: BLE001 - the single runs below decide each utterance's outcome
+                texts = window_packing.split_each(window_packing.words_of(segments), spans)
+        except Exception:  # noqa: BLE001 - each utterance is decoded alone instead, with its own outcome
             logging.getLogger(__name__).warning("whisper: packed decode failed; decoding one by one", exc_info=True)
         with self._stats_lock:
-            if texts is None:
-                self.packs_fell_back += 1
-            else:
-                self.packs_split += 1
-        if texts is not None:
-            return list(texts)
-        outcomes: list[str | BaseException] = []
-        for utterance in utterances:
-            try:
-                outcomes.append(self._decode(utterance))
-            except RecognitionError as exc:
-                outcomes.append(exc)
-        return outcomes
+            self.packs += 1
+            self.unpacked_utterances += texts.count(None)
+            self.packed_utterances += len(texts) - texts.count(None)
+        return [RUN_ALONE if text is None else text for text in texts]
 
     def transcribe(
         self, pcm: bytes, sample_rate: int, *, priority: Priority = Priority.CRITICAL, cancel: CancelToken | None = None

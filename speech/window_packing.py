@@ -6,12 +6,12 @@ Whisper pads every input to a 30 s window and its encoder runs on the whole wind
 digital silence; the window is decoded once with timestamps and word timestamps, and
 ``split`` hands each word back to the utterance whose part of the window holds it, or
 returns None when the assignment is in doubt (then the caller decodes each utterance on
-its own, as without packing).
+its own, as without packing); ``split_each`` marks only the utterances in doubt.
 
 The rule (``split``), measured in bench/window_packing.py (docs/benchmarks.md, "Packing
 utterances into one whisper window"): every word goes to the utterance whose *zone*
 holds the midpoint of its [start, end]; utterance i's zone runs from the middle of the gap
-before it to the middle of the gap after it. The split is in doubt, and None is returned, if
+before it to the middle of the gap after it. The split is in doubt if
 
 * a word's [start, end] reaches across a gap's middle (it may belong to either side);
 * a word's midpoint lies in a gap more than ``max_overhang_s`` from its utterance's
@@ -154,13 +154,18 @@ def words_of(segments: Iterable[Any]) -> list[Word]:
     return words
 
 
-def split(
+def split_each(
     words: Sequence[Word],
     spans: Sequence[Span],
     *,
     max_overhang_s: float = DEFAULT_MAX_OVERHANG_S,
-) -> list[str] | None:
-    """Give each word of a packed window back to its utterance, or None if that is in doubt.
+) -> list[str | None]:
+    """Give each word of a packed window back to its utterance; None for each utterance in doubt.
+
+    Doubt is kept to the utterances it concerns (the rule in the module docstring): a word
+    across a gap's middle, or placed in a gap, puts both utterances beside that gap in doubt;
+    a segment holding words of several utterances, all of them; an utterance without words,
+    itself and its neighbours (its words may have gone to one of them).
 
     Args:
         words: the window's words in order (``words_of``), times in seconds from the
@@ -170,28 +175,55 @@ def split(
             midpoint may lie.
 
     Returns:
-        One text per span, in order: its words joined, whitespace collapsed and stripped;
-        or None when any word or utterance is in doubt (the rule in the module docstring):
-        decode each utterance on its own instead.
+        One entry per span, in order: its words joined, whitespace collapsed and stripped;
+        or None when that utterance is in doubt (decode it on its own instead).
     """
-    if not spans:
-        return []
+    count = len(spans)
     # Utterance i owns [boundaries[i], boundaries[i + 1]): its zone reaches the middle of each gap.
     middles = [(before.end_s + after.start_s) / 2 for before, after in zip(spans, spans[1:])]
     boundaries = [float("-inf"), *middles, float("inf")]
     texts: list[list[str]] = [[] for _ in spans]
-    owner_of_segment: dict[int, int] = {}
+    doubt = [False] * count
+    owners_of_segment: dict[int, set[int]] = {}
     for word in words:
-        if any(word.start_s < middle < word.end_s for middle in middles):
-            return None
+        for gap, middle in enumerate(middles):
+            if word.start_s < middle < word.end_s:
+                doubt[gap] = doubt[gap + 1] = True
         midpoint_s = (word.start_s + word.end_s) / 2
-        owner = next(i for i in range(len(spans)) if boundaries[i] <= midpoint_s < boundaries[i + 1])
+        owner = next(i for i in range(count) if boundaries[i] <= midpoint_s < boundaries[i + 1])
         span = spans[owner]
-        if midpoint_s < span.start_s - max_overhang_s or midpoint_s > span.end_s + max_overhang_s:
-            return None
-        if owner_of_segment.setdefault(word.segment, owner) != owner:
-            return None
+        if midpoint_s < span.start_s - max_overhang_s:
+            doubt[owner] = doubt[owner - 1] = True  # owner > 0: the first zone has no start
+        elif midpoint_s > span.end_s + max_overhang_s:
+            doubt[owner] = doubt[owner + 1] = True  # owner < count - 1: the last zone has no end
+        owners_of_segment.setdefault(word.segment, set()).add(owner)
         texts[owner].append(word.text)
-    if not all(texts):
+    for owners in owners_of_segment.values():
+        if len(owners) > 1:
+            for owner in owners:
+                doubt[owner] = True
+    for index, parts in enumerate(texts):
+        if not parts:
+            for neighbour in range(max(0, index - 1), min(count, index + 2)):
+                doubt[neighbour] = True
+    return [None if in_doubt else " ".join("".join(parts).split()) for parts, in_doubt in zip(texts, doubt)]
+
+
+def split(
+    words: Sequence[Word],
+    spans: Sequence[Span],
+    *,
+    max_overhang_s: float = DEFAULT_MAX_OVERHANG_S,
+) -> list[str] | None:
+    """Give each word of a packed window back to its utterance, or None if any of that is in doubt.
+
+    Args and rule: as ``split_each``.
+
+    Returns:
+        One text per span, in order (words joined, whitespace collapsed and stripped); None
+        when any utterance is in doubt: decode each utterance on its own instead.
+    """
+    texts = split_each(words, spans, max_overhang_s=max_overhang_s)
+    if any(text is None for text in texts):
         return None
-    return [" ".join("".join(parts).split()) for parts in texts]
+    return texts  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from speech.engine_queue import _STOP, CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
+from speech.engine_queue import _STOP, RUN_ALONE, CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -458,5 +458,29 @@ def test_run_many_never_waits_for_a_group_and_close_still_finishes_queued_items(
         assert all(p.result(5) in (item * 10, item * 100) for p, item in zip(pending, range(1, 9)))
         ran = sorted(engine.items[1:] + [item for group in engine.groups for item in group])
         assert ran == list(range(1, 9))
+    finally:
+        worker.close()
+
+
+def test_what_run_many_sends_back_runs_alone_first_in_line_run_alone_first_in_line():
+    engine = GatedEngine()
+    groups = []
+
+    def run_many(items):
+        groups.append(list(items))
+        return [RUN_ALONE if item % 2 else item * 100 for item in items]  # odd ones: "in doubt"
+
+    worker = EngineQueue(engine, run_many=run_many, fit_many=lambda items: 3)
+    try:
+        first = worker.submit(0)
+        assert engine.started.wait(5)
+        later = [worker.submit(item) for item in (1, 2, 3, 4, 6)]
+        engine.gate.set()
+        assert first.result(5) == 0
+        assert [p.result(5) for p in later] == [10, 200, 30, 400, 600]
+        # 1, 2, 3 together; 1 and 3 back at the head, each run alone, before 4 and 6 go together
+        assert groups == [[1, 2, 3], [4, 6]]
+        assert engine.items == [0, 1, 3]
+        assert worker.backlog_core_s == 0.0 and worker.queued == 0
     finally:
         worker.close()

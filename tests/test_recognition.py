@@ -301,7 +301,7 @@ def test_whisper_packing_decodes_the_utterances_queued_behind_a_busy_engine_in_o
         assert _transcribe_while_busy(recognizer, model, pcms) == ["w1.", "w2.", "w3.", "w4."]
         # the first alone (nothing was queued), the other three in one 1.5 * 3 + 2 * 2 = 8.5 s window
         assert model.calls == [(1.5, False), (8.5, True)]
-        assert (recognizer.packs_split, recognizer.packs_fell_back) == (1, 0)
+        assert (recognizer.packs, recognizer.packed_utterances, recognizer.unpacked_utterances) == (1, 3, 0)
     finally:
         recognizer.close()
 
@@ -313,7 +313,7 @@ def test_whisper_packing_falls_back_to_one_decode_each_when_in_doubt():
         pcms = [_utterance_pcm(v, 1.0) for v in (0.1, 0.2, 0.3)]
         assert _transcribe_while_busy(recognizer, model, pcms) == ["w1.", "w2.", "w3."]
         assert model.calls == [(1.0, False), (4.0, True), (1.0, False), (1.0, False)]
-        assert (recognizer.packs_split, recognizer.packs_fell_back) == (0, 1)
+        assert (recognizer.packs, recognizer.packed_utterances, recognizer.unpacked_utterances) == (1, 0, 2)
     finally:
         recognizer.close()
 

@@ -12,6 +12,7 @@ from speech.window_packing import (
     pack,
     packed_duration_s,
     split,
+    split_each,
     words_of,
 )
 
@@ -102,6 +103,37 @@ def test_split_overhang_is_adjustable():
     assert split(items, SPANS, max_overhang_s=0.3) is None
 
 
+FOUR = [Span(0.0, 2.0), Span(4.0, 5.0), Span(7.0, 8.0), Span(10.0, 12.0)]  # gaps' middles at 3, 6, 9 s
+
+
+@pytest.mark.parametrize("items, expected", [
+    # all clear
+    ([(0.0, 1.9, " A.", 0), (4.0, 5.0, " B.", 1), (7.0, 8.0, " C.", 2), (10.0, 11.0, " D.", 3)],
+     ["A.", "B.", "C.", "D."]),
+    # a word across the middle of the second gap (6 s): B and C in doubt
+    ([(0.0, 1.9, " A.", 0), (4.0, 6.5, " B.", 1), (7.0, 8.0, " C.", 2), (10.0, 11.0, " D.", 3)],
+     ["A.", None, None, "D."]),
+    # a word in the first gap, 0.8 s past A's audio: A and B in doubt
+    ([(0.0, 1.9, " A", 0), (2.6, 3.0, " uh.", 0), (4.0, 5.0, " B.", 1), (7.0, 8.0, " C.", 2), (10.0, 11.0, " D.", 3)],
+     [None, None, "C.", "D."]),
+    # a word in the last gap, 0.8 s before D's audio: C and D in doubt
+    ([(0.0, 1.9, " A.", 0), (4.0, 5.0, " B.", 1), (7.0, 8.0, " C.", 2), (9.1, 9.3, " uh", 3), (10.0, 11.0, " D.", 3)],
+     ["A.", "B.", None, None]),
+    # one segment across B and C: both in doubt
+    ([(0.0, 1.9, " A.", 0), (4.0, 5.0, " B,", 1), (7.0, 8.0, " c.", 1), (10.0, 11.0, " D.", 2)],
+     ["A.", None, None, "D."]),
+    # C without words: B, C and D in doubt
+    ([(0.0, 1.9, " A.", 0), (4.0, 5.0, " B.", 1), (10.0, 11.0, " D.", 2)],
+     ["A.", None, None, None]),
+    # the first without words: it and the second
+    ([(4.0, 5.0, " B.", 1), (7.0, 8.0, " C.", 2), (10.0, 11.0, " D.", 3)],
+     [None, None, "C.", "D."]),
+])
+def test_split_each_keeps_doubt_to_the_utterances_concerned(items, expected):
+    assert split_each(words(*items), FOUR) == expected
+    assert split(words(*items), FOUR) == (expected if None not in expected else None)
+
+
 def test_words_of_flattens_faster_whisper_segments():
     class W:
         def __init__(self, start, end, word):
@@ -128,8 +160,7 @@ def test_packed_decode_of_real_phone_speech_matches_single_runs(whisper):
 
     pcms = [phone_corpus("sr_english.wav"), phone_corpus("jfk.flac")[int(7.7 * PHONE_SAMPLE_RATE) * 2:]]
     singles = [whisper.transcribe(pcm, PHONE_SAMPLE_RATE) for pcm in pcms]
-    split_before = whisper.packs_split
     packed = whisper._decode_packed([_float_samples(_audio_data(pcm, PHONE_SAMPLE_RATE)) for pcm in pcms])
-    assert whisper.packs_split == split_before + 1  # split, not decoded again one by one
+    assert all(isinstance(text, str) for text in packed), packed  # split, none sent back to run alone
     assert [normalize_text(text) for text in packed] == [normalize_text(text) for text in singles]
     assert [normalize_text(text) for text in packed] == ["one two three", "ask what you can do for your country"]
