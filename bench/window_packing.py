@@ -19,15 +19,27 @@ from a naive split (word midpoint only) and from the rule (``split``: None = fal
 the decode's own doubt (a temperature fallback, a second window). Also the core-seconds of
 the same pack without word timestamps, for the first ``--cost-packs`` packs of each cell.
 
+``--burst 5,10`` measures the recognizer instead: N of those utterances submitted at once from
+N threads to ``WhisperRecognizer`` (2 engine threads, the server's default) with packing on and
+off, alternately, ``--rounds`` times: core-seconds of the burst, each utterance's completion time
+from the burst's start, and its text against its single run.
+
 Usage::
 
     python bench/window_packing.py [--packs 10] [--runs 3] [--seed 1] [--save results.json]
+    python bench/window_packing.py --burst 5,10 [--rounds 4]
+    python bench/window_packing.py --word-cost [--rounds 4]
+
+``--word-cost`` measures what the decoding modes cost, alternating them on the same audio:
+single utterances without timestamps (production), with timestamp tokens, with word
+timestamps too; and packs of 4 with 2 s gaps with and without word timestamps.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import threading
 import os
 import platform
 import statistics
@@ -40,7 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speech.recognition import WhisperRecognizer, _audio_data, _float_samples  # noqa: E402
-from speech.window_packing import Span, Word, pack, packed_duration_s, split, words_of  # noqa: E402
+from speech.window_packing import Span, Word, pack, packed_duration_s, split_each, words_of  # noqa: E402
 from tests.phone import CORPUS, PHONE_SAMPLE_RATE, phone_round_trip, read_mono  # noqa: E402
 from tools.wer import normalize_text, word_error_rate  # noqa: E402
 
@@ -160,7 +172,21 @@ def main() -> None:
     parser.add_argument("--overhang-s", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save", type=Path, help="write every pack's words and texts here (JSON)")
+    parser.add_argument("--load", type=Path, help="report on a --save file again (other --overhang-s) without decoding")
+    parser.add_argument("--burst", help="comma-separated burst sizes: measure the recognizer under bursts instead")
+    parser.add_argument("--rounds", type=int, default=4, help="bursts per size and variant (--burst), repeats (--word-cost)")
+    parser.add_argument("--word-cost", action="store_true", help="measure the cost of timestamps and word timestamps instead")
     args = parser.parse_args()
+    if args.word_cost:
+        word_cost(args)
+        return
+    if args.burst:
+        burst([int(n) for n in args.burst.split(",")], args)
+        return
+    if args.load:
+        saved = json.loads(args.load.read_text())
+        report(saved["pieces"], saved["packs"], args)
+        return
 
     recognizer = WhisperRecognizer(num_workers=1)
     recognizer.warm_up()
@@ -198,13 +224,9 @@ def main() -> None:
                     "words": [[w.start_s, w.end_s, w.text, w.segment] for w in words],
                     "temperatures": [s.temperature for s in segments],
                     "windows": len({s.seek for s in segments}),
-                    "naive": naive_split(words, spans),
-                    "rule": split(words, spans, max_overhang_s=args.overhang_s),
-                    "doubts": sorted(doubts(words, spans, args.overhang_s)),
                 })
                 print(f"size {size} pack {pack_index} gap {gap_s:g}: {cost:.2f} core-s, "
-                      f"{'fallback ' + str(records[-1]['doubts']) if records[-1]['rule'] is None else 'split'}",
-                      file=sys.stderr, flush=True)
+                      f"doubts {sorted(doubts(words, spans, args.overhang_s))}", file=sys.stderr, flush=True)
     recognizer.close()
     if args.save:
         args.save.write_text(json.dumps({"pieces": [{k: v for k, v in p.items() if k != "samples"} for p in pieces],
@@ -212,26 +234,144 @@ def main() -> None:
     report(pieces, records, args)
 
 
+def run_burst(recognizer: WhisperRecognizer, utterances: list[np.ndarray]) -> tuple[float, list[float], list[str]]:
+    """Submit every utterance at once, each from its own thread; (core-s, completion s of each, texts)."""
+    start = threading.Barrier(len(utterances) + 1)
+    done_s = [0.0] * len(utterances)
+    texts = [""] * len(utterances)
+
+    def one(index: int) -> None:
+        start.wait()
+        texts[index] = recognizer._run(utterances[index])
+        done_s[index] = time.perf_counter() - began
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(utterances))]
+    for thread in threads:
+        thread.start()
+    cpu0 = time.process_time()
+    began = time.perf_counter()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    return time.process_time() - cpu0, done_s, texts
+
+
+def burst(sizes: list[int], args) -> None:
+    pieces = corpus_pieces()
+    variants = {"off": WhisperRecognizer(), "on": WhisperRecognizer(packing=True)}
+    for recognizer in variants.values():
+        recognizer.warm_up()
+    singles = {}
+    model = variants["off"].model()
+    for index, piece in enumerate(pieces):
+        singles[index] = clean(" ".join(s.text for s in decode(model, piece["samples"], SINGLE_OPTIONS)[0]))
+    rng = np.random.default_rng(args.seed)
+    rows = {}
+    loads = []
+    for size in sizes:
+        for round_index in range(args.rounds):
+            chosen = [int(i) for i in rng.choice(len(pieces), size, replace=False)]
+            order = ("off", "on") if round_index % 2 == 0 else ("on", "off")  # alternate: the load drifts
+            for name in order:
+                recognizer = variants[name]
+                packs0, packed0, unpacked0 = recognizer.packs, recognizer.packed_utterances, recognizer.unpacked_utterances
+                loads.append(os.getloadavg()[0])
+                cpu_s, done_s, texts = run_burst(recognizer, [pieces[i]["samples"] for i in chosen])
+                row = rows.setdefault((size, name), {"cpu": [], "done": [], "same": 0, "same_norm": 0, "n": 0,
+                                                     "packs": 0, "packed": 0, "unpacked": 0, "errors": 0.0, "words": 0})
+                row["cpu"].append(cpu_s)
+                row["done"].extend(done_s)
+                row["packs"] += recognizer.packs - packs0
+                row["packed"] += recognizer.packed_utterances - packed0
+                row["unpacked"] += recognizer.unpacked_utterances - unpacked0
+                for text, i in zip(texts, chosen):
+                    row["n"] += 1
+                    row["same"] += text == singles[i]
+                    row["same_norm"] += normalize_text(text) == normalize_text(singles[i])
+                    row["errors"] += wer_errors(pieces[i]["reference"], text)
+                    row["words"] += len(normalize_text(pieces[i]["reference"]).split())
+                print(f"burst {size} round {round_index} packing {name}: {cpu_s:.2f} core-s, "
+                      f"last done {max(done_s):.2f} s", file=sys.stderr, flush=True)
+    for recognizer in variants.values():
+        recognizer.close()
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"WhisperRecognizer defaults (2 engine threads, {variants['on'].cpu_threads} CPU threads each), "
+          f"packing gap {variants['on'].packing_gap_s:g} s; {args.rounds} bursts per row, on and off alternately; "
+          f"load average (1 min) before a burst: {min(loads):.1f}-{max(loads):.1f}.\n")
+    print("| burst | packing | core-s per burst (median) | core-s per utterance | completion s: p50 / p95 / max | "
+          "packs / utterances from them / sent back to run alone | texts identical to single run | normalised identical | WER |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (size, name), row in rows.items():
+        done = sorted(row["done"])
+        p95 = done[min(len(done) - 1, int(0.95 * len(done)))]
+        cpu = statistics.median(row["cpu"])
+        print(f"| {size} | {name} | {cpu:.2f} | {cpu / size:.2f} | {statistics.median(done):.2f} / {p95:.2f} / "
+              f"{done[-1]:.2f} | {row['packs']} / {row['packed']} / {row['unpacked']} | {row['same']}/{row['n']} | "
+              f"{row['same_norm']}/{row['n']} | {row['errors'] / row['words']:.3f} |")
+
+
+def word_cost(args) -> None:
+    recognizer = WhisperRecognizer(num_workers=1)
+    recognizer.warm_up()
+    model = recognizer.model()
+    pieces = corpus_pieces()
+    rng = np.random.default_rng(args.seed)
+    modes = {"single, no timestamps (production)": SINGLE_OPTIONS,
+             "single, timestamps": PACK_OPTIONS_NO_WORDS,
+             "single, timestamps + word timestamps": PACK_OPTIONS}
+    costs: dict[str, list[float]] = {name: [] for name in [*modes, "pack of 4 (2 s gaps), timestamps",
+                                                           "pack of 4 (2 s gaps), timestamps + word timestamps"]}
+    for _ in range(args.rounds):
+        for piece in pieces:
+            for name, options in modes.items():
+                costs[name].append(decode(model, piece["samples"], options)[1])
+        for _ in range(5):
+            chosen = [int(i) for i in rng.choice(len(pieces), 4, replace=False)]
+            samples, _ = pack([pieces[i]["samples"] for i in chosen], 2.0)
+            costs["pack of 4 (2 s gaps), timestamps"].append(decode(model, samples, PACK_OPTIONS_NO_WORDS)[1])
+            costs["pack of 4 (2 s gaps), timestamps + word timestamps"].append(decode(model, samples, PACK_OPTIONS)[1])
+    recognizer.close()
+    print(f"{args.rounds} rounds, each mode alternately on the same audio; load average {os.getloadavg()[0]:.1f}.\n")
+    print("| decode | runs | core-s: median | mean |\n|---|---|---|---|")
+    for name, values in costs.items():
+        print(f"| {name} | {len(values)} | {statistics.median(values):.3f} | {statistics.mean(values):.3f} |")
+
+
+def apply_rules(record: dict, overhang_s: float) -> None:
+    """Add the naive split, the whole-pack rule and the per-utterance rule to a pack's record."""
+    spans = [Span(*span) for span in record["spans"]]
+    words = [Word(*word) for word in record["words"]]
+    decode_doubt = any(t > 0 for t in record["temperatures"]) or record["windows"] > 1
+    record["naive"] = naive_split(words, spans)
+    record["each"] = [None] * len(spans) if decode_doubt else split_each(words, spans, max_overhang_s=overhang_s)
+    record["rule"] = None if None in record["each"] else record["each"]
+    record["doubts"] = sorted(doubts(words, spans, overhang_s) | ({"decode: temperature > 0 or 2nd window"} if decode_doubt else set()))
+
+
 def report(pieces: list[dict], records: list[dict], args) -> None:
+    for record in records:
+        apply_rules(record, args.overhang_s)
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; whisper tiny.en int8, "
           f"1 engine thread; {len(pieces)} utterances ({min(p['duration_s'] for p in pieces):.1f}-"
-          f"{max(p['duration_s'] for p in pieces):.1f} s), {args.packs} packs per cell, seed {args.seed}; "
-          f"single runs: median of {args.runs}; load average {os.getloadavg()[0]:.2f}.\n")
+          f"{max(p['duration_s'] for p in pieces):.1f} s), {len(records) // (len(SIZES) * len(GAPS_S))} packs per cell, "
+          f"seed {args.seed}; max overhang {args.overhang_s:g} s; load average {os.getloadavg()[0]:.2f} at the end.\n")
     single_mean = statistics.mean(p["single_cost"] for p in pieces)
-    single_ref_errors = sum(wer_errors(p["reference"], p["single"]) for p in pieces)
     ref_words = sum(len(normalize_text(p["reference"]).split()) for p in pieces)
-    same_with_words = sum(p["single_words"] == p["single"] for p in pieces)
-    print(f"Single runs: {single_mean:.2f} core-s per utterance (mean of the medians); corpus WER "
-          f"{single_ref_errors / ref_words:.3f} ({single_ref_errors:.0f} errors / {ref_words} words); the same "
-          f"utterance decoded alone with timestamps and word timestamps gives the identical text for "
-          f"{same_with_words} of {len(pieces)} (normalised: "
-          f"{sum(normalize_text(p['single_words']) == normalize_text(p['single']) for p in pieces)}); its corpus WER "
+    single_errors = sum(wer_errors(p["reference"], p["single"]) for p in pieces)
+    print(f"Single runs: {single_mean:.2f} core-s per utterance (mean of medians); corpus WER {single_errors / ref_words:.3f} "
+          f"({single_errors:.0f} errors / {ref_words} words). Each utterance decoded alone with timestamps and word "
+          f"timestamps: text identical to the production single run for "
+          f"{sum(p['single_words'] == p['single'] for p in pieces)} of {len(pieces)}, normalised identical for "
+          f"{sum(normalize_text(p['single_words']) == normalize_text(p['single']) for p in pieces)}, corpus WER "
           f"{sum(wer_errors(p['reference'], p['single_words']) for p in pieces) / ref_words:.3f}.\n")
-    print("| utterances | gap s | window s (mean) | core-s per pack | core-s per utterance | vs single | "
-          "without word timestamps: core-s per pack | naive split: texts identical | naive: normalised identical | "
-          "rule: fell back | rule, split: texts identical | normalised identical | identical to single run with timestamps | "
-          "decode doubt (temperature > 0 / 2nd window) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def same(text: str, i: int) -> tuple[bool, bool]:
+        return text == pieces[i]["single"], normalize_text(text) == normalize_text(pieces[i]["single"])
+
+    print("| utterances | gap s | window s | core-s per pack | per utterance vs single | without word timestamps: core-s per pack | "
+          "naive split: identical / normalised identical | whole-pack rule: packs fell back | its split texts: identical / normalised | "
+          "per-utterance rule: in doubt | its split texts: identical / normalised | core-s per utterance with its fallbacks, vs single |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in SIZES:
         for gap_s in GAPS_S:
             cell = [r for r in records if r["size"] == size and r["gap_s"] == gap_s]
@@ -240,51 +380,63 @@ def report(pieces: list[dict], records: list[dict], args) -> None:
             per_pack = statistics.mean(r["cost"] for r in cell)
             singles = statistics.mean(sum(pieces[i]["single_cost"] for i in r["pieces"]) for r in cell)
             no_words = [r["cost_no_words"] for r in cell if r["cost_no_words"] is not None]
-            texts = [(t, pieces[i]["single"]) for r in cell for t, i in zip(r["naive"], r["pieces"])]
-            split_texts = [(t, pieces[i]["single"], pieces[i]["single_words"])
-                           for r in cell if r["rule"] for t, i in zip(r["rule"], r["pieces"])]
-            fell_back = sum(r["rule"] is None for r in cell)
+            naive = [same(t, i) for r in cell for t, i in zip(r["naive"], r["pieces"])]
+            whole = [same(t, i) for r in cell if r["rule"] for t, i in zip(r["rule"], r["pieces"])]
+            each = [same(t, i) for r in cell for t, i in zip(r["each"], r["pieces"]) if t is not None]
+            in_doubt = sum(t is None for r in cell for t in r["each"])
+            with_fallback = statistics.mean(
+                r["cost"] + sum(pieces[i]["single_cost"] for t, i in zip(r["each"], r["pieces"]) if t is None) for r in cell)
             no_words_text = f"{statistics.mean(no_words):.2f}" if no_words else "—"
             print(f"| {size} | {gap_s:g} | {statistics.mean(r['window_s'] for r in cell):.1f} | {per_pack:.2f} | "
-                  f"{per_pack / size:.2f} | {per_pack / singles:.2f} | {no_words_text} |", end="")
-            print(f" {sum(a == b for a, b in texts)}/{len(texts)} | "
-                  f"{sum(normalize_text(a) == normalize_text(b) for a, b in texts)}/{len(texts)} | "
-                  f"{fell_back}/{len(cell)} | {sum(a == b for a, b, _ in split_texts)}/{len(split_texts)} | "
-                  f"{sum(normalize_text(a) == normalize_text(b) for a, b, _ in split_texts)}/{len(split_texts)} | "
-                  f"{sum(a == c for a, _, c in split_texts)}/{len(split_texts)} | "
-                  f"{sum(any(t > 0 for t in r['temperatures']) for r in cell)} / {sum(r['windows'] > 1 for r in cell)} |")
-    print("\nWhy the rule fell back (packs; a pack can have several reasons):\n")
+                  f"{per_pack / singles:.2f} | {no_words_text} | "
+                  f"{sum(a for a, _ in naive)} / {sum(b for _, b in naive)} of {len(naive)} | "
+                  f"{sum(r['rule'] is None for r in cell)}/{len(cell)} | "
+                  f"{sum(a for a, _ in whole)} / {sum(b for _, b in whole)} of {len(whole)} | "
+                  f"{in_doubt}/{size * len(cell)} | {sum(a for a, _ in each)} / {sum(b for _, b in each)} of {len(each)} | "
+                  f"{with_fallback / size:.2f}, {with_fallback / singles:.2f} |")
+    print("\nWhy (packs in doubt, a pack can have several reasons):\n")
     reasons: dict[str, int] = {}
     for r in records:
         for reason in r["doubts"]:
             reasons[reason] = reasons.get(reason, 0) + 1
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         print(f"- {reason}: {count} of {len(records)}")
-    print("\n| gap s | packs | fell back | utterances split | differ from single run | normalised differ | "
-          "corpus WER: single / packed+fallback |")
-    print("|---|---|---|---|---|---|---|")
+    print("\nPer gap, per-utterance rule (in doubt: decoded alone, the single run's text):\n")
+    print("| gap s | utterances | in doubt | from the pack | identical to single run | normalised identical | "
+          "corpus WER: single runs / with packing | core-s with fallbacks / single runs |")
+    print("|---|---|---|---|---|---|---|---|")
     for gap_s in GAPS_S:
         cell = [r for r in records if r["gap_s"] == gap_s]
-        errors_single = errors_packed = words = differ = differ_normalised = split_count = 0
+        errors_single = errors_packed = words = total = doubtful = identical = normalised = 0
+        cost = single_cost = 0.0
         for r in cell:
-            for k, i in enumerate(r["pieces"]):
+            cost += r["cost"]
+            for text, i in zip(r["each"], r["pieces"]):
                 piece = pieces[i]
-                text = r["rule"][k] if r["rule"] else piece["single"]
-                split_count += bool(r["rule"])
-                differ += text != piece["single"]
-                differ_normalised += normalize_text(text) != normalize_text(piece["single"])
+                total += 1
+                single_cost += piece["single_cost"]
+                if text is None:
+                    doubtful += 1
+                    cost += piece["single_cost"]
+                    text = piece["single"]
+                a, b = same(text, i)
+                identical += a
+                normalised += b
                 errors_single += wer_errors(piece["reference"], piece["single"])
                 errors_packed += wer_errors(piece["reference"], text)
                 words += len(normalize_text(piece["reference"]).split())
-        print(f"| {gap_s:g} | {len(cell)} | {sum(r['rule'] is None for r in cell)} | {split_count} | {differ} | {differ_normalised} | "
-              f"{errors_single / words:.3f} / {errors_packed / words:.3f} |")
-    print("\nTexts that differ from the single run although the rule split the pack:\n")
+        print(f"| {gap_s:g} | {total} | {doubtful} | {total - doubtful} | {identical} | {normalised} | "
+              f"{errors_single / words:.3f} / {errors_packed / words:.3f} | {cost / single_cost:.2f} |")
+    print("\nTexts taken from a pack (per-utterance rule) that differ from the single run, with how often:\n")
+    differ: dict[tuple[str, str, str], int] = {}
     for r in records:
-        if r["rule"]:
-            for k, i in enumerate(r["pieces"]):
-                if r["rule"][k] != pieces[i]["single"]:
-                    print(f"- {r['size']} utterances, gap {r['gap_s']:g} s, {pieces[i]['name']}: "
-                          f"{r['rule'][k]!r} vs {pieces[i]['single']!r}")
+        for text, i in zip(r["each"], r["pieces"]):
+            if text is not None and text != pieces[i]["single"]:
+                key = (pieces[i]["name"], text, pieces[i]["single"])
+                differ[key] = differ.get(key, 0) + 1
+    for (name, text, single), count in sorted(differ.items(), key=lambda item: (-item[1], item[0])):
+        mark = "" if normalize_text(text) == normalize_text(single) else " (words differ)"
+        print(f"- {name}: {text!r} vs {single!r}: {count}{mark}")
 
 
 if __name__ == "__main__":

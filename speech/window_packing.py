@@ -18,7 +18,17 @@ before it to the middle of the gap after it. The split is in doubt if
   audio (a word whisper placed in the silence: invented, or misplaced);
 * one whisper segment holds words of two utterances (the decoder ran them together as
   one sentence, which changes punctuation and casing at the join);
-* an utterance gets no words (its words may have gone to a neighbour, or been dropped).
+* an utterance gets no words: its words may have gone to a neighbour, or been dropped, and
+  the words after it may all have shifted by one utterance (seen: "ask" | "ask not" |
+  "what your …" came out as "" | "Ask..." | "Ask...not... What your …");
+* a word lasts less than ``MIN_WORD_S`` (whisper could not place it: seen on a repeated,
+  invented phrase, "and so my fellow america" twice, the copy at zero length).
+
+A word across or in a gap puts the utterances beside that gap in doubt; a segment across
+utterances, those; an empty utterance, the one before it and every one after it (the
+shift above runs forwards); a word too short to place, its utterance. What this cannot see is a word whisper leaves out or changes because the other
+utterances are in its window ("Americans" → "America", "Ask not!" → "Ask."): packed texts are
+not always the single runs' texts, even when every split is clear.
 
 Plain Python and numpy, no threads, no model: the decoding is the caller's.
 """
@@ -41,6 +51,9 @@ DEFAULT_GAP_S = 2.0
 
 DEFAULT_MAX_OVERHANG_S = 0.5
 """How far into a gap a word's midpoint may lie from its utterance's audio, in seconds."""
+
+MIN_WORD_S = 0.02
+"""A word shorter than this (seconds; whisper's timestamps step by 0.02 s) was not placed in the audio."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,7 @@ def split_each(
     Doubt is kept to the utterances it concerns (the rule in the module docstring): a word
     across a gap's middle, or placed in a gap, puts both utterances beside that gap in doubt;
     a segment holding words of several utterances, all of them; an utterance without words,
-    itself and its neighbours (its words may have gone to one of them).
+    the one before it and every one after it; a word shorter than ``MIN_WORD_S``, its own.
 
     Args:
         words: the window's words in order (``words_of``), times in seconds from the
@@ -196,16 +209,19 @@ def split_each(
             doubt[owner] = doubt[owner - 1] = True  # owner > 0: the first zone has no start
         elif midpoint_s > span.end_s + max_overhang_s:
             doubt[owner] = doubt[owner + 1] = True  # owner < count - 1: the last zone has no end
+        if word.end_s - word.start_s < MIN_WORD_S:
+            doubt[owner] = True
         owners_of_segment.setdefault(word.segment, set()).add(owner)
         texts[owner].append(word.text)
     for owners in owners_of_segment.values():
         if len(owners) > 1:
             for owner in owners:
                 doubt[owner] = True
-    for index, parts in enumerate(texts):
-        if not parts:
-            for neighbour in range(max(0, index - 1), min(count, index + 2)):
-                doubt[neighbour] = True
+    if not all(texts):
+        # The words after an empty utterance may all have shifted by one; the one before may hold its words.
+        first_empty = next(i for i, parts in enumerate(texts) if not parts)
+        for index in range(max(0, first_empty - 1), count):
+            doubt[index] = True
     return [None if in_doubt else " ".join("".join(parts).split()) for parts, in_doubt in zip(texts, doubt)]
 
 

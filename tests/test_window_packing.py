@@ -122,12 +122,15 @@ FOUR = [Span(0.0, 2.0), Span(4.0, 5.0), Span(7.0, 8.0), Span(10.0, 12.0)]  # gap
     # one segment across B and C: both in doubt
     ([(0.0, 1.9, " A.", 0), (4.0, 5.0, " B,", 1), (7.0, 8.0, " c.", 1), (10.0, 11.0, " D.", 2)],
      ["A.", None, None, "D."]),
-    # C without words: B, C and D in doubt
+    # C without words: B, C and every one after (the words after it may all have shifted)
     ([(0.0, 1.9, " A.", 0), (4.0, 5.0, " B.", 1), (10.0, 11.0, " D.", 2)],
      ["A.", None, None, None]),
-    # the first without words: it and the second
+    # the first without words: all
     ([(4.0, 5.0, " B.", 1), (7.0, 8.0, " C.", 2), (10.0, 11.0, " D.", 3)],
-     [None, None, "C.", "D."]),
+     [None, None, None, None]),
+    # a word of no length (whisper could not place it): its utterance in doubt
+    ([(0.0, 1.9, " A.", 0), (4.0, 5.0, " B.", 1), (7.0, 8.0, " C.", 2), (10.0, 11.0, " D.", 3), (11.0, 11.0, " D.", 3)],
+     ["A.", "B.", "C.", None]),
 ])
 def test_split_each_keeps_doubt_to_the_utterances_concerned(items, expected):
     assert split_each(words(*items), FOUR) == expected
