@@ -52,7 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speech.recognition import WhisperRecognizer, _audio_data, _float_samples  # noqa: E402
-from speech.window_packing import Span, Word, pack, packed_duration_s, split_each, words_of  # noqa: E402
+from speech.window_packing import MIN_WORD_S, Span, Word, pack, packed_duration_s, split_each, words_of  # noqa: E402
 from tests.phone import CORPUS, PHONE_SAMPLE_RATE, phone_round_trip, read_mono  # noqa: E402
 from tools.wer import normalize_text, word_error_rate  # noqa: E402
 
@@ -154,6 +154,8 @@ def doubts(words: list[Word], spans: list[Span], overhang_s: float) -> set[str]:
             found.add("midpoint in a gap")
         if owners.setdefault(word.segment, owner) != owner:
             found.add("segment across utterances")
+        if word.end_s - word.start_s < MIN_WORD_S:
+            found.add("word of no length")
         counts[owner] += 1
     if not all(counts):
         found.add("utterance without words")
@@ -427,6 +429,14 @@ def report(pieces: list[dict], records: list[dict], args) -> None:
                 words += len(normalize_text(piece["reference"]).split())
         print(f"| {gap_s:g} | {total} | {doubtful} | {total - doubtful} | {identical} | {normalised} | "
               f"{errors_single / words:.3f} / {errors_packed / words:.3f} | {cost / single_cost:.2f} |")
+    print("\nBy utterance length, all gaps, per-utterance rule:\n")
+    print("| utterance | in packs | in doubt | from the pack | identical to single run | normalised identical |")
+    print("|---|---|---|---|---|---|")
+    for low_s, high_s in ((0.0, 1.5), (1.5, 3.0), (3.0, 99.0)):
+        taken = [(t, i) for r in records for t, i in zip(r["each"], r["pieces"]) if low_s <= pieces[i]["duration_s"] < high_s]
+        split_out = [same(t, i) for t, i in taken if t is not None]
+        print(f"| {low_s:g}-{high_s:g} s | {len(taken)} | {len(taken) - len(split_out)} | {len(split_out)} | "
+              f"{sum(a for a, _ in split_out)} | {sum(b for _, b in split_out)} |".replace("-99 s", " s and longer"))
     print("\nTexts taken from a pack (per-utterance rule) that differ from the single run, with how often:\n")
     differ: dict[tuple[str, str, str], int] = {}
     for r in records:

@@ -197,7 +197,9 @@ class WhisperRecognizer:
     with a replica each (``num_workers=2``) were never slower than one, alone or
     together, and 20–30 % faster together when other processes also wanted the cores.
     Decoding queued utterances as one batch gained nothing on a CPU (whisper's encoder,
-    ≈80 % of the work, always runs on a 30 s window) and was removed.
+    ≈80 % of the work, always runs on a 30 s window) and was removed. Packing them into one
+    window (``packing``) shares that window, but its texts are not always the single runs'
+    (bench/window_packing.py), so it is off by default.
 
     The model is loaded from a local directory only (``local_files_only=True``, the
     ``HF_HUB_OFFLINE=1`` behaviour): never downloaded. It is loaded once per instance,
