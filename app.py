@@ -100,7 +100,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if settings.recognizer == "google":
         recognizer_options = {"key": settings.google_speech_key or None}
     elif settings.recognizer == "whisper":
-        recognizer_options = {"num_workers": settings.recognition_workers, "cpu_threads": settings.recognition_cpu_threads}
+        recognizer_options = {"num_workers": settings.recognition_workers, "cpu_threads": settings.recognition_cpu_threads,
+                              "packing": settings.recognition_packing}
     elif settings.recognizer == "openai":
         recognizer_options = {"base_url": settings.recognizer_base_url, "model": settings.recognizer_model,
                               "api_key": settings.recognizer_api_key, "timeout_s": settings.recognizer_http_timeout_s}

@@ -9,6 +9,11 @@ model at once had all their decodes finish near the end: docs/benchmarks.md). An
 a barge-in, a timeout). Every item carries its estimated cost in core-seconds, and the queue
 reports what it holds (``backlog_core_s``) for admission control (core/admission.py).
 
+With a ``run_many`` hook, a free engine thread takes every item queued at that moment with the
+priority of the most urgent one (up to what ``fit_many`` allows) and runs them in one call: the
+recognizer packs several utterances into one whisper window (speech/window_packing.py). It
+never waits for more items to arrive.
+
 gevent: the server monkey-patches ``threading`` and ``queue`` before this module is
 imported, which would turn a ``threading.Thread`` into a greenlet on the hub and make
 ``threading.Lock`` a hub-bound gevent lock. Everything here therefore uses the
@@ -29,7 +34,7 @@ import queue
 import sys
 import time
 from enum import IntEnum
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -97,7 +102,7 @@ class CancelToken:
 class _Pending(Generic[Result]):
     """One submitted item: its outcome and a raw lock that is released when it is set."""
 
-    __slots__ = ("item", "cost_core_s", "cancel", "priority", "taken", "_done", "_outcome")
+    __slots__ = ("item", "cost_core_s", "cancel", "priority", "taken", "sequence", "alone", "_done", "_outcome")
 
     def __init__(self, item: Any, cost_core_s: float = 0.0, cancel: CancelToken | None = None, priority: int = 0) -> None:
         self.item = item
@@ -105,6 +110,8 @@ class _Pending(Generic[Result]):
         self.cancel = cancel
         self.priority = priority
         self.taken = False  # an engine thread took it (a promoted item has a stale heap entry left)
+        self.sequence = 0  # of the heap entry it was last taken from (RUN_ALONE puts it back there)
+        self.alone = False  # run_many sent it back (RUN_ALONE): it goes through run, by itself
         self._done = _allocate_lock()
         self._done.acquire()
         self._outcome: Any = None
@@ -134,6 +141,10 @@ class _Pending(Generic[Result]):
 _STOP = object()
 EXIT_WAIT_S = 10.0  # at interpreter exit, the longest wait for the items engine threads are running
 
+RUN_ALONE: Any = object()
+"""What ``run_many`` returns for an item it did not run: the item goes back to the head of
+the queue (its old place) and the next free engine thread runs it alone through ``run``."""
+
 
 class EngineQueue(Generic[Item, Result]):
     """Run items through ``run`` one at a time per engine thread, most urgent first, then in arrival order.
@@ -144,6 +155,20 @@ class EngineQueue(Generic[Item, Result]):
             once and must be thread-safe (e.g. a CTranslate2 model with ``num_workers``
             replicas).
         workers: engine threads taking items from the one queue (>= 1).
+        run_many: optional ``run_many(items) -> results``, called on an engine thread
+            instead of ``run`` when, as the thread frees, more than one item of the most
+            urgent queued priority is waiting (not cancelled): ``items`` is the list of those
+            (at least 2, in arrival order, as many as ``fit_many`` allows); it returns one
+            result per item, in the same order, where a ``BaseException`` instance is raised
+            to that item's caller alone and ``RUN_ALONE`` sends the item back to its place
+            at the head of the queue, to be run alone through ``run`` by the next free
+            engine thread (so several such items share the engine threads). What it raises
+            is raised to every one of them, as is a ``ValueError`` if it returns a different
+            number of results. None (the default): items always run one by one through ``run``.
+        fit_many: optional ``fit_many(items) -> n``: how many of the leading ``items``
+            (the candidates for one ``run_many`` call, in order) go together, 1 or more; the
+            rest stay queued, first in line. Called with the queue's lock held: it must be
+            quick and must not use the queue. None: all of them.
 
     Raises:
         ValueError: ``workers`` < 1.
@@ -156,10 +181,19 @@ class EngineQueue(Generic[Item, Result]):
     until there is work and then takes the best item there is at that moment.
     """
 
-    def __init__(self, run: Callable[[Item], Result], *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        run: Callable[[Item], Result],
+        *,
+        workers: int = 1,
+        run_many: Callable[[list[Item]], Sequence[Result | BaseException]] | None = None,
+        fit_many: Callable[[list[Item]], int] | None = None,
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._run = run
+        self._run_many = run_many
+        self._fit_many = fit_many
         self.workers = workers
         self._start_lock = _allocate_lock()
         self._heap_lock = _allocate_lock()
@@ -298,28 +332,106 @@ class EngineQueue(Generic[Item, Result]):
                     return pending
             return None
 
+    def _take_many(self) -> list[_Pending]:
+        """Pop the most urgent queued item and the others of its priority that ``fit_many`` allows.
+
+        Cancelled ones among the others are failed with ``EngineCancelledError`` and left
+        out; the first is returned even when cancelled (``_loop`` skips it). Returns []
+        if the heap is empty.
+        """
+        with self._heap_lock:
+            entries: list[tuple[int, int, _Pending]] = []  # (priority, sequence, pending)
+            while self._heap and not entries:
+                entry = heapq.heappop(self._heap)
+                if not entry[2].taken:  # else a stale entry of a promoted item
+                    entries.append(entry)
+            if not entries:
+                return []
+            first = entries[0][2]
+            first.taken = True
+            alone = []  # sent back by run_many: each runs by itself, later
+            while not first.alone and self._heap and self._heap[0][0] == entries[0][0]:
+                entry = heapq.heappop(self._heap)
+                if entry[2].taken:
+                    continue
+                if entry[2].alone:
+                    alone.append(entry)
+                    continue
+                entry[2].taken = True
+                if entry[2].cancel is not None and entry[2].cancel.cancelled:
+                    entry[2].set(EngineCancelledError("cancelled before it ran"))
+                else:
+                    entries.append(entry)
+            for entry in alone:
+                heapq.heappush(self._heap, entry)
+            if first.alone or (first.cancel is not None and first.cancel.cancelled):
+                keep = 1  # run or skipped alone, as without run_many; the others wait for the next wake-up
+            elif len(entries) > 1 and self._fit_many is not None:
+                keep = max(1, min(len(entries), int(self._fit_many([entry[2].item for entry in entries]))))
+            else:
+                keep = len(entries)
+            for entry in entries[keep:]:  # back with their old sequence numbers: still first in line
+                entry[2].taken = False
+                heapq.heappush(self._heap, entry)
+            for entry in entries[:keep]:
+                entry[2].sequence = entry[1]
+            taken = [entry[2] for entry in entries[:keep]]
+            self._running_core_s += sum(p.cost_core_s for p in taken)
+            return taken
+
+    def _run_together(self, taken: list[_Pending], work: Any) -> None:
+        """Run ``taken`` (2 or more, not cancelled) in one ``run_many`` call and hand out the results.
+
+        An item whose result is ``RUN_ALONE`` goes back into the heap with its old priority and
+        sequence (first in line) and a wake-up in ``work``, marked to run alone.
+        """
+        try:
+            results = list(self._run_many([p.item for p in taken]))  # type: ignore[misc]
+            if len(results) != len(taken):
+                raise ValueError(f"run_many returned {len(results)} results for {len(taken)} items")
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller must be woken
+            results = [exc] * len(taken)
+        for pending, outcome in zip(taken, results):
+            if outcome is RUN_ALONE:
+                with self._heap_lock:
+                    pending.alone, pending.taken = True, False
+                    heapq.heappush(self._heap, (pending.priority, pending.sequence, pending))
+                work.put(True)
+            else:
+                pending.set(outcome)
+
     def _done(self, pending: _Pending) -> None:
         with self._heap_lock:
             self._running_core_s = max(0.0, self._running_core_s - pending.cost_core_s)
 
     def _loop(self, work: Any, stopped: Any) -> None:
-        """Engine thread: run queued items one by one, most urgent first, until a _STOP."""
+        """Engine thread: run queued items one by one (or together, with ``run_many``), most urgent first, until a _STOP."""
         try:
             while True:
                 if work.get() is _STOP:
                     return
-                pending = self._take()
-                if pending is None:  # its item was failed by a closing thread
+                if self._run_many is None:
+                    pending = self._take()
+                    taken = [] if pending is None else [pending]
+                else:
+                    # Items taken together leave their wake-ups in ``work``: a thread woken by
+                    # one of those finds nothing to take and waits again.
+                    taken = self._take_many()
+                if not taken:  # its item was failed by a closing thread, or taken with another
                     continue
                 try:
-                    if pending.cancel is not None and pending.cancel.cancelled:
-                        pending.set(EngineCancelledError("cancelled before it ran"))
+                    if len(taken) > 1:
+                        self._run_together(taken, work)
+                    elif taken[0].cancel is not None and taken[0].cancel.cancelled:
+                        taken[0].set(EngineCancelledError("cancelled before it ran"))
                     else:
-                        pending.set(self._run(pending.item))
+                        taken[0].set(self._run(taken[0].item))
                 except BaseException as exc:  # noqa: BLE001 - the waiting caller must be woken
-                    pending.set(exc)
+                    for pending in taken:
+                        pending.set(exc)
                 finally:
-                    self._done(pending)
+                    for pending in taken:
+                        self._done(pending)
         finally:
             # Items queued after the stop (a submit that raced close()) fail rather than
             # hang; another engine thread's stop is left for it.

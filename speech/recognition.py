@@ -32,7 +32,16 @@ import speech_recognition as sr
 from audio.constants import MULAW_SAMPLE_RATE, WHISPER_SAMPLE_RATE
 from audio.errors import AudioFormatError
 from speech._factory import build_engine
-from speech.engine_queue import CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
+from speech import window_packing
+from speech.engine_queue import (
+    RUN_ALONE,
+    CancelToken,
+    EngineCancelledError,
+    EngineClosedError,
+    EngineQueue,
+    Priority,
+    _allocate_lock,
+)
 from speech.errors import EngineConfigError, RecognitionError
 from speech.openai_engines import OpenAIRecognizer
 
@@ -188,7 +197,9 @@ class WhisperRecognizer:
     with a replica each (``num_workers=2``) were never slower than one, alone or
     together, and 20–30 % faster together when other processes also wanted the cores.
     Decoding queued utterances as one batch gained nothing on a CPU (whisper's encoder,
-    ≈80 % of the work, always runs on a 30 s window) and was removed.
+    ≈80 % of the work, always runs on a 30 s window) and was removed. Packing them into one
+    window (``packing``) shares that window, but its texts are not always the single runs'
+    (bench/window_packing.py), so it is off by default.
 
     The model is loaded from a local directory only (``local_files_only=True``, the
     ``HF_HUB_OFFLINE=1`` behaviour): never downloaded. It is loaded once per instance,
@@ -211,10 +222,24 @@ class WhisperRecognizer:
         num_workers: engine threads, each with its own CTranslate2 replica
             (``num_workers`` of ``WhisperModel``; tiny.en int8 ≈ 40 MB each), taking
             utterances from one queue in parallel; each replica uses ``cpu_threads`` threads.
+        packing: when an engine thread frees and several utterances are queued, decode
+            those that fit in one 30 s window together, ``packing_gap_s`` of silence apart,
+            with word timestamps, and split the words back (``speech.window_packing``);
+            an utterance whose split is in doubt (all of them if the decode fell back to a
+            higher temperature or to a second window) goes back to the head of the queue
+            and is decoded alone by the next free engine thread. Off by default: packed
+            texts are not always the single runs' texts (bench/window_packing.py,
+            docs/benchmarks.md).
+        packing_gap_s: silence between packed utterances in seconds (> 0).
 
     Raises:
         EngineConfigError: ``model_path`` is not a directory, or ``beam_size`` < 1,
-            ``cpu_threads`` < 0 or ``num_workers`` < 1.
+            ``cpu_threads`` < 0, ``num_workers`` < 1 or ``packing_gap_s`` <= 0.
+
+    Attributes:
+        packs: with ``packing``, how many windows held more than one utterance.
+        packed_utterances: how many utterances got their text from such a window.
+        unpacked_utterances: how many were in doubt there and were decoded again alone.
     """
 
     name = "whisper"
@@ -235,6 +260,8 @@ class WhisperRecognizer:
         language: str = "en",
         vad_filter: bool = False,
         num_workers: int = 2,
+        packing: bool = False,
+        packing_gap_s: float = window_packing.DEFAULT_GAP_S,
     ) -> None:
         if model_path is not None and not Path(model_path).is_dir():
             raise EngineConfigError(f"whisper: model_path {str(model_path)!r} is not a directory")
@@ -244,6 +271,8 @@ class WhisperRecognizer:
             raise EngineConfigError(f"whisper: cpu_threads must be >= 0, got {cpu_threads}")
         if num_workers < 1:
             raise EngineConfigError(f"whisper: num_workers must be >= 1, got {num_workers}")
+        if not packing_gap_s > 0:
+            raise EngineConfigError(f"whisper: packing_gap_s must be positive, got {packing_gap_s}")
         self._model_path = Path(model_path) if model_path is not None else None
         self._compute_type = compute_type
         self.cpu_threads = cpu_threads or _default_cpu_threads()
@@ -257,9 +286,23 @@ class WhisperRecognizer:
             "without_timestamps": True,
             "vad_filter": vad_filter,
         }
+        # A packed window needs timestamp tokens (they end whisper's segments at the gaps) and
+        # word timestamps (to split the words back).
+        self._packed_options = dict(self._transcribe_options, without_timestamps=False, word_timestamps=True)
+        self.packing = packing
+        self.packing_gap_s = packing_gap_s
+        self.packs = 0
+        self.packed_utterances = 0
+        self.unpacked_utterances = 0
+        self._stats_lock = _allocate_lock()  # a raw lock: engine threads are real OS threads under gevent
         self._load_lock = threading.Lock()
         self._model: Any = None
-        self._queue: EngineQueue[np.ndarray, str] = EngineQueue(self._decode, workers=num_workers)
+        self._queue: EngineQueue[np.ndarray, str] = EngineQueue(
+            self._decode,
+            workers=num_workers,
+            run_many=self._decode_packed if packing else None,
+            fit_many=self._fit_window if packing else None,
+        )
         self.window_core_s = self.WINDOW_CORE_S
 
     @property
@@ -314,6 +357,33 @@ class WhisperRecognizer:
             return _clean(" ".join(segment.text for segment in segments))
         except Exception as exc:
             raise RecognitionError(f"whisper: transcription failed: {exc!r}") from exc
+
+    def _fit_window(self, utterances: list[np.ndarray]) -> int:
+        """How many of the leading queued utterances (float32, 16 kHz) fit in one window with the gaps."""
+        return window_packing.how_many_fit([u.size / ENGINE_SAMPLE_RATE for u in utterances], self.packing_gap_s)
+
+    def _decode_packed(self, utterances: list[np.ndarray]) -> list[Any]:
+        """Engine thread: decode several utterances (float32, 16 kHz) in one window and split the words back.
+
+        Returns one entry per utterance, in order: its text, or ``RUN_ALONE`` when its split
+        is in doubt (the engine queue then decodes it alone through ``_decode``).
+        """
+        model = self.model()
+        samples, spans = window_packing.pack(utterances, self.packing_gap_s)
+        texts: list[str | None] = [None] * len(utterances)
+        try:
+            segments = list(model.transcribe(samples, **self._packed_options)[0])
+            # A temperature fallback samples at random, and a second window means whisper
+            # stopped early and decoded the rest again: either way not what single runs give.
+            if all(s.temperature == 0 and s.seek == 0 for s in segments):
+                texts = window_packing.split_each(window_packing.words_of(segments), spans)
+        except Exception:  # noqa: BLE001 - each utterance is decoded alone instead, with its own outcome
+            logging.getLogger(__name__).warning("whisper: packed decode failed; decoding one by one", exc_info=True)
+        with self._stats_lock:
+            self.packs += 1
+            self.unpacked_utterances += texts.count(None)
+            self.packed_utterances += len(texts) - texts.count(None)
+        return [RUN_ALONE if text is None else text for text in texts]
 
     def transcribe(
         self, pcm: bytes, sample_rate: int, *, priority: Priority = Priority.CRITICAL, cancel: CancelToken | None = None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from speech.engine_queue import _STOP, CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
+from speech.engine_queue import _STOP, RUN_ALONE, CancelToken, EngineCancelledError, EngineClosedError, EngineQueue, Priority
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -345,5 +345,142 @@ def test_a_promoted_item_runs_at_its_new_priority_once(engine):
         assert engine.items == [1, 4, 2, 3]  # after the critical one queued before its promotion
         token.promote(Priority.CRITICAL)  # done: nothing happens
         assert worker.queued == 0
+    finally:
+        worker.close()
+
+
+class ManyEngine(GatedEngine):
+    """A GatedEngine whose ``run_many`` records each group it gets (items times 100; an Exception item fails alone)."""
+
+    def __init__(self):
+        super().__init__()
+        self.groups = []
+
+    def run_many(self, items):
+        self.groups.append(list(items))
+        return [item if isinstance(item, Exception) else item * 100 for item in items]
+
+
+def test_run_many_gets_everything_queued_of_the_most_urgent_priority_when_the_thread_frees():
+    engine = ManyEngine()
+    worker = EngineQueue(engine, run_many=engine.run_many)
+    try:
+        first = worker.submit(1)  # alone when it arrives: run through run
+        assert engine.started.wait(5)
+        later = [
+            worker.submit(2),
+            worker.submit(3, priority=Priority.SOON),
+            worker.submit(4),
+            worker.submit(5, priority=Priority.SOON),
+            worker.submit(ValueError("bad"), priority=Priority.SOON),
+        ]
+        engine.gate.set()
+        assert first.result(5) == 10
+        assert [p.result(5) for p in later[:4]] == [200, 300, 400, 500]
+        with pytest.raises(ValueError, match="bad"):  # failed alone: its companions got their results
+            later[4].result(5)
+        assert engine.items == [1]
+        assert len(engine.groups) == 2 and engine.groups[0] == [2, 4]  # CRITICAL first, then SOON
+        assert engine.groups[1][:2] == [3, 5] and len(engine.groups[1]) == 3
+        assert worker.queued == 0 and worker.backlog_core_s == 0.0
+    finally:
+        worker.close()
+
+
+def test_fit_many_limits_a_group_and_the_rest_stay_first_in_line():
+    engine = ManyEngine()
+    worker = EngineQueue(engine, run_many=engine.run_many, fit_many=lambda items: 2)
+    try:
+        first = worker.submit(1)
+        assert engine.started.wait(5)
+        later = [worker.submit(item) for item in (2, 3, 4, 5, 6)]
+        engine.gate.set()
+        assert first.result(5) == 10
+        # 2 and 3 together, then 4 and 5, then 6 alone (through run)
+        assert [p.result(5) for p in later] == [200, 300, 400, 500, 60]
+        assert engine.groups == [[2, 3], [4, 5]]
+        assert engine.items == [1, 6]
+    finally:
+        worker.close()
+
+
+def test_run_many_skips_cancelled_items_and_a_failure_reaches_every_item_of_the_group():
+    engine = GatedEngine()
+
+    def run_many(items):
+        raise RuntimeError(f"group of {len(items)} failed")
+
+    worker = EngineQueue(engine, run_many=run_many)
+    try:
+        first = worker.submit(1)
+        assert engine.started.wait(5)
+        token = CancelToken()
+        group = [worker.submit(2), worker.submit(3, cancel=token), worker.submit(4)]
+        token.cancel()
+        engine.gate.set()
+        assert first.result(5) == 10
+        with pytest.raises(EngineCancelledError):
+            group[1].result(5)
+        for pending in (group[0], group[2]):
+            with pytest.raises(RuntimeError, match="group of 2 failed"):
+                pending.result(5)
+        assert worker.backlog_core_s == 0.0
+    finally:
+        worker.close()
+
+
+def test_run_many_returning_the_wrong_number_of_results_fails_the_group():
+    engine = GatedEngine()
+    worker = EngineQueue(engine, run_many=lambda items: [1])
+    try:
+        first = worker.submit(1)
+        assert engine.started.wait(5)
+        group = [worker.submit(2), worker.submit(3)]
+        engine.gate.set()
+        assert first.result(5) == 10
+        for pending in group:
+            with pytest.raises(ValueError, match="1 results for 2 items"):
+                pending.result(5)
+    finally:
+        worker.close()
+
+
+def test_run_many_never_waits_for_a_group_and_close_still_finishes_queued_items():
+    engine = ManyEngine()
+    engine.gate.set()
+    worker = EngineQueue(engine, run_many=engine.run_many, workers=2)
+    try:
+        began = time.perf_counter()
+        assert worker.call(7, timeout_s=5) == 70  # alone: run at once, not held back for company
+        assert time.perf_counter() - began < 1.0
+        pending = [worker.submit(item) for item in range(1, 9)]
+        worker.close(timeout_s=5)
+        assert all(p.result(5) in (item * 10, item * 100) for p, item in zip(pending, range(1, 9)))
+        ran = sorted(engine.items[1:] + [item for group in engine.groups for item in group])
+        assert ran == list(range(1, 9))
+    finally:
+        worker.close()
+
+
+def test_what_run_many_sends_back_runs_alone_first_in_line_run_alone_first_in_line():
+    engine = GatedEngine()
+    groups = []
+
+    def run_many(items):
+        groups.append(list(items))
+        return [RUN_ALONE if item % 2 else item * 100 for item in items]  # odd ones: "in doubt"
+
+    worker = EngineQueue(engine, run_many=run_many, fit_many=lambda items: 3)
+    try:
+        first = worker.submit(0)
+        assert engine.started.wait(5)
+        later = [worker.submit(item) for item in (1, 2, 3, 4, 6)]
+        engine.gate.set()
+        assert first.result(5) == 0
+        assert [p.result(5) for p in later] == [10, 200, 30, 400, 600]
+        # 1, 2, 3 together; 1 and 3 back at the head, each run alone, before 4 and 6 go together
+        assert groups == [[1, 2, 3], [4, 6]]
+        assert engine.items == [0, 1, 3]
+        assert worker.backlog_core_s == 0.0 and worker.queued == 0
     finally:
         worker.close()

@@ -237,3 +237,108 @@ def test_make_recognizer_rejects_unknown_engine_and_options():
         make_recognizer("whisper", batch_max=8)  # removed: batching did not pay on a CPU
     with pytest.raises(EngineConfigError):
         make_recognizer("whisper", num_workers=0)
+
+
+class _FakeWhisperModel:
+    """Stands in for ``WhisperModel`` (no decoding): every run of non-zero samples is one word, "w<value × 10>.".
+
+    With ``word_timestamps`` it returns one segment per word, with the word's times; without,
+    one segment with all the words. ``gate`` holds every call until it is set; ``temperature``
+    is what the segments report.
+    """
+
+    def __init__(self):
+        self.calls = []  # (seconds of audio, word_timestamps)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+        self.temperature = 0.0
+
+    def transcribe(self, samples, **options):
+        from types import SimpleNamespace
+
+        words_wanted = options.get("word_timestamps", False)
+        self.calls.append((samples.size / 16000, words_wanted))
+        self.started.set()
+        assert self.gate.wait(10)
+        loud = np.concatenate([[False], samples != 0, [False]])
+        edges = np.flatnonzero(loud[1:] != loud[:-1]).reshape(-1, 2)
+        words = [SimpleNamespace(start=a / 16000, end=b / 16000, word=f" w{round(float(samples[a]) * 10)}.") for a, b in edges]
+        if not words_wanted:
+            return iter([SimpleNamespace(text="".join(w.word for w in words), temperature=0.0, seek=0)]), None
+        return iter([SimpleNamespace(text=w.word, words=[w], temperature=self.temperature, seek=0) for w in words]), None
+
+
+def _fake_packing_recognizer(**options):
+    recognizer = WhisperRecognizer(num_workers=1, packing=True, **options)
+    recognizer._model = _FakeWhisperModel()  # model() returns it: nothing is loaded
+    return recognizer, recognizer._model
+
+
+def _utterance_pcm(value: float, duration_s: float) -> bytes:
+    """16 kHz PCM16 of a constant level (the fake model's "word" value × 10 is its text)."""
+    return (np.full(int(duration_s * 16000), value * 32768, dtype="<i2")).tobytes()
+
+
+def _transcribe_while_busy(recognizer, model, pcms):
+    """Transcribe pcms[0], then the others from threads while pcms[0] is still being decoded."""
+    model.gate.clear()
+    with ThreadPoolExecutor(max_workers=len(pcms)) as pool:
+        futures = [pool.submit(recognizer.transcribe, pcms[0], 16000)]
+        assert model.started.wait(5)
+        futures += [pool.submit(recognizer.transcribe, pcm, 16000) for pcm in pcms[1:]]
+        deadline = time.monotonic() + 5
+        while recognizer._queue.queued < len(pcms) - 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        model.gate.set()
+        return [future.result(10) for future in futures]
+
+
+def test_whisper_packing_decodes_the_utterances_queued_behind_a_busy_engine_in_one_window():
+    recognizer, model = _fake_packing_recognizer()
+    try:
+        pcms = [_utterance_pcm(v, 1.5) for v in (0.1, 0.2, 0.3, 0.4)]
+        assert _transcribe_while_busy(recognizer, model, pcms) == ["w1.", "w2.", "w3.", "w4."]
+        # the first alone (nothing was queued), the other three in one 1.5 * 3 + 2 * 2 = 8.5 s window
+        assert model.calls == [(1.5, False), (8.5, True)]
+        assert (recognizer.packs, recognizer.packed_utterances, recognizer.unpacked_utterances) == (1, 3, 0)
+    finally:
+        recognizer.close()
+
+
+def test_whisper_packing_falls_back_to_one_decode_each_when_in_doubt():
+    recognizer, model = _fake_packing_recognizer()
+    model.temperature = 0.2  # whisper's temperature fallback sampled: not what a single run gives
+    try:
+        pcms = [_utterance_pcm(v, 1.0) for v in (0.1, 0.2, 0.3)]
+        assert _transcribe_while_busy(recognizer, model, pcms) == ["w1.", "w2.", "w3."]
+        assert model.calls == [(1.0, False), (4.0, True), (1.0, False), (1.0, False)]
+        assert (recognizer.packs, recognizer.packed_utterances, recognizer.unpacked_utterances) == (1, 0, 2)
+    finally:
+        recognizer.close()
+
+
+def test_whisper_packing_puts_only_what_fits_in_30_s_in_one_window():
+    recognizer, model = _fake_packing_recognizer()
+    try:
+        pcms = [_utterance_pcm(v, 14.0) for v in (0.1, 0.2, 0.3, 0.4)]
+        assert _transcribe_while_busy(recognizer, model, pcms) == ["w1.", "w2.", "w3.", "w4."]
+        assert model.calls == [(14.0, False), (30.0, True), (14.0, False)]  # 14 + 2 + 14 s, then the fourth alone
+    finally:
+        recognizer.close()
+
+
+def test_whisper_without_packing_decodes_queued_utterances_one_by_one():
+    recognizer = WhisperRecognizer(num_workers=1)
+    recognizer._model = model = _FakeWhisperModel()
+    try:
+        pcms = [_utterance_pcm(v, 1.0) for v in (0.1, 0.2, 0.3)]
+        assert _transcribe_while_busy(recognizer, model, pcms) == ["w1.", "w2.", "w3."]
+        assert model.calls == [(1.0, False)] * 3
+    finally:
+        recognizer.close()
+
+
+def test_whisper_packing_gap_must_be_positive():
+    with pytest.raises(EngineConfigError, match="packing_gap_s"):
+        WhisperRecognizer(packing=True, packing_gap_s=0)
