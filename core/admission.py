@@ -104,9 +104,10 @@ class Admission:
         free_cores = self.cores - settled * turn_core_s / self.turn_interval_s
         if free_cores <= 0:
             return Decision(False, float("inf"), fresh, settled)
-        demand_core_s = max(0.0, backlog_core_s) + self._fresh_core_s(now_s, free_cores) + turn_core_s
-        wait_s = demand_core_s / free_cores
-        return Decision(wait_s <= self.budget_s, wait_s, fresh, settled)
+        ahead_core_s = max(0.0, backlog_core_s) + self._fresh_core_s(now_s, free_cores)
+        wait_s = (ahead_core_s + turn_core_s) / free_cores
+        # Nothing ahead of it: refusing would serve nobody, even on a machine too slow for the budget.
+        return Decision(wait_s <= self.budget_s or ahead_core_s == 0, wait_s, fresh, settled)
 
     def reserve(self, call_sid: str, now_s: float, turn_core_s: float) -> None:
         """The webhook admitted ``call_sid``, whose first turn will cost ``turn_core_s``: it is fresh from now."""

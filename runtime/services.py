@@ -70,18 +70,29 @@ class Services:
             bearer = s.stream_bearer_token
             self.call_tokens = CallTokens(secrets if any(secrets) else [bearer], bearer)
         if self.admission is None:
-            self.admission = Admission(cores=usable_cores(), budget_s=self.settings.overload_reply_budget_ms / 1000)
+            # The budget is voice-to-voice, from the caller's last word: the endpoint's silence is
+            # spent before any engine work starts (speculation, which hides recognition in it, is
+            # the first thing given up under load).
+            engine_budget_ms = max(0, self.settings.overload_reply_budget_ms - self.settings.endpoint_silence_ms)
+            self.admission = Admission(cores=usable_cores(), budget_s=engine_budget_ms / 1000)
         if self.phrases is None:
             self.phrases = PhraseCache(self.fixed_phrases())
 
     @property
     def recognizer_busy(self) -> bool:
-        """As many recognitions run as there are cores: speculative ones would only slow the others
-        (never for an engine on another machine, which costs this machine's cores nothing)."""
+        """Too busy to start a speculative recognition (never for an engine on another machine,
+        which costs this machine's cores nothing).
+
+        Alone on the line, a call may speculate until as many recognitions run as there are cores.
+        With other calls, only on an idle recognizer: a decode that has started cannot be taken
+        back, so a speculative one (often 2-3 per sentence, one per pause between words) would hold
+        an engine thread and half the cores that another caller's finished turn needs (measured in
+        the burst benchmark: docs/benchmarks.md).
+        """
         cost_core_s = getattr(self.recognizer, "cost_core_s", None)
         if cost_core_s is not None and not cost_core_s(TYPICAL_UTTERANCE_S):
             return False
-        return self.recognitions_running >= usable_cores()
+        return self.recognitions_running >= (usable_cores() if self.active_calls <= 1 else 1)
 
     def recognize(self, pcm: bytes, sample_rate: int, priority: Priority = Priority.CRITICAL,
                   cancel: CancelToken | None = None) -> str:

@@ -59,5 +59,8 @@ def sqlite_store(tmp_path):
 
 @pytest.fixture
 def app_settings(tmp_path):
-    """Settings for an app whose store and recordings live in ``tmp_path`` (no model warm-up)."""
-    return {"WARM_UP": False, "DATABASE_URL": f"sqlite:///{tmp_path / 'calls.db'}", "RECORDINGS_DIR": str(tmp_path / "recordings")}
+    """Settings for an app whose store and recordings live in ``tmp_path`` (no model warm-up; no
+    admission control, which tests/test_http.py turns on where it is the subject: several webhooks in
+    one test would otherwise be callers about to speak)."""
+    return {"WARM_UP": False, "DATABASE_URL": f"sqlite:///{tmp_path / 'calls.db'}", "RECORDINGS_DIR": str(tmp_path / "recordings"),
+            "OVERLOAD_REPLY_BUDGET_MS": 0}

@@ -98,3 +98,12 @@ def test_engines_on_other_machines_never_refuse():
     for index in range(100):
         assert control.decide(0.0, 0.0, 0.0).admit
         control.reserve(f"CA{index}", 0.0, 0.0)
+
+
+def test_an_idle_server_admits_a_call_even_when_one_turn_alone_exceeds_the_budget():
+    slow = Admission(cores=1.0, budget_s=0.9)
+    first = slow.decide(0.0, 0.0, 1.2)
+    assert first.admit and first.predicted_wait_s == pytest.approx(1.2)
+    slow.reserve("CA1", 0.0, 1.2)
+    assert not slow.decide(0.0, 0.0, 1.2).admit  # but not a second one beside it
+    assert not slow.decide(10.0, 0.5, 1.2).admit  # nor while the engines have work queued

@@ -791,3 +791,23 @@ def test_a_speculative_recognition_is_promoted_when_its_pause_becomes_the_endpoi
     # Every recognition here starts in a pause; only the one whose pause became the endpoint was promoted.
     assert len(recognizer.priorities) >= 1 and set(recognizer.priorities) == {Priority.SPECULATIVE}
     assert promoted == [Priority.CRITICAL]
+
+
+def test_with_other_calls_on_the_line_speculation_waits_for_an_idle_recognizer(services, monkeypatch):
+    monkeypatch.setattr("runtime.services.usable_cores", lambda: 2)
+    svc = services()
+    svc.active_calls, svc.recognitions_running = 1, 1
+    assert not svc.recognizer_busy  # alone: up to one recognition per core
+    svc.recognitions_running = 2
+    assert svc.recognizer_busy
+    svc.active_calls, svc.recognitions_running = 3, 1
+    assert svc.recognizer_busy  # others may need the engine threads for their finished turns
+    svc.recognitions_running = 0
+    assert not svc.recognizer_busy
+
+    class RemoteRecognizer(FakeRecognizer):
+        def cost_core_s(self, audio_s):
+            return 0.0  # the work runs elsewhere
+
+    svc.recognizer, svc.recognitions_running = RemoteRecognizer(), 50
+    assert not svc.recognizer_busy
