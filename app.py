@@ -148,6 +148,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     hub_monitor.start_for_server(settings.hub_block_threshold_ms)  # once per process; not in unpatched test runs
     retention.start_for_server(services)  # RETENTION_DAYS; likewise
     log.info("ready: recognizer=%s synthesizer=%s responder=%s", settings.recognizer, settings.synthesizer, settings.responder)
+    if settings.overload_reply_budget_ms:
+        log.info("admission control: a turn costs %.2f core-s here, %.1f cores, %.2f s of engine time per first reply "
+                 "(OVERLOAD_REPLY_BUDGET_MS - ENDPOINT_SILENCE_MS)", services.turn_core_s, services.admission.cores,
+                 services.admission.budget_s)
     return app
 
 
