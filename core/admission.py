@@ -106,8 +106,9 @@ class Admission:
             return Decision(False, float("inf"), fresh, settled)
         ahead_core_s = max(0.0, backlog_core_s) + self._fresh_core_s(now_s, free_cores)
         wait_s = (ahead_core_s + turn_core_s) / free_cores
-        # Nothing ahead of it: refusing would serve nobody, even on a machine too slow for the budget.
-        return Decision(wait_s <= self.budget_s or ahead_core_s == 0, wait_s, fresh, settled)
+        # No other call and no work: refusing would serve nobody, even on a machine too slow for the budget.
+        idle = ahead_core_s == 0 and fresh == 0 and settled == 0
+        return Decision(wait_s <= self.budget_s or idle, wait_s, fresh, settled)
 
     def reserve(self, call_sid: str, now_s: float, turn_core_s: float) -> None:
         """The webhook admitted ``call_sid``, whose first turn will cost ``turn_core_s``: it is fresh from now."""

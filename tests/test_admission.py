@@ -107,3 +107,6 @@ def test_an_idle_server_admits_a_call_even_when_one_turn_alone_exceeds_the_budge
     slow.reserve("CA1", 0.0, 1.2)
     assert not slow.decide(0.0, 0.0, 1.2).admit  # but not a second one beside it
     assert not slow.decide(10.0, 0.5, 1.2).admit  # nor while the engines have work queued
+    slow.started("CA1", 1.0, 1.2)
+    slow.answered("CA1")
+    assert not slow.decide(100.0, 0.0, 1.2).admit  # nor beside a settled call, queue empty or not
