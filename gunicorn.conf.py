@@ -130,6 +130,8 @@ def post_worker_init(worker):
     # The workers' engines share the machine's cores: admission control counts this one's share.
     admission = worker.wsgi.extensions["callstream"].admission
     admission.cores = max(0.5, admission.cores / workers)
+    if workers > 1:
+        worker.log.info("admission control: this worker counts %.1f of the machine's cores (%d workers)", admission.cores, workers)
     gevent.spawn(_shut_down_on_exit, worker)
 
 

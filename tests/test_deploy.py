@@ -4,6 +4,7 @@ The quickstart runs against a real local HTTP server that answers like an ngrok 
 """
 
 import json
+import logging
 import math
 import os
 import re
@@ -235,7 +236,7 @@ def test_post_worker_init_ends_calls_after_the_grace_once_gunicorn_stops(monkeyp
 
     call = Call()
     services = SimpleNamespace(draining=False, active_calls=1, workers={call}, admission=Admission(cores=2.0, budget_s=1.5))
-    worker = SimpleNamespace(alive=True, wsgi=SimpleNamespace(extensions={"callstream": services},
+    worker = SimpleNamespace(alive=True, log=logging.getLogger("gunicorn.error"), wsgi=SimpleNamespace(extensions={"callstream": services},
                                                               config={"CALLSTREAM": load_settings({}, {"SHUTDOWN_GRACE_S": 1.0})}))
     config = load_gunicorn_config()
     config.post_worker_init(worker)

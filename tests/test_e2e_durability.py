@@ -147,7 +147,10 @@ def test_gunicorn_workers_on_one_database_take_calls_at_once(tmp_path, pg_name):
     # models, its row in instances); the kernel gives each connection to either, so a call's webhook, its
     # stream and its callbacks may reach different workers. Recordings filed in one shared folder.
     database = f"postgres://postgres@127.0.0.1:5432/{pg_name}"
-    settings = {"DATABASE_URL": database, "RECORDINGS_DIR": str(tmp_path / "recordings"), "WEB_CONCURRENCY": "2"}
+    # No admission control: on 2 cores each worker has one core's share, and two first turns landing
+    # on one worker together would rightly be refused (core/admission.py); this test is about the workers.
+    settings = {"DATABASE_URL": database, "RECORDINGS_DIR": str(tmp_path / "recordings"), "WEB_CONCURRENCY": "2",
+                "OVERLOAD_REPLY_BUDGET_MS": "0"}
     process, url = start_server(procfile_command(), tmp_path / "gunicorn.log", free_port(), **settings)
     try:
         deadline = time.monotonic() + 60
