@@ -84,7 +84,7 @@ def main() -> None:
             sys.exit(f"the stub engine server did not start ({url!r})")
         print(f"stub engine server at {url} (transcription {args.transcribe_ms} ms, speech {args.speech_ms} ms "
               f"for {args.audio_ms} ms of audio)", file=sys.stderr)
-        server_env = [f"RECOGNIZER=openai", f"RECOGNIZER_BASE_URL={url}", f"SYNTHESIZER=openai",
+        server_env = ["RECOGNIZER=openai", f"RECOGNIZER_BASE_URL={url}", "SYNTHESIZER=openai",
                       f"SYNTHESIZER_BASE_URL={url}", "RECOGNIZER_MODEL=stub", "SYNTHESIZER_MODEL=stub"]
         command = [sys.executable, "bench/load.py", "--conversations", args.conversations, "--forks", "none",
                    "--out", str(args.out)]

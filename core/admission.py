@@ -112,12 +112,18 @@ class Admission:
 
     def reserve(self, call_sid: str, now_s: float, turn_core_s: float) -> None:
         """The webhook admitted ``call_sid``, whose first turn will cost ``turn_core_s``: it is fresh from now."""
+        self._expire(now_s)  # reservations whose stream never came go, even if no decision is asked for
         if call_sid not in self._fresh and call_sid not in self._settled:
             self._fresh[call_sid] = _Fresh(now_s, turn_core_s)
 
-    def started(self, call_sid: str, now_s: float, turn_core_s: float) -> None:
+    def started(self, call_sid: str, now_s: float, turn_core_s: float, *, settled: bool = False) -> None:
         """``call_sid``'s stream started. A call admitted by its webhook keeps its place; one without
-        (a TwiML Bin's stream, a fork) becomes fresh now."""
+        (a TwiML Bin's stream) becomes fresh now. ``settled``: a stream with no reply to wait for (a
+        listen-only fork) counts as settled from the start."""
+        if settled:
+            self._fresh.pop(call_sid, None)
+            self._settled.add(call_sid)
+            return
         entry = self._fresh.get(call_sid)
         if entry is not None:
             entry.started = True

@@ -106,7 +106,7 @@ def incoming_call() -> Response:
         return Response(say_and_hang_up(settings.busy_message), mimetype="text/xml")
     metrics.call_admitted()
     call_token = _call_token()
-    twiml = connect_stream(stream_url(), parameters=_call_parameters(call_token), greeting=current_app.config["CALLSTREAM"].twiml_greeting,
+    twiml = connect_stream(stream_url(), parameters=_call_parameters(call_token), greeting=settings.twiml_greeting,
                            **_signalwire_stream(call_token))
     return Response(twiml, mimetype="text/xml")
 
@@ -122,7 +122,7 @@ def _admitted() -> bool:
                     services.settings.overload_reply_budget_ms, decision.fresh, decision.settled, services.backlog_core_s)
         return False
     call_sid = request.values.get("CallSid", "")
-    if is_call_sid(call_sid):
+    if services.settings.overload_reply_budget_ms and is_call_sid(call_sid):
         services.admission.reserve(call_sid, time.monotonic(), services.turn_core_s)
     return True
 

@@ -278,9 +278,7 @@ class CallWorker:
         self._counted = True
         # A fork's utterances have no reply to wait for: it counts as settled from the start.
         self._admission_key = start.call_sid if mode == "conversation" else f"fork:{start.call_sid}"
-        services.admission.started(self._admission_key, self._started_s, services.turn_core_s)
-        if mode == "fork":
-            services.admission.answered(self._admission_key)
+        services.admission.started(self._admission_key, self._started_s, services.turn_core_s, settled=mode == "fork")
         return None
 
     def end(self, reason: str) -> None:

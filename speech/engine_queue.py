@@ -321,16 +321,24 @@ class EngineQueue(Generic[Item, Result]):
             pending.set(EngineClosedError("the process is exiting"))
         self.close(timeout_s=EXIT_WAIT_S)
 
+    def _pop_untaken(self) -> tuple[int, int, _Pending] | None:
+        """Pop the most urgent heap entry whose item is not taken (called with the lock held); None if none."""
+        while self._heap:
+            entry = heapq.heappop(self._heap)
+            if not entry[2].taken:  # else a stale entry of a promoted item
+                return entry
+        return None
+
     def _take(self) -> _Pending | None:
         """Pop the most urgent queued item and count it as running; None if the heap is empty."""
         with self._heap_lock:
-            while self._heap:
-                pending = heapq.heappop(self._heap)[2]
-                if not pending.taken:  # else a stale entry of a promoted item
-                    pending.taken = True
-                    self._running_core_s += pending.cost_core_s
-                    return pending
-            return None
+            entry = self._pop_untaken()
+            if entry is None:
+                return None
+            pending = entry[2]
+            pending.taken = True
+            self._running_core_s += pending.cost_core_s
+            return pending
 
     def _take_many(self) -> list[_Pending]:
         """Pop the most urgent queued item and the others of its priority that ``fit_many`` allows.
@@ -340,13 +348,10 @@ class EngineQueue(Generic[Item, Result]):
         if the heap is empty.
         """
         with self._heap_lock:
-            entries: list[tuple[int, int, _Pending]] = []  # (priority, sequence, pending)
-            while self._heap and not entries:
-                entry = heapq.heappop(self._heap)
-                if not entry[2].taken:  # else a stale entry of a promoted item
-                    entries.append(entry)
-            if not entries:
+            head = self._pop_untaken()
+            if head is None:
                 return []
+            entries: list[tuple[int, int, _Pending]] = [head]  # (priority, sequence, pending)
             first = entries[0][2]
             first.taken = True
             alone = []  # sent back by run_many: each runs by itself, later

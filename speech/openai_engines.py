@@ -45,12 +45,10 @@ configuration is usable; a wrong URL or key shows on the first call (logged, apo
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import struct
 import time
-import wave
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -58,7 +56,6 @@ import numpy as np
 import requests
 from gevent.monkey import get_original
 
-from audio.constants import WHISPER_SAMPLE_RATE
 from speech.errors import EngineConfigError, RecognitionError, SynthesisError
 
 if TYPE_CHECKING:
@@ -248,17 +245,6 @@ def _short(exc: BaseException) -> str:
     return text[:_MAX_MESSAGE_CHARS]
 
 
-def _wav_bytes(pcm16: bytes, sample_rate: int) -> bytes:
-    """PCM16 LE mono at ``sample_rate`` Hz as a WAV file (RIFF, PCM, 16-bit, 1 channel)."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm16)
-    return out.getvalue()
-
-
 class OpenAIRecognizer:
     """Transcription by an OpenAI-compatible ``POST {base_url}/audio/transcriptions``.
 
@@ -327,7 +313,8 @@ class OpenAIRecognizer:
         fields = {"model": self.model, "response_format": "json"}
         if self.language:
             fields["language"] = self.language
-        files = {"file": ("utterance.wav", _wav_bytes(audio.frame_data, WHISPER_SAMPLE_RATE), "audio/wav")}
+        # SpeechRecognition's own WAV (RIFF, 16-bit PCM, mono, 16 kHz: no conversion asked for).
+        files = {"file": ("utterance.wav", audio.get_wav_data(), "audio/wav")}
         try:
             body, _ = self._endpoint.post(MAX_TRANSCRIPTION_BYTES, data=fields, files=files)
         except _HttpError as exc:
