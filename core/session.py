@@ -54,8 +54,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
+from audio.echo import EchoCanceller
 from audio.endpointing import Endpointer, EndpointingConfig, SpeechPaused, SpeechStarted, UtteranceEnded
 from audio.framing import FrameAssembler
+from audio.resample import resample
 from audio.stream_format import MULAW_8K, StreamFormat
 from core import protocol
 from core.actions import Action, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
@@ -164,17 +168,24 @@ class CallSession(StreamSession):
             (``config.endpointing.frame_ms`` long).
         stream_format: the wire audio of the stream, both ways: Twilio's μ-law 8 kHz, or
             SignalWire's L16 (``audio.stream_format``).
+        echo: removes the bot's own voice from the caller's frames before the VAD and the
+            recognizer hear them (``audio.echo``, at the endpointing rate); None for none.
 
     Raises:
-        ValueError: the endpointing rate does not match the stream format.
+        ValueError: the endpointing rate does not match the stream format or the echo canceller.
     """
 
     mode = "conversation"
 
-    def __init__(self, config: SessionConfig, is_speech: Callable[[bytes], bool], stream_format: StreamFormat = MULAW_8K) -> None:
+    def __init__(self, config: SessionConfig, is_speech: Callable[[bytes], bool], stream_format: StreamFormat = MULAW_8K,
+                 echo: EchoCanceller | None = None) -> None:
         if config.endpointing.sample_rate != stream_format.processing_rate:
             raise ValueError(f"endpointing at {config.endpointing.sample_rate} Hz, but {stream_format} is analysed at {stream_format.processing_rate} Hz")
+        if echo is not None and (echo.sample_rate, echo.frame_ms) != (config.endpointing.sample_rate, config.endpointing.frame_ms):
+            raise ValueError(f"echo canceller for {echo.frame_ms} ms frames at {echo.sample_rate} Hz, endpointing "
+                             f"{config.endpointing.frame_ms} ms at {config.endpointing.sample_rate} Hz")
         super().__init__()
+        self._echo = echo
         self.config = config
         self.stream_format = stream_format
         self._bytes_per_ms = stream_format.bytes_per_ms
@@ -443,6 +454,8 @@ class CallSession(StreamSession):
             self._actions.append(Send(protocol.media_message(self.stream_sid, audio[offset : offset + chunk_bytes]), reply_id))
         final = reply.complete and index == len(reply.sentences) - 1
         name = self._playout.queue(reply_id, index, audio, final=final, sent_ms=self.now_ms)
+        if self._echo is not None:
+            self._echo.play(self.now_ms, self._as_reference(audio))
         self._actions.append(Send(protocol.mark_message(self.stream_sid, name), reply_id))
         reply.sentences_sent = index + 1
         if final:
@@ -527,7 +540,8 @@ class CallSession(StreamSession):
         frame_ms = self.config.endpointing.frame_ms
         for frame in self._frames.push(event.payload, event.timestamp_ms):
             self.now_ms = frame.timestamp_ms + frame_ms
-            for ep_event in self._endpointer.push(frame.pcm, frame.timestamp_ms):
+            pcm = frame.pcm if self._echo is None else self._echo.process(frame.pcm, frame.timestamp_ms)
+            for ep_event in self._endpointer.push(pcm, frame.timestamp_ms):
                 if isinstance(ep_event, SpeechStarted):
                     self._on_speech_started(ep_event)
                 elif isinstance(ep_event, SpeechPaused):
@@ -736,9 +750,19 @@ class CallSession(StreamSession):
             self._actions.append(Send(protocol.clear_message(self.stream_sid)))
         # Twilio echoes the pending marks after clear; the echoes are ignored.
         self._actions.extend(self._playout.clear(self.now_ms))
+        if self._echo is not None:
+            self._echo.clear(self.now_ms)
         for reply in live:
             self._drop_reply(reply, interrupted=True)
         return True
+
+    def _as_reference(self, audio: bytes) -> bytes:
+        """Bot audio in the wire format as PCM16 at the endpointing rate (the echo canceller's)."""
+        pcm = self.stream_format.decode(audio)
+        rate = self.config.endpointing.sample_rate
+        if self.stream_format.sample_rate == rate:
+            return pcm
+        return resample(np.frombuffer(pcm, dtype="<i2"), self.stream_format.sample_rate, rate).astype("<i2").tobytes()
 
     def _report_unheard(self, reply: _Reply) -> None:
         """A reply ends before its first mark echo: report its latency without ``first_mark``."""

@@ -40,6 +40,7 @@ from simple_websocket import ConnectionClosed
 from audio.constants import FRAME_MS
 from audio.errors import AudioFormatError
 from audio.stream_format import MULAW_8K, StreamFormat, stream_format
+from audio.echo import EchoCanceller
 from audio.vad import WebRtcVad
 from core import protocol
 from core.call_tokens import TOKEN_PARAMETER
@@ -354,7 +355,9 @@ class CallWorker:
         config = self.services.session_config()
         if is_fork(start):  # nothing to answer: no speculative recognition
             return ListenSession(replace(config.endpointing, pause_ms=0, sample_rate=rate), make_vad, self.stream_format)
-        return CallSession(replace(config, endpointing=replace(config.endpointing, sample_rate=rate)), make_vad(), self.stream_format)
+        echo = EchoCanceller(rate, FRAME_MS) if settings.echo_cancellation else None
+        return CallSession(replace(config, endpointing=replace(config.endpointing, sample_rate=rate)), make_vad(),
+                           self.stream_format, echo)
 
     def _on_started(self, start: protocol.Start) -> None:
         self.log = _CallLog(log, {"call": start.call_sid or start.stream_sid})

