@@ -37,6 +37,15 @@ def test_signalwire_options_parse_with_their_defaults():
     assert (plain.signalwire, plain.codec, plain.signing_key) == (False, None, None)
 
 
+def test_echo_options_parse_with_their_defaults():
+    from tools.callsim import build_arg_parser
+
+    args = build_arg_parser().parse_args(["--echo-db", "-20", "--echo-delay-ms", "170", "q.wav"])
+    assert (args.echo_db, args.echo_delay_ms) == (-20.0, 170)
+    plain = build_arg_parser().parse_args(["q.wav"])
+    assert (plain.echo_db, plain.echo_delay_ms) == (None, 160)  # no echo unless asked for
+
+
 @pytest.mark.parametrize("argv, message", [
     (["callee:a.wav"], "need --fork"),
     (["--fork", "dtmf:12"], "bidirectional"),
@@ -46,6 +55,13 @@ def test_signalwire_options_parse_with_their_defaults():
     (["--signing-key", "key", "silence:1"], "need --signalwire"),
     (["--signalwire", "--auth-token", "token", "silence:1"], "use --signing-key"),
     (["--signalwire", "--codec", "L16@8000h", "silence:1"], "invalid choice"),
+    (["--echo-db", "3", "silence:1"], "--echo-db: must be a finite number of dB <= 0"),
+    (["--echo-db", "nan", "silence:1"], "--echo-db: must be a finite number of dB <= 0"),
+    (["--echo-db", "loud", "silence:1"], "--echo-db: not a number"),
+    (["--echo-db", "-20", "--echo-delay-ms", "2001", "silence:1"], "--echo-delay-ms: must be within 0..2000"),
+    (["--echo-db", "-20", "--echo-delay-ms", "-1", "silence:1"], "--echo-delay-ms: must be within 0..2000"),
+    (["--echo-db", "-20", "--echo-delay-ms", "1.5", "silence:1"], "--echo-delay-ms: not a whole number"),
+    (["--fork", "--echo-db", "-20", "silence:1"], "a fork has no bot audio"),
 ])
 def test_bad_mode_arguments_exit_2_before_any_call(argv, message):
     # --url points at a closed port: a call attempt would fail with exit code 1, not 2.

@@ -19,6 +19,7 @@ import requests
 import soundfile as sf
 import websocket
 
+from audio.codec import array_to_ulaw, ulaw_to_array
 from tools.wer import normalize_text, word_error_rate
 
 pytestmark = pytest.mark.e2e
@@ -201,6 +202,24 @@ def check_recordings(url: str, report: dict, heard_path: Path) -> None:
     assert errors and all(abs(error) <= 40 for error in errors)
     for turn in (t for t in call["turns"] if t["speaker"] == "caller"):
         assert onset_ms(audio[:, 0], turn["start_ms"] - 300) <= turn["start_ms"] + 40
+
+
+def test_a_speakerphone_callers_silence_carries_the_greetings_echo(server, tmp_path):
+    # callsim --echo-db -20: the caller says nothing, but their microphone picks up the bot's greeting
+    # 160 ms after it played, a tenth as loud. The server records the inbound audio as it arrived
+    # (μ-law, sample 0 = media time 0): the greeting as heard, delayed and scaled, to the sample.
+    report, heard_path = run_callsim(tmp_path, "--echo-db", "-20", "--quiet-s", "0.5", "silence:0.2", url=server)
+    assert report["spoken"] == [] and report["counts"]["media_received"] > 0  # a silent caller; a greeting
+    finished_call(server, report["call_sid"])
+    wav = requests.get(f"{server}/api/calls/{report['call_sid']}/recording/inbound.wav", timeout=10).content
+    inbound, sample_rate = sf.read(io.BytesIO(wav), dtype="int16")
+    heard, _ = sf.read(heard_path, dtype="int16")
+    assert sample_rate == 8000 and np.abs(heard).max() > 1000
+    lag = (report["first_timestamp_ms"] + 160) * 8
+    length = min(len(heard), len(inbound) - lag)
+    assert not inbound[:lag].any()  # nothing before the greeting's echo could arrive
+    echo = np.rint(heard[:length] * 0.1).astype(np.int16)
+    assert np.array_equal(inbound[lag:lag + length], ulaw_to_array(array_to_ulaw(echo)))
 
 
 def test_in_process_call_with_dtmf_and_barge_in(tmp_path):

@@ -11,6 +11,7 @@ Usage::
     python tools/callsim.py [--url http://127.0.0.1:5050] [options] ITEM...
     python tools/callsim.py --fork [--gap-s 0.8] [--tail-s 2.0] [options] ITEM...
     python tools/callsim.py --signalwire [--codec L16@16000h] [--signing-key KEY] [options] ITEM...
+    python tools/callsim.py --echo-db -20 [--echo-delay-ms 160] [options] ITEM...
 
 ITEM is the script, played in order (fork mode: see "Fork mode" below):
 
@@ -79,6 +80,13 @@ one, it wins. ``--signing-key`` signs the webhook and the status callbacks with
 ``--signalwire``, or ``--auth-token`` with it, are bad arguments. Everything else (playback
 buffer, marks, clear, waits, latency, forks, status callbacks) is as for Twilio.
 
+Speakerphone echo (``--echo-db DB``, conversations only): the bot's audio as played to the
+caller leaks back into their microphone, ``--echo-delay-ms`` (default 160, 0..2000; it need not
+be a multiple of 20) later and ``DB`` dB (<= 0; -20 is a tenth of the amplitude) below it, added in
+linear PCM to every inbound media message, the silence the caller sends while waiting included
+(``tools.twilio_sim.echo.EchoPath``). Without ``--echo-db`` the caller's frames are sent as
+they are. ``--echo-db`` with ``--fork`` is a bad argument (a fork has no bot audio).
+
 Outputs: what the caller heard (``--out``, PCM16 mono WAV at the stream's rate: 8 kHz, or 16/24 kHz
 with an L16 codec; sample 0 is
 the timestamp of the first media message sent: the bot's audio as played or,
@@ -106,7 +114,7 @@ Protocol facts come from ``docs/protocol.md`` (Twilio Media Streams, T-WS) and
 the message fixtures in ``tests/data/twilio/``. This file is the command line; the
 simulator is the package ``tools.twilio_sim`` (its docstring maps the modules).
 The pure parts (``PlaybackBuffer``, ``parse_server_message``, ``parse_twiml``,
-``parse_script``, ``TwilioMessages``, ``SignalWireMessages``, ``MediaFormat``, the dialects
+``parse_script``, ``TwilioMessages``, ``SignalWireMessages``, ``MediaFormat``, ``EchoPath``, the dialects
 ``TWILIO``/``SIGNALWIRE``, ``CallerScript``, ``ForkScript``, ``TurnWaiter``,
 ``ReplyTracker``, ``pair_latencies``, ``status_callback_form``) do no I/O and read no clock; importing this
 module or the package imports no gevent, socket or threading, so ``main`` can
@@ -126,6 +134,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script, only tools/ is on sys.pat
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
+    from tools.twilio_sim.echo import ECHO_DELAY_MS_DEFAULT, ECHO_DELAY_MS_MAX
     from tools.twilio_sim.media_format import L16_CODECS
 
     parser = argparse.ArgumentParser(
@@ -141,13 +150,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
                     "A <Stream statusCallback> gets stream-started/stream-stopped callbacks in both modes.\n"
                     "With --signalwire: SignalWire's variant (UUID SIDs, its message shapes, X-SignalWire-Signature);\n"
                     "the TwiML's <Stream codec=\"L16@16000h\"|\"L16@24000h\"> switches both directions to 16-bit\n"
-                    "little-endian PCM at 16/24 kHz (--codec: the same when the TwiML has no codec).",
+                    "little-endian PCM at 16/24 kHz (--codec: the same when the TwiML has no codec).\n"
+                    "With --echo-db: a speakerphone; the bot's audio, as played, leaks back into the caller's\n"
+                    "microphone --echo-delay-ms later and --echo-db dB lower (silence frames included).",
         epilog="Examples:\n"
                "  python tools/callsim.py tests/data/jfk.flac\n"
                "  python tools/callsim.py --url http://127.0.0.1:5050 hello.wav dtmf:12# silence:2 bye.wav\n"
                "  python tools/callsim.py --no-wait-greeting --json report.json question.wav\n"
                "  python tools/callsim.py --fork --json report.json caller_q.wav callee:answer.wav\n"
                "  python tools/callsim.py --signalwire --codec L16@16000h --signing-key KEY hello.wav\n"
+               "  python tools/callsim.py --echo-db -20 --echo-delay-ms 170 question.wav\n"
                "Exit code: 0 completed call, 1 error (webhook/connection, no <Connect><Stream> (<Start><Stream> "
                "with --fork), a failed status callback, violations with --strict), 2 bad arguments.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -189,6 +201,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--signing-key", help="--signalwire: sign the webhook and the status callbacks with "
                                               "X-SignalWire-Signature using this signing key (the WebSocket "
                                               "upgrade is not signed: SignalWire documents no signature there)")
+    parser.add_argument("--echo-db", type=_echo_db, default=None, metavar="DB",
+                        help="speakerphone: the bot's audio, as played, echoes into every inbound media message "
+                             "(silence included) DB dB below it (<= 0, e.g. -20; default: no echo; not with --fork)")
+    parser.add_argument("--echo-delay-ms", type=_echo_delay_ms, default=ECHO_DELAY_MS_DEFAULT, metavar="MS",
+                        help=f"with --echo-db: the echo's delay after playback, ms (0..{ECHO_DELAY_MS_MAX}, "
+                             "any whole number, not only multiples of 20; default %(default)s)")
     parser.add_argument("--dashboard-password", default=None,
                         help="the server's DASHBOARD_PASSWORD, to read the call record from /api/calls (default: "
                              "$DASHBOARD_PASSWORD; user $DASHBOARD_USER or admin)")
@@ -200,6 +218,32 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strict", action="store_true", help="exit 1 if the server sent any invalid message")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every message from the server")
     return parser
+
+
+def _echo_db(text: str) -> float:
+    """``--echo-db``: a finite level in dB, <= 0 (an echo is never louder than what was played)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value <= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of dB <= 0, got {text!r}")
+    return value
+
+
+def _echo_delay_ms(text: str) -> int:
+    """``--echo-delay-ms``: whole milliseconds within 0..ECHO_DELAY_MS_MAX."""
+    from tools.twilio_sim.echo import ECHO_DELAY_MS_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of ms: {text!r}") from None
+    if not 0 <= value <= ECHO_DELAY_MS_MAX:
+        raise argparse.ArgumentTypeError(f"must be within 0..{ECHO_DELAY_MS_MAX} ms, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

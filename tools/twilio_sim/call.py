@@ -14,6 +14,7 @@ import sys
 
 from tools.twilio_sim.audio_files import SourceAudio, encode_script_audio, load_script, write_wav
 from tools.twilio_sim.dialect import DIALECTS, TWILIO, RequestSigner, TwilioDialect
+from tools.twilio_sim.echo import EchoPath
 from tools.twilio_sim.latency import pair_latencies
 from tools.twilio_sim.media_format import MediaFormat
 from tools.twilio_sim.report import CallOutcome, build_report, print_conversation, print_summary
@@ -264,6 +265,14 @@ def _choose_media_format(dialect: TwilioDialect, twiml: TwimlStream, codec: str 
     return outcome.media_format
 
 
+def _echo_path(args: argparse.Namespace, media_format: MediaFormat) -> EchoPath | None:
+    """The speakerphone echo ``--echo-db``/``--echo-delay-ms`` ask for, in the stream's format (None: no echo)."""
+    if args.echo_db is None:
+        return None
+    print(f"caller's microphone: the bot's audio echoes back at {args.echo_db:g} dB, {args.echo_delay_ms} ms later")
+    return EchoPath(args.echo_db, args.echo_delay_ms, media_format)
+
+
 def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str, SourceAudio]) -> None:
     """Run the whole call against ``outcome.base_url``, filling ``outcome``.
 
@@ -321,7 +330,7 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str
         script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting,
                               media_format=media_format)
         session = SimulatedCall(ws, messages, twiml.parameters, script, waiter, verbose=args.verbose,
-                                on_stream_event=sender)
+                                on_stream_event=sender, echo=_echo_path(args, media_format))
     outcome.session = session
     session.run()
     if session.failure:
@@ -359,6 +368,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.signalwire and (args.codec or args.signing_key):
         parser.error("--codec and --signing-key need --signalwire (Twilio streams μ-law 8 kHz and signs with "
                      "--auth-token)")
+    if args.fork and args.echo_db is not None:
+        parser.error("--echo-db needs a conversation: a fork has no bot audio to echo")
     if args.signalwire and args.auth_token:
         parser.error("--auth-token signs like Twilio; SignalWire signs with the project's signing key: "
                      "use --signing-key")

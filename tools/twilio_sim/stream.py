@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tools.twilio_sim.echo import EchoPath
 from tools.twilio_sim.frames import FRAME_MS, frame_index_for_ms
 from tools.twilio_sim.latency import ReplyTracker
 from tools.twilio_sim.messages import ProtocolViolation, ServerMessage, TwilioMessages, parse_server_message
@@ -245,7 +246,9 @@ class SimulatedCall(_MediaStream):
     """Run one bidirectional Media Stream as Twilio (or SignalWire) would: send the caller's audio, play the bot's.
 
     ``heard`` is the bot's audio as played to the caller (silence when nothing is queued).
-    ``script`` must frame its audio in ``messages.media_format``.
+    ``script`` must frame its audio in ``messages.media_format``. With ``echo``, every inbound
+    media message (the script's silence included) carries the echo of the bot's audio played
+    ``echo.delay_ms`` earlier: a speakerphone.
 
     Args:
         ws: an open websocket-client ``WebSocket``.
@@ -255,14 +258,19 @@ class SimulatedCall(_MediaStream):
         waiter: the script's ``TurnWaiter``.
         verbose: print every server message.
         on_stream_event: see ``_MediaStream``.
+        echo: the bot's voice leaking into the caller's microphone, in ``messages.media_format``;
+            None: none (the script's frames are sent as they are).
     """
 
     def __init__(self, ws, messages: TwilioMessages, custom_parameters: dict[str, str],
                  script: CallerScript, waiter: TurnWaiter, verbose: bool = False,
-                 on_stream_event: Callable[[str], None] | None = None):
+                 on_stream_event: Callable[[str], None] | None = None, echo: EchoPath | None = None):
         super().__init__(ws, messages, custom_parameters, ["inbound"], verbose, on_stream_event)
+        if echo is not None and echo.media_format != self.media_format:
+            raise ValueError(f"echo is in {echo.media_format.label}, the stream in {self.media_format.label}")
         self.script = script
         self.waiter = waiter
+        self.echo = echo
         self.buffer = PlaybackBuffer()
         self.replies = ReplyTracker()
 
@@ -306,14 +314,22 @@ class SimulatedCall(_MediaStream):
             return False
         if tick.note:
             self.log(now_s, tick.note)
-        self._play_tick(now_s)
+        played = self._play_tick(now_s)
         for digit in tick.digits:
             self._send(self.messages.dtmf, digit)
             self.counts.dtmf_sent += 1
-        self._send_media(tick.payload, "inbound")
+        self._send_media(self._with_speaker_echo(tick.payload, played), "inbound")
         return True
 
-    def _play_tick(self, now_s: float) -> None:
+    def _with_speaker_echo(self, payload: bytes, played: bytes) -> bytes:
+        """The caller's frame as their microphone picks it up: with the echo of the bot's audio, if any."""
+        if self.echo is None:
+            return payload
+        self.echo.played(played)  # this tick's playback first: a delay of 0 echoes within the tick
+        return self.echo.mix(payload)
+
+    def _play_tick(self, now_s: float) -> bytes:
+        """Play one tick of the bot's audio into ``heard``; return the payload bytes played (``b""``: none)."""
         timestamp_ms = self.messages.next_timestamp_ms
         frame_bytes = self.media_format.frame_bytes
         played, reached = self.buffer.tick(frame_bytes)
@@ -323,6 +339,7 @@ class SimulatedCall(_MediaStream):
             self.replies.on_played(timestamp_ms)
         for name in reached:
             self._echo_mark(name, now_s, played=True)
+        return played
 
     def caller_end_send_times(self, turns: list[dict]) -> list[tuple[int, int, float]]:
         """Map caller turns' ``end_ms`` to the monotonic time their end frame was sent."""
