@@ -130,7 +130,7 @@ class Settings:
     synthesizer_http_timeout_s: float = _setting(10.0, _positive_float, "`SYNTHESIZER=openai`: connect timeout, read timeout and deadline of the whole answer of one sentence's request; on failure the sentence is spoken by piper, s.")
     language: str = _setting("en", str, "Recognition language code (`en`; Google gets `en-US`).")
     google_speech_key: str = _setting("", str, "API key for `RECOGNIZER=google`; empty uses SpeechRecognition's default key.", secret=True)
-    echo_cancellation: bool = _setting(False, _bool, "Remove the bot's own voice from the caller's audio (WebRTC's echo canceller) before the VAD and the recognizer hear it, so a caller on a speakerphone does not interrupt the bot with its own echo. Off by default until the end-to-end tests pass with it (docs/benchmarks.md, \"Echo on a speakerphone\").")
+    echo_cancellation: bool = _setting(True, _bool, "Remove the bot's own voice from the caller's audio (WebRTC's echo canceller) before the VAD and the recognizer hear it, so a caller on a speakerphone does not interrupt the bot with its own echo (docs/benchmarks.md, \"Echo on a speakerphone\"); `false` turns it off.")
     vad_mode: int = _setting(3, _int_range(0, 3), "WebRTC VAD aggressiveness, 0 (most speech) to 3 (least noise).")
     speech_start_ms: int = _setting(200, _int_range(20, 2000), "Voiced audio needed before an utterance starts, ms.")
     endpoint_silence_ms: int = _setting(600, _int_range(100, 5000), "Silence that ends an utterance, ms.")

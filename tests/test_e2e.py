@@ -222,6 +222,36 @@ def test_a_speakerphone_callers_silence_carries_the_greetings_echo(server, tmp_p
     assert np.array_equal(inbound[lag:lag + length], ulaw_to_array(array_to_ulaw(echo)))
 
 
+def test_a_speakerphone_call_is_not_interrupted_by_its_own_echo(server, tmp_path):
+    # Issue #14: the bot's voice leaks back at -20 dB, 160 ms late, all call long. The server
+    # cancels it (ECHO_CANCELLATION, on by default): no clear while the caller is silent, the
+    # greeting and the reply play to their marks, and the echo is never taken for a caller turn.
+    report, _ = run_callsim(tmp_path, "--echo-db", "-20", ONE_TWO_THREE, "silence:1", url=server)
+    counts = report["counts"]
+    assert counts["clears_received"] == 0
+    assert counts["marks_received"] >= 2 and counts["marks_echoed"] == counts["marks_received"]
+    callers, bots = turns(report, "caller"), turns(report, "bot")
+    assert [word_error_rate("one two three", t["text"]) for t in callers] == [0]
+    assert [b["text"] for b in bots] == [GREETING, f"You said: {callers[0]['text']}"]
+    assert not any(b.get("interrupted") for b in bots)
+
+
+def test_a_speakerphone_caller_still_barges_in_within_600_ms(server, tmp_path):
+    # The same echo, and the caller talks over the bot's reading of JFK 1.5 s into it: the bot
+    # stops within 600 ms of the caller's first voiced frame (media clock: the caller turn's
+    # start_ms to the bot turn's end_ms, set at the clear).
+    report, _ = run_callsim(tmp_path, "--echo-db", "-20", JFK, "interrupt:1.5", ONE_TWO_THREE, url=server)
+    callers, bots = turns(report, "caller"), turns(report, "bot")
+    interrupted = [b for b in bots if b.get("interrupted")]
+    assert interrupted and report["counts"]["clears_received"] >= 1
+    cut = interrupted[-1]
+    barging = [t for t in callers if t["start_ms"] > cut["start_ms"]]
+    assert barging and word_error_rate("one two three", barging[0]["text"]) == 0
+    reaction_ms = cut["end_ms"] - barging[0]["start_ms"]
+    print(f"barge-in reaction on the media clock: {reaction_ms} ms")
+    assert 0 < reaction_ms <= 600
+
+
 def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
     # callsim without --url starts the app itself. Script: "one two three", keys 4 2 #, then JFK, and
     # while the bot is reading JFK back the caller talks over it after 1.5 s.
