@@ -203,6 +203,12 @@ class Endpointer:
         self._pause_reported = False  # a SpeechPaused was emitted for the current pause
 
     @property
+    def voiced_ms(self) -> int:
+        """Media time from the first to the end of the last voiced frame of the utterance in
+        progress, ms (pauses inside it included); 0 when not in speech."""
+        return self._last_voiced_end_ms - self._voice_start_ms if self._state in _IN_SPEECH else 0
+
+    @property
     def in_speech(self) -> bool:
         """True between a ``SpeechStarted`` and its ``UtteranceEnded``."""
         return self._state in _IN_SPEECH

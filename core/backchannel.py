@@ -1,0 +1,41 @@
+"""Backchannels: what a listener says over a speaker without taking the turn ("mhm", "okay").
+
+A caller who says "mhm" while the bot talks is listening, not interrupting (issue #14; the
+peers' users' complaint: pipecat#1084, livekit/agents#1229). Pure: text in, answer out.
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_BACKCHANNELS = (
+    "mhm", "mm-hmm", "mm hmm", "mmhmm", "hmm", "mm", "uh-huh", "uh huh", "okay", "ok", "yeah", "yep",
+    "yes", "right", "sure", "alright", "all right", "i see", "got it", "oh", "ah", "uh", "um",
+)
+"""Acknowledgements and fillers that never interrupt the bot (``BACKCHANNELS``). "No", "wait" and
+"stop" are not among them: they do."""
+
+_NOISE = re.compile(r"[\[(][^\])]*[\])]")  # whisper's "(coughing)", "[MUSIC]": not words
+_WORDS = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words of ``text``, without punctuation and without bracketed noise tags."""
+    return _WORDS.findall(_NOISE.sub(" ", text.lower()))
+
+
+def is_backchannel(text: str, phrases: tuple[str, ...] = DEFAULT_BACKCHANNELS) -> bool:
+    """True if ``text`` holds no word outside ``phrases`` (``""`` and noise tags alone count as
+    backchannel: nothing was said). Phrases of several words ("all right") match as a whole;
+    matching ignores case and punctuation ("Okay, yeah." is a backchannel; "Okay, wait." is not)."""
+    words = words_of(text)
+    patterns = sorted((words_of(p) for p in phrases), key=len, reverse=True)
+    i = 0
+    while i < len(words):
+        for pattern in patterns:
+            if pattern and words[i : i + len(pattern)] == pattern:
+                i += len(pattern)
+                break
+        else:
+            return False
+    return True
