@@ -44,14 +44,20 @@ def clears(actions) -> int:
     return sum(1 for e in sent_events(actions) if e["event"] == "clear")
 
 
-@pytest.mark.parametrize("text", ["Mhm.", "", "(coughing)", "Okay."])
-def test_a_short_backchannel_or_noise_over_the_bot_does_not_stop_it(text):
+def short_utterance_over_the_bot(text: str) -> tuple[Caller, int, list]:
+    """The caller says something short (300 ms) over the bot, transcribed as ``text``; returns the
+    call, the bot's reply id and the actions after the transcript."""
     caller, reply_id = bot_talking()
     actions = caller.speak(300) + caller.pause(700)
-    assert clears(actions) == 0
+    assert clears(actions) == 0  # not before the transcript
     [transcribe] = of_type(actions, Transcribe)
     caller.session.receive_transcript(transcribe.turn_id, text)
-    actions = caller.drain()
+    return caller, reply_id, caller.drain()
+
+
+@pytest.mark.parametrize("text", ["Mhm.", "", "(coughing)", "Okay."])
+def test_a_short_backchannel_or_noise_over_the_bot_does_not_stop_it(text):
+    caller, reply_id, actions = short_utterance_over_the_bot(text)
     assert clears(actions) == 0 and not of_type(actions, Respond)
     assert all(reply_id not in c.reply_ids for c in of_type(actions, Cancel))
     assert [t.speaker for t in caller.session.record.turns] == ["caller", "bot"]  # nothing recorded
@@ -60,12 +66,7 @@ def test_a_short_backchannel_or_noise_over_the_bot_does_not_stop_it(text):
 
 @pytest.mark.parametrize("text", ["No.", "Wait!", "Stop."])
 def test_a_short_word_that_is_not_a_backchannel_stops_the_bot_once_transcribed(text):
-    caller, reply_id = bot_talking()
-    actions = caller.speak(300) + caller.pause(700)
-    assert clears(actions) == 0
-    [transcribe] = of_type(actions, Transcribe)
-    caller.session.receive_transcript(transcribe.turn_id, text)
-    actions = caller.drain()
+    caller, reply_id, actions = short_utterance_over_the_bot(text)
     assert clears(actions) == 1
     assert any(reply_id in c.reply_ids for c in of_type(actions, Cancel))
     assert [r.text for r in of_type(actions, Respond)] == [text]
