@@ -106,6 +106,20 @@ class StreamFormat:
             raise AudioFormatError(f"L16 audio needs an even number of bytes, got {len(wire)}")
         return bytes(wire)
 
+    def decode_at_processing_rate(self, wire: bytes) -> bytes:
+        """Convert wire bytes to PCM16 at :attr:`processing_rate` (soxr when the rates differ).
+
+        Returns:
+            PCM16 signed little-endian mono at ``processing_rate`` Hz.
+
+        Raises:
+            AudioFormatError: L16 audio of an odd number of bytes.
+        """
+        pcm = self.decode(wire)
+        if self.sample_rate == self.processing_rate:
+            return pcm
+        return resample(np.frombuffer(pcm, dtype="<i2"), self.sample_rate, self.processing_rate).astype("<i2").tobytes()
+
     def encode(self, samples: np.ndarray, sample_rate: int) -> bytes:
         """Convert mono audio at any rate to wire bytes (soxr "HQ" resampling, then the codec).
 

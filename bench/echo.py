@@ -11,7 +11,7 @@ endpointing) whose greeting is the bot audio, and the ``clear`` messages it send
 
 Conditions: no echo handling; an energy gate alone (``audio.echo``'s gate, for the whole
 call: a frame no louder than the loudest bot audio of the last 500 ms minus 7 dB is silenced);
-WebRTC AEC3 with the gate while it learns (``audio.echo.EchoCanceller``, the server's default).
+WebRTC AEC3 with the gate while it learns (``audio.echo.EchoCanceller``: what ``ECHO_CANCELLATION=true`` runs).
 Also the canceller's CPU per second of bot audio.
 
 Usage::
@@ -27,14 +27,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audio.codec import array_to_ulaw  # noqa: E402
 from audio.echo import EchoCanceller  # noqa: E402
 from audio.vad import WebRtcVad  # noqa: E402
-from tests.test_echo import RATE, echo_of, run_call, speech  # noqa: E402
+from tests.test_echo import RATE, echo_of, phone_frames, run_call, speech  # noqa: E402
 
 CONDITIONS = ((-20, 160), (-10, 50), (-10, 160), (-10, 300), (-6, 160))
 
@@ -53,7 +52,7 @@ class _PassThrough:
 HANDLING = {
     "none": lambda: None,
     "energy gate alone": lambda: EchoCanceller(RATE, 20, learn_ms=10**9, make_processor=_PassThrough),
-    "WebRTC AEC3 + gate while learning (default)": lambda: EchoCanceller(RATE, 20),
+    "WebRTC AEC3 + gate while learning (ECHO_CANCELLATION=true)": lambda: EchoCanceller(RATE, 20),
 }
 
 
@@ -66,8 +65,7 @@ def main() -> None:
     bot_ulaw = array_to_ulaw(bot)
     caller = speech("sr_english.wav")
     vad = WebRtcVad(3, RATE, 20)
-    first_voiced = next(i for i in range(len(caller) // 160)
-                        if vad.is_speech((np.clip(caller[i * 160:(i + 1) * 160] * 32768, -32768, 32767)).astype("<i2").tobytes()))
+    first_voiced = next(i for i, frame in enumerate(phone_frames(caller)) if vad.is_speech(frame))
     print(f"Machine: {platform.machine()}, Python {platform.python_version()}; bot {len(bot) / RATE:.1f} s of speech")
     header = "| handling | echo dB | delay ms | false barge-ins | " + " | ".join(f"reaction ms, caller at {s:g} s" for s in starts_s) + " |"
     print(header)
@@ -75,22 +73,21 @@ def main() -> None:
     for name, make in HANDLING.items():
         for echo_db, delay_ms in CONDITIONS:
             near = echo_of(bot, echo_db, delay_ms, len(bot))
-            false_clears, _ = run_call(near, bot_ulaw, make())
+            false_clears = run_call(near, bot_ulaw, make())
             reactions = []
             for start_s in starts_s:
                 talk = near.copy()
                 start = int(start_s * RATE)
                 n = min(len(caller), len(talk) - start)
                 talk[start:start + n] += caller[:n]
-                clears, _ = run_call(talk, bot_ulaw, make())
+                clears = run_call(talk, bot_ulaw, make())
                 onset_ms = int(start_s * 1000) + first_voiced * 20
                 after = [c - onset_ms for c in clears if c >= onset_ms]
                 reactions.append(str(after[0]) if after else "missed")
             print(f"| {name} | {echo_db} | {delay_ms} | {len(false_clears)} | " + " | ".join(reactions) + " |", flush=True)
     canceller = EchoCanceller(RATE, 20)
-    canceller.play(0, b"".join(np.clip(bot * 32768, -32768, 32767).astype("<i2").tobytes() for _ in range(1)))
-    frames = [np.clip(echo_of(bot, -10, 160, len(bot))[i:i + 160] * 32768, -32768, 32767).astype("<i2").tobytes()
-              for i in range(0, len(bot) - 159, 160)]
+    canceller.play(0, b"".join(phone_frames(bot)))
+    frames = phone_frames(echo_of(bot, -10, 160, len(bot)))
     cpu0 = time.process_time()
     for i, frame in enumerate(frames):
         canceller.process(frame, i * 20)

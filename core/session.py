@@ -54,12 +54,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from audio.echo import EchoCanceller
 from audio.endpointing import Endpointer, EndpointingConfig, SpeechPaused, SpeechStarted, UtteranceEnded
 from audio.framing import FrameAssembler
-from audio.resample import resample
 from audio.stream_format import MULAW_8K, StreamFormat
 from core import protocol
 from core.backchannel import DEFAULT_BACKCHANNELS, is_backchannel
@@ -474,7 +471,7 @@ class CallSession(StreamSession):
         final = reply.complete and index == len(reply.sentences) - 1
         name = self._playout.queue(reply_id, index, audio, final=final, sent_ms=self.now_ms)
         if self._echo is not None:
-            self._echo.play(self.now_ms, self._as_reference(audio))
+            self._echo.play(self.now_ms, self.stream_format.decode_at_processing_rate(audio))
         self._actions.append(Send(protocol.mark_message(self.stream_sid, name), reply_id))
         reply.sentences_sent = index + 1
         if final:
@@ -790,9 +787,9 @@ class CallSession(StreamSession):
     def _interrupt_bot(self) -> bool:
         """Barge-in: if reply audio was sent and is not fully played, clear Twilio's buffer and
         cancel every reply. Returns True if it did."""
-        live = [r for r in self._replies.values() if not r.cancelled]
         if not self._bot_talking():
             return False
+        live = [r for r in self._replies.values() if not r.cancelled]
         if self._playout.has_pending and self.stream_sid is not None:
             self._actions.append(Send(protocol.clear_message(self.stream_sid)))
         # Twilio echoes the pending marks after clear; the echoes are ignored.
@@ -802,14 +799,6 @@ class CallSession(StreamSession):
         for reply in live:
             self._drop_reply(reply, interrupted=True)
         return True
-
-    def _as_reference(self, audio: bytes) -> bytes:
-        """Bot audio in the wire format as PCM16 at the endpointing rate (the echo canceller's)."""
-        pcm = self.stream_format.decode(audio)
-        rate = self.config.endpointing.sample_rate
-        if self.stream_format.sample_rate == rate:
-            return pcm
-        return resample(np.frombuffer(pcm, dtype="<i2"), self.stream_format.sample_rate, rate).astype("<i2").tobytes()
 
     def _report_unheard(self, reply: _Reply) -> None:
         """A reply ends before its first mark echo: report its latency without ``first_mark``."""

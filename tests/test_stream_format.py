@@ -134,3 +134,18 @@ def _kwargs(media_format: dict) -> dict:
         "sample_rate": media_format["sampleRate"],
         "channels": media_format["channels"],
     }
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_decode_at_processing_rate(rate):
+    fmt = stream_format(L16, rate)
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype("<i2")  # 1 s
+    pcm = np.frombuffer(fmt.decode_at_processing_rate(tone.tobytes()), dtype="<i2")
+    assert abs(len(pcm) - fmt.processing_rate) <= 2
+    if fmt.processing_rate == rate:
+        assert pcm.tobytes() == tone.tobytes()
+    else:  # same tone, same level after soxr
+        spectrum = np.abs(np.fft.rfft(pcm[: fmt.processing_rate].astype(float)))
+        assert abs(np.argmax(spectrum) - 440) <= 1
+        assert abs(np.sqrt(np.mean(pcm.astype(float) ** 2)) - 8000 / np.sqrt(2)) < 200
+    assert MULAW_8K.decode_at_processing_rate(b"\xff" * 160) == bytes(320)
