@@ -76,10 +76,15 @@ def test_piper_concurrent_calls(piper):
         _assert_plausible_speech(audio, text)
 
 
-def test_piper_length_scale_slows_speech(sentence_audio):
-    slow = PiperSynthesizer(length_scale=1.6).synthesize(SENTENCE)
-    # VITS durations vary by a few percent per run; 1.6× must show clearly.
-    assert len(slow.samples) > 1.3 * len(sentence_audio.samples)
+def test_piper_length_scale_slows_speech():
+    # VITS samples its durations: one sentence's length varies by ±4 % per run
+    # (measured), and the voice's fixed edges do not scale, so 1.6 / 1.0 gave
+    # 1.30–1.45 over single runs. Medians of 0.8 against 1.6 measure 1.52–1.60.
+    def median_samples(length_scale: float) -> float:
+        synthesizer = PiperSynthesizer(length_scale=length_scale)
+        return float(np.median([len(synthesizer.synthesize(SENTENCE).samples) for _ in range(3)]))
+
+    assert median_samples(1.6) > 1.35 * median_samples(0.8)
 
 
 def test_piper_rejects_bad_options(tmp_path):
