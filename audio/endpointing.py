@@ -209,6 +209,12 @@ class Endpointer:
         return self._last_voiced_end_ms - self._voice_start_ms if self._state in _IN_SPEECH else 0
 
     @property
+    def voiced_in_window_ms(self) -> int:
+        """Voiced audio among the last ``start_window_ms`` of frames, ms: above 0 outside an
+        utterance, the caller may be starting to speak."""
+        return self._voiced_in_window * self.config.frame_ms
+
+    @property
     def in_speech(self) -> bool:
         """True between a ``SpeechStarted`` and its ``UtteranceEnded``."""
         return self._state in _IN_SPEECH

@@ -51,7 +51,7 @@ Turn-taking rules:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from audio.echo import EchoCanceller
@@ -76,6 +76,7 @@ from core.protocol import Dtmf, Event, Mark, Media, Start
 from core.records import Turn
 from core.sentences import SentenceStream, split_sentences
 from core.stream_session import Phase, StreamSession
+from core.turn_end import TurnEndConfig, TurnEndPolicy
 
 __all__ = [
     "MAX_DTMF_KEYS", "Action", "CallSession", "Cancel", "EndCall", "HangUp", "Phase", "RecordPlayed", "Respond",
@@ -115,6 +116,11 @@ class SessionConfig:
             ``clear``). 0: any speech start stops the bot at once.
         backchannels: words and phrases a caller says over the bot without taking the turn
             (``core.backchannel``); such an utterance is dropped, unanswered.
+        turn_end: end-of-turn silences (``core.turn_end``): utterances end after
+            ``turn_end.complete_ms`` (instead of ``endpointing.stop_ms``) and each reply's audio
+            is held until the caller has been silent as long as its transcript and their pauses
+            require; if they go on first, it is one turn. None: every utterance ends after
+            ``endpointing.stop_ms`` and is answered as soon as its reply is ready.
     """
 
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
@@ -131,6 +137,7 @@ class SessionConfig:
     speculative_reply: bool = False
     barge_in_min_ms: int = 0
     backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
+    turn_end: TurnEndConfig | None = None
 
 
 @dataclass
@@ -148,6 +155,8 @@ class _CallerTurn:
     sentence_stream: SentenceStream | None = None  # a streaming reply being cut into sentences
     reply_id: int | None = None  # the streaming reply's id, once its first sentence is complete
     over_bot: bool = False  # spoken over the bot, too short to stop it: its transcript decides
+    required_silence_ms: int = 0  # silence after end_ms before its reply may play (core.turn_end)
+    respond_held: str | None = None  # transcript for a responder with side effects, asked once that silence is reached
 
 
 @dataclass
@@ -199,7 +208,14 @@ class CallSession(StreamSession):
         self.now_ms = 0  # media clock: end of the latest inbound frame
         self.media_before_start = 0
         self._frames = FrameAssembler(frame_ms=config.endpointing.frame_ms, stream_format=stream_format)
-        self._endpointer = Endpointer(config.endpointing, is_speech)
+        endpointing = config.endpointing
+        self._turn_end: TurnEndPolicy | None = None
+        if config.turn_end is not None:
+            endpointing = replace(endpointing, stop_ms=config.turn_end.complete_ms)
+            self._turn_end = TurnEndPolicy(config.turn_end)
+        self._endpointer = Endpointer(endpointing, is_speech)
+        self._held: list[tuple[int, int, bytes, int | None]] = []  # (reply_id, index, audio, elapsed_ms) not yet sent
+        self._turns_held: set[int] = set()  # turns whose Respond waits for their silence
         self._playout = Playout(stream_format.bytes_per_ms)
         self._dtmf = DtmfCollector(config.dtmf_flush_ms)
         self._next_turn_id = 1
@@ -294,8 +310,17 @@ class CallSession(StreamSession):
         if self.stopped:
             self._forget_turn(turn)
             return
-        if not turn.responding:
-            self._actions.append(Respond(turn_id, text))
+        if self._turn_end is not None and turn.pcm:
+            turn.required_silence_ms, judged = self._turn_end.required_silence_ms(text)
+            turn.latency_ms["required_silence"] = turn.required_silence_ms
+            log.info("turn %d: %s, answered after %d ms of silence", turn_id, judged.value, turn.required_silence_ms)
+        if turn.responding:
+            return
+        if self._turn_end is not None and not self.config.speculative_reply and not self._silent_long_enough(turn):
+            turn.respond_held = text  # a responder with side effects is asked only for a finished turn
+            self._turns_held.add(turn_id)
+            return
+        self._actions.append(Respond(turn_id, text))
 
     def is_confirmed(self, turn_id: int) -> bool:
         """True once ``turn_id`` is a turn the caller waits on: not tentative (a speculative turn
@@ -449,6 +474,9 @@ class CallSession(StreamSession):
         if tentative is not None:
             tentative.deferred.append(DeferredSpeech(reply_id, index, audio, elapsed_ms))
             return
+        if self._holding(reply):
+            self._held.append((reply_id, index, audio, elapsed_ms))
+            return
         if reply.record is None:
             reply.record = Turn("bot", reply.text, self.now_ms, None, error=reply.error)
             assert self.record is not None
@@ -465,6 +493,8 @@ class CallSession(StreamSession):
                 reply.turn_end_ms = turn.end_ms
                 if self._open_turn is turn:
                     self._open_turn = None
+                if self._turn_end is not None and turn.pcm:
+                    self._turn_end.observe_answered_turn()
         chunk_bytes = self.config.outbound_chunk_ms * self._bytes_per_ms
         for offset in range(0, len(audio), chunk_bytes):
             self._actions.append(Send(protocol.media_message(self.stream_sid, audio[offset : offset + chunk_bytes]), reply_id))
@@ -566,6 +596,8 @@ class CallSession(StreamSession):
                     self._on_utterance_ended(ep_event)
             if self._barge_in_pending and self._endpointer.voiced_ms >= self.config.barge_in_min_ms:
                 self._confirm_barge_in("long enough")
+            if self._held or self._turns_held:
+                self._release_held()
         burst = self._dtmf.poll(self.now_ms)
         if burst is not None:
             self._answer_dtmf(burst)
@@ -608,6 +640,8 @@ class CallSession(StreamSession):
         if self._open_turn is not None:
             # The caller went on before hearing any reply: answer the whole thing instead.
             turn = self._open_turn
+            if self._turn_end is not None:
+                self._turn_end.observe_continued_pause(event.voice_start_ms - turn.end_ms)
             log.info("turn %d continues at %d ms; its pending reply is abandoned", turn.turn_id, event.voice_start_ms)
             self._continuation = turn
             self._forget_turn(turn)
@@ -742,6 +776,7 @@ class CallSession(StreamSession):
             self._report_unheard(reply)
             reply.cancelled = True
         self._replies.clear()
+        self._held.clear()
         self._actions.extend(self._playout.clear(self.now_ms))
         if live:
             self._actions.append(Cancel(reply_ids=live))
@@ -771,6 +806,45 @@ class CallSession(StreamSession):
         """All audio of ``reply`` is queued at Twilio; the turn is done once its marks echo."""
         if reply.turn_id is not None:
             self._turns.pop(reply.turn_id, None)
+
+    def _holding(self, reply: _Reply) -> bool:
+        """True if ``reply``'s audio must wait: it answers a caller turn that has not been silent
+        for its ``required_silence_ms`` yet, or earlier audio of it is waiting."""
+        if any(held[0] == reply.reply_id for held in self._held):
+            return True
+        if self._turn_end is None or reply.record is not None or reply.turn_id is None:
+            return False
+        turn = self._turns.get(reply.turn_id)
+        return turn is not None and not self._silent_long_enough(turn)
+
+    def _silent_long_enough(self, turn: _CallerTurn) -> bool:
+        """The caller has been silent ``turn.required_silence_ms`` since ``turn``'s last voiced
+        frame and is not starting to speak: two voiced frames the endpointer has not counted as
+        an utterance yet hold the reply (one is often a click or a breath)."""
+        if self.now_ms - turn.end_ms < turn.required_silence_ms:
+            return False
+        return self._endpointer.voiced_in_window_ms < 2 * self.config.endpointing.frame_ms
+
+    def _release_held(self) -> None:
+        """Ask the responder for, and send the held audio of, every caller turn that has now been
+        silent long enough."""
+        for turn_id in sorted(self._turns_held):
+            turn = self._turns.get(turn_id)
+            if turn is None or turn.respond_held is None:
+                self._turns_held.discard(turn_id)
+            elif self._silent_long_enough(turn):
+                self._turns_held.discard(turn_id)
+                text, turn.respond_held = turn.respond_held, None
+                self._actions.append(Respond(turn_id, text))
+        for reply_id in dict.fromkeys(held[0] for held in self._held):
+            reply = self._replies.get(reply_id)
+            turn = self._turns.get(reply.turn_id) if reply is not None and reply.turn_id is not None else None
+            if reply is not None and not reply.cancelled and turn is not None and not self._silent_long_enough(turn):
+                continue
+            items = [held for held in self._held if held[0] == reply_id]
+            self._held = [held for held in self._held if held[0] != reply_id]
+            for _, index, audio, elapsed_ms in items:
+                self.receive_speech(reply_id, index, audio, elapsed_ms=elapsed_ms)
 
     def _bot_talking(self) -> bool:
         """True while reply audio has been sent and is not fully played."""

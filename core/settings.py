@@ -137,7 +137,9 @@ class Settings:
     barge_in_min_ms: int = _setting(400, _int_range(0, 5000), "Caller speech over the bot (first to last voiced frame, pauses included) that stops it; a shorter utterance stops it only once its transcript holds a word outside `BACKCHANNELS` (\"no\", \"wait\"), and a cough or a \"mhm\" never does. Until then the bot's audio plays on. 0: the bot stops as soon as speech starts, ms.")
     backchannels: str = _setting(", ".join(DEFAULT_BACKCHANNELS), str, "Comma-separated words and phrases a caller says over the bot without taking the turn; said alone over the bot, they neither stop it nor get an answer.")
     speech_start_ms: int = _setting(200, _int_range(20, 2000), "Voiced audio needed before an utterance starts, ms.")
-    endpoint_silence_ms: int = _setting(600, _int_range(100, 5000), "Silence that ends an utterance, ms.")
+    endpoint_silence_ms: int = _setting(600, _int_range(100, 5000), "Silence before the bot answers a turn whose transcript is undecided (ends with a period: whisper also closes fragments so) while nothing is known of how this caller pauses, i.e. before their first answered turn; with `ENDPOINT_COMPLETE_MS=0`, the silence that ends every utterance (docs/turn-taking.md), ms.")
+    endpoint_complete_ms: int = _setting(300, _int_range(0, 5000), "Silence that ends an utterance (recognition starts), and before the bot answers an undecided turn once this caller had a turn answered without pausing longer mid-turn (else their longest such pause plus 100 ms). 0: off, every turn waits `ENDPOINT_SILENCE_MS` as one fixed endpoint, ms.")
+    endpoint_incomplete_ms: int = _setting(1200, _int_range(100, 10000), "Silence before the bot answers a turn whose transcript is unfinished (\"and so my\", \"in the...\", no final period, a last word like \"to\" or \"the\"); if the caller goes on first, it is one turn. Needs `ENDPOINT_COMPLETE_MS <= ENDPOINT_SILENCE_MS <= ENDPOINT_INCOMPLETE_MS`, ms.")
     speculation_pause_ms: int = _setting(200, _int_range(0, 5000), "A pause this long starts recognition at once, before the endpoint; if the pause becomes the endpoint the result is used (and with a `@speculative` responder the reply is ready too). 0: off, ms.")
     pre_roll_ms: int = _setting(300, _int_range(0, 2000), "Audio kept from before the utterance start, ms.")
     max_utterance_ms: int = _setting(15000, _int_range(1000, 60000), "Longest utterance; longer speech is cut and transcribed in parts, ms.")
@@ -225,4 +227,9 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
         values["LOG_TRANSCRIPTS"] = values["APP_ENV"] != "production"
     if "GREETING" not in environ and "GREETING" not in given and values["RESPONDER"] not in ECHO_RESPONDERS:
         values["GREETING"] = RESPONDER_GREETING  # the echo's "I will repeat it" would mislead
+    complete_ms, silence_ms, incomplete_ms = (
+        values["ENDPOINT_COMPLETE_MS"], values["ENDPOINT_SILENCE_MS"], values["ENDPOINT_INCOMPLETE_MS"])
+    if complete_ms and not complete_ms <= silence_ms <= incomplete_ms:
+        raise SettingsError(f"need ENDPOINT_COMPLETE_MS <= ENDPOINT_SILENCE_MS <= ENDPOINT_INCOMPLETE_MS, got "
+                            f"{complete_ms}, {silence_ms}, {incomplete_ms} (or ENDPOINT_COMPLETE_MS=0)")
     return Settings(**{name.lower(): value for name, value in values.items()})

@@ -16,6 +16,7 @@ from core.call_tokens import CallTokens
 from core.responder import Responder, is_speculative
 from core.session import SessionConfig
 from core.settings import Settings
+from core.turn_end import TurnEndConfig
 from runtime.phrases import PhraseCache
 from speech.engine_queue import CancelToken, Priority
 from speech.recognition import Recognizer
@@ -158,4 +159,6 @@ class Services:
             speculative_reply=is_speculative(self.responder),
             barge_in_min_ms=s.barge_in_min_ms,
             backchannels=tuple(p.strip() for p in s.backchannels.split(",") if p.strip()),
+            turn_end=TurnEndConfig(s.endpoint_complete_ms, s.endpoint_silence_ms, s.endpoint_incomplete_ms)
+            if s.endpoint_complete_ms else None,
         )

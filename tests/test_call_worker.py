@@ -98,8 +98,10 @@ def services(sqlite_store, tmp_path):
 
     def make(recognizer=None, responder=echo, **settings):
         # The scripts feed media 10x faster than real time: allow them to run ahead of the clock.
+        # Their utterances and pauses are counted for one fixed endpoint (ENDPOINT_SILENCE_MS):
+        # the end-of-turn policy has its own tests (test_turn_end.py, the e2e tests).
         values = load_settings({}, {"GREETING": "", "RECORDINGS_DIR": str(tmp_path / "recordings"), "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-                                    "MAX_MEDIA_AHEAD_S": 60.0, **settings})
+                                    "MAX_MEDIA_AHEAD_S": 60.0, "ENDPOINT_COMPLETE_MS": 0, **settings})
         return Services(values, recognizer or FakeRecognizer(), FakeSynthesizer(), responder, sqlite_store)
 
     return make

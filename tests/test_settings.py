@@ -59,3 +59,11 @@ def test_the_greeting_follows_the_responder_unless_set():
     assert load_settings({"RESPONDER": "llm", "GREETING": ""}).greeting == ""
     assert load_settings({"RESPONDER": "mybot:respond"}, {"GREETING": "Hi."}).greeting == "Hi."
     assert load_settings({"RESPONDER": "mybot:respond"}, {"greeting": "Hi."}).greeting == "Hi."
+
+
+def test_end_of_turn_silences_must_be_ordered_unless_the_policy_is_off():
+    with pytest.raises(SettingsError, match="ENDPOINT_COMPLETE_MS <= ENDPOINT_SILENCE_MS"):
+        load_settings({"ENDPOINT_COMPLETE_MS": "700"})
+    with pytest.raises(SettingsError, match="ENDPOINT_INCOMPLETE_MS"):
+        load_settings({"ENDPOINT_INCOMPLETE_MS": "500"})
+    assert load_settings({"ENDPOINT_COMPLETE_MS": "0", "ENDPOINT_INCOMPLETE_MS": "500"}).endpoint_complete_ms == 0
