@@ -23,6 +23,12 @@ ITEM is the script, played in order (fork mode: see "Fork mode" below):
 * ``silence:SECONDS``  that much μ-law silence.
 * ``interrupt:SECONDS``  barge in: the wait before the next item ends once the bot's
                    reply has played for SECONDS (instead of waiting until it is quiet).
+* ``over:SECONDS:FILE``  a backchannel or a cough: during the wait before the next item,
+                   once the bot's reply has played for SECONDS, the caller says FILE over it,
+                   then goes on waiting until the bot is quiet (not a barge-in: the next
+                   item waits as usual). Several in one wait are said in order of SECONDS;
+                   one whose time never comes (the reply stopped first) is not said, and
+                   the timeline says so. FILE may contain colons.
 * ``callee:PATH``  (``--fork`` only) an audio file the dialled party speaks, on the
                    outbound track.
 
@@ -47,7 +53,7 @@ outbound_track → ["outbound"], both_tracks → ["inbound","outbound"]). Every
 quiet), all with the same timestamp. ITEMs are the caller's (inbound track), plus
 ``callee:PATH``, an audio file the dialled party speaks (outbound track); they
 play one after another, ``--gap-s`` apart, then ``--tail-s`` of silence, then
-``stop``. ``dtmf:`` and ``interrupt:`` items are refused (Twilio sends no DTMF on
+``stop``. ``dtmf:``, ``interrupt:`` and ``over:`` items are refused (Twilio sends no DTMF on
 a fork; there is no bot to interrupt), and ``callee:`` items are refused without
 ``--fork``. Any message from the server is a protocol violation (Twilio error
 31924: nothing may be sent on a unidirectional stream).
@@ -175,13 +181,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
                "  python tools/callsim.py --signalwire --codec L16@16000h --signing-key KEY hello.wav\n"
                "  python tools/callsim.py --echo-db -20 --echo-delay-ms 170 question.wav\n"
                "  python tools/callsim.py --noise tests/data/noise/babble.flac:5 tests/data/jfk.flac\n"
+               "  python tools/callsim.py tests/data/jfk.flac over:1.5:tests/data/backchannel/uhuh.flac\n"
                "Exit code: 0 completed call, 1 error (webhook/connection, no <Connect><Stream> (<Start><Stream> "
                "with --fork), a failed status callback, violations with --strict), 2 bad arguments.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("script", nargs="*", metavar="ITEM",
                         help="the script in order: an audio FILE (the caller speaks it), dtmf:DIGITS (100 ms apart), "
-                             "silence:SECONDS, or interrupt:SECONDS (talk over the reply after it played that long); "
+                             "silence:SECONDS, interrupt:SECONDS (talk over the reply after it played that long), "
+                             "or over:SECONDS:FILE (say FILE over the reply after it played that long, then wait "
+                             "on: a backchannel); "
                              "with --fork: FILE, callee:FILE (the dialled party speaks it) and silence:SECONDS")
     parser.add_argument("--url", help="server base URL (voice webhook = URL/incoming-call, or URL/forward-call "
                                       "with --fork); default: start app.create_app() in this process")

@@ -116,7 +116,7 @@ def load_script(tokens: list[str], fork: bool = False) -> tuple[list[ScriptItem]
     items = parse_script(tokens, fork=fork)
     audio = {}
     for item in items:
-        if item.kind == "audio" and item.path not in audio:
+        if item.path is not None and item.path not in audio:
             try:
                 audio[item.path] = read_audio(item.path)
             except Exception as error:  # soundfile raises LibsndfileError/TypeError/RuntimeError, not only OSError
