@@ -23,7 +23,9 @@ the server's recognizer (``WhisperRecognizer``, faster-whisper tiny.en). Measure
   SNR, through the same path: utterance starts per minute, those whose voiced span (first to
   last voiced frame) reaches ``BARGE_IN_MIN_MS``, i.e. that would stop the bot talking over them,
   and the share of the time spent inside an utterance (a noise the VAD takes for speech throughout
-  gives one utterance per ``MAX_UTTERANCE_MS``).
+  gives one utterance per ``MAX_UTTERANCE_MS``);
+* the VAD alone on each noise at absolute levels (RMS, dBFS, μ-law): the share of 20 ms frames it
+  calls speech, to see where it stops hearing each noise.
 
 Suppressors: none; WebRTC's noise suppressor in ``livekit``'s ``AudioProcessingModule`` (already a
 dependency, for ``audio.echo``) at 8 kHz; ``webrtc-noise-gain`` (WebRTC NS, 16 kHz only: soxr up and
@@ -157,6 +159,24 @@ def errors(reference: str, hypothesis: str) -> tuple[float, int]:
     return word_error_rate(reference, hypothesis) * words, words
 
 
+def print_vad_alone(noises: dict[str, np.ndarray], vad_mode: int, levels_dbfs=(-25, -35, -45, -55)) -> None:
+    """Print the share of 20 ms frames the VAD calls speech on each noise (8 kHz floats) at RMS levels in dBFS."""
+    print(f"\nVAD alone (mode {vad_mode}) on each noise, RMS at the level given (μ-law): share of 20 ms frames "
+          "voiced:\n")
+    print("| noise | " + " | ".join(f"{level} dBFS" for level in levels_dbfs) + " |")
+    print("|---|" + "---|" * len(levels_dbfs))
+    for noise_name, whole in noises.items():
+        unit = whole / np.sqrt(np.mean(whole ** 2))
+        cells = []
+        for level in levels_dbfs:
+            pcm = ulaw_to_pcm16(MULAW_8K.encode(unit * 10 ** (level / 20)))
+            vad = WebRtcVad(mode=vad_mode, sample_rate=RATE, frame_ms=FRAME_MS)
+            voiced = [vad.is_speech(pcm[start:start + FRAME_BYTES])
+                      for start in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES)]
+            cells.append(f"{np.mean(voiced):.0%}")
+        print(f"| {noise_name} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--offsets", type=int, default=3, help="noise start points per condition (default 3)")
@@ -227,6 +247,7 @@ def main() -> None:
                 inside = sum(u.end_ms - u.start_ms for u in utterances) / (seconds * 1000)
                 cells.append(f"{len(starts) / args.minutes:.1f} / {long / args.minutes:.1f} / {inside:.0%}")
             print(f"| {noise_name} {snr_db:g} dB | " + " | ".join(cells) + " |", flush=True)
+    print_vad_alone(noises, vad_mode)
     print(f"\n({time.monotonic() - started:.0f} s)")
     recognizer.close()
 
