@@ -116,7 +116,9 @@ def main() -> None:
 
 def run(args: argparse.Namespace, settings: dict[str, str]) -> None:
     with open(args.corpus / "manifest.tsv", newline="") as f:
-        references = {row["file"]: row["reference_text"] for row in csv.DictReader(f, delimiter="\t")}
+        # The speech files (noise/ and backchannel/ hold sounds to mix in, not turns).
+        references = {row["file"]: row["reference_text"] for row in csv.DictReader(f, delimiter="\t")
+                      if "/" not in row["file"] and row["reference_text"]}
     files = args.files or list(references)
     work = Path(tempfile.mkdtemp(prefix="bench-v2v-"))
     process, url = start_server(work / "server.log", **settings)

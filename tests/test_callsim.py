@@ -46,6 +46,14 @@ def test_echo_options_parse_with_their_defaults():
     assert (plain.echo_db, plain.echo_delay_ms) == (None, 160)  # no echo unless asked for
 
 
+def test_the_noise_option_parses_file_and_snr():
+    from tools.callsim import build_arg_parser
+
+    assert build_arg_parser().parse_args(["--noise", "tests/data/noise/babble.flac:5", "q.wav"]).noise == (
+        "tests/data/noise/babble.flac", 5.0)
+    assert build_arg_parser().parse_args(["q.wav"]).noise is None  # a clean line unless asked for
+
+
 @pytest.mark.parametrize("argv, message", [
     (["callee:a.wav"], "need --fork"),
     (["--fork", "dtmf:12"], "bidirectional"),
@@ -62,6 +70,13 @@ def test_echo_options_parse_with_their_defaults():
     (["--echo-db", "-20", "--echo-delay-ms", "-1", "silence:1"], "--echo-delay-ms: must be within 0..2000"),
     (["--echo-db", "-20", "--echo-delay-ms", "1.5", "silence:1"], "--echo-delay-ms: not a whole number"),
     (["--fork", "--echo-db", "-20", "silence:1"], "a fork has no bot audio"),
+    (["--noise", "tests/data/noise/street.flac", "silence:1"],
+     "--noise: 'tests/data/noise/street.flac': expected FILE:SNR"),
+    (["--noise", "tests/data/noise/street.flac:loud", "silence:1"], "must be a number of dB"),
+    (["--noise", "tests/data/noise/street.flac:90", "tests/data/jfk.flac"], "must be within -20..60 dB"),
+    (["--noise", "tests/data/no-such.flac:10", "tests/data/jfk.flac"], "--noise: cannot read audio"),
+    (["--noise", "tests/data/jfk.txt:10", "tests/data/jfk.flac"], "--noise: cannot read audio"),
+    (["--noise", "tests/data/noise/street.flac:10", "dtmf:1", "silence:1"], "the script needs an audio item"),
 ])
 def test_bad_mode_arguments_exit_2_before_any_call(argv, message):
     # --url points at a closed port: a call attempt would fail with exit code 1, not 2.

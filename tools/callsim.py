@@ -12,6 +12,7 @@ Usage::
     python tools/callsim.py --fork [--gap-s 0.8] [--tail-s 2.0] [options] ITEM...
     python tools/callsim.py --signalwire [--codec L16@16000h] [--signing-key KEY] [options] ITEM...
     python tools/callsim.py --echo-db -20 [--echo-delay-ms 160] [options] ITEM...
+    python tools/callsim.py --noise FILE:SNR [options] ITEM...
 
 ITEM is the script, played in order (fork mode: see "Fork mode" below):
 
@@ -22,6 +23,12 @@ ITEM is the script, played in order (fork mode: see "Fork mode" below):
 * ``silence:SECONDS``  that much μ-law silence.
 * ``interrupt:SECONDS``  barge in: the wait before the next item ends once the bot's
                    reply has played for SECONDS (instead of waiting until it is quiet).
+* ``over:SECONDS:FILE``  a backchannel or a cough: during the wait before the next item,
+                   once the bot's reply has played for SECONDS, the caller says FILE over it,
+                   then goes on waiting until the bot is quiet (not a barge-in: the next
+                   item waits as usual). Several in one wait are said in order of SECONDS;
+                   one whose time never comes (the reply stopped first) is not said, and
+                   the timeline says so. FILE may contain colons.
 * ``callee:PATH``  (``--fork`` only) an audio file the dialled party speaks, on the
                    outbound track.
 
@@ -46,7 +53,7 @@ outbound_track → ["outbound"], both_tracks → ["inbound","outbound"]). Every
 quiet), all with the same timestamp. ITEMs are the caller's (inbound track), plus
 ``callee:PATH``, an audio file the dialled party speaks (outbound track); they
 play one after another, ``--gap-s`` apart, then ``--tail-s`` of silence, then
-``stop``. ``dtmf:`` and ``interrupt:`` items are refused (Twilio sends no DTMF on
+``stop``. ``dtmf:``, ``interrupt:`` and ``over:`` items are refused (Twilio sends no DTMF on
 a fork; there is no bot to interrupt), and ``callee:`` items are refused without
 ``--fork``. Any message from the server is a protocol violation (Twilio error
 31924: nothing may be sent on a unidirectional stream).
@@ -87,6 +94,17 @@ linear PCM to every inbound media message, the silence the caller sends while wa
 (``tools.twilio_sim.echo.EchoPath``). Without ``--echo-db`` the caller's frames are sent as
 they are. ``--echo-db`` with ``--fork`` is a bad argument (a fork has no bot audio).
 
+Background noise (``--noise FILE:SNR``, both modes): a recording (any file soundfile reads, e.g. the
+real street, babble and music in ``tests/data/noise/``) is mixed to mono, soxr-resampled to the
+stream's rate and looped under every inbound media message the caller sends (speech, the silence
+while waiting, DTMF ticks; with ``--echo-db`` on top of the echo), added in linear PCM like the echo
+(``tools.twilio_sim.noise.LineNoise``). SNR is in dB relative to the caller's *active speech level*:
+the RMS of the 20 ms frames of the script's (caller's) audio items, as the stream carries them,
+whose own RMS is within 30 dB of the loudest frame, so pauses do not count; the noise's level is
+the RMS of the whole recording at the stream's rate. SNR must be within -20..60; FILE must be
+readable and not all silence, and the script needs an audio item (the level's reference): otherwise
+it is a bad argument (exit code 2). Without ``--noise`` the line is clean.
+
 Outputs: what the caller heard (``--out``, PCM16 mono WAV at the stream's rate: 8 kHz, or 16/24 kHz
 with an L16 codec; sample 0 is
 the timestamp of the first media message sent: the bot's audio as played or,
@@ -114,8 +132,8 @@ Protocol facts come from ``docs/protocol.md`` (Twilio Media Streams, T-WS) and
 the message fixtures in ``tests/data/twilio/``. This file is the command line; the
 simulator is the package ``tools.twilio_sim`` (its docstring maps the modules).
 The pure parts (``PlaybackBuffer``, ``parse_server_message``, ``parse_twiml``,
-``parse_script``, ``TwilioMessages``, ``SignalWireMessages``, ``MediaFormat``, ``EchoPath``, the dialects
-``TWILIO``/``SIGNALWIRE``, ``CallerScript``, ``ForkScript``, ``TurnWaiter``,
+``parse_script``, ``TwilioMessages``, ``SignalWireMessages``, ``MediaFormat``, ``EchoPath``, ``LineNoise``, the
+dialects ``TWILIO``/``SIGNALWIRE``, ``CallerScript``, ``ForkScript``, ``TurnWaiter``,
 ``ReplyTracker``, ``pair_latencies``, ``status_callback_form``) do no I/O and read no clock; importing this
 module or the package imports no gevent, socket or threading, so ``main`` can
 monkey-patch first.
@@ -152,7 +170,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                     "the TwiML's <Stream codec=\"L16@16000h\"|\"L16@24000h\"> switches both directions to 16-bit\n"
                     "little-endian PCM at 16/24 kHz (--codec: the same when the TwiML has no codec).\n"
                     "With --echo-db: a speakerphone; the bot's audio, as played, leaks back into the caller's\n"
-                    "microphone --echo-delay-ms later and --echo-db dB lower (silence frames included).",
+                    "microphone --echo-delay-ms later and --echo-db dB lower (silence frames included).\n"
+                    "With --noise FILE:SNR: FILE looped under everything the caller sends, SNR dB below the\n"
+                    "active level of the caller's speech.",
         epilog="Examples:\n"
                "  python tools/callsim.py tests/data/jfk.flac\n"
                "  python tools/callsim.py --url http://127.0.0.1:5050 hello.wav dtmf:12# silence:2 bye.wav\n"
@@ -160,13 +180,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
                "  python tools/callsim.py --fork --json report.json caller_q.wav callee:answer.wav\n"
                "  python tools/callsim.py --signalwire --codec L16@16000h --signing-key KEY hello.wav\n"
                "  python tools/callsim.py --echo-db -20 --echo-delay-ms 170 question.wav\n"
+               "  python tools/callsim.py --noise tests/data/noise/babble.flac:5 tests/data/jfk.flac\n"
+               "  python tools/callsim.py tests/data/jfk.flac over:1.5:tests/data/backchannel/uhuh.flac\n"
                "Exit code: 0 completed call, 1 error (webhook/connection, no <Connect><Stream> (<Start><Stream> "
                "with --fork), a failed status callback, violations with --strict), 2 bad arguments.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("script", nargs="*", metavar="ITEM",
                         help="the script in order: an audio FILE (the caller speaks it), dtmf:DIGITS (100 ms apart), "
-                             "silence:SECONDS, or interrupt:SECONDS (talk over the reply after it played that long); "
+                             "silence:SECONDS, interrupt:SECONDS (talk over the reply after it played that long), "
+                             "or over:SECONDS:FILE (say FILE over the reply after it played that long, then wait "
+                             "on: a backchannel); "
                              "with --fork: FILE, callee:FILE (the dialled party speaks it) and silence:SECONDS")
     parser.add_argument("--url", help="server base URL (voice webhook = URL/incoming-call, or URL/forward-call "
                                       "with --fork); default: start app.create_app() in this process")
@@ -207,6 +231,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--echo-delay-ms", type=_echo_delay_ms, default=ECHO_DELAY_MS_DEFAULT, metavar="MS",
                         help=f"with --echo-db: the echo's delay after playback, ms (0..{ECHO_DELAY_MS_MAX}, "
                              "any whole number, not only multiples of 20; default %(default)s)")
+    parser.add_argument("--noise", type=_noise, default=None, metavar="FILE:SNR",
+                        help="background noise on the caller's line: FILE (any audio soundfile reads) looped under "
+                             "every inbound media message (silence included), SNR dB below the caller's active speech "
+                             "level (RMS of the script audio's 20 ms frames within 30 dB of the loudest), "
+                             "e.g. tests/data/noise/street.flac:10")
     parser.add_argument("--dashboard-password", default=None,
                         help="the server's DASHBOARD_PASSWORD, to read the call record from /api/calls (default: "
                              "$DASHBOARD_PASSWORD; user $DASHBOARD_USER or admin)")
@@ -244,6 +273,16 @@ def _echo_delay_ms(text: str) -> int:
     if not 0 <= value <= ECHO_DELAY_MS_MAX:
         raise argparse.ArgumentTypeError(f"must be within 0..{ECHO_DELAY_MS_MAX} ms, got {text!r}")
     return value
+
+
+def _noise(text: str) -> tuple[str, float]:
+    """``--noise``: FILE:SNR (the file is read before the call: an unreadable one is a bad argument too)."""
+    from tools.twilio_sim.noise import parse_noise_arg
+
+    try:
+        return parse_noise_arg(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ Modules, one job each:
 * ``status_callback``: the stream status callback requests (``status_callback_form``, ``callback_request``).
 * ``playback``: Twilio's playback buffer for the bot's audio and marks (``PlaybackBuffer``).
 * ``echo``: a speakerphone's echo of the bot's audio in the caller's microphone (``EchoPath``).
+* ``noise``: background noise on the caller's line at an SNR to their speech (``LineNoise``, ``speech_level``).
 * ``latency``: the bot's replies (``ReplyTracker``) and voice-to-voice latency (``pair_latencies``).
 * ``report``: the ``--json`` report (``build_report``), the conversation and the summary line.
 * ``audio_files``: reading the caller's audio files, writing what the caller heard.
@@ -25,7 +26,7 @@ Modules, one job each:
 * ``repo``: the repository root, for importing ``app`` and ``audio``.
 
 ``frames``, ``media_format``, ``dialect``, ``script``, ``twiml``, ``messages``, ``status_callback``,
-``playback``, ``echo``, ``latency`` and ``report`` do no I/O (``report`` prints) and read no clock. Importing any module
+``playback``, ``echo``, ``noise``, ``latency`` and ``report`` do no I/O (``report`` prints) and read no clock. Importing any module
 of this package imports no gevent, socket or threading, so ``callsim.main`` can
 monkey-patch first.
 """

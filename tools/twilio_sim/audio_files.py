@@ -39,14 +39,17 @@ class SourceAudio:
         """Length in seconds."""
         return len(self.samples) / self.sample_rate
 
+    def at_rate(self, sample_rate: int) -> np.ndarray:
+        """Return the samples soxr-resampled (``audio.resample``) to ``sample_rate`` Hz: 1-D float32, [-1, 1]."""
+        _, resample = _import_repo_audio()
+        if self.sample_rate == sample_rate:
+            return self.samples
+        return resample.resample(self.samples, self.sample_rate, sample_rate)
+
     def encode(self, media_format: MediaFormat = MULAW_8K) -> bytes:
         """Return the audio as media payload bytes: soxr-resampled (``audio.resample``) to the format's
         rate, then encoded (μ-law by ``audio.codec.array_to_ulaw``, or L16 little-endian)."""
-        _, resample = _import_repo_audio()
-        mono = self.samples
-        if self.sample_rate != media_format.sample_rate:
-            mono = resample.resample(mono, self.sample_rate, media_format.sample_rate)
-        return media_format.encode(mono)
+        return media_format.encode(self.at_rate(media_format.sample_rate))
 
 
 def read_audio(path: str) -> SourceAudio:
@@ -113,7 +116,7 @@ def load_script(tokens: list[str], fork: bool = False) -> tuple[list[ScriptItem]
     items = parse_script(tokens, fork=fork)
     audio = {}
     for item in items:
-        if item.kind == "audio" and item.path not in audio:
+        if item.path is not None and item.path not in audio:
             try:
                 audio[item.path] = read_audio(item.path)
             except Exception as error:  # soundfile raises LibsndfileError/TypeError/RuntimeError, not only OSError

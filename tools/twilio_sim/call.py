@@ -12,11 +12,12 @@ import json
 import math
 import sys
 
-from tools.twilio_sim.audio_files import SourceAudio, encode_script_audio, load_script, write_wav
+from tools.twilio_sim.audio_files import SourceAudio, encode_script_audio, load_script, read_audio, write_wav
 from tools.twilio_sim.dialect import DIALECTS, TWILIO, RequestSigner, TwilioDialect
 from tools.twilio_sim.echo import EchoPath
 from tools.twilio_sim.latency import pair_latencies
 from tools.twilio_sim.media_format import MediaFormat
+from tools.twilio_sim.noise import LineNoise, speech_level
 from tools.twilio_sim.report import CallOutcome, build_report, print_conversation, print_summary
 from tools.twilio_sim.repo import add_repo_root_to_sys_path
 from tools.twilio_sim.script import CallerScript, ForkScript, TurnWaiter
@@ -273,13 +274,41 @@ def _echo_path(args: argparse.Namespace, media_format: MediaFormat) -> EchoPath 
     return EchoPath(args.echo_db, args.echo_delay_ms, media_format)
 
 
-def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str, SourceAudio]) -> None:
+def _line_noise(args: argparse.Namespace, noise: SourceAudio | None, outcome: CallOutcome, audio: dict[str, bytes],
+                media_format: MediaFormat) -> LineNoise | None:
+    """The background noise ``--noise FILE:SNR`` asks for, in the stream's format (None: no noise).
+
+    The speech level is that of the caller's audio items as the stream carries them
+    (``noise.speech_level`` of their payloads decoded again, one after another).
+
+    Raises:
+        CallError: the caller's audio items are silent (no level to set the SNR against).
+    """
+    if noise is None:
+        return None
+    import numpy as np
+
+    paths = dict.fromkeys(item.path for item in outcome.items if item.kind == "audio" and item.track == "inbound")
+    speech = np.frombuffer(media_format.to_pcm16(b"".join(audio[path] for path in paths)), dtype="<i2")
+    level = speech_level(speech / 32768, media_format.sample_rate)
+    try:
+        line = LineNoise(noise.at_rate(media_format.sample_rate), level, args.noise[1], media_format)
+    except ValueError as error:
+        raise CallError(f"--noise: {error}") from None
+    print(f"caller's line: {args.noise[0]} looped at {args.noise[1]:g} dB SNR (speech active level "
+          f"{20 * math.log10(level):.1f} dBFS)")
+    return line
+
+
+def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str, SourceAudio],
+               noise: SourceAudio | None = None) -> None:
     """Run the whole call against ``outcome.base_url``, filling ``outcome``.
 
     Args:
         args: the parsed command line (``callsim.build_arg_parser``).
         outcome: the call's SIDs, script, dialect and mode; filled in.
         sources: the script's audio files as read (``load_script``), put in the stream's format here.
+        noise: the ``--noise`` recording as read, or None.
 
     Raises:
         CallError: the call could not be placed or streamed.
@@ -319,18 +348,19 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str
             _collect_callbacks(sender, outcome)
         raise
 
+    line_noise = _line_noise(args, noise, outcome, audio, media_format)
     messages = dialect.messages(outcome.stream_sid, outcome.account_sid, outcome.call_sid, args.first_timestamp_ms,
                                 media_format)
     if fork:
         script = ForkScript(outcome.items, audio, gap_s=args.gap_s, tail_s=args.tail_s, media_format=media_format)
         session = SimulatedFork(ws, messages, twiml.parameters, twiml.tracks, script, verbose=args.verbose,
-                                on_stream_event=sender)
+                                on_stream_event=sender, noise=line_noise)
     else:
         waiter = TurnWaiter(args.quiet_s, args.min_wait_s, args.turn_timeout_s)
         script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting,
                               media_format=media_format)
         session = SimulatedCall(ws, messages, twiml.parameters, script, waiter, verbose=args.verbose,
-                                on_stream_event=sender, echo=_echo_path(args, media_format))
+                                on_stream_event=sender, echo=_echo_path(args, media_format), noise=line_noise)
     outcome.session = session
     session.run()
     if session.failure:
@@ -359,6 +389,24 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str
             outcome.errors.append(text)
 
 
+def _read_noise(args: argparse.Namespace, items: list, parser: argparse.ArgumentParser) -> SourceAudio | None:
+    """Read the ``--noise`` file before the call; a bad file, or a script with nothing to set its level, is a bad
+    argument (``parser.error``: exit code 2)."""
+    noise = getattr(args, "noise", None)
+    if noise is None:
+        return None
+    if not any(item.kind == "audio" and item.track == "inbound" for item in items):
+        parser.error("--noise sets its level relative to the caller's speech: the script needs an audio item")
+    try:
+        source = read_audio(noise[0])
+    except Exception as error:  # soundfile raises LibsndfileError/TypeError/RuntimeError, not only OSError
+        parser.error(f"--noise: cannot read audio {noise[0]!r}: {error}")
+    if not len(source.samples) or not source.samples.any():
+        parser.error(f"--noise: {noise[0]!r} is empty or all silence")
+    print(f"loaded noise {noise[0]}: {source.duration_s:.2f} s at {source.sample_rate} Hz")
+    return source
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Place the call described by ``args``; return the exit code. Needs gevent patching done."""
     if args.quiet_s < 0 or args.min_wait_s < 0 or args.turn_timeout_s <= 0 or args.first_timestamp_ms < 0:
@@ -377,6 +425,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         items, sources = load_script(args.script, fork=args.fork)
     except ValueError as error:
         parser.error(str(error))
+    noise = _read_noise(args, items, parser)
     dialect = DIALECTS["signalwire" if args.signalwire else "twilio"]
     outcome = CallOutcome(*dialect.new_sids(), items, args.first_timestamp_ms,
                           base_url=args.url, mode="fork" if args.fork else "conversation", dialect=dialect.name)
@@ -386,7 +435,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print("starting the server in this process (app.create_app)...", flush=True)
             server, outcome.base_url = start_in_process_server()
             print(f"server listening on {outcome.base_url}")
-        place_call(args, outcome, sources)
+        place_call(args, outcome, sources, noise)
     except CallError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         outcome.errors.append(str(error))

@@ -18,6 +18,7 @@ from tools.twilio_sim.media_format import MULAW_8K, MediaFormat
 
 DTMF_INTERVAL_MS = 100
 CALLEE_PREFIX = "callee:"  # fork mode: an audio file the dialled party speaks (the outbound track)
+OVER_PREFIX = "over:"  # over:SECONDS:FILE: the caller says FILE over the bot's reply (a backchannel, a cough)
 DTMF_DIGITS = "0123456789*#"
 REPLY_EXPECTED_AFTER = ("audio", "dtmf")  # script item kinds the bot answers; waits after them need a reply
 
@@ -27,12 +28,14 @@ class ScriptItem:
     """One step of the caller's script.
 
     Attributes:
-        kind: "audio", "dtmf", "silence" or "interrupt" (the wait before the next item ends
-            once the bot's reply has played for ``seconds``: a barge-in).
+        kind: "audio", "dtmf", "silence", "interrupt" (the wait before the next item ends
+            once the bot's reply has played for ``seconds``: a barge-in) or "over" (during that
+            wait, once the reply has played for ``seconds``, the caller says ``path`` over it and
+            then waits on as before: a backchannel or a cough, not a turn).
         token: the command-line argument it came from (for messages).
-        path: audio file path (kind "audio").
+        path: audio file path (kinds "audio" and "over").
         digits: DTMF digits, each one of ``DTMF_DIGITS`` (kind "dtmf").
-        seconds: silence duration, or reply playback before interrupting, in seconds, > 0.
+        seconds: silence duration, or reply playback before interrupting or talking over it, in seconds, > 0.
         track: who speaks an audio item: "inbound" (the caller) or, for a ``callee:`` item in
             fork mode, "outbound" (the dialled party, heard by the caller).
     """
@@ -69,11 +72,11 @@ def parse_script(tokens: list[str], fork: bool = False) -> list[ScriptItem]:
     """Parse the positional arguments into script items (no file access).
 
     Args:
-        tokens: e.g. ``["hello.wav", "dtmf:12#", "silence:2.5"]``. Anything not
-            starting with ``dtmf:``, ``silence:``, ``interrupt:`` or ``callee:`` is an
+        tokens: e.g. ``["hello.wav", "dtmf:12#", "silence:2.5", "over:1.5:mhm.wav"]``. Anything not
+            starting with ``dtmf:``, ``silence:``, ``interrupt:``, ``over:`` or ``callee:`` is an
             audio file path (the caller speaks it).
         fork: the script of a listen-only fork: ``callee:PATH`` items (the dialled party
-            speaks PATH) are allowed; ``dtmf:`` and ``interrupt:`` items are not.
+            speaks PATH) are allowed; ``dtmf:``, ``interrupt:`` and ``over:`` items are not.
 
     Returns:
         The items, in order.
@@ -81,7 +84,8 @@ def parse_script(tokens: list[str], fork: bool = False) -> list[ScriptItem]:
     Raises:
         ValueError: empty or invalid DTMF digits, a silence duration that is not a
             finite number > 0, a ``callee:`` item without ``fork`` or without a path,
-            or a ``dtmf:``/``interrupt:`` item with ``fork``.
+            an ``over:`` item without ``SECONDS:FILE``, or a ``dtmf:``/``interrupt:``/``over:`` item
+            with ``fork``.
     """
     items = []
     for token in tokens:
@@ -97,9 +101,9 @@ def parse_script(tokens: list[str], fork: bool = False) -> list[ScriptItem]:
         if fork and token.startswith("dtmf:"):
             raise ValueError(f"{token!r}: dtmf: items need a bidirectional stream (Twilio sends no dtmf "
                              "messages on a <Start><Stream> fork)")
-        if fork and token.startswith("interrupt:"):
-            raise ValueError(f"{token!r}: interrupt: needs a bot to talk over; --fork plays the items one after "
-                             "another (--gap-s apart)")
+        if fork and token.startswith(("interrupt:", OVER_PREFIX)):
+            raise ValueError(f"{token!r}: {token.partition(':')[0]}: needs a bot to talk over; --fork plays the items "
+                             "one after another (--gap-s apart)")
         if token.startswith("dtmf:"):
             digits = token[len("dtmf:"):]
             if not digits or any(d not in DTMF_DIGITS for d in digits):
@@ -107,18 +111,41 @@ def parse_script(tokens: list[str], fork: bool = False) -> list[ScriptItem]:
             items.append(ScriptItem("dtmf", token, digits=digits))
         elif token.startswith(("silence:", "interrupt:")):
             kind, _, value = token.partition(":")
-            try:
-                seconds = float(value)
-            except ValueError:
-                raise ValueError(f"{token!r}: {kind} needs a duration in seconds, e.g. {kind}:2.5") from None
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise ValueError(f"{token!r}: {kind} duration must be > 0 seconds")
-            items.append(ScriptItem(kind, token, seconds=seconds))
+            items.append(ScriptItem(kind, token, seconds=_seconds(token, kind, value, f"{kind}:2.5")))
+        elif token.startswith(OVER_PREFIX):
+            value, _, path = token[len(OVER_PREFIX):].partition(":")
+            if not path:
+                raise ValueError(f"{token!r}: over: needs SECONDS:FILE, e.g. over:1.5:mhm.wav")
+            items.append(ScriptItem("over", token, path=path, seconds=_seconds(token, "over", value, "over:1.5:FILE")))
         elif not token:
             raise ValueError("empty script item")
         else:
             items.append(ScriptItem("audio", token, path=token))
     return items
+
+
+def _seconds(token: str, kind: str, value: str, example: str) -> float:
+    """An item's duration in seconds: a finite number > 0 (ValueError otherwise)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{token!r}: {kind} needs a duration in seconds, e.g. {example}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{token!r}: {kind} duration must be > 0 seconds")
+    return seconds
+
+
+@dataclass
+class _Wait:
+    """A wait for the bot in a ``CallerScript``: what the caller does during it besides sending silence.
+
+    Attributes:
+        interrupt_after_s: end the wait once the bot's reply has played this long (``interrupt:``), or None.
+        overs: ``over:`` items said during the wait, as (script index, item), in script order.
+    """
+
+    interrupt_after_s: float | None = None
+    overs: list = field(default_factory=list)
 
 
 @dataclass
@@ -145,6 +172,13 @@ class CallerTick:
 class CallerScript:
     """The caller's behaviour, tick by tick: wait for the bot, speak an item, repeat.
 
+    ``interrupt:`` and ``over:`` items belong to the wait before the next item (the wait after
+    the item before them). During that wait, each ``over:SECONDS:FILE`` is said once the bot's
+    reply has played for SECONDS (``TurnWaiter.playing_for_s``; several in order of SECONDS),
+    and the wait then goes on as before: the caller waits until the bot is quiet again. An
+    ``over:`` item whose time never comes (the reply stopped or the wait ended first) is not said,
+    and the note that ends the wait says so.
+
     Pure: the runtime passes the clock in (``now_s``, monotonic seconds) and
     tells the ``TurnWaiter`` about bot audio.
 
@@ -156,7 +190,7 @@ class CallerScript:
         media_format: the stream's format (default μ-law 8 kHz, Twilio's): frame size and silence.
 
     Attributes:
-        spoken: the audio items sent so far, with the tick they started on (``SpokenItem``).
+        spoken: the audio and ``over:`` items sent so far, with the tick they started on (``SpokenItem``).
         final_note: how the final wait ended, once ``next_tick`` returned None.
 
     Raises:
@@ -166,7 +200,7 @@ class CallerScript:
 
     def __init__(self, items: list[ScriptItem], audio: dict[str, bytes], waiter: "TurnWaiter",
                  wait_first: bool = True, media_format: MediaFormat = MULAW_8K):
-        missing = [item.path for item in items if item.kind == "audio" and item.path not in audio]
+        missing = [item.path for item in items if item.path is not None and item.path not in audio]
         if missing:
             raise ValueError(f"no audio loaded for {missing}")
         outbound = [item.token for item in items if item.track != "inbound"]
@@ -175,20 +209,25 @@ class CallerScript:
         self._audio = dict(audio)
         self._format = media_format
         self._waiter = waiter
-        self._steps: deque = deque()  # ("wait", previous item, interrupt after s) | ("play", item, index)
+        self._steps: deque = deque()  # ("wait", previous item, _Wait) | ("play", item, index)
         previous = None
         for index, item in enumerate(items):
-            if item.kind == "interrupt":
-                if self._steps and self._steps[-1][0] == "wait":
-                    self._steps[-1] = ("wait", self._steps[-1][1], item.seconds)
+            if item.kind in ("interrupt", "over"):
+                if not (self._steps and self._steps[-1][0] == "wait"):
+                    self._steps.append(("wait", previous, _Wait()))
+                wait = self._steps[-1][2]
+                if item.kind == "interrupt":
+                    wait.interrupt_after_s = item.seconds
                 else:
-                    self._steps.append(("wait", previous, item.seconds))
+                    wait.overs.append((index, item))
                 continue
             if (index > 0 or wait_first) and not (self._steps and self._steps[-1][0] == "wait"):
-                self._steps.append(("wait", previous, None))
+                self._steps.append(("wait", previous, _Wait()))
             self._steps.append(("play", item, index))
             previous = item
-        self._steps.append(("wait", previous, None))
+        if not (self._steps and self._steps[-1][0] == "wait" and self._steps[-1][2].interrupt_after_s is None):
+            self._steps.append(("wait", previous, _Wait()))  # after an interrupt: wait for the bot's answer to it
+        self._overs: list = []  # the current wait's ``over:`` items not said yet, (index, item), soonest first
         self._frames: deque = deque()  # (payload, digits) of the item being played
         self._waiting = False
         self._last_digit_s: float | None = None  # when the latest DTMF digit was sent
@@ -208,6 +247,13 @@ class CallerScript:
         note = None
         while not self._frames:
             if self._waiting:
+                playing_s = self._waiter.playing_for_s(now_s)
+                if self._overs and playing_s is not None and playing_s >= self._overs[0][1].seconds:
+                    index, item = self._overs.pop(0)
+                    self._frames.extend(self._item_frames(item))
+                    self.spoken.append(_spoken(item, index, self._ticks, self._audio[item.path], self._format))
+                    note = _join_notes(note, f"caller over the bot: {item.path}")
+                    continue
                 reason = self._waiter.poll(now_s, audio_queued)
                 if reason is None:
                     self._ticks += 1
@@ -215,6 +261,10 @@ class CallerScript:
                 self._waiting = False
                 note = _join_notes(note, {"quiet": "bot quiet", "interrupt": "interrupting the bot"}.get(
                     reason, f"wait timed out after {self._waiter.timeout_s:g} s"))
+                if self._overs:
+                    note = _join_notes(note, f"not said: {', '.join(item.token for _, item in self._overs)} "
+                                             "(the reply did not play that long)")
+                    self._overs = []
                 continue
             if not self._steps:
                 self.final_note = note
@@ -226,7 +276,8 @@ class CallerScript:
                 # A reply to keys may start while the last key is still held (the bot answers "#" at
                 # once): count bot audio from that key on, not from the end of the item.
                 since_s = self._last_digit_s if item is not None and item.kind == "dtmf" and self._last_digit_s else now_s
-                self._waiter.start(since_s, expect_reply=expect_reply, interrupt_after_s=extra)
+                self._waiter.start(since_s, expect_reply=expect_reply, interrupt_after_s=extra.interrupt_after_s)
+                self._overs = sorted(extra.overs, key=lambda over: over[1].seconds)
                 note = _join_notes(note, "waiting for the bot" + (" to reply" if expect_reply else ""))
             else:
                 self._frames.extend(self._item_frames(item))
@@ -241,7 +292,7 @@ class CallerScript:
 
     def _item_frames(self, item: ScriptItem) -> list[tuple[bytes, tuple[str, ...]]]:
         silence = self._format.silence_frame
-        if item.kind == "audio":
+        if item.kind in ("audio", "over"):
             return [(frame, ()) for frame in _audio_frames(self._audio[item.path], self._format)]
         if item.kind == "silence":
             return [(silence, ())] * max(1, round(item.seconds * 1000 / FRAME_MS))
@@ -414,6 +465,10 @@ class TurnWaiter:
         if self._first_played_s is None and self._start_s is not None and now_s >= self._start_s:
             self._first_played_s = now_s
 
+    def playing_for_s(self, now_s: float) -> float | None:
+        """Seconds since bot audio first played in this wait (None: none has played yet)."""
+        return None if self._first_played_s is None else now_s - self._first_played_s
+
     def poll(self, now_s: float, audio_queued: bool) -> str | None:
         """Return "quiet", "interrupt" or "timeout" when the wait is over, else None.
 
@@ -426,8 +481,8 @@ class TurnWaiter:
         if waited_s >= self.timeout_s:
             return "timeout"
         if self._interrupt_after_s is not None:
-            played = self._first_played_s is not None and now_s - self._first_played_s >= self._interrupt_after_s
-            return "interrupt" if played else None
+            playing_s = self.playing_for_s(now_s)
+            return "interrupt" if playing_s is not None and playing_s >= self._interrupt_after_s else None
         if audio_queued or (self._expect_reply and not self._reply_seen):
             return None
         quiet_from_s = max(self._start_s, self._last_bot_s if self._last_bot_s is not None else self._start_s)

@@ -15,6 +15,7 @@ from tools.twilio_sim.echo import EchoPath
 from tools.twilio_sim.frames import FRAME_MS, frame_index_for_ms
 from tools.twilio_sim.latency import ReplyTracker
 from tools.twilio_sim.messages import ProtocolViolation, ServerMessage, TwilioMessages, parse_server_message
+from tools.twilio_sim.noise import LineNoise
 from tools.twilio_sim.playback import PlaybackBuffer
 from tools.twilio_sim.script import CallerScript, ForkScript, SpokenItem, TurnWaiter
 
@@ -61,12 +62,18 @@ class _MediaStream:
         on_stream_event: called with "stream-started" right after ``start`` is sent and with
             "stream-stopped" once the stream is over (after ``stop``, or when the server
             closed the socket); it must not block (the status callbacks run in greenlets).
+        noise: background noise on the caller's line, in ``messages.media_format``, added to every
+            inbound media message (the script's silence included); None: none.
+
+    Raises:
+        ValueError: ``noise`` is not in the stream's format.
     """
 
     unidirectional = False
 
     def __init__(self, ws, messages: TwilioMessages, custom_parameters: dict[str, str], tracks: list[str],
-                 verbose: bool = False, on_stream_event: Callable[[str], None] | None = None):
+                 verbose: bool = False, on_stream_event: Callable[[str], None] | None = None,
+                 noise: LineNoise | None = None):
         import threading
 
         self.ws = ws
@@ -78,6 +85,9 @@ class _MediaStream:
         self.counts = Counts()
         self.violations: list[dict] = []
         self.media_format = messages.media_format
+        if noise is not None and noise.media_format != self.media_format:
+            raise ValueError(f"noise is in {noise.media_format.label}, the stream in {self.media_format.label}")
+        self.noise = noise
         self.heard = bytearray()  # what the caller heard, in media_format, one 20 ms frame per tick
         self.frame_sent_s: list[float] = []  # monotonic send time of tick n's media
         self.ended_by: str | None = None
@@ -113,6 +123,10 @@ class _MediaStream:
             self.counts.media_sent_inbound += 1
         else:
             self.counts.media_sent_outbound += 1
+
+    def _with_line_noise(self, payload: bytes) -> bytes:
+        """The caller's inbound frame with the line's background noise, if any."""
+        return payload if self.noise is None else self.noise.mix(payload)
 
     def _stream_event(self, event: str) -> None:
         if self.on_stream_event is not None:
@@ -248,7 +262,8 @@ class SimulatedCall(_MediaStream):
     ``heard`` is the bot's audio as played to the caller (silence when nothing is queued).
     ``script`` must frame its audio in ``messages.media_format``. With ``echo``, every inbound
     media message (the script's silence included) carries the echo of the bot's audio played
-    ``echo.delay_ms`` earlier: a speakerphone.
+    ``echo.delay_ms`` earlier: a speakerphone. With ``noise``, every inbound media message also
+    carries the line's background noise (after the echo: both reach the same microphone).
 
     Args:
         ws: an open websocket-client ``WebSocket``.
@@ -260,12 +275,17 @@ class SimulatedCall(_MediaStream):
         on_stream_event: see ``_MediaStream``.
         echo: the bot's voice leaking into the caller's microphone, in ``messages.media_format``;
             None: none (the script's frames are sent as they are).
+        noise: see ``_MediaStream``.
+
+    Raises:
+        ValueError: ``echo`` or ``noise`` is not in the stream's format.
     """
 
     def __init__(self, ws, messages: TwilioMessages, custom_parameters: dict[str, str],
                  script: CallerScript, waiter: TurnWaiter, verbose: bool = False,
-                 on_stream_event: Callable[[str], None] | None = None, echo: EchoPath | None = None):
-        super().__init__(ws, messages, custom_parameters, ["inbound"], verbose, on_stream_event)
+                 on_stream_event: Callable[[str], None] | None = None, echo: EchoPath | None = None,
+                 noise: LineNoise | None = None):
+        super().__init__(ws, messages, custom_parameters, ["inbound"], verbose, on_stream_event, noise)
         if echo is not None and echo.media_format != self.media_format:
             raise ValueError(f"echo is in {echo.media_format.label}, the stream in {self.media_format.label}")
         self.script = script
@@ -318,7 +338,7 @@ class SimulatedCall(_MediaStream):
         for digit in tick.digits:
             self._send(self.messages.dtmf, digit)
             self.counts.dtmf_sent += 1
-        self._send_media(self._with_speaker_echo(tick.payload, played), "inbound")
+        self._send_media(self._with_line_noise(self._with_speaker_echo(tick.payload, played)), "inbound")
         return True
 
     def _with_speaker_echo(self, payload: bytes, played: bytes) -> bytes:
@@ -370,13 +390,15 @@ class SimulatedFork(_MediaStream):
         script: both sides' items.
         verbose: print every server message.
         on_stream_event: see ``_MediaStream``.
+        noise: background noise on the caller's line (the inbound track); see ``_MediaStream``.
     """
 
     unidirectional = True
 
     def __init__(self, ws, messages: TwilioMessages, custom_parameters: dict[str, str], tracks: list[str],
-                 script: ForkScript, verbose: bool = False, on_stream_event: Callable[[str], None] | None = None):
-        super().__init__(ws, messages, custom_parameters, tracks, verbose, on_stream_event)
+                 script: ForkScript, verbose: bool = False, on_stream_event: Callable[[str], None] | None = None,
+                 noise: LineNoise | None = None):
+        super().__init__(ws, messages, custom_parameters, tracks, verbose, on_stream_event, noise)
         self.script = script
 
     def _apply(self, message: ServerMessage, now_s: float) -> None:
@@ -388,7 +410,8 @@ class SimulatedFork(_MediaStream):
             return False
         if tick.note:
             self.log(now_s, tick.note)
+        inbound = self._with_line_noise(tick.inbound)  # the caller's line is noisy whether or not it is streamed
         for track in self.tracks:
-            self._send_media(tick.inbound if track == "inbound" else tick.outbound, track)
+            self._send_media(inbound if track == "inbound" else tick.outbound, track)
         self.heard += tick.outbound
         return True
