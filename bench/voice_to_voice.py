@@ -149,9 +149,10 @@ def run(args: argparse.Namespace, settings: dict[str, str]) -> None:
         process.terminate()
         process.wait(timeout=10)
 
+    endpointing = ", ".join(f"{name}={os.environ.get(name, 'default')}" for name in ("ENDPOINT_COMPLETE_MS", "SPECULATION_PAUSE_MS"))
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{args.runs} call(s) per file, {args.turns} turn(s) each; default engines (whisper tiny.en, piper), "
-          f"600 ms endpoint silence; {speculative} of {len(stages['total'])} replies used a speculative transcript"
+          f"{endpointing}; {speculative} of {len(stages['total'])} replies used a speculative transcript"
           + (f"; RESPONDER={settings['RESPONDER']} at {args.llm:g} tokens/s" if settings else "") + ".\n")
     print("| file | word error rate (per call) |\n|---|---|")
     for name in files:

@@ -10,10 +10,11 @@ import re
 
 DEFAULT_BACKCHANNELS = (
     "mhm", "mm-hmm", "mm hmm", "mmhmm", "hmm", "mm", "uh-huh", "uh huh", "okay", "ok", "yeah", "yep",
-    "yes", "right", "sure", "alright", "all right", "i see", "got it", "oh", "ah", "uh", "um",
+    "yes", "right", "sure", "alright", "all right", "i see", "got it", "oh", "ah", "uh", "um", "ha", "haha",
 )
-"""Acknowledgements and fillers that never interrupt the bot (``BACKCHANNELS``). "No", "wait" and
-"stop" are not among them: they do."""
+"""Acknowledgements, fillers and laughter that never interrupt the bot (``BACKCHANNELS``). "No",
+"wait" and "stop" are not among them: they do. ("Ha ha!" is also what whisper tiny.en writes for
+the real "uh-huh" of tests/data/backchannel/uhuh.flac.)"""
 
 _NOISE = re.compile(r"[\[(][^\])]*[\])]")  # whisper's "(coughing)", "[MUSIC]": not words
 _WORDS = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")

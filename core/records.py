@@ -29,7 +29,9 @@ class Turn:
             barge-in, joined by spaces (``""`` if none).
         latency_ms: on a bot reply, per stage: ``endpoint`` (silence waited before deciding
             the caller had finished, media clock), ``recognition``, ``responder`` and
-            ``synthesis`` (first sentence) in wall-clock ms, ``total`` (caller's last voiced
+            ``synthesis`` (first sentence) in wall-clock ms, ``required_silence`` (the silence
+            the end-of-turn policy required before the reply could play, media clock;
+            ``core.turn_end``), ``total`` (caller's last voiced
             frame to the first reply audio sent, media clock) and ``first_mark`` (to the
             first sentence's mark echo, media clock); on a fork's turn only ``recognition``.
         The optional fields are ``None`` while unset.

@@ -23,9 +23,13 @@ Outputs (actions): ``Send`` a message, ``Transcribe`` an utterance, ``Respond`` 
 ``hang_up(text)`` says goodbye and hangs up once it has played (the caller cannot cut it off).
 
 Turn-taking rules:
-* An utterance ends after ``stop_ms`` of non-speech (``audio.endpointing``); it is
-  transcribed, and a non-empty transcript goes to the responder. An empty transcript or a
-  recognition error never reaches the responder.
+* An utterance ends after ``stop_ms`` of non-speech (``audio.endpointing``; with ``turn_end``,
+  after ``turn_end.complete_ms``); it is transcribed, and a non-empty transcript goes to the
+  responder. An empty transcript or a recognition error never reaches the responder.
+* **End of turn** (``turn_end``): the reply's audio is held, and a responder that is not
+  speculative is not asked, until the caller has been silent for the turn's required silence
+  (``core.turn_end``: from its transcript and the caller's pauses) and is not starting to
+  speak; what the caller says before that continues the turn.
 * **Continuation:** if the caller starts speaking again before any audio of the reply to
   their previous utterance was sent, that reply is abandoned and the two utterances are
   transcribed together as one turn (no answer to half a sentence).
