@@ -157,14 +157,19 @@ def test_jfk_call_transcribes_and_the_caller_hears_the_echo(server, whisper, tmp
     check_recordings(server, report, heard_path)
 
 
-def test_a_backchannel_during_a_reply_does_not_clear_it(server, tmp_path):
-    # The caller says a real "uh-huh" (0.37 s) 1.5 s into the bot's answer and lets it finish.
-    uhuh = CORPUS / "backchannel" / "uhuh.flac"
-    report, _ = run_callsim(tmp_path, JFK, f"over:1.5:{uhuh}", url=server)
+def test_a_backchannel_does_not_clear_a_reply_and_a_real_barge_in_does_within_600_ms(server, tmp_path):
+    # The caller says a real "uh-huh" (0.37 s) 1.5 s into the bot's first answer and lets it finish;
+    # 1 s into the second answer they talk over it ("go forward ten meters", 1.7 s without a pause).
+    uhuh, goforward = CORPUS / "backchannel" / "uhuh.flac", CORPUS / "goforward.flac"
+    report, _ = run_callsim(tmp_path, ONE_TWO_THREE, f"over:1.5:{uhuh}", JFK, "interrupt:1.0", goforward, url=server)
     callers, bots = turns(report, "caller"), turns(report, "bot")
-    assert report["counts"]["clears_received"] == 0 and not any(b.get("interrupted") for b in bots)
-    assert len(callers) == 1 and len(bots) == 2  # the backchannel got no turn and no answer
-    assert bots[1]["end_ms"] is not None
+    assert [word_error_rate(ref, c["text"]) <= 0.25 for ref, c in zip(
+        ("one two three", (CORPUS / "jfk.txt").read_text(), "go forward ten meters"), callers)] == [True] * 3
+    assert len(callers) == 3  # the backchannel got no turn and no answer
+    assert report["counts"]["clears_received"] == 1 and [bool(b.get("interrupted")) for b in bots] == [False, False, True, False]
+    reaction_ms = bots[2]["end_ms"] - callers[2]["start_ms"]  # media clock: first voiced frame to the clear
+    print(f"barge-in reaction {reaction_ms} ms")
+    assert 0 < reaction_ms <= 600
 
 
 def test_a_later_turn_of_a_caller_who_does_not_pause_is_answered_after_the_short_endpoint(server, tmp_path):
