@@ -29,9 +29,23 @@ Policies: one fixed endpoint of 600 ms (before issue #14) and of 300 ms; ``core.
 with the defaults, for a caller's first turn and for a later turn of a caller who has not
 paused mid-turn before.
 
+``--calls`` also runs the whole server (``python app.py``) against callsim under each condition
+(clean; the bot's echo at −20 and −10 dB, 160 ms late, with and without
+``ECHO_CANCELLATION``; real street noise at 10 and 5 dB SNR) with one script of real speech:
+"one two three", a real "uh-huh" over the reply 1.5 s in, JFK, a barge-in 1 s into the reply
+("go forward ten meters"), the ARCTIC prompt and the cards. From each call's report:
+
+* *false barge-ins*: ``clear`` messages beyond the one the script's barge-in should cause, per
+  minute of bot speech (the bot turns' durations);
+* *barge-in reaction*: the interrupted bot turn's end (the ``clear``) after the first voiced
+  frame of the caller turn that talked over it, media clock;
+* *fragment answers*: bot replies that started while the caller was still saying a script item;
+* voice to voice (callsim's wall clock, caller's last voiced frame to the first reply audio),
+  median and p95.
+
 Usage::
 
-    python bench/turn_taking.py [--build]
+    python bench/turn_taking.py [--build] [--calls]
 """
 
 from __future__ import annotations
@@ -182,9 +196,84 @@ def policies(config: TurnEndConfig):
     ]
 
 
+CALL_SCRIPT = ("sr_english.wav", "over:1.5:backchannel/uhuh.flac", "jfk.flac", "interrupt:1.0", "goforward.flac",
+               "arctic_a0007.flac", "cards_005.flac")
+CALL_CONDITIONS = (  # (name, callsim options, server settings)
+    ("clean", (), {}),
+    ("echo −20 dB", ("--echo-db", "-20"), {}),
+    ("echo −20 dB, `ECHO_CANCELLATION=true`", ("--echo-db", "-20"), {"ECHO_CANCELLATION": "true"}),
+    ("echo −10 dB, `ECHO_CANCELLATION=true`", ("--echo-db", "-10"), {"ECHO_CANCELLATION": "true"}),
+    ("street noise 10 dB SNR", ("--noise", "noise/street.flac:10"), {}),
+    ("street noise 5 dB SNR", ("--noise", "noise/street.flac:5"), {}),
+)
+
+
+def call_metrics(report: dict) -> dict[str, float | int | None]:
+    """False barge-ins, barge-in reaction, fragments and voice to voice of one callsim report."""
+    turns = report["call"]["turns"]
+    bots = [t for t in turns if t["speaker"] == "bot" and t["end_ms"] is not None]
+    callers = [t for t in turns if t["speaker"] == "caller" and "dtmf" not in t]
+    bot_minutes = sum(t["end_ms"] - t["start_ms"] for t in bots) / 60000
+    interrupted = [t for t in bots if t.get("interrupted")]
+    reactions = []
+    for bot in interrupted:
+        over = [c for c in callers if bot["start_ms"] <= c["start_ms"] <= bot["end_ms"]]
+        if over:
+            reactions.append(bot["end_ms"] - over[0]["start_ms"])
+    expected_clears = sum(1 for item in report["script"] if item.startswith("interrupt:"))
+    spoken = [(s["start_ms"], s["end_ms"]) for s in report["spoken"] if s["speaker"] == "caller"]
+    fragments = sum(1 for bot in bots if any(start + 100 < bot["start_ms"] < end - 100 for start, end in spoken))
+    latencies = [e["voice_to_voice_ms"] for e in report["latency"] if e["voice_to_voice_ms"] is not None]
+    return {
+        "false_per_min": max(0, report["counts"]["clears_received"] - expected_clears) / bot_minutes if bot_minutes else 0.0,
+        "reaction_ms": reactions[0] if reactions else None,
+        "fragments": fragments,
+        "v2v_median": statistics.median(latencies) if latencies else None,
+        "v2v_p95": max(latencies) if latencies else None,  # few replies per call: the slowest
+        "callers": len(callers),
+    }
+
+
+def run_calls() -> None:
+    """Run ``CALL_SCRIPT`` once per condition against a fresh server and print the table."""
+    import json
+    import subprocess
+    import tempfile
+
+    from bench.voice_to_voice import start_server
+
+    def in_data(item: str) -> str:  # "over:1.5:backchannel/uhuh.flac", "noise/street.flac:10", "jfk.flac"
+        if item.startswith("over:"):
+            seconds, path = item[len("over:"):].split(":", 1)
+            return f"over:{seconds}:{DATA / path}"
+        if item.startswith(("interrupt:", "-")) or item.lstrip("-").replace(".", "").isdigit():
+            return item
+        path, _, snr = item.partition(":")
+        return str(DATA / path) + (f":{snr}" if snr else "")
+
+    print("\n| condition | false barge-ins per min of bot speech | barge-in reaction | fragment answers | "
+          "caller turns (of 5) | voice to voice, median / slowest |\n|---|---|---|---|---|---|")
+    for name, options, settings in CALL_CONDITIONS:
+        work = Path(tempfile.mkdtemp(prefix="bench-turns-"))
+        process, url = start_server(work / "server.log", **settings)
+        try:
+            report_path = work / "report.json"
+            subprocess.run([sys.executable, "tools/callsim.py", "--url", url, "--json", str(report_path),
+                            *map(in_data, options), *map(in_data, CALL_SCRIPT)],
+                           cwd=REPO, check=True, capture_output=True, timeout=600)
+            m = call_metrics(json.loads(report_path.read_text()))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        reaction = "–" if m["reaction_ms"] is None else f"{m['reaction_ms']} ms"
+        v2v = "–" if m["v2v_median"] is None else f"{m['v2v_median']:.0f} / {m['v2v_p95']:.0f} ms"
+        print(f"| {name} | {m['false_per_min']:.1f} | {reaction} | {m['fragments']} | {m['callers']} | {v2v} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", action="store_true", help=f"re-measure {POINTS.relative_to(REPO)} first (whisper)")
+    parser.add_argument("--calls", action="store_true", help="also run whole calls under each condition (about 6 min)")
     args = parser.parse_args()
     if args.build:
         build()
@@ -200,6 +289,8 @@ def main() -> None:
         s = score(points, required)
         print(f"| {name} | {s['natural']} of {s['natural_of']} | {s['hesitation_500']} of {s['hesitation_of']} | "
               f"{s['hesitation_1000']} of {s['hesitation_of']} | {s['wait_median']:.0f} / {s['wait_max']} ms |")
+    if args.calls:
+        run_calls()
 
 
 if __name__ == "__main__":
