@@ -69,6 +69,23 @@ def _session(model_path: str):
     return onnxruntime.InferenceSession(model_path, providers=["CPUExecutionProvider"], sess_options=options)
 
 
+def load_model(model_path: str | Path | None = None) -> None:
+    """Load the model now (about 70 ms, once per process), not in the first call that needs it.
+
+    Raises:
+        FileNotFoundError: No model file.
+    """
+    _session(str(_model_file(model_path)))
+
+
+def _model_file(model_path: str | Path | None) -> Path:
+    """``model_path``, or the default; raises ``FileNotFoundError`` if it is not a file."""
+    path = Path(model_path) if model_path is not None else default_model_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"no Silero VAD model at {path}")
+    return path
+
+
 class SileroVad:
     """Classify fixed-length PCM16 frames of one stream as speech or non-speech with Silero VAD.
 
@@ -104,10 +121,7 @@ class SileroVad:
         self.threshold = threshold
         self.neg_threshold = neg_threshold
         self._frame_bytes = sample_rate * frame_ms // 1000 * 2
-        model_path = Path(model_path) if model_path is not None else default_model_path()
-        if not model_path.is_file():
-            raise FileNotFoundError(f"no Silero VAD model at {model_path}")
-        self._run = _session(str(model_path)).run
+        self._run = _session(str(_model_file(model_path))).run
         self._upsampler = (StreamResampler(sample_rate, MODEL_SAMPLE_RATE, dtype="float32", quality="QQ")
                            if sample_rate != MODEL_SAMPLE_RATE else None)
         self._h = np.zeros(STATE_SHAPE, np.float32)
