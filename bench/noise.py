@@ -209,13 +209,14 @@ def print_clean_timing(config: EndpointingConfig, detectors: dict[str, VadFactor
                        recognizer: WhisperRecognizer) -> None:
     """Print, per clean speech file on the phone line, each VAD's utterances: count, first voice start, last end,
     and when the endpoint was decided (ms from the clip start; the speech starts at ``LEAD_S``), and the WER of
-    their transcripts joined (per file: first syllables cut off or words lost show here)."""
+    their transcripts joined and of their audio joined (first syllables cut off or words lost show here)."""
     labels = list(detectors)
     print(f"\nClean speech ({LEAD_S:g} s of line silence before, {TAIL_S:g} s after), through the endpointer: "
-          "utterances / first voice start / last end / last endpoint decided, ms / WER:\n")
+          "utterances / first voice start / last end / last endpoint decided, ms / WER (utterances one by one \\| "
+          "their audio joined, as one turn):\n")
     print("| file | " + " | ".join(labels) + " |" + (" Δ start \\| Δ end \\| Δ decided |" if len(labels) == 2 else ""))
     print("|---|" + "---|" * (len(labels) + (len(labels) == 2)))
-    totals = {label: np.zeros(2) for label in labels}  # errors, words
+    totals = {label: np.zeros(3) for label in labels}  # errors one by one, as one turn, words
     references = dict(row.split("\t")[::8] for row in (DATA / "manifest.tsv").read_text(encoding="utf-8").splitlines()[1:])
     for name in clean_speech_files():
         payload = read_audio(str(DATA / name)).encode(MULAW_8K)
@@ -237,16 +238,18 @@ def print_clean_timing(config: EndpointingConfig, detectors: dict[str, VadFactor
             forced = " (forced)" if any(e.utterance.forced for e in ended) else ""
             said = " ".join(recognizer.transcribe(e.utterance.pcm, RATE) for e in ended)
             file_errors, words = errors(references[name], said)
-            totals[label] += (file_errors, words)
-            cells.append(f"{len(ended)} / {mark[0]} / {mark[1]} / {mark[2]}{forced} / {file_errors / words:.0%}")
+            as_turn, _ = errors(references[name], recognizer.transcribe(b"".join(e.utterance.pcm for e in ended), RATE))
+            totals[label] += (file_errors, as_turn, words)
+            cells.append(f"{len(ended)} / {mark[0]} / {mark[1]} / {mark[2]}{forced} / "
+                         f"{file_errors / words:.0%} \\| {as_turn / words:.0%}")
             marks.append(mark)
         delta = ""
         if len(marks) == 2:
             delta = (" " + " \\| ".join(f"{b - a:+d}" for a, b in zip(*marks)) + " |"
                      if None not in marks else " – |")
         print(f"| {name} | " + " | ".join(cells) + " |" + delta, flush=True)
-    print("\nWER over these files: " + ", ".join(f"{label} {errors_words[0] / errors_words[1]:.1%}"
-                                                 for label, errors_words in totals.items()))
+    print("\nWER over these files, utterances one by one | as one turn: "
+          + ", ".join(f"{label} {total[0] / total[2]:.1%} | {total[1] / total[2]:.1%}" for label, total in totals.items()))
 
 
 def print_frame_cost(detectors: dict[str, VadFactory], seconds: float = 20.0) -> None:
