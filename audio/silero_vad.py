@@ -13,7 +13,8 @@ kept: speech from a probability of 0.5 on, and it lasts until one falls under 0.
 (``threshold - 0.15``, ``neg_threshold`` in faster-whisper's ``VadOptions``).
 
 The 20 ms frames of the server are buffered into 32 ms windows, so the answer for a frame is the
-decision of the last complete window (at most 32 ms old); the first frame answers False.
+decision of the last complete window (audio up to 32 ms old; at 8 kHz the upsampler holds back
+another 0.25 ms); the first frame answers False.
 
 Cost: one window per 32 ms of audio; see docs/benchmarks.md ("Silero VAD") for the time per
 20 ms frame. The model (1.2 MB) is loaded once per process, with one intra-op and one inter-op
