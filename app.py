@@ -21,6 +21,7 @@ from gevent import monkey
 from flask import Flask
 
 from audio.echo import load_webrtc
+from audio.silero_vad import load_model as load_silero_vad
 from audio.stream_format import MULAW_8K
 from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import ECHO_RESPONDERS, Settings, SettingsError, load_settings
@@ -136,6 +137,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             log.warning("warm-up of %s failed: %s", engine.name, exc)
     if settings.echo_cancellation:
         load_webrtc()  # not on the event loop in the first call that needs it
+    if settings.vad == "silero":
+        load_silero_vad()  # likewise
     if settings.warm_up and settings.greeting.strip():  # every caller hears it first: a burst of callers would queue for it
         services.phrases.prefill(services.synthesizer.name, MULAW_8K, services.synthesizer.synthesize, [settings.greeting])
     set_background_nice(settings.background_nice)  # after the warm-up started the engines' thread pools

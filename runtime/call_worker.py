@@ -41,6 +41,7 @@ from audio.constants import FRAME_MS
 from audio.errors import AudioFormatError
 from audio.stream_format import MULAW_8K, StreamFormat, stream_format
 from audio.echo import EchoCanceller
+from audio.silero_vad import SileroVad
 from audio.vad import WebRtcVad
 from core import protocol
 from core.call_tokens import TOKEN_PARAMETER
@@ -350,6 +351,8 @@ class CallWorker:
         rate = self.stream_format.processing_rate
 
         def make_vad():
+            if settings.vad == "silero":
+                return SileroVad(sample_rate=rate, frame_ms=FRAME_MS).is_speech
             return WebRtcVad(mode=settings.vad_mode, sample_rate=rate, frame_ms=FRAME_MS).is_speech
 
         config = self.services.session_config()

@@ -813,3 +813,32 @@ def test_with_other_calls_on_the_line_speculation_waits_for_an_idle_recognizer(s
 
     svc.recognizer, svc.recognitions_running = RemoteRecognizer(), 50
     assert not svc.recognizer_busy
+
+
+def street_noise_ulaw(level_dbfs: float, seconds: float) -> bytes:
+    """Real street traffic (tests/data/noise/street.flac) at an RMS of ``level_dbfs``, μ-law 8 kHz."""
+    samples, rate = sf.read(Path(__file__).parent / "data" / "noise" / "street.flac", dtype="float64")
+    narrow = resample(samples, rate, 8000)[: int(seconds * 8000)]
+    return array_to_ulaw(narrow * 10 ** (level_dbfs / 20) / np.sqrt(np.mean(narrow ** 2)))
+
+
+@pytest.mark.parametrize("vad,speech_in_noise", [("webrtc", True), ("silero", False)])
+def test_vad_setting_chooses_the_detector(services, vad, speech_in_noise):
+    # Street noise 10 dB under the caller's speech: WebRTC VAD takes it for speech, Silero VAD does not
+    # (docs/benchmarks.md, "Silero VAD"); both hear the caller's "one two three" after it.
+    recognizer = FakeRecognizer()
+    ws, svc = FakeSocket(), services(recognizer=recognizer, VAD=vad)
+    worker, job = run_worker(ws, svc)
+    ws.inbox.put(START)
+    script = Script(ws)
+    script.send(street_noise_ulaw(-25, 3.0))
+    wait_for(ws.inbox.empty)
+    assert worker.session._endpointer.in_speech is speech_in_noise
+    if not speech_in_noise:
+        script.pause(1000)
+        script.send(SPEECH)
+        script.pause(1000)
+        wait_for(lambda: recognizer.calls > 0)
+    ws.inbox.put(STOP)
+    job.join(timeout=5)
+    assert job.dead and job.exception is None
