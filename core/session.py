@@ -720,6 +720,9 @@ class CallSession(StreamSession):
         turn.deferred.append(DeferredTranscript(text, error, elapsed_ms))
         if elapsed_ms is not None:
             turn.latency_ms["recognition"] = elapsed_ms
+        if turn.over_bot and error is None and not is_backchannel(text or "", self.config.backchannels):
+            # Words over the bot that are not a backchannel stop it as soon as speculation has them.
+            self._confirm_barge_in(f"turn {turn.turn_id} is saying {(text or '').strip()!r}")
         text = (text or "").strip()
         if error is None and text and self.config.speculative_reply and not self.stopped and not turn.over_bot:
             turn.responding = True

@@ -3,6 +3,7 @@ it; a long enough utterance, or a short one with a real word in its transcript, 
 
 import pytest
 
+from audio.endpointing import EndpointingConfig
 from core.backchannel import DEFAULT_BACKCHANNELS, is_backchannel
 from core.session import Cancel, Respond, Speak, Transcribe
 from tests.test_session import Caller, make_session, of_type, sent_events
@@ -25,9 +26,9 @@ def test_phrases_are_configurable():
     assert not is_backchannel("all", ("all right",))  # a phrase matches only as a whole
 
 
-def bot_talking(min_ms: int = 400) -> tuple[Caller, int]:
+def bot_talking(min_ms: int = 400, **overrides) -> tuple[Caller, int]:
     """A call in which the bot is reading a long reply (audio sent, no mark echoed yet)."""
-    caller = Caller(make_session(barge_in_min_ms=min_ms))
+    caller = Caller(make_session(barge_in_min_ms=min_ms, **overrides))
     caller.start()
     caller.speak(600)
     [transcribe] = of_type(caller.pause(700), Transcribe)
@@ -98,3 +99,15 @@ def test_words_over_the_bot_that_go_on_before_they_are_judged_are_one_turn():
     caller.session.receive_transcript(merged.turn_id, "one two three")
     actions = caller.drain()
     assert clears(actions) == 1 and [r.text for r in of_type(actions, Respond)] == ["one two three"]
+
+
+def test_a_short_word_over_the_bot_stops_it_as_soon_as_speculation_has_it():
+    # "One" (300 ms) over the bot, then a pause: the speculative transcript at the 200 ms pause
+    # stops the bot before the endpoint; a backchannel there does not.
+    for text, stopped in (("One.", True), ("Mhm.", False)):
+        caller, _ = bot_talking(endpointing=EndpointingConfig(pause_ms=200))
+        actions = caller.speak(300) + caller.pause(200)
+        [transcribe] = of_type(actions, Transcribe)
+        assert transcribe.speculative
+        caller.session.receive_transcript(transcribe.turn_id, text)
+        assert clears(caller.drain()) == int(stopped), text

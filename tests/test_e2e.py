@@ -260,8 +260,8 @@ def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
     spoken = [t for t in callers if "dtmf" not in t]
     assert [t["dtmf"] for t in callers if "dtmf" in t] == ["42#"]
     assert word_error_rate("one two three", spoken[0]["text"]) == 0
-    # JFK pauses 0.7 s mid-sentence: past the 600 ms endpoint, so he may get a (speculative, fast)
-    # reply there and talk over it; his words are then in two turns.
+    # JFK's pauses are past the 300 ms endpoint; on a loaded machine he may still be answered in
+    # two turns (test_jfk_call_transcribes_and_the_caller_hears_the_echo asserts one on its own).
     jfk = " ".join(t["text"] for t in spoken[1:-1])
     assert 1 <= len(spoken[1:-1]) <= 2 and word_error_rate((CORPUS / "jfk.txt").read_text(), jfk) <= 0.15
     assert word_error_rate("one two three", spoken[-1]["text"]) == 0
@@ -275,8 +275,10 @@ def test_in_process_call_with_dtmf_and_barge_in(tmp_path):
     assert 1 <= report["counts"]["clears_received"] + (interrupted[-1]["heard"] == "You said:") and \
         report["counts"]["clears_received"] <= len(interrupted)
     assert interrupted[-1]["text"] == f"You said: {spoken[-2]['text']}"  # the caller's "interrupt:1.5"
-    # The barge-in cut the long reply short: it ended within about 2.5 s of starting (1.5 s + VAD start + margin).
-    assert interrupted[-1]["end_ms"] - interrupted[-1]["start_ms"] < 3000
+    # The barge-in cut the long reply short. "One" (0.46 s of voice, then a 0.54 s pause) is shorter
+    # than BARGE_IN_MIN_MS, so its transcript (speculative, at the 200 ms pause) or "two" stops the
+    # bot: about 1 s after the caller's first word, which comes 1.5 s into the reply, plus margin.
+    assert interrupted[-1]["end_ms"] - interrupted[-1]["start_ms"] < 3500
     assert bots[-1]["text"].lower().startswith("you said") and word_error_rate("you said one two three", bots[-1]["text"]) == 0
 
 

@@ -20,7 +20,8 @@ def is_speech(frame: bytes) -> bool:
 
 
 def make_session(greeting: str = "", **overrides) -> CallSession:
-    config = SessionConfig(endpointing=EndpointingConfig(), greeting=greeting, **overrides)
+    overrides.setdefault("endpointing", EndpointingConfig())
+    config = SessionConfig(greeting=greeting, **overrides)
     return CallSession(config, is_speech)
 
 
