@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.turn_end import TurnEndConfig
 from runtime.phrases import PhraseCache
 from speech.engine_queue import CancelToken, Priority
+from speech.errors import RecognitionError
 from speech.recognition import Recognizer
 from speech.synthesis import Synthesizer
 from store.calls import CallStore
@@ -100,11 +101,20 @@ class Services:
 
     def recognize(self, pcm: bytes, sample_rate: int, priority: Priority = Priority.CRITICAL,
                   cancel: CancelToken | None = None) -> str:
-        """``recognizer.transcribe`` (blocking; runs in a threadpool thread), counted in ``recognitions_running``."""
+        """``recognizer.transcribe`` (blocking; runs in a threadpool thread), counted in ``recognitions_running``.
+
+        Returns ``""`` for a recognition cancelled before it ran: nobody waits for it any more (the
+        caller went on, or hung up), and an exception here would only be printed by gevent's
+        threadpool as a traceback (one per continuation under load).
+        """
         with self._count_lock:
             self.recognitions_running += 1
         try:
             return self.recognizer.transcribe(pcm, sample_rate, priority=priority, cancel=cancel)
+        except RecognitionError:
+            if cancel is not None and cancel.cancelled:
+                return ""
+            raise
         finally:
             with self._count_lock:
                 self.recognitions_running -= 1

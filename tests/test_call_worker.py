@@ -21,6 +21,7 @@ from core.settings import load_settings
 from runtime.call_worker import CallWorker
 from runtime.services import Services
 from speech.engine_queue import CancelToken, Priority
+from speech.errors import RecognitionError
 from speech.synthesis import SynthesizedAudio
 
 STREAM_SID = "MZ00000000000000000000000000000002"
@@ -842,3 +843,18 @@ def test_vad_setting_chooses_the_detector(services, vad, speech_in_noise):
     ws.inbox.put(STOP)
     job.join(timeout=5)
     assert job.dead and job.exception is None
+
+
+def test_a_recognition_cancelled_before_it_ran_is_an_empty_result_not_an_error(services):
+    # What the engine queue raises for an item its caller gave up on (a continuation, a hang-up).
+    class Cancelled(FakeRecognizer):
+        def transcribe(self, pcm, sample_rate, **queue_options):
+            raise RecognitionError("whisper: cancelled before it ran")
+
+    s = services(recognizer=Cancelled())
+    token = CancelToken()
+    with pytest.raises(RecognitionError):  # still wanted: a real failure
+        s.recognize(b"\0\0" * 160, 8000, cancel=token)
+    token.cancel()
+    assert s.recognize(b"\0\0" * 160, 8000, cancel=token) == ""
+    assert s.recognitions_running == 0
