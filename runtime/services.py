@@ -72,13 +72,12 @@ class Services:
             bearer = s.stream_bearer_token
             self.call_tokens = CallTokens(secrets if any(secrets) else [bearer], bearer)
         if self.admission is None:
-            # The budget is voice-to-voice, from the caller's last word: the silence that ends the
-            # utterance is spent before any engine work starts (speculation, which hides
-            # recognition in it, is the first thing given up under load). With the end-of-turn
-            # policy that is ENDPOINT_COMPLETE_MS; the longer wait of a first turn
-            # (ENDPOINT_SILENCE_MS) runs alongside the engines.
-            s = self.settings
-            engine_budget_ms = max(0, s.overload_reply_budget_ms - (s.endpoint_complete_ms or s.endpoint_silence_ms))
+            # The budget is voice-to-voice, from the caller's last word: a first turn's reply waits
+            # ENDPOINT_SILENCE_MS before it may play (speculation, which hides recognition in it, is
+            # the first thing given up under load). With the end-of-turn policy recognition starts
+            # earlier (ENDPOINT_COMPLETE_MS), but budgeting from there admitted a 5th caller in the
+            # burst benchmark and its p95 went from 1.9 to 2.9 s (docs/capacity.md), so not.
+            engine_budget_ms = max(0, self.settings.overload_reply_budget_ms - self.settings.endpoint_silence_ms)
             self.admission = Admission(cores=usable_cores(), budget_s=engine_budget_ms / 1000)
         if self.phrases is None:
             self.phrases = PhraseCache(self.fixed_phrases())

@@ -224,9 +224,9 @@ def test_calls_that_would_wait_past_the_reply_budget_are_refused_at_the_webhook(
     services = app.extensions["callstream"]
     turn_core_s = services.turn_core_s
     assert turn_core_s > 0.3  # local engines: a turn costs this machine's cores
-    # The budget left once the silence that ends an utterance has passed: 1500 - 300 ms.
-    assert services.admission.budget_s == pytest.approx(1.2)
-    fits = max(1, int(services.admission.cores * 1.2 // turn_core_s))  # first turns that land together within it
+    # The budget left once a first turn's silence has passed: 1500 - 600 ms.
+    assert services.admission.budget_s == pytest.approx(0.9)
+    fits = max(1, int(services.admission.cores * 0.9 // turn_core_s))  # first turns that land together within it
     responses = _conversation_webhooks(app.test_client(), fits + 2)
     admitted = [r for r in responses if r.status_code == 200 and ET.fromstring(r.data).find("Connect/Stream") is not None]
     refused = responses[len(admitted):]
