@@ -328,9 +328,14 @@ class CallSession(StreamSession):
 
     def is_confirmed(self, turn_id: int) -> bool:
         """True once ``turn_id`` is a turn the caller waits on: not tentative (a speculative turn
-        whose pause became the endpoint), and not dropped."""
+        whose pause became the endpoint), not dropped, and, with ``turn_end``, silent for
+        ``endpointing.stop_ms`` (``ENDPOINT_SILENCE_MS``) already: an utterance that ended after
+        ``turn_end.complete_ms`` is often continued, so its recognition is urgent only from then
+        (under load, a continued one is then mostly dropped from the queue before it runs)."""
         turn = self._turns.get(turn_id)
-        return turn is not None and not turn.tentative
+        if turn is None or turn.tentative:
+            return False
+        return self._turn_end is None or self.now_ms - turn.end_ms >= self.config.endpointing.stop_ms
 
     def speculation_declined(self, turn_id: int) -> None:
         """The worker did not run the speculative ``Transcribe`` of ``turn_id`` (e.g. under

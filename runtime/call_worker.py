@@ -113,7 +113,7 @@ class CallWorker:
         self._live: tuple[str, str] | None = None  # (mode, call SID) in services.live_calls
         self._admission_key: str | None = None  # this call in services.admission, once started
         self._caller_spoke = False  # a caller turn has been recognized (its reply settles the call in admission)
-        self._speculating: dict[int, CancelToken] = {}  # turn id → its speculative recognition's token
+        self._speculating: dict[int, CancelToken] = {}  # turn id → token of its recognition not yet urgent
         self._pending = False  # counted in services.pending_streams
         self._counted = False  # counted in services.active_calls
         self._max_ahead_s: float = services.settings.max_media_ahead_s
@@ -426,7 +426,8 @@ class CallWorker:
                 self._promote_confirmed()
 
     def _promote_confirmed(self) -> None:
-        """A speculative recognition whose pause became the endpoint now has a caller waiting on it."""
+        """A speculative recognition whose pause became the endpoint, or an utterance's that has now
+        been silent for ENDPOINT_SILENCE_MS, has a caller waiting on it."""
         for turn_id, token in list(self._speculating.items()):
             if self.session.is_confirmed(turn_id):
                 token.promote(Priority.CRITICAL)
@@ -455,11 +456,14 @@ class CallWorker:
             self.session.speculation_declined(action.turn_id)  # the endpoint will be transcribed as usual
             self._perform(self.session.actions_to_perform())
             return
-        # A fork's transcript has no caller waiting on it; a speculative one may be thrown away.
-        priority = Priority.SPECULATIVE if action.speculative else Priority.SOON if self._mode == "fork" else Priority.CRITICAL
+        # A fork's transcript has no caller waiting on it; a speculative one may be thrown away; an
+        # utterance that ended after ENDPOINT_COMPLETE_MS is urgent once the session says so.
+        waited_on = action.speculative or self._mode == "fork" or self.session.is_confirmed(action.turn_id)
+        priority = (Priority.SPECULATIVE if action.speculative else Priority.SOON if self._mode == "fork"
+                    else Priority.CRITICAL if waited_on else Priority.SOON)
         cancel = CancelToken()
-        if action.speculative:
-            self._speculating[action.turn_id] = cancel
+        if action.speculative or not waited_on:
+            self._speculating[action.turn_id] = cancel  # promoted once the session confirms the turn
         began = time.monotonic()
         try:
             text = run_engine(

@@ -5,6 +5,7 @@ goes on first makes it one turn."""
 import pytest
 
 from bench.turn_taking import policies as bench_policies, read_points, score
+from audio.endpointing import EndpointingConfig
 from core.protocol import Mark
 from core.session import Respond, Speak, Transcribe
 from core.turn_end import Completeness, TurnEndConfig, TurnEndPolicy, judge_transcript
@@ -160,3 +161,16 @@ def test_on_the_labelled_pause_points_of_real_speech():
     # ... fewer answers inside a 1 s hesitation, and a later turn is answered sooner.
     assert first_turn["hesitation_1000"] < before["hesitation_1000"]
     assert later_turn["wait_median"] < before["wait_median"]
+
+
+def test_an_utterance_that_ended_early_is_waited_on_only_after_endpoint_silence():
+    # Its recognition starts at once, but as urgent work only once the caller has been silent for
+    # ENDPOINT_SILENCE_MS: under load, a pause the caller goes on after costs the queue nothing.
+    caller = Caller(make_session(turn_end=TURN_END, endpointing=EndpointingConfig(stop_ms=600)))
+    caller.start()
+    [transcribe] = of_type(caller.speak(600) + caller.pause(300), Transcribe)
+    assert not transcribe.speculative and not caller.session.is_confirmed(transcribe.turn_id)
+    caller.pause(280)
+    assert not caller.session.is_confirmed(transcribe.turn_id)
+    caller.pause(20)
+    assert caller.session.is_confirmed(transcribe.turn_id)
