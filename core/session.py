@@ -827,7 +827,7 @@ class CallSession(StreamSession):
         if self._turn_end is None or reply.record is not None or reply.turn_id is None:
             return False
         turn = self._turns.get(reply.turn_id)
-        return turn is not None and not self._silent_long_enough(turn)
+        return turn is not None and bool(turn.pcm) and not self._silent_long_enough(turn)  # key presses: at once
 
     def _silent_long_enough(self, turn: _CallerTurn) -> bool:
         """The caller has been silent ``turn.required_silence_ms`` since ``turn``'s last voiced

@@ -6,7 +6,7 @@ import pytest
 
 from bench.turn_taking import policies as bench_policies, read_points, score
 from audio.endpointing import EndpointingConfig
-from core.protocol import Mark
+from core.protocol import Dtmf, Mark
 from core.session import Respond, Speak, Transcribe
 from core.turn_end import Completeness, TurnEndConfig, TurnEndPolicy, judge_transcript
 from tests.test_session import Caller, make_session, of_type, sent_events
@@ -174,3 +174,15 @@ def test_an_utterance_that_ended_early_is_waited_on_only_after_endpoint_silence(
     assert not caller.session.is_confirmed(transcribe.turn_id)
     caller.pause(20)
     assert caller.session.is_confirmed(transcribe.turn_id)
+
+
+def test_the_reply_to_key_presses_is_not_held_by_noise_on_the_line():
+    caller = Caller(make_session(turn_end=TURN_END, speculative_reply=True, dtmf_flush_ms=0))
+    caller.start()
+    caller.session.receive_event(Dtmf(caller.session.stream_sid, "5"))
+    [respond] = of_type(caller.drain(), Respond)
+    caller.speak(60)  # a few voiced frames: not an utterance yet
+    caller.session.receive_reply(respond.turn_id, "You pressed 5.")
+    [speak] = of_type(caller.drain(), Speak)
+    caller.session.receive_speech(speak.reply_id, 0, b"\x01" * 1600)
+    assert media_sent(caller.drain()) == 10
