@@ -246,7 +246,7 @@ def run_calls() -> None:
         if item.startswith("over:"):
             seconds, path = item[len("over:"):].split(":", 1)
             return f"over:{seconds}:{DATA / path}"
-        if item.startswith(("interrupt:", "-")) or item.lstrip("-").replace(".", "").isdigit():
+        if item.startswith(("interrupt:", "-")):  # "--echo-db", "-20"
             return item
         path, _, snr = item.partition(":")
         return str(DATA / path) + (f":{snr}" if snr else "")

@@ -219,7 +219,6 @@ class CallSession(StreamSession):
             self._turn_end = TurnEndPolicy(config.turn_end)
         self._endpointer = Endpointer(endpointing, is_speech)
         self._held: list[tuple[int, int, bytes, int | None]] = []  # (reply_id, index, audio, elapsed_ms) not yet sent
-        self._turns_held: set[int] = set()  # turns whose Respond waits for their silence
         self._playout = Playout(stream_format.bytes_per_ms)
         self._dtmf = DtmfCollector(config.dtmf_flush_ms)
         self._next_turn_id = 1
@@ -322,20 +321,19 @@ class CallSession(StreamSession):
             return
         if self._turn_end is not None and not self.config.speculative_reply and not self._silent_long_enough(turn):
             turn.respond_held = text  # a responder with side effects is asked only for a finished turn
-            self._turns_held.add(turn_id)
             return
         self._actions.append(Respond(turn_id, text))
 
     def is_confirmed(self, turn_id: int) -> bool:
         """True once ``turn_id`` is a turn the caller waits on: not tentative (a speculative turn
         whose pause became the endpoint), not dropped, and, with ``turn_end``, silent for
-        ``endpointing.stop_ms`` (``ENDPOINT_SILENCE_MS``) already: an utterance that ended after
+        ``turn_end.undecided_ms`` (``ENDPOINT_SILENCE_MS``) already: an utterance that ended after
         ``turn_end.complete_ms`` is often continued, so its recognition is urgent only from then
         (under load, a continued one is then mostly dropped from the queue before it runs)."""
         turn = self._turns.get(turn_id)
         if turn is None or turn.tentative:
             return False
-        return self._turn_end is None or self.now_ms - turn.end_ms >= self.config.endpointing.stop_ms
+        return self._turn_end is None or self.now_ms - turn.end_ms >= self._turn_end.config.undecided_ms
 
     def speculation_declined(self, turn_id: int) -> None:
         """The worker did not run the speculative ``Transcribe`` of ``turn_id`` (e.g. under
@@ -605,7 +603,7 @@ class CallSession(StreamSession):
                     self._on_utterance_ended(ep_event)
             if self._barge_in_pending and self._endpointer.voiced_ms >= self.config.barge_in_min_ms:
                 self._confirm_barge_in("long enough")
-            if self._held or self._turns_held:
+            if self._turn_end is not None:
                 self._release_held()
         burst = self._dtmf.poll(self.now_ms)
         if burst is not None:
@@ -840,14 +838,10 @@ class CallSession(StreamSession):
     def _release_held(self) -> None:
         """Ask the responder for, and send the held audio of, every caller turn that has now been
         silent long enough."""
-        for turn_id in sorted(self._turns_held):
-            turn = self._turns.get(turn_id)
-            if turn is None or turn.respond_held is None:
-                self._turns_held.discard(turn_id)
-            elif self._silent_long_enough(turn):
-                self._turns_held.discard(turn_id)
+        for turn in self._turns.values():  # Respond does not change _turns
+            if turn.respond_held is not None and self._silent_long_enough(turn):
                 text, turn.respond_held = turn.respond_held, None
-                self._actions.append(Respond(turn_id, text))
+                self._actions.append(Respond(turn.turn_id, text))
         for reply_id in dict.fromkeys(held[0] for held in self._held):
             reply = self._replies.get(reply_id)
             turn = self._turns.get(reply.turn_id) if reply is not None and reply.turn_id is not None else None

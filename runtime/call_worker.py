@@ -458,11 +458,11 @@ class CallWorker:
             return
         # A fork's transcript has no caller waiting on it; a speculative one may be thrown away; an
         # utterance that ended after ENDPOINT_COMPLETE_MS is urgent once the session says so.
-        waited_on = action.speculative or self._mode == "fork" or self.session.is_confirmed(action.turn_id)
-        priority = (Priority.SPECULATIVE if action.speculative else Priority.SOON if self._mode == "fork"
-                    else Priority.CRITICAL if waited_on else Priority.SOON)
+        fork = self._mode == "fork"
+        urgent = not action.speculative and not fork and self.session.is_confirmed(action.turn_id)
+        priority = Priority.SPECULATIVE if action.speculative else Priority.CRITICAL if urgent else Priority.SOON
         cancel = CancelToken()
-        if action.speculative or not waited_on:
+        if not fork and not urgent:
             self._speculating[action.turn_id] = cancel  # promoted once the session confirms the turn
         began = time.monotonic()
         try:
