@@ -63,7 +63,7 @@ from audio.endpointing import Endpointer, EndpointingConfig, SpeechPaused, Speec
 from audio.framing import FrameAssembler
 from audio.stream_format import MULAW_8K, StreamFormat
 from core import protocol
-from core.backchannel import DEFAULT_BACKCHANNELS, is_backchannel
+from core.backchannel import DEFAULT_BACKCHANNELS, DEFAULT_STOP_WORDS, has_stop_word, is_backchannel
 from core.actions import Action, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
 from core.deferred import (
     DeferredInput,
@@ -88,6 +88,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+SHORT_OVER_BOT_JOIN_MS = 1200
+"""Words over the bot too short to stop it ("one") start the caller's turn if they go on within
+this long (media time, from the end of the words to the next speech), ms: the unfinished-turn
+silence of ``core.turn_end``."""
 
 
 # --- configuration and internal state ----------------------------------------------------
@@ -114,12 +119,16 @@ class SessionConfig:
         speculative_reply: with speculation on (``endpointing.pause_ms``), also ask the
             responder and synthesize the reply during the pause; it is sent only if the
             pause becomes the endpoint.
-        barge_in_min_ms: caller speech over the bot (first to last voiced frame) that stops
-            it; a shorter utterance stops it only once its transcript holds a word that is not
-            a backchannel (``backchannels``). Until then the bot's audio plays on (no
-            ``clear``). 0: any speech start stops the bot at once.
+        barge_in_min_ms: caller speech over the bot (first to last voiced frame, added up over
+            the parts of an utterance that goes on after a pause) that stops it unless its
+            transcript is only ``backchannels``; a shorter utterance stops it only once its
+            transcript holds one of ``barge_in_words``, and is otherwise dropped (unless the
+            caller goes on within ``SHORT_OVER_BOT_JOIN_MS``: then it starts their turn). Until
+            then the bot's audio plays on (no ``clear``). 0: any speech start stops the bot at once.
         backchannels: words and phrases a caller says over the bot without taking the turn
             (``core.backchannel``); such an utterance is dropped, unanswered.
+        barge_in_words: words and phrases that stop the bot however short the utterance
+            ("no", "wait"; ``core.backchannel.DEFAULT_STOP_WORDS``).
         turn_end: end-of-turn silences (``core.turn_end``): utterances end after
             ``turn_end.complete_ms`` (instead of ``endpointing.stop_ms``) and each reply's audio
             is held until the caller has been silent as long as its transcript and their pauses
@@ -141,6 +150,7 @@ class SessionConfig:
     speculative_reply: bool = False
     barge_in_min_ms: int = 0
     backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
+    barge_in_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     turn_end: TurnEndConfig | None = None
 
 
@@ -151,6 +161,7 @@ class _CallerTurn:
     start_ms: int  # first voiced frame
     end_ms: int  # end of last voiced frame
     detected_ms: int  # media time the endpoint was decided
+    speech_ms: int = 0  # first to last voiced frame, summed over the utterances it merges
     record: Turn | None = None  # set once a transcript is recorded
     latency_ms: dict[str, int] = field(default_factory=dict)  # per stage, filled as the turn goes
     tentative: bool = False  # speculative: the endpoint is not decided yet
@@ -227,6 +238,8 @@ class CallSession(StreamSession):
         self._continuation: _CallerTurn | None = None  # turn the current utterance continues
         self._tentative: _CallerTurn | None = None  # speculative turn of the current pause
         self._barge_in_pending = False  # the caller started speaking over the bot; not confirmed yet
+        self._barge_in_prior_ms = 0  # speech over the bot in the earlier parts of the current utterance
+        self._short_over_bot: _CallerTurn | None = None  # the last words over the bot too short to stop it
         self._turns: dict[int, _CallerTurn] = {}
         self._replies: dict[int, _Reply] = {}
         self._hang_up_reason: str | None = None
@@ -291,10 +304,14 @@ class CallSession(StreamSession):
         if elapsed_ms is not None:
             turn.latency_ms["recognition"] = elapsed_ms
         if turn.over_bot:
-            if error is not None or is_backchannel(text or "", self.config.backchannels):
+            verdict = False if error is not None else self._stops_the_bot(turn, text or "")
+            if not verdict:
                 log.info("turn %d: %r over the bot is not a barge-in%s", turn_id, text or "",
-                         f" (recognition failed: {error})" if error else "")
+                         f" (recognition failed: {error})" if error else
+                         " (too short, no stop word)" if verdict is None else "")
                 self._forget_turn(turn)
+                if verdict is None:  # it may be the start of more
+                    self._short_over_bot = turn
                 return
             turn.over_bot = False
             self._confirm_barge_in(f"turn {turn_id} said {text.strip()!r}")
@@ -601,7 +618,7 @@ class CallSession(StreamSession):
                     self._on_speech_paused(ep_event)
                 elif isinstance(ep_event, UtteranceEnded):
                     self._on_utterance_ended(ep_event)
-            if self._barge_in_pending and self._endpointer.voiced_ms >= self.config.barge_in_min_ms:
+            if self._barge_in_pending and self._endpointer.voiced_ms + self._barge_in_prior_ms >= self.config.barge_in_min_ms:
                 self._confirm_barge_in("long enough")
             if self._turn_end is not None:
                 self._release_held()
@@ -629,22 +646,34 @@ class CallSession(StreamSession):
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
         self._nudged = False
+        self._barge_in_prior_ms = 0
+        short, self._short_over_bot = self._short_over_bot, None
         if not self._answering:
             return  # the goodbye plays to the end
+        if short is not None and event.voice_start_ms - short.end_ms > SHORT_OVER_BOT_JOIN_MS:
+            short = None
         if self.config.barge_in_min_ms and self._bot_talking():
             self._barge_in_pending = True  # a backchannel or a cough must not stop the bot
             turn = self._open_turn
             if turn is not None and turn.over_bot:
                 # The caller went on before their words over the bot were judged ("one … two
                 # three"): judge, and answer, the whole thing.
-                log.info("turn %d continues at %d ms over the bot", turn.turn_id, event.voice_start_ms)
-                self._continuation = turn
                 self._forget_turn(turn)
+            elif short is not None:  # "one" was judged too short, but it was the start of "one two three"
+                turn = short
+            else:
+                return
+            log.info("turn %d continues at %d ms over the bot", turn.turn_id, event.voice_start_ms)
+            self._continuation = turn
+            self._barge_in_prior_ms = turn.speech_ms
             return
         if self._interrupt_bot():
             log.info("barge-in at %d ms", event.detected_ms)
             return
-        if self._open_turn is not None:
+        if self._open_turn is None and short is not None:  # "one" over the bot's last words, then "two three"
+            log.info("turn %d continues at %d ms", short.turn_id, event.voice_start_ms)
+            self._continuation = short
+        elif self._open_turn is not None:
             # The caller went on before hearing any reply: answer the whole thing instead.
             turn = self._open_turn
             if self._turn_end is not None:
@@ -662,10 +691,11 @@ class CallSession(StreamSession):
         if self._tentative is not None:  # the caller spoke on since the last pause
             self._forget_turn(self._tentative)
         utt = event.utterance
-        pcm, start_ms = utt.pcm, utt.voice_start_ms
+        pcm, start_ms, speech_ms = utt.pcm, utt.voice_start_ms, utt.end_ms - utt.voice_start_ms
         if self._continuation is not None:
             pcm, start_ms = self._continuation.pcm + pcm, self._continuation.start_ms
-        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms, tentative=True,
+            speech_ms += self._continuation.speech_ms
+        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms, speech_ms, tentative=True,
                            over_bot=self._barge_in_pending)
         self._turns[turn.turn_id] = turn
         self._tentative = turn
@@ -675,11 +705,13 @@ class CallSession(StreamSession):
         if not self._answering:
             return
         utt = event.utterance
-        pcm, start_ms = utt.pcm, utt.voice_start_ms
+        pcm, start_ms, speech_ms = utt.pcm, utt.voice_start_ms, utt.end_ms - utt.voice_start_ms
         previous = self._continuation
         self._continuation = None
+        self._barge_in_prior_ms = 0
         if previous is not None:
             pcm, start_ms = previous.pcm + pcm, previous.start_ms
+            speech_ms += previous.speech_ms
         tentative, self._tentative = self._tentative, None
         if tentative is not None:
             if tentative.end_ms == utt.end_ms and tentative.start_ms == start_ms and len(tentative.pcm) == len(pcm):
@@ -687,7 +719,7 @@ class CallSession(StreamSession):
                 self._confirm(tentative, event.detected_ms, previous)
                 return
             self._forget_turn(tentative)
-        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms,
+        turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms, speech_ms,
                            over_bot=self._barge_in_pending)
         self._barge_in_pending = False  # the utterance is over: its transcript decides
         if previous is not None and previous.record is not None:
@@ -718,13 +750,22 @@ class CallSession(StreamSession):
             elif isinstance(item, DeferredReplyEnd):
                 self.receive_reply_end(turn.turn_id, item.error, hang_up=item.hang_up)
 
+    def _stops_the_bot(self, turn: _CallerTurn, text: str) -> bool | None:
+        """Judge words said over the bot: True a barge-in; False a backchannel (or nothing
+        said); None too short to stop it (under ``barge_in_min_ms`` of speech, no stop word)."""
+        if is_backchannel(text, self.config.backchannels):
+            return False
+        if has_stop_word(text, self.config.barge_in_words) or turn.speech_ms >= self.config.barge_in_min_ms:
+            return True
+        return None
+
     def _tentative_transcript(self, turn: _CallerTurn, text: str | None, error: str | None, elapsed_ms: int | None) -> None:
         """Hold a tentative turn's transcript; with ``speculative_reply``, ask the responder already."""
         turn.deferred.append(DeferredTranscript(text, error, elapsed_ms))
         if elapsed_ms is not None:
             turn.latency_ms["recognition"] = elapsed_ms
-        if turn.over_bot and error is None and not is_backchannel(text or "", self.config.backchannels):
-            # Words over the bot that are not a backchannel stop it as soon as speculation has them.
+        if turn.over_bot and error is None and self._stops_the_bot(turn, text or ""):
+            # Words over the bot that stop it do so as soon as speculation has them.
             self._confirm_barge_in(f"turn {turn.turn_id} is saying {(text or '').strip()!r}")
         text = (text or "").strip()
         if error is None and text and self.config.speculative_reply and not self.stopped and not turn.over_bot:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
-from core.backchannel import DEFAULT_BACKCHANNELS
+from core.backchannel import DEFAULT_BACKCHANNELS, DEFAULT_STOP_WORDS
 
 
 class SettingsError(ValueError):
@@ -135,7 +135,8 @@ class Settings:
     echo_cancellation: bool = _setting(False, _bool, "For callers on speakerphones: remove the bot's own voice from the caller's audio (WebRTC's echo canceller) before the VAD and the recognizer hear it, so the bot does not interrupt itself with its echo. Off by default: in its first seconds of bot audio the canceller also takes away much of a caller's speech over the bot, even with no echo at all (docs/benchmarks.md, \"Echo on a speakerphone\").")
     vad: str = _setting("webrtc", _choice("webrtc", "silero"), "Voice activity detector deciding caller speech per 20 ms frame: `webrtc` (WebRTC VAD at `VAD_MODE`) or `silero` (Silero VAD v6, the model faster-whisper ships, about 0.1 ms of CPU per frame). With background noise on the caller's line choose `silero`: WebRTC VAD takes street noise and music for speech, so turns end only at `MAX_UTTERANCE_MS` and the noise alone stops the bot; Silero VAD ignores them (but not other people talking). Not the default: on clean speech it hears an utterance's start 20-320 ms later (docs/benchmarks.md, \"Silero VAD\").")
     vad_mode: int = _setting(3, _int_range(0, 3), "`VAD=webrtc`: WebRTC VAD aggressiveness, 0 (most speech) to 3 (least noise).")
-    barge_in_min_ms: int = _setting(500, _int_range(0, 5000), "Caller speech over the bot (first to last voiced frame, pauses included) that stops it; a shorter utterance stops it only once its transcript holds a word outside `BACKCHANNELS` (\"no\", \"wait\"), and a cough or a \"mhm\" never does. Until then the bot's audio plays on. 0: the bot stops as soon as speech starts, ms.")
+    barge_in_min_ms: int = _setting(500, _int_range(0, 5000), "Caller speech over the bot (first to last voiced frame; for words that go on after a pause, the parts added up) that stops it unless its transcript is only `BACKCHANNELS`. A shorter utterance stops it only if its transcript holds one of `BARGE_IN_WORDS`; a cough, a \"mhm\" or a blip of the bot's own echo never does. Until then the bot's audio plays on. 0: the bot stops as soon as speech starts, ms.")
+    barge_in_words: str = _setting(", ".join(DEFAULT_STOP_WORDS), str, "Comma-separated words and phrases that stop the bot however briefly they are said over it (a short \"no\" or \"wait\"); any other utterance shorter than `BARGE_IN_MIN_MS` does not.")
     backchannels: str = _setting(", ".join(DEFAULT_BACKCHANNELS), str, "Comma-separated words and phrases a caller says over the bot without taking the turn; said alone over the bot, they neither stop it nor get an answer.")
     speech_start_ms: int = _setting(200, _int_range(20, 2000), "Voiced audio needed before an utterance starts, ms.")
     endpoint_silence_ms: int = _setting(600, _int_range(100, 5000), "Silence before the bot answers a turn whose transcript is undecided (ends with a period: whisper also closes fragments so) while nothing is known of how this caller pauses, i.e. before their first answered turn; with `ENDPOINT_COMPLETE_MS=0`, the silence that ends every utterance (docs/architecture.md, \"End of turn\"), ms.")

@@ -171,6 +171,7 @@ class Services:
             speculative_reply=is_speculative(self.responder),
             barge_in_min_ms=s.barge_in_min_ms,
             backchannels=tuple(p.strip() for p in s.backchannels.split(",") if p.strip()),
+            barge_in_words=tuple(p.strip() for p in s.barge_in_words.split(",") if p.strip()),
             turn_end=TurnEndConfig(s.endpoint_complete_ms, s.endpoint_silence_ms, s.endpoint_incomplete_ms)
             if s.endpoint_complete_ms else None,
         )
