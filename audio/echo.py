@@ -29,6 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
+from audio.echo_detect import Echo, EchoDetector
+
 ECHO_TAIL_MS = 600
 """How long after the last reference audio inbound frames still go through the canceller, ms:
 the echo of the bot's last word arrives up to the echo path's delay later."""
@@ -109,13 +111,17 @@ class EchoCanceller:
         tail_ms: see ``ECHO_TAIL_MS``.
         learn_ms: see ``ECHO_LEARN_MS``; 0 for no gate.
         make_processor: builds the canceller for ``sample_rate`` (default: WebRTC AEC3).
+        detect: use the canceller's output only once an echo is found on the line
+            (``audio.echo_detect``): until then the gate alone, and none at all on a line found
+            to carry no echo. False: the canceller's output from the first frame (as before
+            issue #14's detector; for benchmarks).
 
     Raises:
         ValueError: ``frame_ms`` is not a positive multiple of 10, or ``tail_ms`` < 0.
     """
 
     def __init__(self, sample_rate: int, frame_ms: int = 20, tail_ms: int = ECHO_TAIL_MS, learn_ms: int = ECHO_LEARN_MS,
-                 make_processor: Callable[[int], EchoProcessor] = WebRtcEchoProcessor) -> None:
+                 make_processor: Callable[[int], EchoProcessor] = WebRtcEchoProcessor, detect: bool = True) -> None:
         if frame_ms <= 0 or frame_ms % _BLOCK_MS:
             raise ValueError(f"frame_ms must be a positive multiple of {_BLOCK_MS}, got {frame_ms}")
         if tail_ms < 0:
@@ -128,9 +134,12 @@ class EchoCanceller:
         self._bytes_per_ms = sample_rate // 1000 * 2
         self._segments: deque[tuple[int, bytes]] = deque()  # (start_ms, PCM16) in play order, not overlapping
         self._end_ms: int | None = None  # where the last placed audio ends
+        self._learn_ms = learn_ms
         self._learn_ms_left = learn_ms  # bot audio still to play before the gate is lifted
+        self._absent = False  # the line was found to carry no echo: the canceller is not run
         self._recent_far_energy: deque[float] = deque(maxlen=max(1, GATE_WINDOW_MS // frame_ms))
         self._gate_ratio = 10 ** (GATE_ECHO_DB / 10)
+        self.detector = EchoDetector(sample_rate, frame_ms) if detect else None
 
     def play(self, sent_ms: int, pcm: bytes) -> None:
         """Bot audio (PCM16 mono at ``sample_rate``) was sent at media time ``sent_ms``: it plays
@@ -167,24 +176,35 @@ class EchoCanceller:
             raise ValueError(f"a {self.frame_ms} ms frame is {frame_bytes} bytes, got {len(pcm)}")
         if self._end_ms is None or timestamp_ms >= self._end_ms + self.tail_ms:
             self._segments.clear()
+            if self.detector is not None:
+                self.detector.reset()  # the next frames it sees will not follow these
             return pcm
         if self._segments and timestamp_ms + self.frame_ms <= self._segments[0][0]:
             return pcm  # the first sentence has not started playing yet
+        far = self._reference(timestamp_ms, frame_bytes)
+        far_energy = _energy(far)
+        self._recent_far_energy.append(far_energy)
+        echo = Echo.PRESENT if self.detector is None else self.detector.push(far, pcm)
+        if echo is Echo.ABSENT:
+            self._absent = True
+            return pcm  # a handset: the canceller would only take away the caller's words
+        if self._absent:  # the caller switched to the speakerphone: the canceller has to learn again
+            self._absent = False
+            self._learn_ms_left = self._learn_ms
+        if far_energy > 0 and self._learn_ms_left > 0:
+            self._learn_ms_left -= self.frame_ms
         if self._processor is None:
             self._processor = self._make_processor(self.sample_rate)
-        far = self._reference(timestamp_ms, frame_bytes)
         block = _BLOCK_MS * self._bytes_per_ms
         out = bytearray()
         for offset in range(0, frame_bytes, block):
             self._processor.far(far[offset : offset + block])
             out += self._processor.near(pcm[offset : offset + block])
-        if self._learn_ms_left > 0:
-            far_energy = _energy(far)
-            if far_energy > 0:
-                self._learn_ms_left -= self.frame_ms
-            self._recent_far_energy.append(far_energy)
+        if echo is Echo.UNKNOWN or self._learn_ms_left > 0:
             if _energy(pcm) <= max(self._recent_far_energy) * self._gate_ratio:
                 return bytes(frame_bytes)  # could be all echo: the VAD must not hear it
+            if echo is Echo.UNKNOWN:
+                return pcm  # the canceller's output would take away a handset caller's words
         return bytes(out)
 
     def _reference(self, timestamp_ms: int, frame_bytes: int) -> bytes:

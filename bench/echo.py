@@ -33,9 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from audio.codec import array_to_ulaw  # noqa: E402
 from audio.echo import EchoCanceller  # noqa: E402
 from audio.vad import WebRtcVad  # noqa: E402
-from tests.test_echo import RATE, echo_of, phone_frames, run_call, speech  # noqa: E402
+from tests.test_echo import RATE, echo_of, phone_frames, room_echo_of, run_call, speech  # noqa: E402
 
-CONDITIONS = ((-20, 160), (-10, 50), (-10, 160), (-10, 300), (-6, 160))
+CONDITIONS = (  # (echo dB or None for a handset, delay ms, through a room)
+    (None, 0, False), (-20, 160, False), (-10, 50, False), (-10, 160, False), (-10, 300, False), (-6, 160, False),
+    (-20, 160, True), (-10, 300, True),
+)
 
 
 class _PassThrough:
@@ -51,9 +54,28 @@ class _PassThrough:
 
 HANDLING = {
     "none": lambda: None,
-    "energy gate alone": lambda: EchoCanceller(RATE, 20, learn_ms=10**9, make_processor=_PassThrough),
-    "WebRTC AEC3 + gate while learning (ECHO_CANCELLATION=true)": lambda: EchoCanceller(RATE, 20),
+    "energy gate alone": lambda: EchoCanceller(RATE, 20, learn_ms=10**9, make_processor=_PassThrough, detect=False),
+    "AEC3 + gate while learning (before the detector)": lambda: EchoCanceller(RATE, 20, detect=False),
+    "**AEC3 once an echo is found (`ECHO_CANCELLATION=true`)**": lambda: EchoCanceller(RATE, 20),
 }
+
+
+def decided_ms(near, bot_ulaw) -> str:
+    """When the echo detector decides, and what (media time from the bot audio's start)."""
+    canceller = EchoCanceller(RATE, 20)
+    canceller.play(0, b"".join(phone_frames(ulaw_array(bot_ulaw))))
+    for i, frame in enumerate(phone_frames(near)):
+        canceller.process(frame, i * 20)
+        if canceller.detector.state.value != "unknown":
+            return f"{canceller.detector.state.value} at {i * 20} ms"
+    return "unknown"
+
+
+def ulaw_array(ulaw: bytes):
+    import numpy as np
+
+    from audio.codec import ulaw_to_pcm16
+    return np.frombuffer(ulaw_to_pcm16(ulaw), "<i2").astype(np.float64) / 32768
 
 
 def main() -> None:
@@ -67,12 +89,15 @@ def main() -> None:
     vad = WebRtcVad(3, RATE, 20)
     first_voiced = next(i for i, frame in enumerate(phone_frames(caller)) if vad.is_speech(frame))
     print(f"Machine: {platform.machine()}, Python {platform.python_version()}; bot {len(bot) / RATE:.1f} s of speech")
-    header = "| handling | echo dB | delay ms | false barge-ins | " + " | ".join(f"reaction ms, caller at {s:g} s" for s in starts_s) + " |"
+    header = "| handling | echo | false barge-ins | " + " | ".join(f"reaction ms, caller at {s:g} s" for s in starts_s) + " |"
     print(header)
-    print("|" + "---|" * (4 + len(starts_s)))
+    print("|" + "---|" * (3 + len(starts_s)))
     for name, make in HANDLING.items():
-        for echo_db, delay_ms in CONDITIONS:
-            near = echo_of(bot, echo_db, delay_ms, len(bot))
+        for echo_db, delay_ms, room in CONDITIONS:
+            if echo_db is None:
+                near = echo_of(bot, -200, 0, len(bot))  # a handset: nothing comes back
+            else:
+                near = (room_echo_of if room else echo_of)(bot, echo_db, delay_ms, len(bot))
             false_clears = run_call(near, bot_ulaw, make())
             reactions = []
             for start_s in starts_s:
@@ -84,7 +109,18 @@ def main() -> None:
                 onset_ms = int(start_s * 1000) + first_voiced * 20
                 after = [c - onset_ms for c in clears if c >= onset_ms]
                 reactions.append(str(after[0]) if after else "missed")
-            print(f"| {name} | {echo_db} | {delay_ms} | {len(false_clears)} | " + " | ".join(reactions) + " |", flush=True)
+            line = "handset (no echo)" if echo_db is None else f"{echo_db} dB, {delay_ms} ms{', room' if room else ''}"
+            print(f"| {name} | {line} | {len(false_clears)} | " + " | ".join(reactions) + " |", flush=True)
+    print("\nEcho detector's decision (the echo alone; the caller talking over the bot from 0.5 s):")
+    for echo_db, delay_ms, room in CONDITIONS:
+        if echo_db is None:
+            near = echo_of(bot, -200, 0, len(bot))
+        else:
+            near = (room_echo_of if room else echo_of)(bot, echo_db, delay_ms, len(bot))
+        talk = near.copy()
+        talk[RATE // 2 : RATE // 2 + len(caller)] += caller[: len(talk) - RATE // 2]
+        line = "handset (no echo)" if echo_db is None else f"{echo_db} dB, {delay_ms} ms{', room' if room else ''}"
+        print(f"- {line}: {decided_ms(near, bot_ulaw)}; with the caller: {decided_ms(talk, bot_ulaw)}")
     canceller = EchoCanceller(RATE, 20)
     canceller.play(0, b"".join(phone_frames(bot)))
     frames = phone_frames(echo_of(bot, -10, 160, len(bot)))

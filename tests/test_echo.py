@@ -112,6 +112,18 @@ def echo_of(bot: np.ndarray, echo_db: float, delay_ms: int, length: int) -> np.n
     return out
 
 
+def room_echo_of(bot: np.ndarray, echo_db: float, delay_ms: int, length: int, rt60_s: float = 0.3, seed: int = 1) -> np.ndarray:
+    """``echo_of`` through a room and a loudspeaker: convolved with a decaying random impulse
+    response (``rt60_s``: 60 dB down after that long; a fixed ``seed``) and soft-clipped (tanh,
+    a speaker driven hard), so it is not a scaled copy of what was played."""
+    n = int(rt60_s * RATE)
+    response = np.random.default_rng(seed).standard_normal(n) * np.exp(-6.9 * np.arange(n) / n)
+    response[0] += 3  # the direct path
+    response /= np.sqrt(np.sum(response**2))
+    played = np.tanh(3 * np.convolve(bot, response)[: len(bot)]) / 3
+    return echo_of(played / np.sqrt(np.mean(played**2)) * np.sqrt(np.mean(bot**2)), echo_db, delay_ms, length)
+
+
 @pytest.mark.parametrize("echo_db, delay_ms", [(-10, 50), (-10, 300), (-20, 160)])
 def test_webrtc_removes_the_echo_of_real_speech_and_keeps_the_caller(echo_db, delay_ms):
     bot = speech("jfk.flac")
@@ -177,7 +189,8 @@ def test_a_speakerphone_echo_does_not_interrupt_the_bot_but_the_caller_does(echo
 
 def test_while_learning_a_frame_no_louder_than_an_echo_is_silenced():
     made: list[RecordingProcessor] = []
-    echo = EchoCanceller(RATE, 20, learn_ms=40, make_processor=lambda rate: made.append(RecordingProcessor(rate)) or made[-1])
+    echo = EchoCanceller(RATE, 20, learn_ms=40, make_processor=lambda rate: made.append(RecordingProcessor(rate)) or made[-1],
+                         detect=False)
     echo.play(0, tone(1000, 10000))  # loud bot audio
     echo_level = tone(20, 3000)  # -10.5 dB: could be its echo
     caller = tone(20, 9000)  # -0.9 dB: louder than any echo at -7 dB
