@@ -10,11 +10,14 @@ packaged in the ``livekit`` wheel as ``livekit.rtc.AudioProcessingModule``). AEC
 the echo path's delay and filter itself, so the placement only has to be roughly right: the
 network and the phone add their own delay after the audio is sent. While AEC3 is still
 learning the echo path (the first ``ECHO_LEARN_MS`` of bot audio in a call), an energy gate
-backs it up.
+backs it up. AEC3's output is used only on a line where ``audio.echo_detect`` has found the bot's
+voice: before that only the gate, and on a line found to carry no echo (a handset) nothing at all,
+since AEC3 takes a handset caller's words down while it learns that there is no echo.
 
 Chosen over an energy gate by measurement (``bench/echo.py``, docs/benchmarks.md): both
-stopped every false barge-in from echo at -20 to -6 dB and 50-300 ms; a caller talking over
-the bot was detected 380-560 ms after starting with AEC3 and 480-880 ms with the gate.
+stopped every false barge-in from echo at -20 to -10 dB and 50-300 ms; after the first 3 s of bot
+audio a caller talking over the bot was detected 200-240 ms after their first voiced frame with
+AEC3, and 1.2-2.3 s with the gate alone.
 
 Sans-I/O: media-clock times come in as arguments; the canceller is created on the first frame
 that needs it and is only run while bot audio plays (and ``tail_ms`` after), so a call that

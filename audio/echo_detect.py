@@ -49,6 +49,13 @@ worth cancelling (the VAD does not hear an echo 35 dB down), dB."""
 QUIET_TESTS = 2
 """Tests with the line that quiet (and no echo found) after which it is taken to carry none."""
 
+UNRELATED_NCC = 0.1
+UNRELATED_TESTS = 6
+"""A line with sound on it (noise, a caller talking) whose NCC stays under ``UNRELATED_NCC`` in
+this many tests in a row (3 s of bot audio) is taken to carry no echo that matters: an echo
+shows in the pauses of a caller's speech (a room echo under double talk measured 0.06-0.67 from
+window to window), and one buried that far under noise is not what the VAD hears."""
+
 _ACTIVE_ENERGY = 10 ** (-50 / 10)  # bot audio quieter than -50 dBFS says nothing about the echo path
 
 
@@ -61,8 +68,9 @@ class EchoDetector:
 
     The decision (:attr:`state`) starts ``UNKNOWN``; it becomes ``PRESENT`` (for good) once a test
     finds the bot's voice on the line, or ``ABSENT`` after ``QUIET_TESTS`` tests found the line
-    ``QUIET_DB`` below the bot audio; an ``ABSENT`` line that later carries an echo (the caller
-    switched to the speakerphone) becomes ``PRESENT``.
+    ``QUIET_DB`` below the bot audio or ``UNRELATED_TESTS`` in a row found it unrelated to it; an
+    ``ABSENT`` line that later carries an echo (the caller switched to the speakerphone) becomes
+    ``PRESENT``.
     """
 
     def __init__(self, sample_rate: int, frame_ms: int = 20) -> None:
@@ -74,6 +82,7 @@ class EchoDetector:
         self._near: deque[np.ndarray] = deque(maxlen=WINDOW_MS // frame_ms)
         self._active_ms = 0  # bot audio pushed since the last test
         self._quiet_tests = 0
+        self._unrelated_tests = 0  # tests in a row with NCC under UNRELATED_NCC
         self.last_ncc: float | None = None  # peak of the latest test, for logs and benchmarks
 
     def reset(self) -> None:
@@ -115,12 +124,15 @@ class EchoDetector:
         if far_energy <= 0:
             return
         self.last_ncc = ncc_peak(near, far, MAX_LAG_MS * self.sample_rate // 1000)
+        self._unrelated_tests = self._unrelated_tests + 1 if self.last_ncc < UNRELATED_NCC else 0
         if self.last_ncc >= ECHO_NCC:
             self.state = Echo.PRESENT
         elif near_energy < far_energy * 10 ** (-QUIET_DB / 10):
             self._quiet_tests += 1
             if self._quiet_tests >= QUIET_TESTS:
                 self.state = Echo.ABSENT
+        elif self._unrelated_tests >= UNRELATED_TESTS:
+            self.state = Echo.ABSENT
 
 
 def ncc_peak(near: np.ndarray, far: np.ndarray, max_lag: int) -> float:

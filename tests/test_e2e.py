@@ -157,27 +157,17 @@ def test_jfk_call_transcribes_and_the_caller_hears_the_echo(server, whisper, tmp
     check_recordings(server, report, heard_path)
 
 
-@pytest.fixture(scope="module")
-def speakerphone_server(tmp_path_factory):
-    """``python app.py`` for callers on speakerphones: ``ECHO_CANCELLATION=true``."""
-    log_path = tmp_path_factory.mktemp("speakerphone") / "server.log"
-    process, url = start_server([sys.executable, "app.py"], log_path, free_port(), ECHO_CANCELLATION="true")
-    yield url
-    stop_server(process)
-    print(f"\nserver log: {log_path}")
-
-
 @pytest.mark.parametrize("phone", ["handset", "speakerphone"])
-def test_a_backchannel_does_not_clear_a_reply_and_a_real_barge_in_does_within_600_ms(phone, request, tmp_path):
+def test_a_backchannel_does_not_clear_a_reply_and_a_real_barge_in_does_within_600_ms(phone, server, tmp_path):
     # The caller says a real "uh-huh" (0.37 s) 1.5 s into the bot's first answer and lets it finish;
     # 1 s into the second answer they talk over it ("go forward ten meters", 1.7 s without a pause).
     # On the speakerphone the bot's voice comes back on the caller's line 10 times quieter, 160 ms
-    # late, all through the call (callsim --echo-db -20), and the server cancels it: still no
-    # clear but the barge-in's, and every other reply plays to its end.
+    # late, all through the call (callsim --echo-db -20); the server finds it and cancels it
+    # (ECHO_CANCELLATION, the default): still no clear but the barge-in's, and every other reply
+    # plays to its end.
     uhuh, goforward = CORPUS / "backchannel" / "uhuh.flac", CORPUS / "goforward.flac"
-    url = request.getfixturevalue("server" if phone == "handset" else "speakerphone_server")
     echo = ("--echo-db", "-20") if phone == "speakerphone" else ()
-    report, _ = run_callsim(tmp_path, *echo, ONE_TWO_THREE, f"over:1.5:{uhuh}", JFK, "interrupt:1.0", goforward, url=url)
+    report, _ = run_callsim(tmp_path, *echo, ONE_TWO_THREE, f"over:1.5:{uhuh}", JFK, "interrupt:1.0", goforward, url=server)
     callers, bots = turns(report, "caller"), turns(report, "bot")
     assert [word_error_rate(ref, c["text"]) <= 0.25 for ref, c in zip(
         ("one two three", (CORPUS / "jfk.txt").read_text(), "go forward ten meters"), callers)] == [True] * 3

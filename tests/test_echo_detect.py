@@ -54,6 +54,17 @@ def test_a_caller_talking_over_the_bot_all_along_is_not_taken_for_an_echo():
     assert first(states, Echo.PRESENT) is None
 
 
+def test_a_noisy_handset_line_is_found_to_carry_no_echo_and_a_noisy_speakerphone_an_echo():
+    # Street noise 10 dB under the bot's speech level: the line is never quiet, and it is not the bot.
+    bot = speech("jfk.flac")
+    noise = speech("noise/street.flac")
+    noise = np.resize(noise, len(bot)) / np.sqrt(np.mean(noise**2)) * np.sqrt(np.mean(bot**2)) * 10 ** (-10 / 20)
+    states = decisions(noise, bot)
+    assert first(states, Echo.PRESENT) is None and first(states, Echo.ABSENT) <= 3600
+    states = decisions(noise * 10 ** (-10 / 20) + room_echo_of(bot, -10, 160, len(bot)), bot)
+    assert first(states, Echo.ABSENT) is None and first(states, Echo.PRESENT) <= 1000
+
+
 def test_a_handset_switched_to_the_speakerphone_is_found():
     bot = speech("jfk.flac")
     near = line_noise(len(bot))
