@@ -26,6 +26,7 @@ never hears the bot costs nothing.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -34,9 +35,18 @@ import numpy as np
 
 from audio.echo_detect import Echo, EchoDetector
 
+log = logging.getLogger(__name__)
+
 ECHO_TAIL_MS = 600
 """How long after the last reference audio inbound frames still go through the canceller, ms:
 the echo of the bot's last word arrives up to the echo path's delay later."""
+
+CLEAR_LAG_MS = 300
+"""After a ``clear`` the audio already on its way still plays: Twilio gets the ``clear`` one
+network leg later and the phone plays what it already had. The reference keeps this much of
+the cleared audio (measured in the sans-I/O path with the far end stopping 60-250 ms after the
+clear: the echo left in the 800 ms after it was -87 to -96 dBFS with 300 ms kept, up to -58
+dBFS with none), ms."""
 
 ECHO_LEARN_MS = 3000
 """For this much bot audio at the start of a call the canceller is still finding the echo path
@@ -140,6 +150,7 @@ class EchoCanceller:
         self._learn_ms = learn_ms
         self._learn_ms_left = learn_ms  # bot audio still to play before the gate is lifted
         self._absent = False  # the line was found to carry no echo: the canceller is not run
+        self._echo_state = Echo.UNKNOWN
         self._recent_far_energy: deque[float] = deque(maxlen=max(1, GATE_WINDOW_MS // frame_ms))
         self._gate_ratio = 10 ** (GATE_ECHO_DB / 10)
         self.detector = EchoDetector(sample_rate, frame_ms) if detect else None
@@ -155,7 +166,9 @@ class EchoCanceller:
         self._end_ms = start_ms + whole // self._bytes_per_ms
 
     def clear(self, at_ms: int) -> None:
-        """The bot's queued audio was cleared at media time ``at_ms``: nothing plays after it."""
+        """The bot's queued audio was cleared at media time ``at_ms``: nothing plays
+        ``CLEAR_LAG_MS`` after it."""
+        at_ms += CLEAR_LAG_MS
         kept: deque[tuple[int, bytes]] = deque()
         for start_ms, pcm in self._segments:
             if start_ms < at_ms:
@@ -188,6 +201,10 @@ class EchoCanceller:
         far_energy = _energy(far)
         self._recent_far_energy.append(far_energy)
         echo = Echo.PRESENT if self.detector is None else self.detector.push(far, pcm)
+        if echo is not self._echo_state:
+            log.info("echo on the caller's line: %s at %d ms (NCC %.2f)", echo.value, timestamp_ms,
+                     self.detector.last_ncc if self.detector is not None and self.detector.last_ncc is not None else 1.0)
+            self._echo_state = echo
         if echo is Echo.ABSENT:
             self._absent = True
             return pcm  # a handset: the canceller would only take away the caller's words

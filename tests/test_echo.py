@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from audio.codec import array_to_ulaw, ulaw_to_pcm16
-from audio.echo import EchoCanceller
+from audio.echo import CLEAR_LAG_MS, EchoCanceller
 from audio.endpointing import EndpointingConfig
 from audio.vad import WebRtcVad
 from core.protocol import Media, MediaFormat, Start
@@ -66,11 +66,11 @@ def test_the_reference_is_placed_on_the_media_clock_and_queues_behind_earlier_au
     assert all(len(b) == 80 for b in blocks)
 
 
-def test_a_clear_cuts_the_reference_and_the_tail_ends_the_cancelling():
+def test_a_clear_cuts_the_reference_after_the_lag_and_the_tail_ends_the_cancelling():
     echo, made = canceller()
     echo.play(0, tone(1000, 5))
     echo.process(bytes(FRAME_BYTES), 0)
-    echo.clear(30)
+    echo.clear(30 - CLEAR_LAG_MS)  # the audio sent before the clear plays on until 30 ms
     echo.process(bytes(FRAME_BYTES), 20)
     first, second, third, fourth = (np.frombuffer(b, "<i2") for b in made[0].far_blocks)
     assert first.max() == second.max() == third.max() == 5 and fourth.max() == 0  # 20-30 played, 30-40 cleared

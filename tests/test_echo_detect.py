@@ -30,12 +30,12 @@ def line_noise(length: int, dbfs: float = -65.0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("echo_db, delay_ms, room", [(-20, 160, False), (-10, 300, True), (-30, 160, True), (-6, 50, False)])
-def test_a_speakerphone_echo_is_found_within_a_second(echo_db, delay_ms, room):
+def test_a_speakerphone_echo_is_found_within_two_and_a_half_seconds(echo_db, delay_ms, room):
     bot = speech("jfk.flac")
     near = (room_echo_of if room else echo_of)(bot, echo_db, delay_ms, len(bot)) + line_noise(len(bot))
     states = decisions(near, bot)
     assert first(states, Echo.ABSENT) is None
-    assert first(states, Echo.PRESENT) <= 1000
+    assert first(states, Echo.PRESENT) <= 2500  # two tests in a row, 500 ms apart
 
 
 def test_a_handset_line_is_found_to_carry_no_echo():
@@ -62,7 +62,7 @@ def test_a_noisy_handset_line_is_found_to_carry_no_echo_and_a_noisy_speakerphone
     states = decisions(noise, bot)
     assert first(states, Echo.PRESENT) is None and first(states, Echo.ABSENT) <= 3600
     states = decisions(noise * 10 ** (-10 / 20) + room_echo_of(bot, -10, 160, len(bot)), bot)
-    assert first(states, Echo.ABSENT) is None and first(states, Echo.PRESENT) <= 1000
+    assert first(states, Echo.ABSENT) is None and first(states, Echo.PRESENT) <= 2500
 
 
 def test_a_handset_switched_to_the_speakerphone_is_found():
@@ -72,17 +72,18 @@ def test_a_handset_switched_to_the_speakerphone_is_found():
     near[switch:] += room_echo_of(bot, -20, 160, len(bot))[switch:]
     states = decisions(near, bot)
     assert first(states, Echo.ABSENT) <= 1100
-    assert 4000 < first(states, Echo.PRESENT) <= 5000
+    assert 4000 < first(states, Echo.PRESENT) <= 6500
 
 
 def test_ncc_peak_finds_a_delayed_copy_and_nothing_in_silence():
     rng = np.random.default_rng(3)
     far = rng.standard_normal(3000)
     near = 0.1 * far[1000 - 240 : 2000 - 240] + 0.001 * rng.standard_normal(1000)  # 240 samples late
-    assert ncc_peak(near, far[:2000], 500) > 0.95
-    assert ncc_peak(near, far[:2000], 100) < 0.2  # the delay is past the lags looked at
-    assert ncc_peak(np.zeros(1000), far[:2000], 500) == 0.0
-    assert ncc_peak(near, np.zeros(2000), 500) == 0.0
+    peak, lag = ncc_peak(near, far[:2000], 500)
+    assert peak > 0.95 and lag == 240
+    assert ncc_peak(near, far[:2000], 100)[0] < 0.2  # the delay is past the lags looked at
+    assert ncc_peak(np.zeros(1000), far[:2000], 500) == (0.0, 0)
+    assert ncc_peak(near, np.zeros(2000), 500) == (0.0, 0)
 
 
 def test_frames_of_the_wrong_size_are_refused():
