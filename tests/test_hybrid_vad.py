@@ -106,9 +106,9 @@ def test_a_turn_in_street_noise_and_music_is_heard_and_ended_by_silence(noise, s
     assert all(e.utterance.forced for e in webrtc_ended[-1:])
 
 
-def test_noise_that_begins_mid_call_turns_the_line_noisy_within_a_second():
-    # 3 s of a quiet line, then street traffic at -25 dBFS, which WebRTC VAD hears as speech: at most
-    # one false start, ended once the line is judged noisy (0.8 s of disagreement) and 600 ms on.
+def test_noise_that_begins_mid_call_turns_the_line_noisy():
+    # 3 s of a quiet line, then street traffic at -25 dBFS, which WebRTC VAD hears as speech: one
+    # false start at most, ended once the noise is 65 % of the last 5 s of evidence (3.3 s) and 600 ms on.
     quiet = on_line(np.zeros(3 * 8000))
     noise = on_line(noise_samples("street", 30.0) * 10 ** (-25 / 20))
     hybrid = HybridVad()
@@ -116,24 +116,25 @@ def test_noise_that_begins_mid_call_turns_the_line_noisy_within_a_second():
     assert not hybrid.noisy
     flags = decisions(hybrid, noise)
     assert hybrid.noisy
-    assert flags[:100].any()  # WebRTC's decisions until then (the test can fail)
-    assert flags[100:].mean() < 0.02
+    assert flags[:100].mean() > 0.5  # WebRTC's decisions until then (the test can fail)
+    assert flags[250:].mean() < 0.02
     starts, ended = endpoint(quiet + noise, HybridVad().is_speech)
     assert len(starts) <= 1
-    assert all(e.utterance.end_ms - e.utterance.voice_start_ms <= 1500 for e in ended)
+    assert all(e.utterance.end_ms - e.utterance.voice_start_ms <= 4500 for e in ended)
 
 
 def test_the_line_turns_quiet_again_after_the_noise():
-    # Music at -25 dBFS for 10 s, then a quiet line and "one two three": WebRTC's decisions again.
+    # Music at -25 dBFS for 10 s, then 5 s of a quiet line and "one two three": WebRTC's decisions again.
     music = on_line(noise_samples("music", 10.0) * 10 ** (-25 / 20))
-    speech, _ = speech_in_noise("sr_english.wav", "street", None, lead_s=3.0)
+    speech, _ = speech_in_noise("sr_english.wav", "street", None, lead_s=5.0)
     hybrid, alone = HybridVad(), WebRtcVad()  # WebRTC VAD adapts to what it heard: both hear the music
     decisions(hybrid, music), decisions(alone, music)
     assert hybrid.noisy
     after, webrtc = decisions(hybrid, speech), decisions(alone, speech)
     assert not hybrid.noisy
-    # The first 2 s of quiet clear the disagreement window; from there on, WebRTC's decisions.
-    assert np.array_equal(after[100:], webrtc[100:]) and webrtc[100:].any()
+    # Once 4 s of quiet make the music 20 % of the last 5 s of evidence: WebRTC's decisions.
+    assert np.array_equal(after[200:], webrtc[200:]) and webrtc[200:].any()
+    assert not after[:5].any() and webrtc[:5].all()  # WebRTC's hangover from the music: the line was still noisy
 
 
 def test_silero_runs_only_on_frames_webrtc_calls_speech(monkeypatch):
@@ -177,8 +178,9 @@ def test_wrong_frame_length_raises(length):
 @pytest.mark.parametrize(
     "kwargs, error",
     [(dict(sample_rate=32000), AudioFormatError), (dict(mode=4), AudioFormatError), (dict(frame_ms=15), AudioFormatError),
-     (dict(enter_ms=200, leave_ms=200), ValueError), (dict(enter_ms=3000), ValueError), (dict(leave_ms=-20), ValueError),
-     (dict(settle_ms=-1), ValueError), (dict(catch_up_ms=-1), ValueError)],
+     (dict(enter_share=0.2, leave_share=0.2), ValueError), (dict(enter_share=1.1), ValueError),
+     (dict(leave_share=-0.1), ValueError), (dict(window_ms=10), ValueError), (dict(settle_ms=-1), ValueError),
+     (dict(settle_ms=6000), ValueError), (dict(catch_up_ms=-1), ValueError)],
 )
 def test_bad_arguments_raise(kwargs, error):
     with pytest.raises(error):
