@@ -14,10 +14,10 @@ agree, and WebRTC's AND Silero's while the line is *noisy*:
   pauses WebRTC fills with room noise, against the silence around the caller's turns; street noise
   and music WebRTC takes for speech are disagreements in nearly every frame.
 * A call starts noisy (so noise from the first frame does not start a "turn" before the evidence
-  is in) and turns quiet once it has ``settle_ms`` of evidence with at most ``leave_share`` of
-  disagreement: a caller silent for that long, as during the greeting, loses nothing. Noise that
-  begins later is a false start until it makes up ``enter_share`` of the evidence (3.3 s of noise
-  after a long quiet spell with the defaults).
+  is in) and turns quiet once it has ``settle_ms`` of evidence (200 ms) with at most
+  ``leave_share`` of disagreement: a caller silent for that long loses nothing. While the evidence
+  is young a few frames of noise turn the line noisy again; noise that begins after a long quiet
+  spell is a false start until it makes up ``enter_share`` of the evidence (3.3 s of noise).
 * Silero only runs on frames WebRTC calls speech (a frame WebRTC rejects is non-speech either way
   and no disagreement). The last ``catch_up_ms`` of the frames in between are given to Silero
   before the next one it runs on: over gaps that short it sees the stream unbroken, over longer
@@ -41,7 +41,7 @@ from audio.vad import WebRtcVad
 WINDOW_MS = 5000
 ENTER_SHARE = 0.65
 LEAVE_SHARE = 0.2
-SETTLE_MS = 1000
+SETTLE_MS = 200
 CATCH_UP_MS = 160
 
 
