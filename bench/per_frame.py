@@ -791,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(stage["framing"]):
         staged += [
             ("… of which decode + framing", "`FrameAssembler.push`: μ-law → PCM16, 20 ms frames on the media clock", stage["framing"]),
-            ("… of which VAD", "`WebRtcVad.is_speech` on the frame", stage["vad"]),
+            ("… of which VAD", "the VAD's `is_speech` on the frame (`VAD`, `--vad`)", stage["vad"]),
             ("… of which endpointing + turns", "the rest: `Endpointer.push`, the session's turn logic, actions", stage["endpointing"]),
         ]
     print("\n".join(result_table(staged, ours_median)))
