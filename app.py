@@ -137,7 +137,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             log.warning("warm-up of %s failed: %s", engine.name, exc)
     if settings.echo_cancellation:
         load_webrtc()  # not on the event loop in the first call that needs it
-    if settings.vad == "silero":
+    if settings.vad in ("silero", "hybrid"):
         load_silero_vad()  # likewise
     if settings.warm_up and settings.greeting.strip():  # every caller hears it first: a burst of callers would queue for it
         services.phrases.prefill(services.synthesizer.name, MULAW_8K, services.synthesizer.synthesize, [settings.greeting])

@@ -9,7 +9,7 @@ Each noise is started at ``--offsets`` different points of the recording.
 
 That audio goes through the server's sans-I/O path without a server: an optional noise
 suppressor on the 8 kHz PCM (where ``core.session``'s ``_on_media`` applies the echo canceller),
-WebRTC VAD (``VAD_MODE``) and ``audio.endpointing.Endpointer`` with the settings' defaults (as
+the VAD (``--vad``, below) and ``audio.endpointing.Endpointer`` with the settings' defaults (as
 ``runtime.services.session_config`` builds them), and each utterance it ends is transcribed by
 the server's recognizer (``WhisperRecognizer``, faster-whisper tiny.en). Measured:
 
@@ -33,8 +33,8 @@ the server's recognizer (``WhisperRecognizer``, faster-whisper tiny.en). Measure
   first voice start, last end, when that endpoint was decided, and the WER (no words lost);
 * each VAD's cost per 20 ms frame.
 
-VADs (``--vad``, comma-separated): ``webrtc`` (``audio.vad.WebRtcVad``, ``VAD_MODE``) and ``silero``
-(``audio.silero_vad.SileroVad``); with more than one, every table has a column per VAD and suppressor.
+VADs (``--vad``, comma-separated): ``webrtc`` (``audio.vad.WebRtcVad``, ``VAD_MODE``), ``silero``
+(``audio.silero_vad.SileroVad``) and ``hybrid`` (``audio.hybrid_vad.HybridVad``, the default ``VAD``); with more than one, every table has a column per VAD and suppressor.
 
 Suppressors: none; WebRTC's noise suppressor in ``livekit``'s ``AudioProcessingModule`` (already a
 dependency, for ``audio.echo``) at 8 kHz; ``webrtc-noise-gain`` (WebRTC NS, 16 kHz only: soxr up and
@@ -65,6 +65,7 @@ import numpy as np  # noqa: E402
 
 from audio.codec import ulaw_to_pcm16  # noqa: E402
 from audio.endpointing import Endpointer, EndpointingConfig, SpeechStarted, UtteranceEnded  # noqa: E402
+from audio.hybrid_vad import HybridVad  # noqa: E402
 from audio.resample import resample  # noqa: E402
 from audio.silero_vad import SileroVad  # noqa: E402
 from audio.vad import WebRtcVad  # noqa: E402
@@ -131,10 +132,12 @@ def suppressors(strong: bool) -> dict[str, Suppressor | None]:
 
 
 def vads(names: list[str], vad_mode: int) -> dict[str, VadFactory]:
-    """The VADs asked for (``webrtc``: ``WebRtcVad`` at ``vad_mode``; ``silero``: ``SileroVad``), by label."""
+    """The VADs asked for (``webrtc``: ``WebRtcVad`` at ``vad_mode``; ``silero``: ``SileroVad``; ``hybrid``:
+    ``HybridVad``, WebRTC confirmed by Silero on a noisy line), by label."""
     factories = {
         "webrtc": (f"WebRTC VAD {vad_mode}", lambda: WebRtcVad(mode=vad_mode, sample_rate=RATE, frame_ms=FRAME_MS).is_speech),
         "silero": ("Silero VAD", lambda: SileroVad(sample_rate=RATE, frame_ms=FRAME_MS).is_speech),
+        "hybrid": (f"WebRTC VAD {vad_mode} + Silero", lambda: HybridVad(mode=vad_mode, sample_rate=RATE, frame_ms=FRAME_MS).is_speech),
     }
     return dict(factories[name] for name in names)
 
@@ -278,7 +281,7 @@ def main() -> None:
     parser.add_argument("--strong", action="store_true", help="also webrtc-noise-gain at its strongest level, 4")
     parser.add_argument("--minutes", type=float, default=1.0, help="noise alone per false-start run (default 1)")
     parser.add_argument("--vad", type=lambda text: text.split(","), default=["webrtc"],
-                        help="VADs, comma-separated: webrtc, silero (default webrtc)")
+                        help="VADs, comma-separated: webrtc, silero, hybrid (default webrtc)")
     parser.add_argument("--no-suppression", action="store_true", help="only without a noise suppressor")
     parser.add_argument("--skip", type=lambda text: text.split(","), default=[],
                         help="sections to skip, comma-separated: wer, starts, alone, clean, cost")

@@ -11,7 +11,8 @@ and mean µs per message.
   recognition job: ``core.protocol.parse_message``, the stream SID check, the recording add
   (``audio.recording.CallRecorder.add``, what ``CallKeeper.add_audio`` calls; the file writes happen
   every second in a worker thread and are not counted), ``CallSession.receive_event`` (``FrameAssembler``
-  μ-law → PCM16, WebRTC VAD, ``Endpointer``) and ``actions_to_perform()``. Also split by stage.
+  μ-law → PCM16, the VAD of the ``VAD`` setting or ``--vad``, ``Endpointer``) and ``actions_to_perform()``.
+  Also split by stage.
 * **ours, the peers' work only**: ``parse_message``, the recording add, ``ulaw_to_pcm16`` and the VAD,
   without framing, endpointing and turn logic: the work the peer rows do, like for like.
 * **ours with plainer parsing** (``--parser-variants``): the **ours** path again with
@@ -46,6 +47,7 @@ requirements.txt; twilio-phone-calls pins torch, an old twilio and pytest, hence
     .bench-venv/bin/pip install -r bench/peers-requirements.txt
     .bench-venv/bin/pip install --no-deps twilio-phone-calls==2.1
     .bench-venv/bin/python bench/per_frame.py [--passes 20] [--audio tests/data/jfk.flac] [--parser-variants]
+                                              [--vad hybrid|webrtc|silero]
 
 Any interpreter with our requirements runs it too; a peer that is not installed is reported as
 missing and ours is still measured.
@@ -81,6 +83,8 @@ import webrtcvad  # noqa: E402
 from audio.codec import ulaw_to_pcm16  # noqa: E402
 from audio.endpointing import EndpointingConfig  # noqa: E402
 from audio.recording import CallRecorder  # noqa: E402
+from audio.hybrid_vad import HybridVad  # noqa: E402
+from audio.silero_vad import SileroVad  # noqa: E402
 from audio.vad import WebRtcVad  # noqa: E402
 from audio.constants import FRAME_MS, MULAW_SAMPLE_RATE  # noqa: E402
 from core import protocol  # noqa: E402
@@ -138,8 +142,8 @@ class Ours:
 
     name = "ours"
 
-    def __init__(self, start_text: str, messages: list[str], workdir: Path) -> None:
-        self.settings = load_settings({})
+    def __init__(self, start_text: str, messages: list[str], workdir: Path, vad: str | None = None) -> None:
+        self.settings = load_settings({"VAD": vad} if vad else {})
         self.config = session_config(self.settings)
         self.start_text = start_text
         self.messages = messages
@@ -155,7 +159,12 @@ class Ours:
         session.actions_to_perform()
         return session, recorder
 
-    def _new_vad(self) -> WebRtcVad:
+    def _new_vad(self) -> WebRtcVad | HybridVad | SileroVad:
+        """The VAD a call gets (``VAD``, as ``runtime.call_worker`` makes it)."""
+        if self.settings.vad == "hybrid":
+            return HybridVad(mode=self.settings.vad_mode, sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
+        if self.settings.vad == "silero":
+            return SileroVad(sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
         return WebRtcVad(mode=self.settings.vad_mode, sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
 
     def run(self, times: list[int]) -> None:
@@ -690,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=20, help="passes over the message stream per path (default 20)")
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="speech file (default tests/data/jfk.flac)")
     parser.add_argument("--parser-variants", action="store_true", help="also time ours with core.protocol's fast paths swapped for plain code")
+    parser.add_argument("--vad", choices=("hybrid", "webrtc", "silero"), help="ours with this VAD setting (default: the settings' default)")
     args = parser.parse_args(argv)
     if args.passes < 1:
         parser.error("--passes must be at least 1")
@@ -701,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     vad_mode = load_settings({}).vad_mode
 
     with tempfile.TemporaryDirectory(prefix="per_frame_") as tmp:
-        ours = Ours(start_text, messages, Path(tmp))
+        ours = Ours(start_text, messages, Path(tmp), args.vad)
         # name -> (description, pass function); every pass function appends ns per message.
         paths: dict[str, tuple[str, object]] = {}
         stage: dict[str, list[int]] = {name: [] for name in ("parse", "record", "session", "framing", "vad", "endpointing")}
@@ -781,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(stage["framing"]):
         staged += [
             ("… of which decode + framing", "`FrameAssembler.push`: μ-law → PCM16, 20 ms frames on the media clock", stage["framing"]),
-            ("… of which VAD", "`WebRtcVad.is_speech` on the frame", stage["vad"]),
+            ("… of which VAD", "the VAD's `is_speech` on the frame (`VAD`, `--vad`)", stage["vad"]),
             ("… of which endpointing + turns", "the rest: `Endpointer.push`, the session's turn logic, actions", stage["endpointing"]),
         ]
     print("\n".join(result_table(staged, ours_median)))

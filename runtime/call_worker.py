@@ -41,6 +41,7 @@ from audio.constants import FRAME_MS
 from audio.errors import AudioFormatError
 from audio.stream_format import MULAW_8K, StreamFormat, stream_format
 from audio.echo import EchoCanceller
+from audio.hybrid_vad import HybridVad
 from audio.silero_vad import SileroVad
 from audio.vad import WebRtcVad
 from core import protocol
@@ -353,6 +354,8 @@ class CallWorker:
         def make_vad():
             if settings.vad == "silero":
                 return SileroVad(sample_rate=rate, frame_ms=FRAME_MS).is_speech
+            if settings.vad == "hybrid":
+                return HybridVad(mode=settings.vad_mode, sample_rate=rate, frame_ms=FRAME_MS).is_speech
             return WebRtcVad(mode=settings.vad_mode, sample_rate=rate, frame_ms=FRAME_MS).is_speech
 
         config = self.services.session_config()
