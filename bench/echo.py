@@ -97,11 +97,8 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (3 + len(starts_s)))
     for name, make in HANDLING.items():
-        for echo_db, delay_ms, room in CONDITIONS:
-            if echo_db is None:
-                near = echo_of(bot, -200, 0, len(bot))  # a handset: nothing comes back
-            else:
-                near = (room_echo_of if room else echo_of)(bot, echo_db, delay_ms, len(bot))
+        for condition in CONDITIONS:
+            near = inbound(bot, *condition)
             false_clears = run_call(near, bot_ulaw, make())
             reactions = []
             for start_s in starts_s:
@@ -113,36 +110,35 @@ def main() -> None:
                 onset_ms = int(start_s * 1000) + first_voiced * 20
                 after = [c - onset_ms for c in clears if c >= onset_ms]
                 reactions.append(str(after[0]) if after else "missed")
-            line = "handset (no echo)" if echo_db is None else f"{echo_db} dB, {delay_ms} ms{', room' if room else ''}"
-            print(f"| {name} | {line} | {len(false_clears)} | " + " | ".join(reactions) + " |", flush=True)
+            print(f"| {name} | {describe(*condition)} | {len(false_clears)} | " + " | ".join(reactions) + " |", flush=True)
     print("\nEcho detector's decision (the echo alone; the caller talking over the bot from 0.5 s):")
-    for echo_db, delay_ms, room in CONDITIONS:
-        if echo_db is None:
-            near = echo_of(bot, -200, 0, len(bot))
-        else:
-            near = (room_echo_of if room else echo_of)(bot, echo_db, delay_ms, len(bot))
+    for condition in CONDITIONS:
+        near = inbound(bot, *condition)
         talk = near.copy()
         talk[RATE // 2 : RATE // 2 + len(caller)] += caller[: len(talk) - RATE // 2]
-        line = "handset (no echo)" if echo_db is None else f"{echo_db} dB, {delay_ms} ms{', room' if room else ''}"
-        print(f"- {line}: {decided_ms(near, bot_ulaw)}; with the caller: {decided_ms(talk, bot_ulaw)}")
-    canceller = EchoCanceller(RATE, 20)
-    canceller.play(0, b"".join(phone_frames(bot)))
-    frames = phone_frames(echo_of(bot, -10, 160, len(bot)))
-    cpu0 = time.process_time()
-    for i, frame in enumerate(frames):
-        canceller.process(frame, i * 20)
-    cpu_ms = (time.process_time() - cpu0) * 1000
-    print(f"\nCPU with an echo (-10 dB, the canceller runs): {cpu_ms / (len(frames) * 0.02):.1f} ms per second of "
-          f"bot audio ({cpu_ms * 1000 / len(frames):.0f} µs per 20 ms frame)")
-    canceller = EchoCanceller(RATE, 20)
-    canceller.play(0, b"".join(phone_frames(bot)))
-    frames = phone_frames(echo_of(bot, -200, 0, len(bot)))
-    cpu0 = time.process_time()
-    for i, frame in enumerate(frames):
-        canceller.process(frame, i * 20)
-    cpu_ms = (time.process_time() - cpu0) * 1000
-    print(f"CPU on a handset (no echo: the detector alone after the first second): {cpu_ms / (len(frames) * 0.02):.1f} ms "
-          f"per second of bot audio ({cpu_ms * 1000 / len(frames):.0f} µs per 20 ms frame)")
+        print(f"- {describe(*condition)}: {decided_ms(near, bot_ulaw)}; with the caller: {decided_ms(talk, bot_ulaw)}")
+    for label, echo_db in (("with an echo (-10 dB, the canceller runs)", -10),
+                           ("on a handset (no echo: the detector alone after the first second)", None)):
+        canceller = EchoCanceller(RATE, 20)
+        canceller.play(0, b"".join(phone_frames(bot)))
+        frames = phone_frames(inbound(bot, echo_db, 160, False))
+        cpu0 = time.process_time()
+        for i, frame in enumerate(frames):
+            canceller.process(frame, i * 20)
+        cpu_ms = (time.process_time() - cpu0) * 1000
+        print(f"CPU {label}: {cpu_ms / (len(frames) * 0.02):.1f} ms per second of bot audio "
+              f"({cpu_ms * 1000 / len(frames):.0f} µs per 20 ms frame)")
+
+
+def inbound(bot, echo_db: float | None, delay_ms: int, room: bool):
+    """The caller's line with the bot's echo alone: nothing on a handset (``echo_db`` None)."""
+    if echo_db is None:
+        return echo_of(bot, -200, 0, len(bot))
+    return (room_echo_of if room else echo_of)(bot, echo_db, delay_ms, len(bot))
+
+
+def describe(echo_db: float | None, delay_ms: int, room: bool) -> str:
+    return "handset (no echo)" if echo_db is None else f"{echo_db} dB, {delay_ms} ms{', room' if room else ''}"
 
 
 if __name__ == "__main__":
