@@ -60,7 +60,7 @@ def test_a_noisy_handset_line_is_found_to_carry_no_echo_and_a_noisy_speakerphone
     noise = speech("noise/street.flac")
     noise = np.resize(noise, len(bot)) / np.sqrt(np.mean(noise**2)) * np.sqrt(np.mean(bot**2)) * 10 ** (-10 / 20)
     states = decisions(noise, bot)
-    assert first(states, Echo.PRESENT) is None and first(states, Echo.ABSENT) <= 3600
+    assert first(states, Echo.PRESENT) is None and first(states, Echo.ABSENT) <= 2600
     states = decisions(noise * 10 ** (-10 / 20) + room_echo_of(bot, -10, 160, len(bot)), bot)
     assert first(states, Echo.ABSENT) is None and first(states, Echo.PRESENT) <= 2500
 
