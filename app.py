@@ -120,7 +120,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         responder=responder,
         store=open_store(settings),
         fallback_synthesizer=make_synthesizer("piper") if settings.synthesizer != "piper" else None,
-        twilio_client=make_client(settings.twilio_account_sid, settings.twilio_auth_token),
+        twilio_client=make_client(settings.twilio_account_sid, settings.twilio_auth_token,
+                                  api_base_url=settings.twilio_api_base_url),
     )
     instance = InstanceKeeper(services)
     instance.register()  # before any call: other processes then leave this one's calls alone

@@ -67,3 +67,9 @@ def test_end_of_turn_silences_must_be_ordered_unless_the_policy_is_off():
     with pytest.raises(SettingsError, match="ENDPOINT_INCOMPLETE_MS"):
         load_settings({"ENDPOINT_INCOMPLETE_MS": "500"})
     assert load_settings({"ENDPOINT_COMPLETE_MS": "0", "ENDPOINT_INCOMPLETE_MS": "500"}).endpoint_complete_ms == 0
+
+
+def test_the_rest_api_base_url_must_be_a_url():
+    assert load_settings({"TWILIO_API_BASE_URL": "http://127.0.0.1:8011/"}).twilio_api_base_url == "http://127.0.0.1:8011"
+    with pytest.raises(SettingsError, match="TWILIO_API_BASE_URL"):
+        load_settings({"TWILIO_API_BASE_URL": "127.0.0.1:8011"})
