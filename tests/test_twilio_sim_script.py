@@ -236,3 +236,20 @@ def test_a_reply_to_keys_that_starts_while_the_last_key_is_held_is_not_missed():
     ticks = run_script(script, bot_media_at=[0.14])  # "#" goes out at 0.10 s, the item ends at 0.20 s
     assert script.final_note == "bot quiet"  # not "wait timed out after 3 s"
     assert ticks[-1][0] < 1.0
+
+
+def test_a_reply_that_starts_in_the_trailing_silence_of_an_audio_item_counts():
+    # 0.2 s of speech, then 0.4 s of silence in the file: the bot answers 0.2 s after the speech,
+    # while the caller's file still sends its silence. Counted from the end of the item, that reply
+    # would be missed and the caller would wait out the timeout.
+    import numpy as np
+
+    from audio.codec import array_to_ulaw
+    speech = array_to_ulaw(0.5 * np.sin(2 * np.pi * 440 * np.arange(1600) / 8000))
+    audio = speech + b"\xff" * 3200
+    waiter = TurnWaiter(quiet_s=0.2, min_wait_s=0.0, timeout_s=3.0)
+    script = CallerScript(parse_script(["a.wav"]), {"a.wav": audio}, waiter, wait_first=False)
+    ticks = run_script(script, bot_media_at=[0.4])
+    notes = [(round(now_s, 2), tick.note) for now_s, tick in ticks if tick.note]
+    assert notes == [(0.0, "caller: a.wav"), (0.6, "waiting for the bot to reply")]
+    assert script.final_note == "bot quiet" and ticks[-1][0] < 1.0

@@ -13,6 +13,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tools.twilio_sim.frames import FRAME_MS, split_frames
 from tools.twilio_sim.media_format import MULAW_8K, MediaFormat
 
@@ -231,6 +233,8 @@ class CallerScript:
         self._frames: deque = deque()  # (payload, digits) of the item being played
         self._waiting = False
         self._last_digit_s: float | None = None  # when the latest DTMF digit was sent
+        self._voiced_frames_left = 0  # frames of the item being played up to its last voiced one
+        self._speech_end_s: float | None = None  # when the last voiced frame of the latest audio item was sent
         self._ticks = 0  # ticks returned so far
         self.spoken: list[SpokenItem] = []  # audio items, in the order they were sent
         self.final_note: str | None = None  # note of the tick that ended the script (see next_tick)
@@ -274,20 +278,30 @@ class CallerScript:
                 self._waiting = True
                 expect_reply = item is not None and item.kind in REPLY_EXPECTED_AFTER
                 # A reply to keys may start while the last key is still held (the bot answers "#" at
-                # once): count bot audio from that key on, not from the end of the item.
+                # once), and a reply to speech while the file's trailing silence still plays: count
+                # bot audio from that key, or from the end of the speech, not from the end of the item.
                 since_s = self._last_digit_s if item is not None and item.kind == "dtmf" and self._last_digit_s else now_s
-                self._waiter.start(since_s, expect_reply=expect_reply, interrupt_after_s=extra.interrupt_after_s)
+                replies_since_s = self._speech_end_s if item is not None and item.kind == "audio" else None
+                self._waiter.start(since_s, expect_reply=expect_reply, interrupt_after_s=extra.interrupt_after_s,
+                                   replies_since_s=replies_since_s)
                 self._overs = sorted(extra.overs, key=lambda over: over[1].seconds)
                 note = _join_notes(note, "waiting for the bot" + (" to reply" if expect_reply else ""))
             else:
-                self._frames.extend(self._item_frames(item))
+                frames = self._item_frames(item)
+                self._frames.extend(frames)
                 if item.kind == "audio":
                     self.spoken.append(_spoken(item, extra, self._ticks, self._audio[item.path], self._format))
+                    self._voiced_frames_left = _last_voiced(frames, self._format) + 1
+                    self._speech_end_s = None
                 note = _join_notes(note, f"caller: {item.token}")
         payload, digits = self._frames.popleft()
         self._ticks += 1
         if digits:
             self._last_digit_s = now_s
+        if self._voiced_frames_left:
+            self._voiced_frames_left -= 1
+            if not self._voiced_frames_left:
+                self._speech_end_s = now_s
         return CallerTick(payload, list(digits), note)
 
     def _item_frames(self, item: ScriptItem) -> list[tuple[bytes, tuple[str, ...]]]:
@@ -302,6 +316,19 @@ class CallerScript:
             frames.append((silence, (digit,)))
             frames.extend([(silence, ())] * (frames_per_digit - 1))
         return frames
+
+
+SPEECH_PEAK = 1000
+"""A frame whose PCM16 peak reaches this (-30 dBFS) is speech, for where an item's speech ends."""
+
+
+def _last_voiced(frames: list[tuple[bytes, tuple[str, ...]]], media_format: MediaFormat) -> int:
+    """Index of the last frame of an audio item that holds speech (-1: none)."""
+    for index in range(len(frames) - 1, -1, -1):
+        samples = np.frombuffer(media_format.to_pcm16(frames[index][0]), dtype="<i2")
+        if samples.size and int(np.abs(samples.astype(np.int32)).max()) >= SPEECH_PEAK:
+            return index
+    return -1
 
 
 def _join_notes(first: str | None, second: str) -> str:
@@ -443,13 +470,15 @@ class TurnWaiter:
         self._interrupt_after_s: float | None = None
         self._first_played_s: float | None = None
 
-    def start(self, now_s: float, expect_reply: bool = False, interrupt_after_s: float | None = None) -> None:
+    def start(self, now_s: float, expect_reply: bool = False, interrupt_after_s: float | None = None,
+              replies_since_s: float | None = None) -> None:
         """Begin a wait at ``now_s`` (or earlier: bot media since then counts); ``expect_reply`` requires bot media
-        to arrive before quiet counts;
+        to arrive before quiet counts (bot media since ``replies_since_s``, if earlier, is that reply);
         ``interrupt_after_s`` ends the wait once bot audio has played that long."""
         self._start_s = now_s
         self._expect_reply = expect_reply
-        self._reply_seen = self._last_bot_s is not None and self._last_bot_s >= now_s  # ``now_s`` may lie in the past
+        since_s = now_s if replies_since_s is None else min(now_s, replies_since_s)
+        self._reply_seen = self._last_bot_s is not None and self._last_bot_s >= since_s  # it may lie in the past
         self._interrupt_after_s = interrupt_after_s
         self._first_played_s = None
 
