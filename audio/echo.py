@@ -149,8 +149,7 @@ class EchoCanceller:
         self._end_ms: int | None = None  # where the last placed audio ends
         self._learn_ms = learn_ms
         self._learn_ms_left = learn_ms  # bot audio still to play before the gate is lifted
-        self._absent = False  # the line was found to carry no echo: the canceller is not run
-        self._echo_state = Echo.UNKNOWN
+        self._echo_state = Echo.UNKNOWN  # the detector's latest decision
         self._recent_far_energy: deque[float] = deque(maxlen=max(1, GATE_WINDOW_MS // frame_ms))
         self._gate_ratio = 10 ** (GATE_ECHO_DB / 10)
         self.detector = EchoDetector(sample_rate, frame_ms) if detect else None
@@ -200,16 +199,13 @@ class EchoCanceller:
         far = self._reference(timestamp_ms, frame_bytes)
         far_energy = _energy(far)
         self._recent_far_energy.append(far_energy)
-        echo = Echo.PRESENT if self.detector is None else self.detector.push(far, pcm)
-        if echo is not self._echo_state:
-            log.info("echo on the caller's line: %s at %d ms (NCC %.2f)", echo.value, timestamp_ms,
-                     self.detector.last_ncc if self.detector is not None and self.detector.last_ncc is not None else 1.0)
-            self._echo_state = echo
+        echo = Echo.PRESENT if self.detector is None else self.detector.push(far, pcm, far_energy)
+        previous, self._echo_state = self._echo_state, echo
+        if echo is not previous and self.detector is not None:
+            log.info("echo on the caller's line: %s at %d ms (NCC %.2f)", echo.value, timestamp_ms, self.detector.last_ncc or 0.0)
         if echo is Echo.ABSENT:
-            self._absent = True
             return pcm  # a handset: the canceller would only take away the caller's words
-        if self._absent:  # the caller switched to the speakerphone: the canceller has to learn again
-            self._absent = False
+        if previous is Echo.ABSENT:  # the caller switched to the speakerphone: the canceller has to learn again
             self._learn_ms_left = self._learn_ms
         if far_energy > 0 and self._learn_ms_left > 0:
             self._learn_ms_left -= self.frame_ms

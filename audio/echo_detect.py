@@ -109,10 +109,11 @@ class EchoDetector:
         self._active_ms = 0
         self._last_peak = None
 
-    def push(self, far: bytes, near: bytes) -> Echo:
+    def push(self, far: bytes, near: bytes, far_energy: float | None = None) -> Echo:
         """Take one frame of bot audio playing now (PCM16 mono, silence where none) and the
         caller's frame recorded now (the line as received, before any cancelling); returns the
-        decision so far.
+        decision so far. ``far_energy``: the mean square of ``far`` (full scale 1), if the caller
+        has it already.
 
         Raises:
             ValueError: a frame is not ``frame_ms`` long.
@@ -124,7 +125,9 @@ class EchoDetector:
         far_samples = np.frombuffer(far, dtype="<i2").astype(np.float64)
         self._far.append(far_samples)
         self._near.append(np.frombuffer(near, dtype="<i2").astype(np.float64))
-        if float(np.mean(far_samples * far_samples)) / 32768.0**2 > _ACTIVE_ENERGY:
+        if far_energy is None:
+            far_energy = float(np.mean(far_samples * far_samples)) / 32768.0**2
+        if far_energy > _ACTIVE_ENERGY:
             self._active_ms += self.frame_ms
         if self._active_ms >= HOP_MS:
             self._active_ms = 0

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from audio.echo import EchoCanceller
-from audio.endpointing import Endpointer, EndpointingConfig, SpeechPaused, SpeechStarted, UtteranceEnded
+from audio.endpointing import Endpointer, EndpointingConfig, SpeechPaused, SpeechStarted, Utterance, UtteranceEnded
 from audio.framing import FrameAssembler
 from audio.stream_format import MULAW_8K, StreamFormat
 from core import protocol
@@ -238,7 +238,6 @@ class CallSession(StreamSession):
         self._continuation: _CallerTurn | None = None  # turn the current utterance continues
         self._tentative: _CallerTurn | None = None  # speculative turn of the current pause
         self._barge_in_pending = False  # the caller started speaking over the bot; not confirmed yet
-        self._barge_in_prior_ms = 0  # speech over the bot in the earlier parts of the current utterance
         self._short_over_bot: _CallerTurn | None = None  # the last words over the bot too short to stop it
         self._turns: dict[int, _CallerTurn] = {}
         self._replies: dict[int, _Reply] = {}
@@ -618,7 +617,7 @@ class CallSession(StreamSession):
                     self._on_speech_paused(ep_event)
                 elif isinstance(ep_event, UtteranceEnded):
                     self._on_utterance_ended(ep_event)
-            if self._barge_in_pending and self._endpointer.voiced_ms + self._barge_in_prior_ms >= self.config.barge_in_min_ms:
+            if self._barge_in_pending and self._speech_over_bot_ms() >= self.config.barge_in_min_ms:
                 self._confirm_barge_in("long enough")
             if self._turn_end is not None:
                 self._release_held()
@@ -646,7 +645,6 @@ class CallSession(StreamSession):
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
         self._nudged = False
-        self._barge_in_prior_ms = 0
         short, self._short_over_bot = self._short_over_bot, None
         if not self._answering:
             return  # the goodbye plays to the end
@@ -665,7 +663,6 @@ class CallSession(StreamSession):
                 return
             log.info("turn %d continues at %d ms over the bot", turn.turn_id, event.voice_start_ms)
             self._continuation = turn
-            self._barge_in_prior_ms = turn.speech_ms
             return
         if self._interrupt_bot():
             log.info("barge-in at %d ms", event.detected_ms)
@@ -691,10 +688,7 @@ class CallSession(StreamSession):
         if self._tentative is not None:  # the caller spoke on since the last pause
             self._forget_turn(self._tentative)
         utt = event.utterance
-        pcm, start_ms, speech_ms = utt.pcm, utt.voice_start_ms, utt.end_ms - utt.voice_start_ms
-        if self._continuation is not None:
-            pcm, start_ms = self._continuation.pcm + pcm, self._continuation.start_ms
-            speech_ms += self._continuation.speech_ms
+        pcm, start_ms, speech_ms = self._joined(utt, self._continuation)
         turn = _CallerTurn(self._new_turn_id(), pcm, start_ms, utt.end_ms, event.detected_ms, speech_ms, tentative=True,
                            over_bot=self._barge_in_pending)
         self._turns[turn.turn_id] = turn
@@ -705,13 +699,9 @@ class CallSession(StreamSession):
         if not self._answering:
             return
         utt = event.utterance
-        pcm, start_ms, speech_ms = utt.pcm, utt.voice_start_ms, utt.end_ms - utt.voice_start_ms
         previous = self._continuation
         self._continuation = None
-        self._barge_in_prior_ms = 0
-        if previous is not None:
-            pcm, start_ms = previous.pcm + pcm, previous.start_ms
-            speech_ms += previous.speech_ms
+        pcm, start_ms, speech_ms = self._joined(utt, previous)
         tentative, self._tentative = self._tentative, None
         if tentative is not None:
             if tentative.end_ms == utt.end_ms and tentative.start_ms == start_ms and len(tentative.pcm) == len(pcm):
@@ -749,6 +739,19 @@ class CallSession(StreamSession):
                 self.receive_speech_failed(item.reply_id, item.error)
             elif isinstance(item, DeferredReplyEnd):
                 self.receive_reply_end(turn.turn_id, item.error, hang_up=item.hang_up)
+
+    @staticmethod
+    def _joined(utt: Utterance, previous: _CallerTurn | None) -> tuple[bytes, int, int]:
+        """PCM, first voiced frame and speech (ms) of utterance ``utt``, after the turn it continues."""
+        speech_ms = utt.end_ms - utt.voice_start_ms
+        if previous is None:
+            return utt.pcm, utt.voice_start_ms, speech_ms
+        return previous.pcm + utt.pcm, previous.start_ms, previous.speech_ms + speech_ms
+
+    def _speech_over_bot_ms(self) -> int:
+        """The current utterance's speech so far, with the turn it continues (``barge_in_min_ms``)."""
+        prior_ms = self._continuation.speech_ms if self._continuation is not None else 0
+        return self._endpointer.voiced_ms + prior_ms
 
     def _stops_the_bot(self, turn: _CallerTurn, text: str) -> bool | None:
         """Judge words said over the bot: True a barge-in; False a backchannel (or nothing

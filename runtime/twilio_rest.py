@@ -9,7 +9,6 @@ the call (TwiML ``<Connect>``). A TwiML Bin or another app may have verbs after 
 from __future__ import annotations
 
 import logging
-
 from urllib.parse import urlsplit, urlunsplit
 
 from twilio.base.exceptions import TwilioRestException
