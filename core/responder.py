@@ -3,7 +3,8 @@
 A responder is ``respond(text: str, call: CallContext) -> str | None``. ``text`` is the
 caller's transcribed utterance (never a recognition failure); for key presses ``text`` is
 ``""`` and ``call.dtmf`` holds the digits. Return the reply to speak, or ``None``/``""`` to
-stay silent, or ``Goodbye("…")`` to say it and end the call. A one-argument ``respond(text)``
+stay silent, or ``Goodbye("…")`` to say it and end the call, or ``Transfer(…)`` to hand the caller
+to a person; ``Play(…)`` plays an audio file, alone or in a list with text. A one-argument ``respond(text)``
 also works; it is not called for key presses.
 Select one with ``RESPONDER=module:function``.
 
@@ -18,12 +19,46 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 
 class Goodbye(str):
     """A reply that ends the call once the caller has heard it: ``return Goodbye("Thanks, bye!")``."""
+
+
+@dataclass(frozen=True)
+class Play:
+    """An audio prompt to play as (part of) a reply: ``return Play("prompts/hold.wav")``, or a list
+    such as ``["Please hold.", Play("prompts/hold.wav")]``, or a piece of a streaming reply.
+
+    ``path``: any file ``soundfile`` reads (WAV, FLAC, OGG, MP3…), relative to the working
+    directory or absolute; it is converted once to the stream's wire format and cached. In the
+    transcript it shows as ``[played <file name>]``; marks, barge-in and the recording treat it
+    like speech.
+    """
+
+    path: str
+
+    @property
+    def transcript(self) -> str:
+        """How the prompt shows in the call record: ``[played hold.wav]``."""
+        return f"[played {os.path.basename(self.path)}]"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Hand the caller to a person (cold transfer): ``return Transfer("+15551234567", "Connecting you now.")``.
+
+    ``target``: an E.164 number or a SIP address (``sip:…``); ``announcement``: spoken first
+    (the caller cannot cut it off), ``""`` for none. The live call is then redirected through
+    Twilio's REST API to ``<Dial>target</Dial>`` (needs ``TWILIO_ACCOUNT_SID`` and
+    ``TWILIO_AUTH_TOKEN``) and the stream ends.
+    """
+
+    target: str
+    announcement: str = ""
 
 
 class ResponderConfigError(ValueError):
@@ -42,6 +77,11 @@ class CallContext:
         custom_parameters: the stream's ``<Parameter>`` values (``start.customParameters``).
         dtmf: the digits pressed for this turn (``None`` for a spoken turn).
         history: earlier turns as ``{"speaker", "text", "start_ms", "end_ms"}`` dicts.
+        direction: ``"inbound"`` (the caller dialled in) or ``"outbound"`` (placed by
+            ``POST /api/calls``).
+        answered_by: on an outbound call with answering-machine detection, Twilio's
+            ``AnsweredBy``: ``human``, ``machine_end_beep``, ``machine_end_silence``,
+            ``machine_end_other``, ``fax`` or ``unknown``; ``None`` otherwise or before it is known.
     """
 
     call_sid: str
@@ -51,6 +91,8 @@ class CallContext:
     custom_parameters: dict[str, str] = field(default_factory=dict)
     dtmf: str | None = None
     history: tuple[dict, ...] = ()
+    direction: str = "inbound"
+    answered_by: str | None = None
 
 
 Responder = Callable[[str, CallContext], Optional[str]]
