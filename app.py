@@ -13,6 +13,7 @@ if __name__ == "__main__":  # patch before anything imports socket/threading (gu
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,7 +26,7 @@ from audio.silero_vad import load_model as load_silero_vad
 from audio.stream_format import MULAW_8K
 from core.responder import ResponderConfigError, echo, load_responder
 from core.settings import ECHO_RESPONDERS, Settings, SettingsError, load_settings
-from handlers import api, pages, voice
+from handlers import api, outbound, pages, voice
 from runtime import hub_monitor, metrics, retention
 from handlers.media import sock
 from runtime.blocking import set_background_nice
@@ -118,6 +119,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         recognizer=make_recognizer(settings.recognizer, language=settings.language, **recognizer_options),
         synthesizer=make_synthesizer(settings.synthesizer, **synthesizer_options),
         responder=responder,
+        outbound_responders={spec: make_responder(replace(settings, responder=spec))
+                             for spec in settings.outbound_responders.split(",") if spec},
         store=open_store(settings),
         fallback_synthesizer=make_synthesizer("piper") if settings.synthesizer != "piper" else None,
         twilio_client=make_client(settings.twilio_account_sid, settings.twilio_auth_token,
@@ -149,6 +152,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if not checker.enabled:
         log.warning("TWILIO_AUTH_TOKEN is not set: requests are not checked for Twilio's signature")
     app.register_blueprint(api.bp)
+    app.register_blueprint(outbound.api_bp)
+    app.register_blueprint(outbound.bp)
     app.register_blueprint(voice.bp)
     app.register_blueprint(pages.bp)
     sock.init_app(app)

@@ -89,9 +89,14 @@ class RecordPlayed:
 
 @dataclass(frozen=True)
 class HangUp:
-    """End the call now: close the socket (the goodbye, if any, has played)."""
+    """End the call now: close the socket (the goodbye, if any, has played).
+
+    ``transfer_to``: a cold transfer instead (its announcement has played): redirect the live
+    call to ``<Dial>transfer_to</Dial>`` through Twilio's REST API; the stream then ends.
+    """
 
     reason: str
+    transfer_to: str | None = None
 
 
 Action = Union[Send, Transcribe, Respond, Speak, Cancel, EndCall, RecordPlayed, HangUp]

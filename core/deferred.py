@@ -29,6 +29,7 @@ class DeferredReply:
     error: str | None
     elapsed_ms: int | None
     hang_up: bool
+    transfer_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class DeferredReplyEnd:
 
     error: str | None
     hang_up: bool
+    transfer_to: str | None = None
 
 
 DeferredInput = Union[DeferredTranscript, DeferredReply, DeferredSpeech, DeferredSpeechFailure, DeferredReplyEnd]

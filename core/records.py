@@ -71,7 +71,10 @@ class CallRecord:
     events and recordings). The store reads a call back as ``store.records.StoredCall``.
 
     ``mode`` is ``"conversation"`` (``<Connect><Stream>``: the bot talks) or ``"fork"``
-    (``<Start><Stream>``: listen only; turns are ``"caller"`` and ``"callee"``).
+    (``<Start><Stream>``: listen only; turns are ``"caller"`` and ``"callee"``). ``direction``:
+    ``"inbound"`` or ``"outbound"`` (placed by ``POST /api/calls``; its ``"caller"`` turns are the
+    called person's). ``answered_by``: Twilio's answering-machine detection result, once known;
+    ``transferred_to``: the target of a cold transfer (``core.responder.Transfer``).
     """
 
     call_sid: str
@@ -81,6 +84,9 @@ class CallRecord:
     started_at: str | None = None
     ended_at: str | None = None
     mode: str = "conversation"
+    direction: str = "inbound"
+    answered_by: str | None = None
+    transferred_to: str | None = None
     turns: list[Turn] = field(default_factory=list)
 
     def add_turn(self, turn: Turn) -> None:
@@ -100,5 +106,8 @@ class CallRecord:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "mode": self.mode,
+            "direction": self.direction,
+            "answered_by": self.answered_by,
+            "transferred_to": self.transferred_to,
             "turns": [t.to_json() for t in self.turns],
         }

@@ -109,6 +109,20 @@ def is_speculative(responder: Callable) -> bool:
     return getattr(responder, "speculative", False) is True
 
 
+def answers_machines(func: Callable) -> Callable:
+    """Mark a responder that decides what an answering machine hears on an outbound call: when
+    Twilio's detection says a machine answered (after its beep), it is called once with
+    ``text=""`` and ``call.answered_by`` set (``machine_end_beep``…); return ``Goodbye("…")`` to
+    leave that message and hang up. Unmarked, the machine hears ``VOICEMAIL_MESSAGE``."""
+    func.answers_machines = True
+    return func
+
+
+def is_machine_responder(responder: Callable) -> bool:
+    """True if ``responder`` was marked with :func:`answers_machines`."""
+    return getattr(responder, "answers_machines", False) is True
+
+
 @speculative
 def echo(text: str, call: CallContext) -> str:
     """The default responder: repeat what the caller said, or the keys they pressed."""
@@ -155,4 +169,5 @@ def _adapt(func: Callable) -> Responder:
         return None if call.dtmf else func(text)
 
     one_argument.speculative = is_speculative(func)
+    one_argument.answers_machines = is_machine_responder(func)
     return one_argument

@@ -134,6 +134,15 @@ class SessionConfig:
             is held until the caller has been silent as long as its transcript and their pauses
             require; if they go on first, it is one turn. None: every utterance ends after
             ``endpointing.stop_ms`` and is answered as soon as its reply is ready.
+        await_answer: an outbound call with answering-machine detection: from ``start`` the bot
+            says nothing, and what the called party says is recorded but not answered, until
+            ``receive_answered_by`` (or ``answer_timeout_ms`` of media time: taken as
+            ``unknown``); so the bot never talks over a voicemail greeting.
+        answer_timeout_ms: see ``await_answer``.
+        voicemail_message: said to an answering machine after its beep, then the call ends
+            (``""``: hang up without a message).
+        machine_responder: the responder decides what a machine hears: it is asked with
+            ``text=""`` (``CallContext.answered_by`` tells who answered) instead.
     """
 
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
@@ -152,6 +161,15 @@ class SessionConfig:
     backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
     barge_in_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     turn_end: TurnEndConfig | None = None
+    await_answer: bool = False
+    answer_timeout_ms: int = 35_000
+    voicemail_message: str = ""
+    machine_responder: bool = False
+
+
+MACHINE_ANSWERS = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other")
+"""Twilio's ``AnsweredBy`` values for an answering machine (answering-machine detection, webhook
+parameters); ``fax`` is not a machine to speak to, and ``human``/``unknown`` are greeted."""
 
 
 @dataclass
@@ -242,6 +260,8 @@ class CallSession(StreamSession):
         self._turns: dict[int, _CallerTurn] = {}
         self._replies: dict[int, _Reply] = {}
         self._hang_up_reason: str | None = None
+        self._transfer_to: str | None = None
+        self._awaiting_answer = False  # an outbound call's answering-machine detection has not answered
         self._first_media_ms: int | None = None
         self._last_activity_ms = 0  # media time of the last caller speech, key press or bot audio
         self._nudged = False
@@ -262,6 +282,16 @@ class CallSession(StreamSession):
     def hanging_up(self) -> str | None:
         """The reason given to ``hang_up()``, once it was called (kept after the stream stops)."""
         return self._hang_up_reason
+
+    @property
+    def transfer_to(self) -> str | None:
+        """The target given to ``transfer()`` (or a reply with ``transfer_to``), once it was."""
+        return self._transfer_to
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """True while an outbound call waits for answering-machine detection (``config.await_answer``)."""
+        return self._awaiting_answer
 
     @property
     def dtmf_dropped(self) -> int:
@@ -326,7 +356,7 @@ class CallSession(StreamSession):
             self._forget_turn(turn)
             return
         self._record_caller_turn(turn, text)
-        if self.stopped:
+        if self.stopped or self._awaiting_answer:  # a voicemail greeting, or "hello?" before the detection: recorded
             self._forget_turn(turn)
             return
         if self._turn_end is not None and turn.pcm:
@@ -360,19 +390,22 @@ class CallSession(StreamSession):
 
     def receive_reply(
         self, turn_id: int, text: str | None, error: str | None = None, *,
-        elapsed_ms: int | None = None, hang_up: bool = False,
+        elapsed_ms: int | None = None, hang_up: bool = False, transfer_to: str | None = None,
     ) -> None:
         """Take the responder's reply for ``turn_id``; ``None``/blank means say nothing.
 
         ``error`` (the responder raised or timed out): the caller hears the apology.
         ``hang_up``: the reply is a goodbye; the call ends once it has played.
+        ``transfer_to``: the reply is a transfer's announcement (may be blank); once it has
+        played, ``HangUp`` carries the target (``HangUp.transfer_to``).
         ``elapsed_ms`` (how long the responder took) goes into the reply's ``latency_ms``.
         """
         turn = self._turns.get(turn_id)
         if turn is None or not self._answering:
             return
+        hang_up = hang_up or transfer_to is not None
         if turn.tentative and (error is not None or hang_up or not (text or "").strip()):
-            turn.deferred.append(DeferredReply(text, error, elapsed_ms, hang_up))  # acted on if the turn is confirmed
+            turn.deferred.append(DeferredReply(text, error, elapsed_ms, hang_up, transfer_to))  # acted on if confirmed
             return
         if elapsed_ms is not None:
             turn.latency_ms["responder"] = elapsed_ms
@@ -383,7 +416,10 @@ class CallSession(StreamSession):
             return
         if hang_up:
             self._forget_turn(turn)
-            self.hang_up(text or "", "the responder ended the call")
+            if transfer_to is not None:
+                self.transfer(transfer_to, text or "")
+            else:
+                self.hang_up(text or "", "the responder ended the call")
             return
         if not (text or "").strip():
             self._forget_turn(turn)
@@ -406,7 +442,8 @@ class CallSession(StreamSession):
                 turn.latency_ms["responder"] = elapsed_ms
         self._extend_reply(turn, turn.sentence_stream.push(text))
 
-    def receive_reply_end(self, turn_id: int, error: str | None = None, *, hang_up: bool = False) -> None:
+    def receive_reply_end(self, turn_id: int, error: str | None = None, *, hang_up: bool = False,
+                          transfer_to: str | None = None) -> None:
         """The streaming reply for ``turn_id`` is complete, or failed with ``error``.
 
         ``error`` (a short category, e.g. ``"responder timeout"``: it is stored on the bot turn
@@ -414,13 +451,15 @@ class CallSession(StreamSession):
         after: the reply ends with its complete sentences and the apology follows, in the
         offline voice (an unfinished sentence is not spoken). ``hang_up``: the reply is a
         goodbye; from now on the caller cannot interrupt it, and the call ends once it has
-        played. A stream that produced nothing is a silent reply.
+        played. ``transfer_to``: likewise, then the call is transferred (``HangUp.transfer_to``).
+        A stream that produced nothing is a silent reply.
         """
         turn = self._turns.get(turn_id)
         if turn is None or not self._answering:
             return
+        hang_up = hang_up or transfer_to is not None
         if turn.tentative:
-            turn.deferred.append(DeferredReplyEnd(error, hang_up))  # acted on if the turn is confirmed
+            turn.deferred.append(DeferredReplyEnd(error, hang_up, transfer_to))  # acted on if the turn is confirmed
             return
         stream, turn.sentence_stream = turn.sentence_stream, None
         reply = self._replies.get(turn.reply_id) if turn.reply_id is not None else None
@@ -439,13 +478,16 @@ class CallSession(StreamSession):
             reply = self._replies.get(turn.reply_id) if turn.reply_id is not None else None
         if reply is None:  # nothing to say
             self._forget_turn(turn)
-            if hang_up:
+            if transfer_to is not None:
+                self.transfer(transfer_to, "")
+            elif hang_up:
                 self.hang_up("", "the responder ended the call")
             return
         reply.complete = True
         if hang_up:
             reply.hang_up = True
-            self._hang_up_reason = "the responder ended the call"
+            self._transfer_to = transfer_to
+            self._hang_up_reason = f"transfer to {transfer_to}" if transfer_to else "the responder ended the call"
             self.phase = Phase.HANGING_UP
         if reply.sentences_sent == len(reply.sentences):  # every sentence is already at Twilio
             self._end_sent_reply(reply)
@@ -480,7 +522,7 @@ class CallSession(StreamSession):
             reply.record.end_ms = self.now_ms
         self._replies.pop(reply.reply_id, None)
         if reply.hang_up:
-            self._actions.append(HangUp(self.hanging_up or "goodbye"))
+            self._actions.append(HangUp(self.hanging_up or "goodbye", self._transfer_to))
 
     def receive_speech(self, reply_id: int, index: int, audio: bytes, *, elapsed_ms: int | None = None) -> None:
         """Queue sentence ``index`` of reply ``reply_id``: mono audio in the stream's wire format
@@ -558,7 +600,7 @@ class CallSession(StreamSession):
         self._reply_fully_sent(reply)
         self._drop_reply(reply)
         if reply.hang_up:
-            self._actions.append(HangUp(self.hanging_up or "goodbye"))
+            self._actions.append(HangUp(self.hanging_up or "goodbye", self._transfer_to))
 
     def hang_up(self, goodbye: str, reason: str) -> None:
         """End the call: stop listening, say ``goodbye`` (``""`` for none), then ``HangUp``.
@@ -582,7 +624,44 @@ class CallSession(StreamSession):
         if goodbye.strip():
             self._start_reply(goodbye, None, hang_up=True)
         if not any(r.hang_up for r in self._replies.values()):
-            self._actions.append(HangUp(reason))
+            self._actions.append(HangUp(reason, self._transfer_to))
+
+    def transfer(self, target: str, announcement: str) -> None:
+        """Hand the call to ``target`` (checked by the caller: ``core.dial_targets``): like
+        ``hang_up(announcement)``, but the final ``HangUp`` carries ``transfer_to=target``, for the
+        worker to redirect the call to ``<Dial>`` instead of ending it."""
+        if not self._answering:
+            return
+        self._transfer_to = target
+        self.hang_up(announcement, f"transfer to {target}")
+
+    def receive_answered_by(self, answered_by: str) -> None:
+        """Twilio's answering-machine detection result (``AnsweredBy``) for a call started with
+        ``config.await_answer``; ignored otherwise, or when it comes twice.
+
+        ``human``, ``unknown`` (and any value Twilio adds later): the greeting plays and the
+        conversation starts. A machine (``MACHINE_ANSWERS``; with ``DetectMessageEnd`` Twilio
+        says so after the beep): ``config.voicemail_message``, then the call ends; with
+        ``config.machine_responder``, the responder is asked (``Respond`` with ``text=""``).
+        ``fax``: the call ends at once.
+        """
+        if not self._awaiting_answer or not self._answering:
+            return
+        self._awaiting_answer = False
+        if self.record is not None:
+            self.record.answered_by = answered_by
+        log.info("answered by %s", answered_by)
+        if answered_by == "fax":
+            self.hang_up("", "a fax machine answered")
+        elif answered_by in MACHINE_ANSWERS:
+            if self.config.machine_responder:
+                turn = _CallerTurn(self._new_turn_id(), b"", self.now_ms, self.now_ms, self.now_ms)
+                self._turns[turn.turn_id] = turn
+                self._actions.append(Respond(turn.turn_id, ""))
+            else:
+                self.hang_up(self.config.voicemail_message, f"voicemail ({answered_by})")
+        elif self.config.greeting.strip():
+            self._start_reply(self.config.greeting, None)
 
     # -- event handlers -----------------------------------------------------------------
 
@@ -593,7 +672,9 @@ class CallSession(StreamSession):
             self._on_dtmf(event)
 
     def _on_start(self, event: Start) -> None:
-        if self.config.greeting.strip():
+        if self.config.await_answer:
+            self._awaiting_answer = True  # the greeting waits for receive_answered_by
+        elif self.config.greeting.strip():
             self._start_reply(self.config.greeting, None)
 
     def _on_media(self, event: Media) -> None:
@@ -624,6 +705,9 @@ class CallSession(StreamSession):
         burst = self._dtmf.poll(self.now_ms)
         if burst is not None:
             self._answer_dtmf(burst)
+        if self._awaiting_answer and self.now_ms - self._first_media_ms >= self.config.answer_timeout_ms:
+            log.warning("no answering-machine detection result after %d ms: greeting as for a person", self.now_ms - self._first_media_ms)
+            self.receive_answered_by("unknown")
         limit_ms = self.config.max_call_ms
         if limit_ms and self._answering and self.now_ms - self._first_media_ms >= limit_ms:
             self.hang_up(self.config.time_limit_goodbye, f"call longer than {limit_ms} ms")
@@ -631,7 +715,8 @@ class CallSession(StreamSession):
 
     def _check_idle(self) -> None:
         """Nudge a silent caller once, then hang up (media time; never while anything is in progress)."""
-        if not self._answering or self._endpointer.in_speech or self._turns or self._replies or self._playout.has_pending:
+        if (not self._answering or self._awaiting_answer or self._endpointer.in_speech or self._turns or self._replies
+                or self._playout.has_pending):
             if self.now_ms > self._last_activity_ms:
                 self._last_activity_ms = self.now_ms
             return
@@ -732,13 +817,14 @@ class CallSession(StreamSession):
             if isinstance(item, DeferredTranscript):
                 self.receive_transcript(turn.turn_id, item.text, item.error, elapsed_ms=item.elapsed_ms)
             elif isinstance(item, DeferredReply):
-                self.receive_reply(turn.turn_id, item.text, item.error, elapsed_ms=item.elapsed_ms, hang_up=item.hang_up)
+                self.receive_reply(turn.turn_id, item.text, item.error, elapsed_ms=item.elapsed_ms, hang_up=item.hang_up,
+                                   transfer_to=item.transfer_to)
             elif isinstance(item, DeferredSpeech):
                 self.receive_speech(item.reply_id, item.index, item.audio, elapsed_ms=item.elapsed_ms)
             elif isinstance(item, DeferredSpeechFailure):
                 self.receive_speech_failed(item.reply_id, item.error)
             elif isinstance(item, DeferredReplyEnd):
-                self.receive_reply_end(turn.turn_id, item.error, hang_up=item.hang_up)
+                self.receive_reply_end(turn.turn_id, item.error, hang_up=item.hang_up, transfer_to=item.transfer_to)
 
     @staticmethod
     def _joined(utt: Utterance, previous: _CallerTurn | None) -> tuple[bytes, int, int]:
@@ -796,7 +882,7 @@ class CallSession(StreamSession):
                 reply.record.end_ms = self.now_ms
                 del self._replies[reply.reply_id]
                 if reply.hang_up:
-                    self._actions.append(HangUp(self.hanging_up or "goodbye"))
+                    self._actions.append(HangUp(self.hanging_up or "goodbye", self._transfer_to))
 
     def _on_dtmf(self, event: Dtmf) -> None:
         if not self._answering or not event.digit:
@@ -812,6 +898,9 @@ class CallSession(StreamSession):
         turn = _CallerTurn(self._new_turn_id(), b"", burst.start_ms, burst.end_ms, self.now_ms)
         self._turns[turn.turn_id] = turn
         self._record_caller_turn(turn, "", dtmf=burst.digits)
+        if self._awaiting_answer:
+            self._forget_turn(turn)
+            return
         self._actions.append(Respond(turn.turn_id, "", dtmf=burst.digits))
 
     def _on_stop(self) -> None:

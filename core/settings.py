@@ -69,6 +69,20 @@ def _url(text: str) -> str:
     return value
 
 
+def _phone_number(text: str) -> str:
+    from core.dial_targets import check_phone_number
+
+    return check_phone_number(text, "the number") if text.strip() else ""
+
+
+def _responder_specs(text: str) -> str:
+    specs = [spec.strip() for spec in text.split(",") if spec.strip()]
+    for spec in specs:
+        if spec != "llm" and spec not in ECHO_RESPONDERS and ":" not in spec:
+            raise ValueError(f"expected comma-separated module:function names, got {spec!r}")
+    return ",".join(specs)
+
+
 def _signalwire_codec(text: str) -> str:
     codecs = {"": "", "pcmu": "", "l16@16000h": "L16@16000h", "l16@24000h": "L16@24000h"}
     value = codecs.get(text.strip().lower())
@@ -115,6 +129,11 @@ class Settings:
     llm_max_tokens: int = _setting(300, _int_range(1, 100000), "`RESPONDER=llm`: longest reply, in tokens.")
     greeting: str = _setting("Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none. Unset with any `RESPONDER` but echo: \"Hello! How can I help you?\"")
     twiml_greeting: str = _setting("", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none.")
+    twilio_phone_number: str = _setting("", _phone_number, "Your Twilio number (E.164, e.g. `+15551234567`): the caller ID of outbound calls (`POST /api/calls`, `tools/call.py`) that name no `from`.")
+    machine_detection: bool = _setting(True, _bool, "Outbound calls ask Twilio for answering-machine detection (`MachineDetection=DetectMessageEnd`, asynchronous): the bot says nothing until Twilio has told who answered; a person hears the greeting, a voicemail hears `VOICEMAIL_MESSAGE` after its beep. A call may turn it off (`\"machine_detection\": false`).")
+    machine_detection_timeout_s: int = _setting(30, _int_range(3, 59), "How long Twilio's answering-machine detection may take (`MachineDetectionTimeout`), s; after it, the answer is `unknown` and the bot greets as for a person.")
+    voicemail_message: str = _setting("Hello, this is an automated call. Sorry we missed you, please call us back. Goodbye.", str, "What an outbound call says to an answering machine after its beep before it hangs up (a responder marked `@answers_machines` decides instead). Empty: hang up without a message.")
+    outbound_responders: str = _setting("", _responder_specs, "Comma-separated responders (`module:function` or `llm`) that `POST /api/calls` may name for one call in `\"responder\"`; any other name is refused (a responder is code: the API cannot load just any module). Empty: calls use `RESPONDER`.")
     forward_to: str = _setting("", str, "Number (E.164) or SIP address that `/forward-call` dials while it forks the call to a listen-only stream.")
     recognizer: str = _setting("whisper", _choice("whisper", "google", "openai"), "Speech recognition engine: `whisper` (offline, faster-whisper tiny.en), `google` (online) or `openai` (any OpenAI-compatible `/audio/transcriptions` service: the `RECOGNIZER_*` settings).")
     recognition_workers: int = _setting(2, _int_range(1, 4), "Whisper engine threads (each with its own model replica) that take queued utterances in arrival order.")

@@ -166,7 +166,7 @@ def _signature(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-SIGNED_WEBHOOKS = ("/incoming-call", "/forward-call", "/stream-status")
+SIGNED_WEBHOOKS = ("/incoming-call", "/forward-call", "/stream-status", "/outbound-call", "/call-status", "/amd-status")
 
 
 def install(app, checker: SignatureChecker, stream_path: str) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.call_tokens import TOKEN_PARAMETER
+from core.outbound import OUTBOUND_PATH, OutboundOptions
 from core.sids import is_call_sid, is_stream_sid
 from runtime import metrics
 from runtime.blocking import run_blocking
@@ -109,6 +110,30 @@ def incoming_call() -> Response:
     twiml = connect_stream(stream_url(), parameters=_call_parameters(call_token), greeting=settings.twiml_greeting,
                            **_signalwire_stream(call_token))
     return Response(twiml, mimetype="text/xml")
+
+
+@bp.route(OUTBOUND_PATH, methods=["POST"])
+def outbound_call() -> Response:
+    """The webhook of a call placed by ``POST /api/calls`` (``handlers/outbound.py``), requested by
+    Twilio when the called party answers: ``<Connect><Stream>`` like ``/incoming-call``, with the
+    call's options from this URL's query string (signed with the rest of the URL) passed to the
+    stream as ``callstream_*`` ``<Parameter>``s (``core.outbound``).
+
+    Over ``MAX_CALLS`` or under overload the called party hears ``BUSY_MESSAGE`` and the call ends.
+    """
+    settings = current_app.config["CALLSTREAM"]
+    if _busy() or not _admitted():
+        metrics.call_refused("max_calls")
+        return Response(say_and_hang_up(settings.busy_message), mimetype="text/xml")
+    metrics.call_admitted()
+    try:
+        options = OutboundOptions.from_query(request.args)
+    except ValueError as exc:  # only a hand-made or altered URL gets here: ours are built from checked options
+        log.warning("%s with bad options: %s", OUTBOUND_PATH, exc)
+        return Response(say_and_hang_up(NOT_CONFIGURED), mimetype="text/xml")
+    call_token = _call_token()
+    parameters = {**_call_parameters(call_token), **options.stream_parameters()}
+    return Response(connect_stream(stream_url(), parameters=parameters), mimetype="text/xml")
 
 
 def _admitted() -> bool:

@@ -50,8 +50,10 @@ from core.actions import Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, S
 from core.listen_session import ListenSession, is_fork
 from core.media_clock import is_too_far_ahead
 from core.protocol import ProtocolError
-from core.responder import CallContext, Goodbye
-from core.session import CallSession
+from core.dial_targets import check_dial_target
+from core.outbound import PARAMETER_PREFIX, OutboundOptions
+from core.responder import CallContext, Goodbye, Transfer, is_machine_responder, is_speculative
+from core.session import CallSession, SessionConfig
 from core.stream_session import StreamSession
 from runtime import metrics
 from runtime.blocking import run_blocking, run_engine
@@ -59,7 +61,8 @@ from runtime.call_keeper import CallKeeper
 from runtime.phrases import synthesize_for_stream
 from runtime.reply_stream import END, is_reply_stream, open_reply_stream
 from runtime.server import close_websocket
-from runtime.twilio_rest import complete_call
+from runtime.twilio_rest import complete_call, explain_rest_error, redirect_to_dial
+from twilio.base.exceptions import TwilioRestException
 from runtime.services import Services
 from speech.engine_queue import CancelToken, Priority
 
@@ -70,6 +73,9 @@ YIELD_EVERY_MESSAGES = 20  # let other greenlets run between bursts of buffered 
 METRICS_EVERY_MESSAGES = 50  # media counted and lost frames reported about once a second per call
 LOGGED_DROPS = 5  # bad messages of one kind logged in full per call; then every 1000th
 END_OF_CALL_TRANSCRIBE_WAIT_S = 5.0  # let the last utterance reach the call record
+ANSWER_POLL_S = 0.25  # how often an outbound call reads the store for its answering-machine detection result
+ANSWER_GRACE_S = 5  # beyond MACHINE_DETECTION_TIMEOUT_S, a result that never comes counts as "unknown"
+TRANSFER_STOP_WAIT_S = 10.0  # after redirecting the call, Twilio ends the stream; if it has not, hang up
 
 
 class _CallLog(logging.LoggerAdapter):
@@ -118,6 +124,8 @@ class CallWorker:
         self._pending = False  # counted in services.pending_streams
         self._counted = False  # counted in services.active_calls
         self._max_ahead_s: float = services.settings.max_media_ahead_s
+        self.responder = services.responder  # an outbound call may name another (OUTBOUND_RESPONDERS)
+        self.outbound: OutboundOptions | None = None  # the options of a call placed by POST /api/calls
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -307,6 +315,32 @@ class CallWorker:
         if client is not None and start is not None and start.call_sid:
             gevent.spawn(self._complete_call, client, start.call_sid)
 
+    def _transfer(self, action: HangUp) -> None:
+        """Redirect the call to ``<Dial>`` (its announcement has played); Twilio then ends the stream.
+        If the REST API refuses, or the stream is still open ``TRANSFER_STOP_WAIT_S`` later, hang up."""
+        target, call_sid = action.transfer_to, self.session.start.call_sid
+        try:
+            status = run_blocking(redirect_to_dial, self.services.twilio_client, call_sid, target, timeout_s=10)
+        except TwilioRestException as exc:
+            self._transfer_failed(action, explain_rest_error(exc))
+            return
+        except Exception as exc:  # unreachable, timeout
+            self._transfer_failed(action, f"{type(exc).__name__}: {exc}")
+            return
+        self.log.info("transferred to %s (call %s); waiting for Twilio to end the stream", target, status)
+        if self.session.record is not None:
+            self.session.record.transferred_to = target
+        gevent.sleep(TRANSFER_STOP_WAIT_S)
+        if not self._ended:
+            self._hang_up("the stream went on after the transfer")
+
+    def _transfer_failed(self, action: HangUp, why: str) -> None:
+        self.log.warning("transfer to %s failed: %s; hanging up", action.transfer_to, why)
+        record = self.session.record
+        if record is not None and record.turns and record.turns[-1].speaker == "bot":
+            record.turns[-1].error = "transfer failed"
+        self._hang_up(action.reason)
+
     def _complete_call(self, client, call_sid: str) -> None:
         try:
             self.log.info("REST hang-up: %s", run_blocking(complete_call, client, call_sid, timeout_s=10))
@@ -359,11 +393,49 @@ class CallWorker:
             return WebRtcVad(mode=settings.vad_mode, sample_rate=rate, frame_ms=FRAME_MS).is_speech
 
         config = self.services.session_config()
+        self.outbound = OutboundOptions.from_stream_parameters(start.custom_parameters)
+        if self.outbound is not None:
+            config = self._outbound_config(config, self.outbound)
         if is_fork(start):  # nothing to answer: no speculative recognition
             return ListenSession(replace(config.endpointing, pause_ms=0, sample_rate=rate), make_vad, self.stream_format)
         echo = EchoCanceller(rate, FRAME_MS) if settings.echo_cancellation else None
         return CallSession(replace(config, endpointing=replace(config.endpointing, sample_rate=rate)), make_vad(),
                            self.stream_format, echo)
+
+    def _outbound_config(self, config: SessionConfig, options: OutboundOptions) -> SessionConfig:
+        """The session settings of a placed call: its greeting, voicemail message and responder
+        (only one of ``OUTBOUND_RESPONDERS``), and waiting for answering-machine detection."""
+        settings = self.services.settings
+        if options.responder is not None:
+            responder = self.services.outbound_responders.get(options.responder)
+            if responder is None:
+                self.log.warning("responder %r is not one of OUTBOUND_RESPONDERS: using RESPONDER", options.responder[:80])
+            self.responder = responder or self.responder
+        return replace(
+            config,
+            greeting=config.greeting if options.greeting is None else options.greeting,
+            voicemail_message=settings.voicemail_message if options.voicemail_message is None else options.voicemail_message,
+            await_answer=options.machine_detection,
+            answer_timeout_ms=(settings.machine_detection_timeout_s + ANSWER_GRACE_S) * 1000,
+            machine_responder=is_machine_responder(self.responder),
+            speculative_reply=is_speculative(self.responder),
+        )
+
+    def _await_answer(self, _: Any) -> None:
+        """Wait for the answering-machine detection result: Twilio POSTs it to ``/amd-status``, in
+        this process or another, which keeps it in the store; read it every ``ANSWER_POLL_S``."""
+        call_sid = self.session.start.call_sid
+        while self.session.awaiting_answer and not self._ended:
+            try:
+                answered_by = run_blocking(self.services.store.answered_by, call_sid, timeout_s=ANSWER_POLL_S * 10)
+            except Exception as exc:  # the store is down: the session's own timeout greets in the end
+                self.log.warning("reading the answering-machine detection result failed: %s", exc)
+                answered_by = None
+            if answered_by and self.session.awaiting_answer:
+                self.session.receive_answered_by(answered_by)
+                self._perform(self.session.actions_to_perform())
+                return
+            gevent.sleep(ANSWER_POLL_S)
 
     def _on_started(self, start: protocol.Start) -> None:
         self.log = _CallLog(log, {"call": start.call_sid or start.stream_sid})
@@ -372,6 +444,7 @@ class CallWorker:
         record = self.session.record
         if record is not None:
             record.started_at = _iso_now()
+            record.direction = "inbound" if self.outbound is None else "outbound"
             self.keeper = CallKeeper(self.services, record, self.log, self.stream_format)
             try:
                 self.keeper.start()
@@ -381,6 +454,9 @@ class CallWorker:
             "%s stream %s started (tracks %s, params %s)",
             record.mode if record else "?", start.stream_sid, ",".join(start.tracks), sorted(start.custom_parameters),
         )
+        if getattr(self.session, "awaiting_answer", False):
+            self.log.info("outbound call: waiting for answering-machine detection before speaking")
+            self._spawn(("answer", 0), self._await_answer, None)
 
     def _finish(self, writer: gevent.Greenlet) -> None:
         transcriptions = [g for (kind, _), g in self._jobs.items() if kind == "transcribe"]
@@ -417,6 +493,8 @@ class CallWorker:
                 self._cancel(action)
             elif isinstance(action, EndCall):
                 self._ended = True
+            elif isinstance(action, HangUp) and action.transfer_to is not None:
+                self._spawn(("transfer", 0), self._transfer, action)
             elif isinstance(action, HangUp):
                 self._hang_up(action.reason)
             elif isinstance(action, RecordPlayed):
@@ -502,14 +580,17 @@ class CallWorker:
             stream_sid=start.stream_sid if start else "",
             from_number=record.from_number if record else None,
             to_number=record.to_number if record else None,
-            custom_parameters={k: v for k, v in start.custom_parameters.items() if k != TOKEN_PARAMETER} if start else {},
+            custom_parameters={k: v for k, v in start.custom_parameters.items()
+                               if k != TOKEN_PARAMETER and not k.startswith(PARAMETER_PREFIX)} if start else {},
             dtmf=action.dtmf,
             history=tuple(t.to_json() for t in record.turns) + ((action.pending_turn.to_json(),) if action.pending_turn else ())
             if record else (),
+            direction=record.direction if record else "inbound",
+            answered_by=record.answered_by if record else None,
         )
         began = time.monotonic()
         try:
-            reply = run_engine(self.services.responder, action.text, context, timeout_s=settings.responder_timeout_s)
+            reply = run_engine(self.responder, action.text, context, timeout_s=settings.responder_timeout_s)
             error = None
             if is_reply_stream(reply):
                 self._stream_reply(action.turn_id, reply, began)
@@ -521,6 +602,13 @@ class CallWorker:
             reply, error = None, "responder failed"
             self.log.exception("turn %d: responder raised", action.turn_id)
         elapsed_ms = (time.monotonic() - began) * 1000
+        if isinstance(reply, Transfer):
+            self.log.info("turn %d: responder transfers the call to %s in %.0f ms", action.turn_id, reply.target, elapsed_ms)
+            target, error = self._transfer_target(reply)
+            session.receive_reply(action.turn_id, reply.announcement if target else None, error,
+                                  elapsed_ms=round(elapsed_ms), transfer_to=target)
+            self._perform(session.actions_to_perform())
+            return
         self.log.info("turn %d: responder answered %s in %.0f ms", action.turn_id,
                       self._words(None if reply is None else str(reply)), elapsed_ms)
         session.receive_reply(
@@ -534,11 +622,20 @@ class CallWorker:
         ``RESPONDER_TIMEOUT_S`` for each (``runtime.reply_stream``)."""
         session, timeout_s = self.session, self.services.settings.responder_timeout_s
         first_ms, hang_up, error, length = None, False, None, 0
-        stream = open_reply_stream(pieces, self.services.responder)
+        stream = open_reply_stream(pieces, self.responder)
+        transfer_to = None
         try:
             while True:
                 piece = stream.next_piece(timeout_s)
                 if piece is END:
+                    break
+                if isinstance(piece, Transfer):  # its announcement ends the reply; what follows is not said
+                    transfer_to, transfer_error = self._transfer_target(piece)
+                    if transfer_error is not None:
+                        raise ValueError(transfer_error)
+                    if piece.announcement:
+                        session.receive_reply_chunk(turn_id, " " + piece.announcement, elapsed_ms=first_ms)
+                        self._perform(session.actions_to_perform())
                     break
                 if not isinstance(piece, str) or not piece:
                     continue
@@ -558,8 +655,20 @@ class CallWorker:
             stream.close()
         self.log.info("turn %d: responder streamed %d characters, first after %s ms, all in %.0f ms%s", turn_id, length,
                       first_ms, (time.monotonic() - began) * 1000, f" ({error})" if error else "")
-        session.receive_reply_end(turn_id, error, hang_up=hang_up)
+        session.receive_reply_end(turn_id, error, hang_up=hang_up, transfer_to=transfer_to if error is None else None)
         self._perform(session.actions_to_perform())
+
+    def _transfer_target(self, transfer: Transfer) -> tuple[str | None, str | None]:
+        """``(target, None)`` for a transfer that can be made, else ``(None, error)`` (the caller
+        hears the apology and the call goes on)."""
+        if self.services.twilio_client is None:
+            self.log.warning("a transfer needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: not transferring")
+            return None, "transfer unavailable"
+        try:
+            return check_dial_target(transfer.target), None
+        except ValueError as exc:
+            self.log.warning("not transferring: %s", exc)
+            return None, "transfer target invalid"
 
     def _queue_speech(self, action: Speak) -> None:
         """Queue a reply's sentences; one job per reply synthesizes them in order (a streamed reply

@@ -48,6 +48,7 @@ class Services:
     synthesizer: Synthesizer
     responder: Responder
     store: CallStore
+    outbound_responders: dict = field(default_factory=dict)  # OUTBOUND_RESPONDERS: name → responder, loaded at start
     fallback_synthesizer: Synthesizer | None = None  # the offline voice, when SYNTHESIZER is an online one
     twilio_client: Any = None  # twilio.rest.Client when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set
     call_tokens: CallTokens | None = None  # per-call stream tokens; None: made from the settings' secrets

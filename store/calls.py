@@ -106,7 +106,8 @@ class CallStore:
             record: the API shape (``CallRecord.to_json()``) plus ``mode``: ``call_sid``,
                 ``stream_sid``, ``from``, ``to`` (any length: SIP addresses too),
                 ``started_at``/``ended_at`` (ISO 8601 or ``None``), ``mode`` (``"conversation"`` |
-                ``"fork"``), ``instance_id`` (the process keeping the call), and ``turns``: the FULL
+                ``"fork"``), ``instance_id`` (the process keeping the call), ``direction``,
+                ``answered_by`` and ``transferred_to`` (``None`` keeps the stored value), and ``turns``: the FULL
                 current list, which replaces the stored one. Each turn: ``speaker``, ``text``,
                 ``start_ms``, ``end_ms`` (ms, media clock; ``end_ms`` may be ``None``) and
                 optional ``dtmf``, ``error``, ``interrupted``, ``heard``, ``latency_ms`` (a dict
@@ -128,11 +129,17 @@ class CallStore:
             "ended_at": _parse_time(record.get("ended_at"), "ended_at"),
             "mode": record.get("mode"),
             "instance_id": record.get("instance_id"),
+            "direction": record.get("direction"),
+            "answered_by": record.get("answered_by"),
+            "transferred_to": record.get("transferred_to"),
         }
         turns = [_turn_row(call_sid, position, turn) for position, turn in enumerate(record.get("turns") or [])]
         upsert = self._insert(CallRow.__table__).values(values)
+        # These three may come from elsewhere (POST /api/calls, an AMD callback in another process):
+        # a record that does not know them yet keeps what is stored.
+        kept = {name: func.coalesce(upsert.excluded[name], CallRow.__table__.c[name]) for name in _KEPT_WHEN_UNKNOWN}
         upsert = upsert.on_conflict_do_update(
-            index_elements=["call_sid"], set_={k: v for k, v in values.items() if k != "call_sid"}
+            index_elements=["call_sid"], set_={k: v for k, v in values.items() if k != "call_sid"} | kept
         )
         with self._write() as session:
             session.execute(upsert)
@@ -176,6 +183,35 @@ class CallStore:
                     call_sid=call_sid, stream_sid=stream_sid, event=event, error=error, timestamp=timestamp, name=name
                 )
             )
+
+    def note_call(self, call_sid: str, **fields: str | datetime | None) -> None:
+        """Set some of a call's ``direction``, ``answered_by``, ``transferred_to``, ``from`` and
+        ``to`` (``from_number``/``to_number``) and ``started_at`` (an aware ``datetime``: when an
+        outbound call was placed, until its stream starts), creating a placeholder row if the call
+        is not saved yet: an outbound call when it is placed, an AMD result, a transfer.
+
+        Raises:
+            ValueError: an empty ``call_sid`` or an unknown field.
+            TypeError: ``started_at`` is not a ``datetime``.
+        """
+        call_sid = _require_sid(call_sid)
+        unknown = set(fields) - _NOTED_FIELDS
+        if unknown:
+            raise ValueError(f"not a noted call field: {', '.join(sorted(unknown))}")
+        if "started_at" in fields:
+            fields["started_at"] = _require_time(fields["started_at"], "started_at")
+        upsert = self._insert(CallRow.__table__).values(call_sid=call_sid, **fields)
+        if fields:
+            upsert = upsert.on_conflict_do_update(index_elements=["call_sid"], set_=fields)
+        else:
+            upsert = upsert.on_conflict_do_nothing(index_elements=["call_sid"])
+        with self._write() as session:
+            session.execute(upsert)
+
+    def answered_by(self, call_sid: str) -> str | None:
+        """The call's stored ``answered_by`` (Twilio's AMD result), or ``None``."""
+        with self._read() as session:
+            return session.scalar(select(CallRow.answered_by).where(CallRow.call_sid == call_sid))
 
     def save_recording(
         self,
@@ -387,6 +423,9 @@ class CallStore:
             started_at=call["started_at"],
             ended_at=call["ended_at"],
             mode=call["mode"],
+            direction=call["direction"],
+            answered_by=call["answered_by"],
+            transferred_to=call["transferred_to"],
             turns=stored_turns,
             status_events=status_events,
             recordings=recording_summaries,
@@ -427,6 +466,7 @@ class CallStore:
                 CallRow.started_at,
                 CallRow.ended_at,
                 CallRow.mode,
+                CallRow.direction,
                 turn_count.label("turn_count"),
             )
             # NULLS LAST spelled portably (SQLite before 3.30 lacks the keyword).
@@ -445,6 +485,7 @@ class CallStore:
                 started_at=row["started_at"],
                 ended_at=row["ended_at"],
                 mode=row["mode"],
+                direction=row["direction"],
                 turn_count=int(row["turn_count"]),
             )
             for row in rows
@@ -629,6 +670,10 @@ class CallStore:
         session.execute(
             self._insert(CallRow.__table__).values(call_sid=call_sid).on_conflict_do_nothing(index_elements=["call_sid"])
         )
+
+
+_KEPT_WHEN_UNKNOWN = ("direction", "answered_by", "transferred_to")
+_NOTED_FIELDS = {"direction", "answered_by", "transferred_to", "from_number", "to_number", "started_at"}
 
 
 def _require_sid(call_sid: Any) -> str:

@@ -93,6 +93,8 @@ class CallRow(Base):
     SIP addresses of any length (``sip:…@pbx.example.com;transport=tls``), hence ``Text``. SIDs
     stay bounded: they are validated before they get here. ``instance_id`` is the process
     (``InstanceRow``) that keeps the call; ``NULL`` for rows written before it existed.
+    ``direction`` (``inbound``/``outbound``), ``answered_by`` (answering-machine detection) and
+    ``transferred_to`` (a cold transfer's target) are ``NULL`` when unknown.
     """
 
     __tablename__ = "calls"
@@ -105,6 +107,9 @@ class CallRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     mode: Mapped[str | None] = mapped_column(String(16))  # "conversation" | "fork"
     instance_id: Mapped[str | None] = mapped_column(String(64))
+    direction: Mapped[str | None] = mapped_column(String(16))  # "inbound" | "outbound"
+    answered_by: Mapped[str | None] = mapped_column(String(32))  # Twilio's AnsweredBy (outbound calls with AMD)
+    transferred_to: Mapped[str | None] = mapped_column(Text)  # the <Dial> target of a transfer
 
     __table_args__ = (Index("ix_calls_started_at", "started_at"), Index("ix_calls_ended_at", "ended_at"))
 

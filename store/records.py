@@ -43,6 +43,7 @@ class CallSummary:
         started_at, ended_at: aware UTC times, ``None`` when unknown (``ended_at``: still going on).
         mode: ``"conversation"``, ``"fork"``, or ``None`` (a status callback's placeholder).
         turn_count: number of stored turns.
+        direction: ``"inbound"``, ``"outbound"``, or ``None`` when unknown.
     """
 
     call_sid: str
@@ -52,6 +53,7 @@ class CallSummary:
     ended_at: datetime | None
     mode: str | None
     turn_count: int
+    direction: str | None = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -60,7 +62,7 @@ class CallSummary:
 
     def to_json(self) -> dict[str, Any]:
         """The API shape: ``call_sid``, ``from``, ``to``, ``started_at``/``ended_at`` (ISO 8601 or
-        ``None``), ``duration_ms``, ``mode``, ``turn_count``."""
+        ``None``), ``duration_ms``, ``mode``, ``turn_count``, ``direction``."""
         return {
             "call_sid": self.call_sid,
             "from": self.from_number,
@@ -70,6 +72,7 @@ class CallSummary:
             "duration_ms": self.duration_ms,
             "mode": self.mode,
             "turn_count": self.turn_count,
+            "direction": self.direction,
         }
 
 
@@ -159,6 +162,9 @@ class StoredCall:
         from_number, to_number: as in ``CallSummary``.
         started_at, ended_at: aware UTC times or ``None``.
         mode: ``"conversation"``, ``"fork"`` or ``None``.
+        direction: ``"inbound"``, ``"outbound"`` or ``None``.
+        answered_by: Twilio's ``AnsweredBy`` on an outbound call with answering-machine detection.
+        transferred_to: the number or SIP address the call was transferred to.
         turns: ordered by ``start_ms``, then position in the saved list.
         status_events: in arrival order.
         recordings: ordered by kind.
@@ -171,6 +177,9 @@ class StoredCall:
     started_at: datetime | None
     ended_at: datetime | None
     mode: str | None
+    direction: str | None = None
+    answered_by: str | None = None
+    transferred_to: str | None = None
     turns: tuple[StoredTurn, ...] = ()
     status_events: tuple[StatusEvent, ...] = ()
     recordings: tuple[RecordingSummary, ...] = ()
@@ -182,8 +191,8 @@ class StoredCall:
 
     def to_json(self) -> dict[str, Any]:
         """The API shape: ``call_sid``, ``stream_sid``, ``from``, ``to``, ``started_at``/``ended_at``
-        (ISO 8601 or ``None``), ``mode``, ``turns`` (dicts as saved), ``status_events`` and
-        ``recordings`` (dicts)."""
+        (ISO 8601 or ``None``), ``mode``, ``direction``, ``answered_by``, ``transferred_to``,
+        ``turns`` (dicts as saved), ``status_events`` and ``recordings`` (dicts)."""
         return {
             "call_sid": self.call_sid,
             "stream_sid": self.stream_sid,
@@ -192,6 +201,9 @@ class StoredCall:
             "started_at": format_time(self.started_at),
             "ended_at": format_time(self.ended_at),
             "mode": self.mode,
+            "direction": self.direction,
+            "answered_by": self.answered_by,
+            "transferred_to": self.transferred_to,
             "turns": [turn.to_json() for turn in self.turns],
             "status_events": [event.to_json() for event in self.status_events],
             "recordings": [recording.to_json() for recording in self.recordings],

@@ -79,6 +79,7 @@ def test_call_api(app, client):
     data = client.get("/api/calls/CA1").get_json()
     assert data == {"call_sid": "CA1", "stream_sid": "MZ1", "from": "+15550001", "to": "+15550002",
                     "started_at": "2026-11-21T07:00:00.000+00:00", "ended_at": None, "mode": "conversation",
+                    "direction": "inbound", "answered_by": None, "transferred_to": None,
                     "turns": [{"speaker": "caller", "text": "hello", "start_ms": 420, "end_ms": 1400}],
                     "status_events": [], "recordings": []}
     listing = client.get("/api/calls").get_json()

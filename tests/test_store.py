@@ -158,6 +158,9 @@ def make_record(call_sid: str, *, started_at: str | None = None, ended_at: str |
         "started_at": started_at,
         "ended_at": ended_at,
         "mode": mode,
+        "direction": "inbound",
+        "answered_by": None,
+        "transferred_to": None,
         "turns": turns if turns is not None else [],
     }
 
@@ -365,7 +368,7 @@ def test_save_call_upserts_and_replaces_turns(store, engine):
     summaries, total = store.list_calls()
     assert total == 1 and summaries == [CallSummary(
         "CAupsert", "+15551230001", "+15559870002", T0, T0 + timedelta(seconds=95, milliseconds=250),
-        mode="conversation", turn_count=1)] and summaries[0].duration_ms == 95_250
+        mode="conversation", turn_count=1, direction="inbound")] and summaries[0].duration_ms == 95_250
 
 
 def test_turn_columns_and_extras(store, engine):
@@ -445,7 +448,7 @@ def test_status_event_before_the_call_exists(store):
     placeholder = store.get_call("CAearly")
     assert placeholder.to_json() == {
         "call_sid": "CAearly", "stream_sid": None, "from": None, "to": None, "started_at": None, "ended_at": None,
-        "mode": None, "turns": [], "recordings": [],
+        "mode": None, "direction": None, "answered_by": None, "transferred_to": None, "turns": [], "recordings": [],
         "status_events": [{"event": "stream-started", "error": None, "timestamp": "2026-11-21T07:00:00.120Z", "name": "callstream"}],
     }
     assert store.list_calls()[1] == 1
@@ -462,6 +465,28 @@ def test_status_event_before_the_call_exists(store):
         ("stream-started", None), ("stream-error", "31921 Stream - WebSocket - Close Error"), ("stream-stopped", None)]
     with pytest.raises(ValueError):
         store.add_status_event("", stream_sid=None, event="stream-started", error=None, timestamp=None)
+
+
+def test_what_is_noted_of_an_outbound_call_is_kept_by_a_record_that_does_not_know_it(store):
+    # POST /api/calls notes the call before its stream starts; the AMD callback may land in another
+    # process: the worker's record, saved later without them, must not erase them.
+    store.note_call("CAout", direction="outbound", from_number="+15550100", to_number="+15550199")
+    store.note_call("CAout", answered_by="machine_end_beep")
+    assert store.answered_by("CAout") == "machine_end_beep"
+    record = {**make_record("CAout", started_at=iso(T0)), "direction": None}
+    store.save_call(record)
+    saved = store.get_call("CAout").to_json()
+    assert (saved["direction"], saved["answered_by"], saved["transferred_to"]) == ("outbound", "machine_end_beep", None)
+    store.save_call({**record, "direction": "outbound", "transferred_to": "+15550123"})
+    assert store.get_call("CAout").transferred_to == "+15550123"
+    assert store.list_calls()[0][0].direction == "outbound"
+    assert store.answered_by("CAnone") is None
+    store.note_call("CAbare")  # a placeholder, nothing else
+    assert store.get_call("CAbare").direction is None
+    with pytest.raises(ValueError, match="not a noted call field"):
+        store.note_call("CAout", mode="fork")
+    with pytest.raises(ValueError):
+        store.note_call("", direction="outbound")
 
 
 # -- recordings -----------------------------------------------------------------------------------
@@ -555,7 +580,8 @@ def test_list_calls_pagination_and_order(store):
         assert summary.to_json()["started_at"] == (iso(started) if started else None)  # in UTC, whatever was written
         assert summary.duration_ms == ((30 + turn_count) * 1000 if started else None)
         assert summary.mode == ("fork" if turn_count == 0 else "conversation")
-        assert set(summary.to_json()) == {"call_sid", "from", "to", "started_at", "ended_at", "duration_ms", "mode", "turn_count"}
+        assert set(summary.to_json()) == {"call_sid", "from", "to", "started_at", "ended_at", "duration_ms", "mode", "turn_count",
+                                             "direction"}
     assert store.list_calls(page=1, per_page=100)[0] == listed
     with pytest.raises(ValueError):
         store.list_calls(page=0)

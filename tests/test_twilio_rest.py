@@ -1,5 +1,5 @@
 """REST hang-up through the twilio library, with a recording HTTP client in place of the network, and
-over a real socket to the REST API stand-in (tests/twilio_api.py)."""
+over a real socket to the REST API stand-in (tools/twilio_sim/rest_api.py)."""
 
 import logging
 
@@ -10,7 +10,7 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 
 from runtime.twilio_rest import RebasedHttpClient, complete_call, make_client
-from tests.twilio_api import TwilioApi
+from tools.twilio_sim.rest_api import TwilioApi
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 CALL_SID = "CA" + "fedcba9876543210" * 2

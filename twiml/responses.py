@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from twilio.twiml.voice_response import Connect, Start, VoiceResponse
+from twilio.twiml.voice_response import Connect, Dial, Start, VoiceResponse
 
 # Twilio: "The combined length of each <Parameter> name and value attributes must be under
 # 500 characters" (TwiML <Stream>, protocol.md §4.3).
@@ -78,15 +78,27 @@ def fork_and_dial(
                           **_signalwire_attributes(codec, auth_bearer_token))
     _add_parameters(stream, parameters)
     response.append(start)
-    response.dial(forward_to.strip())
+    response.append(_dial(forward_to))
     return str(response)
 
 
 def dial(forward_to: str) -> str:
-    """Connect the caller to ``forward_to`` (E.164 number or SIP address), nothing else."""
+    """Connect the caller to ``forward_to`` (E.164 number or SIP address), nothing else: the TwiML
+    of ``/forward-call`` when busy, and of a cold transfer (``core.responder.Transfer``)."""
     response = VoiceResponse()
-    response.dial(forward_to.strip())
+    response.append(_dial(forward_to))
     return str(response)
+
+
+def _dial(target: str) -> Dial:
+    """``<Dial>number</Dial>``, or ``<Dial><Sip>…</Sip></Dial>`` for a ``sip:``/``sips:`` address
+    (TwiML ``<Dial>`` takes a bare number as its text, but a SIP URI only inside ``<Sip>``)."""
+    target = target.strip()
+    if target.lower().startswith(("sip:", "sips:")):
+        dial_verb = Dial()
+        dial_verb.sip(target)
+        return dial_verb
+    return Dial(target)
 
 
 def say_and_hang_up(text: str) -> str:
