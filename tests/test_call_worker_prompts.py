@@ -7,7 +7,10 @@ import numpy as np
 import soundfile as sf
 
 from core.responder import Play
-from tests.test_call_worker import CALL_SID, STOP, STREAM_SID, FakeSocket, say_one_utterance, services, wait_for  # noqa: F401
+from tests import test_call_worker
+from tests.test_call_worker import CALL_SID, STOP, STREAM_SID, FakeSocket, say_one_utterance, wait_for
+
+services = test_call_worker.services  # the fixture: fake engines, a real store
 
 
 def write_tone(path, duration_s, sample_rate=16000):
