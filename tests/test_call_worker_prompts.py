@@ -6,9 +6,9 @@ import json
 import numpy as np
 import soundfile as sf
 
-from core.responder import Play
+from core.responder import Goodbye, Play
 from tests import test_call_worker
-from tests.test_call_worker import CALL_SID, STOP, STREAM_SID, FakeSocket, say_one_utterance, wait_for
+from tests.test_call_worker import CALL_SID, STOP, STREAM_SID, FakeSocket, echo_marks, say_one_utterance, wait_for
 
 services = test_call_worker.services  # the fixture: fake engines, a real store
 
@@ -74,3 +74,17 @@ def test_a_streaming_responder_may_yield_a_prompt(services, tmp_path):
     assert events(ws) == ["media"] * 10 + ["mark"] + ["media"] * 25 + ["mark"] + ["media"] * 15 + ["mark"]
     [bot] = finish(ws, job, svc)
     assert bot["text"] == "One moment [played jingle.flac] Here it is."
+
+
+def test_a_goodbye_in_a_list_hangs_up_once_the_prompt_after_it_has_played(services, tmp_path):
+    prompt = write_tone(tmp_path / "chime.wav", 0.2)
+    svc = services(responder=lambda text, call: [Goodbye("Thanks, bye."), Play(prompt)])
+    ws = FakeSocket()
+    job = say_one_utterance(ws, svc)
+    wait_for(lambda: events(ws).count("mark") == 2)
+    assert ws.connected  # not before the goodbye and its chime have played
+    echo_marks(ws, 0)
+    job.join(timeout=5)
+    assert job.dead and not ws.connected
+    bot = svc.store.get_call(CALL_SID).to_json()["turns"][-1]
+    assert bot["text"] == "Thanks, bye. [played chime.wav]"
