@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from core.records import Turn
+from core.sentences import ReplyItem
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,14 @@ class Respond:
 class Speak:
     """Synthesize ``sentences`` in order; call ``receive_speech(reply_id, index, audio)`` for
     each as soon as it is ready (the first plays while the rest is synthesized).
+    A ``Play`` item is not synthesized: its file is loaded in the stream's wire format instead
+    (``runtime.prompts``), or ``receive_prompt_failed(reply_id, index, error)`` called.
     ``first_index``: the index of ``sentences[0]`` in the reply; a streamed reply gets one
     ``Speak`` per new sentence, to be synthesized after the reply's earlier ones.
     ``offline_voice``: use the offline engine (apologies must not depend on the network)."""
 
     reply_id: int
-    sentences: tuple[str, ...]
+    sentences: tuple[ReplyItem, ...]
     offline_voice: bool = False
     first_index: int = 0
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from core.sentences import Reply
+
 
 @dataclass(frozen=True)
 class DeferredTranscript:
@@ -25,7 +27,7 @@ class DeferredTranscript:
 class DeferredReply:
     """``receive_reply``'s arguments for a reply that fails, hangs up or is blank."""
 
-    text: str | None
+    text: Reply | None
     error: str | None
     elapsed_ms: int | None
     hang_up: bool
@@ -51,6 +53,15 @@ class DeferredSpeechFailure:
 
 
 @dataclass(frozen=True)
+class DeferredPromptFailure:
+    """``receive_prompt_failed``'s arguments: prompt ``index`` of ``reply_id`` could not be loaded."""
+
+    reply_id: int
+    index: int
+    error: str
+
+
+@dataclass(frozen=True)
 class DeferredReplyEnd:
     """``receive_reply_end``'s arguments: the end of a streaming reply."""
 
@@ -59,11 +70,13 @@ class DeferredReplyEnd:
     transfer_to: str | None = None
 
 
-DeferredInput = Union[DeferredTranscript, DeferredReply, DeferredSpeech, DeferredSpeechFailure, DeferredReplyEnd]
+DeferredInput = Union[DeferredTranscript, DeferredReply, DeferredSpeech, DeferredSpeechFailure, DeferredPromptFailure,
+                      DeferredReplyEnd]
 
 # The transcript first (it asks for the reply), then the reply, its speech, and the end of its
 # stream last: a stream can end before its last sentence is synthesized.
-_RANK = {DeferredTranscript: 0, DeferredReply: 1, DeferredSpeech: 2, DeferredSpeechFailure: 2, DeferredReplyEnd: 3}
+_RANK = {DeferredTranscript: 0, DeferredReply: 1, DeferredSpeech: 2, DeferredSpeechFailure: 2, DeferredPromptFailure: 2,
+         DeferredReplyEnd: 3}
 
 
 def replay_order(inputs: list[DeferredInput]) -> list[DeferredInput]:

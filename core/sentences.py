@@ -1,8 +1,21 @@
-"""Split a reply into sentences so the first one can play while the rest is synthesized."""
+"""Split a reply into sentences so the first one can play while the rest is synthesized.
+
+A reply is text, an audio prompt (``core.responder.Play``), or a list of both; its items are
+its texts' sentences and its prompts, in order, each played and marked on its own.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Iterable, Sequence, Union
+
+from core.responder import Play
+
+ReplyItem = Union[str, Play]
+"""One item of a reply: a sentence to synthesize, or a prompt to play."""
+
+Reply = Union[str, Play, Sequence[ReplyItem]]
+"""What a responder may return (besides ``None``): text, a prompt, or a list or tuple of both."""
 
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) and whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
@@ -50,6 +63,35 @@ def split_sentences(text: str, *, max_chars: int = 200, min_chars: int = 12, fir
     return result
 
 
+def split_reply(reply: Reply | None) -> list[ReplyItem]:
+    """The items of ``reply``: each text split as by :func:`split_sentences`, each ``Play`` kept as one item.
+
+    A list or tuple's texts are split one by one (a sentence never spans two of them); blank
+    texts and ``None`` in it are left out. ``[]`` for ``None`` or a blank reply.
+    """
+    if reply is None:
+        return []
+    if isinstance(reply, (str, Play)):
+        reply = (reply,)
+    items: list[ReplyItem] = []
+    for part in reply:
+        if isinstance(part, Play):
+            items.append(part)
+        elif part is not None:
+            items.extend(split_sentences(str(part)))
+    return items
+
+
+def item_text(item: ReplyItem) -> str:
+    """How an item shows in the call record: a sentence as it is, a prompt as ``[played hold.wav]``."""
+    return item.transcript if isinstance(item, Play) else item
+
+
+def reply_text(items: Iterable[ReplyItem]) -> str:
+    """The record text of a reply's items: their texts joined with single spaces."""
+    return " ".join(item_text(item) for item in items)
+
+
 def _split_first_clause(sentence: str) -> tuple[str, str, str]:
     """Split at the first clause boundary (, ; :) that leaves at least two words before it."""
     for match in _CLAUSE_END.finditer(sentence):
@@ -89,7 +131,9 @@ class SentenceStream:
     the one before it (that one may already be playing).
 
     Joined with single spaces, the pieces are the text pushed with its whitespace runs
-    collapsed. Sans-I/O: push text with :meth:`push`, then call :meth:`finish` once.
+    collapsed. A ``Play`` pushed ends the text before it: that text comes out as a piece (however
+    short or unfinished), then the ``Play`` itself. Sans-I/O: push with :meth:`push`, then call
+    :meth:`finish` once.
     """
 
     def __init__(self, *, max_chars: int = 200, min_chars: int = 12, first_max_chars: int = 60) -> None:
@@ -99,10 +143,17 @@ class SentenceStream:
         self._buffer = ""
         self._emitted = 0
 
-    def push(self, text: str) -> list[str]:
-        """Add ``text`` (any length, may split words) and return the pieces it completed, in order."""
+    def push(self, text: str | Play) -> list[ReplyItem]:
+        """Add ``text`` (any length, may split words) and return the pieces it completed, in order.
+
+        A ``Play``: the text waiting is flushed as a piece, followed by the ``Play``.
+        """
+        if isinstance(text, Play):
+            pieces: list[ReplyItem] = list(self.finish())
+            self._emitted += 1
+            return pieces + [text]
         self._buffer += text
-        pieces: list[str] = []
+        pieces = []
         while True:
             piece = self._next_piece()
             if piece is None:

@@ -14,8 +14,8 @@ Inputs:
     ``receive_reply(turn_id, text, error)``       the responder's result;
     ``receive_reply_chunk(turn_id, text)``, ``receive_reply_end(turn_id, error)``
                                      a streaming responder's result, piece by piece;
-    ``receive_speech(reply_id, index, audio)``    one synthesized sentence, in the stream's wire format;
-    ``receive_speech_failed(reply_id, error)``;
+    ``receive_speech(reply_id, index, audio)``    one synthesized sentence (or loaded prompt), in the stream's wire format;
+    ``receive_speech_failed(reply_id, error)``, ``receive_prompt_failed(reply_id, index, error)``;
     ``close()``                      the socket ended (with or without ``stop``).
 Outputs (actions): ``Send`` a message, ``Transcribe`` an utterance, ``Respond`` to a turn,
 ``Speak`` a reply, ``Cancel`` a turn's pending work, ``RecordPlayed`` bot audio, ``HangUp``
@@ -39,6 +39,11 @@ Turn-taking rules:
   them; those late echoes are ignored like any unknown mark name).
 * A mark follows each synthesized sentence; the bot is speaking from its first reply audio
   until the last mark echo.
+* **Audio prompts:** a reply's items are its sentences and its prompts (``core.responder.Play``,
+  ``core.sentences.split_reply``); the worker loads a prompt's audio instead of synthesizing it,
+  and from then on it is one more sentence (its mark, barge-in, ``heard``, the recording). The
+  record shows it as ``[played hold.wav]``; a prompt that fails to load is left out and the reply
+  goes on (``"prompt failed"`` on the bot turn).
 * **Streaming replies:** a responder's pieces are cut into sentences as they arrive
   (``core.sentences.SentenceStream``); each sentence is spoken as soon as it is complete, so
   the first plays while the rest is still being generated. A barge-in also cancels the rest
@@ -67,6 +72,7 @@ from core.backchannel import DEFAULT_BACKCHANNELS, DEFAULT_STOP_WORDS, has_stop_
 from core.actions import Action, Cancel, EndCall, HangUp, RecordPlayed, Respond, Send, Speak, Transcribe
 from core.deferred import (
     DeferredInput,
+    DeferredPromptFailure,
     DeferredReply,
     DeferredReplyEnd,
     DeferredSpeech,
@@ -78,7 +84,8 @@ from core.dtmf import MAX_DTMF_KEYS, DtmfBurst, DtmfCollector
 from core.playout import Playout
 from core.protocol import Dtmf, Event, Mark, Media, Start
 from core.records import Turn
-from core.sentences import SentenceStream, split_sentences
+from core.responder import Play
+from core.sentences import Reply, ReplyItem, SentenceStream, item_text, reply_text, split_reply, split_sentences
 from core.stream_session import Phase, StreamSession
 from core.turn_end import TurnEndConfig, TurnEndPolicy
 
@@ -196,8 +203,8 @@ class _CallerTurn:
 class _Reply:
     reply_id: int
     turn_id: int | None  # None for the greeting
-    text: str
-    sentences: list[str]
+    text: str  # for the record: prompts as their transcript, failed ones left out
+    sentences: list[ReplyItem]  # sentences and prompts, each sent with its own mark
     sentences_sent: int = 0
     complete: bool = True  # False while a streaming responder may add sentences
     error: str | None = None  # recorded on the bot turn (a streaming responder failed mid-reply)
@@ -205,6 +212,7 @@ class _Reply:
     cancelled: bool = False
     hang_up: bool = False  # a goodbye: hang up once it has played
     turn_end_ms: int | None = None  # end of the caller's turn it answers
+    skipped: set[int] = field(default_factory=set)  # indices of prompts that failed to load
 
 
 class CallSession(StreamSession):
@@ -247,7 +255,7 @@ class CallSession(StreamSession):
             endpointing = replace(endpointing, stop_ms=config.turn_end.complete_ms)
             self._turn_end = TurnEndPolicy(config.turn_end)
         self._endpointer = Endpointer(endpointing, is_speech)
-        self._held: list[tuple[int, int, bytes, int | None]] = []  # (reply_id, index, audio, elapsed_ms) not yet sent
+        self._held: list[DeferredSpeech | DeferredPromptFailure] = []  # reply audio waiting for the turn's silence
         self._playout = Playout(stream_format.bytes_per_ms)
         self._dtmf = DtmfCollector(config.dtmf_flush_ms)
         self._next_turn_id = 1
@@ -389,10 +397,11 @@ class CallSession(StreamSession):
             self._forget_turn(turn)
 
     def receive_reply(
-        self, turn_id: int, text: str | None, error: str | None = None, *,
+        self, turn_id: int, text: Reply | None, error: str | None = None, *,
         elapsed_ms: int | None = None, hang_up: bool = False, transfer_to: str | None = None,
     ) -> None:
-        """Take the responder's reply for ``turn_id``; ``None``/blank means say nothing.
+        """Take the responder's reply for ``turn_id``: text, a ``Play``, or a list or tuple of both
+        (``core.sentences.split_reply``); ``None``/blank means say nothing.
 
         ``error`` (the responder raised or timed out): the caller hears the apology.
         ``hang_up``: the reply is a goodbye; the call ends once it has played.
@@ -404,7 +413,8 @@ class CallSession(StreamSession):
         if turn is None or not self._answering:
             return
         hang_up = hang_up or transfer_to is not None
-        if turn.tentative and (error is not None or hang_up or not (text or "").strip()):
+        items = split_reply(text)
+        if turn.tentative and (error is not None or hang_up or not items):
             turn.deferred.append(DeferredReply(text, error, elapsed_ms, hang_up, transfer_to))  # acted on if confirmed
             return
         if elapsed_ms is not None:
@@ -421,15 +431,15 @@ class CallSession(StreamSession):
             else:
                 self.hang_up(text or "", "the responder ended the call")
             return
-        if not (text or "").strip():
+        if not items:
             self._forget_turn(turn)
             return
-        self._start_reply(text or "", turn_id)
+        self._start_reply(text, turn_id)
 
-    def receive_reply_chunk(self, turn_id: int, text: str, *, elapsed_ms: int | None = None) -> None:
-        """Take the next piece of a streaming responder's reply for ``turn_id`` (any length).
+    def receive_reply_chunk(self, turn_id: int, text: str | Play, *, elapsed_ms: int | None = None) -> None:
+        """Take the next piece of a streaming responder's reply for ``turn_id`` (text of any length, or a ``Play``).
 
-        Each sentence is spoken as soon as it is complete. ``elapsed_ms`` (the responder's
+        Each sentence is spoken as soon as it is complete; a ``Play`` completes the text before it. ``elapsed_ms`` (the responder's
         time to its first piece) goes into the reply's ``latency_ms``. Pieces for a turn that
         was dropped (barge-in, continuation, hang-up) are ignored. End with ``receive_reply_end``.
         """
@@ -492,12 +502,12 @@ class CallSession(StreamSession):
         if reply.sentences_sent == len(reply.sentences):  # every sentence is already at Twilio
             self._end_sent_reply(reply)
 
-    def _extend_reply(self, turn: _CallerTurn, sentences: list[str], *, offline_voice: bool = False) -> None:
-        """Add complete sentences to ``turn``'s streaming reply (started by the first) and speak them."""
+    def _extend_reply(self, turn: _CallerTurn, sentences: list[ReplyItem], *, offline_voice: bool = False) -> None:
+        """Add complete sentences (and prompts) to ``turn``'s streaming reply (started by the first) and speak them."""
         if not sentences:
             return
         if turn.reply_id is None:
-            reply = _Reply(self._next_reply_id, turn.turn_id, " ".join(sentences), list(sentences), complete=False)
+            reply = _Reply(self._next_reply_id, turn.turn_id, reply_text(sentences), list(sentences), complete=False)
             self._next_reply_id += 1
             self._replies[reply.reply_id] = reply
             turn.reply_id = reply.reply_id
@@ -508,13 +518,16 @@ class CallSession(StreamSession):
             return
         first_index = len(reply.sentences)
         reply.sentences.extend(sentences)
-        reply.text = " ".join(reply.sentences)
-        if reply.record is not None:
-            reply.record.text = reply.text
+        self._update_text(reply)
         self._actions.append(Speak(reply.reply_id, tuple(sentences), offline_voice, first_index))
 
     def _end_sent_reply(self, reply: _Reply) -> None:
-        """A streamed reply became complete after all its audio was sent: it ends with its last mark echo."""
+        """A reply became complete after all its audio was sent: it ends with its last mark echo."""
+        if reply.record is None:  # none of it was sent: its only items were prompts that failed
+            self._drop_reply(reply)
+            if reply.hang_up:
+                self._actions.append(HangUp(self.hanging_up or "goodbye"))
+            return
         self._reply_fully_sent(reply)
         if self._playout.finish_reply_at_last_mark(reply.reply_id):
             return
@@ -525,8 +538,9 @@ class CallSession(StreamSession):
             self._actions.append(HangUp(self.hanging_up or "goodbye", self._transfer_to))
 
     def receive_speech(self, reply_id: int, index: int, audio: bytes, *, elapsed_ms: int | None = None) -> None:
-        """Queue sentence ``index`` of reply ``reply_id``: mono audio in the stream's wire format
-        (``stream_format``: μ-law 8 kHz, or L16 little-endian at the stream's rate), no header.
+        """Queue sentence ``index`` of reply ``reply_id`` (synthesized, or a prompt's audio): mono audio
+        in the stream's wire format (``stream_format``: μ-law 8 kHz, or L16 little-endian at the
+        stream's rate), no header.
 
         Produces media messages of ``outbound_chunk_ms`` each followed by one mark. Audio of
         a cancelled reply is dropped. ``elapsed_ms`` (synthesis time of the first sentence)
@@ -540,7 +554,7 @@ class CallSession(StreamSession):
             tentative.deferred.append(DeferredSpeech(reply_id, index, audio, elapsed_ms))
             return
         if self._holding(reply):
-            self._held.append((reply_id, index, audio, elapsed_ms))
+            self._held.append(DeferredSpeech(reply_id, index, audio, elapsed_ms))
             return
         if reply.record is None:
             reply.record = Turn("bot", reply.text, self.now_ms, None, error=reply.error)
@@ -602,8 +616,40 @@ class CallSession(StreamSession):
         if reply.hang_up:
             self._actions.append(HangUp(self.hanging_up or "goodbye", self._transfer_to))
 
-    def hang_up(self, goodbye: str, reason: str) -> None:
-        """End the call: stop listening, say ``goodbye`` (``""`` for none), then ``HangUp``.
+    def receive_prompt_failed(self, reply_id: int, index: int, error: str) -> None:
+        """Prompt ``index`` of reply ``reply_id`` (a ``Play``) could not be loaded: the reply goes on without it.
+
+        ``error`` is logged; the bot turn records only ``"prompt failed"``, and its text leaves the
+        prompt out. A reply with nothing else to say ends unheard (no bot turn).
+        """
+        reply = self._replies.get(reply_id)
+        if reply is None or reply.cancelled or self.stream_sid is None or self.stopped:
+            return
+        tentative = self._tentative_turn_of(reply)
+        if tentative is not None:
+            tentative.deferred.append(DeferredPromptFailure(reply_id, index, error))
+            return
+        if self._holding(reply):  # in order with the audio before it
+            self._held.append(DeferredPromptFailure(reply_id, index, error))
+            return
+        log.warning("reply %d: item %d, a prompt, left out: %s", reply_id, index, error)
+        reply.skipped.add(index)
+        reply.error = "prompt failed"  # a category: the path and the decoder's words stay in the log
+        if reply.record is not None:
+            reply.record.error = reply.error
+        self._update_text(reply)
+        reply.sentences_sent = index + 1
+        if reply.complete and index == len(reply.sentences) - 1:  # it was the last item
+            self._end_sent_reply(reply)
+
+    def _update_text(self, reply: _Reply) -> None:
+        """Set ``reply``'s record text from its items (prompts that failed left out)."""
+        reply.text = reply_text(item for i, item in enumerate(reply.sentences) if i not in reply.skipped)
+        if reply.record is not None:
+            reply.record.text = reply.text
+
+    def hang_up(self, goodbye: Reply, reason: str) -> None:
+        """End the call: stop listening, say ``goodbye`` (``""`` for none; text, a ``Play`` or a list), then ``HangUp``.
 
         Whatever the bot was saying is cleared and pending turns are dropped; the goodbye
         cannot be interrupted, and the ``HangUp`` comes when its last mark is echoed, so it
@@ -621,8 +667,7 @@ class CallSession(StreamSession):
         self._hang_up_reason = reason
         self.phase = Phase.HANGING_UP
         self._dtmf.discard()
-        if goodbye.strip():
-            self._start_reply(goodbye, None, hang_up=True)
+        self._start_reply(goodbye, None, hang_up=True)
         if not any(r.hang_up for r in self._replies.values()):
             self._actions.append(HangUp(reason, self._transfer_to))
 
@@ -823,6 +868,8 @@ class CallSession(StreamSession):
                 self.receive_speech(item.reply_id, item.index, item.audio, elapsed_ms=item.elapsed_ms)
             elif isinstance(item, DeferredSpeechFailure):
                 self.receive_speech_failed(item.reply_id, item.error)
+            elif isinstance(item, DeferredPromptFailure):
+                self.receive_prompt_failed(item.reply_id, item.index, item.error)
             elif isinstance(item, DeferredReplyEnd):
                 self.receive_reply_end(turn.turn_id, item.error, hang_up=item.hang_up, transfer_to=item.transfer_to)
 
@@ -932,11 +979,12 @@ class CallSession(StreamSession):
         self._next_turn_id += 1
         return turn_id
 
-    def _start_reply(self, text: str, turn_id: int | None, *, hang_up: bool = False, offline_voice: bool = False) -> None:
-        sentences = tuple(split_sentences(text))
+    def _start_reply(self, text: Reply, turn_id: int | None, *, hang_up: bool = False, offline_voice: bool = False) -> None:
+        sentences = tuple(split_reply(text))
         if not sentences:
             return
-        reply = _Reply(self._next_reply_id, turn_id, text.strip(), list(sentences), hang_up=hang_up)
+        record_text = text.strip() if isinstance(text, str) else reply_text(sentences)
+        reply = _Reply(self._next_reply_id, turn_id, record_text, list(sentences), hang_up=hang_up)
         self._next_reply_id += 1
         self._replies[reply.reply_id] = reply
         self._actions.append(Speak(reply.reply_id, sentences, offline_voice))
@@ -953,7 +1001,7 @@ class CallSession(StreamSession):
     def _holding(self, reply: _Reply) -> bool:
         """True if ``reply``'s audio must wait: it answers a caller turn that has not been silent
         for its ``required_silence_ms`` yet, or earlier audio of it is waiting."""
-        if any(held[0] == reply.reply_id for held in self._held):
+        if any(held.reply_id == reply.reply_id for held in self._held):
             return True
         if self._turn_end is None or reply.record is not None or reply.turn_id is None:
             return False
@@ -975,15 +1023,18 @@ class CallSession(StreamSession):
             if turn.respond_held is not None and self._silent_long_enough(turn):
                 text, turn.respond_held = turn.respond_held, None
                 self._actions.append(Respond(turn.turn_id, text))
-        for reply_id in dict.fromkeys(held[0] for held in self._held):
+        for reply_id in dict.fromkeys(held.reply_id for held in self._held):
             reply = self._replies.get(reply_id)
             turn = self._turns.get(reply.turn_id) if reply is not None and reply.turn_id is not None else None
             if reply is not None and not reply.cancelled and turn is not None and not self._silent_long_enough(turn):
                 continue
-            items = [held for held in self._held if held[0] == reply_id]
-            self._held = [held for held in self._held if held[0] != reply_id]
-            for _, index, audio, elapsed_ms in items:
-                self.receive_speech(reply_id, index, audio, elapsed_ms=elapsed_ms)
+            items = [held for held in self._held if held.reply_id == reply_id]
+            self._held = [held for held in self._held if held.reply_id != reply_id]
+            for held in items:
+                if isinstance(held, DeferredSpeech):
+                    self.receive_speech(reply_id, held.index, held.audio, elapsed_ms=held.elapsed_ms)
+                else:
+                    self.receive_prompt_failed(reply_id, held.index, held.error)
 
     def _bot_talking(self) -> bool:
         """True while reply audio has been sent and is not fully played."""
@@ -1030,7 +1081,7 @@ class CallSession(StreamSession):
                 reply.record.end_ms = self.now_ms
             if interrupted:
                 reply.record.interrupted = True
-                reply.record.heard = " ".join(reply.sentences[index] for index in heard)
+                reply.record.heard = " ".join(item_text(reply.sentences[index]) for index in heard)
         if reply.turn_id is not None:
             turn = self._turns.get(reply.turn_id)
             if turn is not None:  # also stops a streaming responder still producing the reply

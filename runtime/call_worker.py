@@ -52,13 +52,15 @@ from core.media_clock import is_too_far_ahead
 from core.protocol import ProtocolError
 from core.dial_targets import check_dial_target
 from core.outbound import PARAMETER_PREFIX, OutboundOptions
-from core.responder import CallContext, Goodbye, Transfer, is_machine_responder, is_speculative
+from core.responder import CallContext, Goodbye, Play, Transfer, is_machine_responder, is_speculative
+from core.sentences import Reply, reply_text, split_reply
 from core.session import CallSession, SessionConfig
 from core.stream_session import StreamSession
 from runtime import metrics
 from runtime.blocking import run_blocking, run_engine
 from runtime.call_keeper import CallKeeper
 from runtime.phrases import synthesize_for_stream
+from runtime.prompts import PROMPT_LOAD_TIMEOUT_S
 from runtime.reply_stream import END, is_reply_stream, open_reply_stream
 from runtime.server import close_websocket
 from runtime.twilio_rest import complete_call, explain_rest_error, redirect_to_dial
@@ -76,6 +78,16 @@ END_OF_CALL_TRANSCRIBE_WAIT_S = 5.0  # let the last utterance reach the call rec
 ANSWER_POLL_S = 0.25  # how often an outbound call reads the store for its answering-machine detection result
 ANSWER_GRACE_S = 5  # beyond MACHINE_DETECTION_TIMEOUT_S, a result that never comes counts as "unknown"
 TRANSFER_STOP_WAIT_S = 10.0  # after redirecting the call, Twilio ends the stream; if it has not, hang up
+
+
+def _as_reply(reply: Any) -> Reply | None:
+    """A responder's (non-streaming) result as the session takes it: ``None``, text, a ``Play``, or a
+    tuple of those (from a list or tuple; other values as their ``str``, as a non-text reply always was)."""
+    if reply is None or isinstance(reply, (str, Play)):
+        return reply
+    if isinstance(reply, (list, tuple)):
+        return tuple(r if r is None or isinstance(r, (str, Play)) else str(r) for r in reply)
+    return str(reply)
 
 
 class _CallLog(logging.LoggerAdapter):
@@ -609,12 +621,11 @@ class CallWorker:
                                   elapsed_ms=round(elapsed_ms), transfer_to=target)
             self._perform(session.actions_to_perform())
             return
+        reply = _as_reply(reply)
         self.log.info("turn %d: responder answered %s in %.0f ms", action.turn_id,
-                      self._words(None if reply is None else str(reply)), elapsed_ms)
-        session.receive_reply(
-            action.turn_id, None if reply is None else str(reply), error,
-            elapsed_ms=round(elapsed_ms), hang_up=isinstance(reply, Goodbye),
-        )
+                      self._words(None if reply is None else reply_text(split_reply(reply))), elapsed_ms)
+        hang_up = isinstance(reply, Goodbye) or isinstance(reply, tuple) and any(isinstance(r, Goodbye) for r in reply)
+        session.receive_reply(action.turn_id, reply, error, elapsed_ms=round(elapsed_ms), hang_up=hang_up)
         self._perform(session.actions_to_perform())
 
     def _stream_reply(self, turn_id: int, pieces: Iterable, began: float) -> None:
@@ -637,13 +648,13 @@ class CallWorker:
                         session.receive_reply_chunk(turn_id, " " + piece.announcement, elapsed_ms=first_ms)
                         self._perform(session.actions_to_perform())
                     break
-                if not isinstance(piece, str) or not piece:
+                if not isinstance(piece, (str, Play)) or not piece:
                     continue
                 hang_up = hang_up or isinstance(piece, Goodbye)
                 if first_ms is None:
                     first_ms = round((time.monotonic() - began) * 1000)
-                length += len(piece)
-                session.receive_reply_chunk(turn_id, str(piece), elapsed_ms=first_ms)
+                length += len(piece) if isinstance(piece, str) else 0
+                session.receive_reply_chunk(turn_id, piece if isinstance(piece, Play) else str(piece), elapsed_ms=first_ms)
                 self._perform(session.actions_to_perform())
         except TimeoutError:
             error = "responder timeout"
@@ -686,7 +697,9 @@ class CallWorker:
         try:
             while queue and reply_id not in self._cancelled_replies:
                 index, sentence, offline_voice = queue.popleft()
-                if not self._speak_sentence(reply_id, index, sentence, offline_voice):
+                if isinstance(sentence, Play):
+                    self._play_prompt(reply_id, index, sentence)  # a prompt that fails is left out: the reply goes on
+                elif not self._speak_sentence(reply_id, index, sentence, offline_voice):
                     return
         finally:  # no yield between the empty queue and this: a new Speak starts a new job
             self._speech_queues.pop(reply_id, None)
@@ -733,6 +746,29 @@ class CallWorker:
         self.session.receive_speech(reply_id, index, audio, elapsed_ms=round(elapsed_ms))
         self._perform(self.session.actions_to_perform())
         return True
+
+    def _play_prompt(self, reply_id: int, index: int, play: Play) -> None:
+        """Load a prompt's audio in the stream's format (once per file and format: ``services.prompts``)
+        in a thread, and hand it to the session like a synthesized sentence."""
+        began = time.monotonic()
+        try:
+            audio = run_blocking(self.services.prompts.load, play.path, self.stream_format, timeout_s=PROMPT_LOAD_TIMEOUT_S)
+        except gevent.Timeout:
+            error = f"{play.path}: not loaded within {PROMPT_LOAD_TIMEOUT_S} s"
+        except Exception as exc:  # PromptError, or anything else: the call goes on
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            elapsed_ms = (time.monotonic() - began) * 1000
+            self.log.info("reply %d: item %d, prompt %s, %d ms of audio loaded in %.0f ms", reply_id, index + 1,
+                          play.transcript, len(audio) // self.stream_format.bytes_per_ms, elapsed_ms)
+            if index == 0 and self._caller_spoke and self._admission_key is not None:
+                self.services.admission.answered(self._admission_key)
+            self.session.receive_speech(reply_id, index, audio, elapsed_ms=round(elapsed_ms))
+            self._perform(self.session.actions_to_perform())
+            return
+        self.log.warning("reply %d: prompt failed: %s", reply_id, error)
+        self.session.receive_prompt_failed(reply_id, index, error)
+        self._perform(self.session.actions_to_perform())
 
     def _write_loop(self) -> None:
         """The only sender: messages leave in the order the session produced them."""

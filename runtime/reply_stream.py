@@ -29,8 +29,9 @@ _PIECE, _ERROR = "piece", "error"
 
 
 def is_reply_stream(reply: object) -> bool:
-    """A streaming responder's result: an iterable of text pieces (a generator), not a string."""
-    return reply is not None and not isinstance(reply, (str, bytes)) and hasattr(reply, "__iter__")
+    """A streaming responder's result: an iterable of text pieces (a generator), not a string, nor a
+    list or tuple (a whole reply of texts and prompts, ``core.sentences.split_reply``)."""
+    return reply is not None and not isinstance(reply, (str, bytes, list, tuple)) and hasattr(reply, "__iter__")
 
 
 def open_reply_stream(pieces: Iterable, responder: object) -> "ThreadedStream | HubStream":

@@ -18,6 +18,7 @@ from core.session import SessionConfig
 from core.settings import Settings
 from core.turn_end import TurnEndConfig
 from runtime.phrases import PhraseCache
+from runtime.prompts import PromptCache
 from speech.engine_queue import CancelToken, Priority
 from speech.errors import RecognitionError
 from speech.recognition import Recognizer
@@ -63,6 +64,7 @@ class Services:
     recognitions_running: int = 0  # engine calls in threads right now (a killed job's thread runs on)
     admission: Admission | None = None  # made from the settings: whether the engines can answer one more call
     phrases: PhraseCache | None = None  # wire audio of the fixed phrases (greeting, apology, …)
+    prompts: PromptCache = field(default_factory=PromptCache)  # wire audio of the responders' Play files
     # A real lock: it is taken in threadpool threads (gevent's patched Lock is for greenlets).
     _count_lock: Any = field(default_factory=lambda: get_original("_thread", "allocate_lock")(), repr=False)
 

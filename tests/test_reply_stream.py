@@ -6,7 +6,8 @@ import time
 import gevent
 import pytest
 
-from runtime.reply_stream import END, HubStream, ThreadedStream, open_reply_stream
+from core.responder import Play
+from runtime.reply_stream import END, HubStream, ThreadedStream, is_reply_stream, open_reply_stream
 
 
 def test_a_threaded_stream_runs_the_whole_generator_in_one_thread_and_closes_it_there():
@@ -78,3 +79,9 @@ def test_only_a_cooperative_responder_on_patched_sockets_runs_on_the_hub():
     respond.cooperative = True
     # The test process does not monkey-patch: even a cooperative responder gets a thread.
     assert isinstance(open_reply_stream(respond("", None), respond), ThreadedStream)
+
+
+def test_a_list_or_tuple_is_a_whole_reply_not_a_stream():
+    assert not is_reply_stream(["Please hold.", Play("hold.wav")]) and not is_reply_stream(("Hi.",))
+    assert not is_reply_stream(Play("hold.wav")) and not is_reply_stream("text")
+    assert is_reply_stream(iter(["Hi."])) and is_reply_stream(piece for piece in ["Hi."])

@@ -1,4 +1,7 @@
-from core.sentences import split_sentences
+from hypothesis import given, strategies as st
+
+from core.responder import Play
+from core.sentences import SentenceStream, reply_text, split_reply, split_sentences
 
 
 def test_splits_on_sentence_punctuation():
@@ -26,11 +29,6 @@ def test_a_long_first_sentence_gives_up_its_first_clause_so_audio_starts_sooner(
     assert split_sentences(text) == ["You said:", "and so my fellow Americans, ask not what your country can do for you."]
     assert split_sentences("You said: hello there.") == ["You said: hello there."]
     assert split_sentences("Well, " + "word " * 20 + "end.")[0] == "Well, " + "word " * 20 + "end."  # one-word clause: kept
-
-
-from hypothesis import given, strategies as st
-
-from core.sentences import SentenceStream
 
 
 def stream_pieces(text: str, step: int) -> list[str]:
@@ -71,3 +69,42 @@ def test_streamed_pieces_join_to_the_text_whatever_the_chunking(text, step):
     assert all(pieces) and all(p == p.strip() for p in pieces)
     assert " ".join(pieces) == " ".join(text.split())
     assert bool(pieces) == bool(text.strip())
+
+
+# -- replies with audio prompts (Play) ------------------------------------------------------
+
+HOLD = Play("prompts/hold.wav")
+
+
+def test_a_reply_s_items_are_its_texts_sentences_and_its_prompts_in_order():
+    assert split_reply(["Please hold. I will check.", HOLD, "Thanks for waiting."]) == [
+        "Please hold.", "I will check.", HOLD, "Thanks for waiting."]
+    assert split_reply(HOLD) == [HOLD] and split_reply(("Hi there, caller.",)) == ["Hi there, caller."]
+    assert split_reply("Yes. I can do that.") == split_sentences("Yes. I can do that.")
+    assert split_reply(None) == [] and split_reply("  ") == [] and split_reply(["", None]) == []
+    assert split_reply(["Hi.", "Ok."]) == ["Hi.", "Ok."]  # short texts of a list are not joined across items
+
+
+def test_a_reply_s_record_text_shows_a_prompt_as_its_transcript():
+    assert reply_text(["Please hold.", HOLD, "Thanks."]) == "Please hold. [played hold.wav] Thanks."
+    assert reply_text([Play("/srv/audio/jingle.mp3")]) == "[played jingle.mp3]"
+
+
+def test_a_streamed_play_flushes_the_text_before_it_however_short():
+    splitter = SentenceStream()
+    assert splitter.push("Please ") == []
+    assert splitter.push("hold") == []
+    assert splitter.push(HOLD) == ["Please hold", HOLD]
+    assert splitter.push(HOLD) == [HOLD]  # nothing waiting: the prompt alone
+    assert splitter.push(" Thanks for waiting. And") == ["Thanks for waiting."]
+    assert splitter.finish() == ["And"]
+
+
+def test_after_a_streamed_play_the_first_clause_is_not_split_off():
+    # The caller hears the prompt first: the next sentence need not hurry.
+    text = "Here is what I found about your order, which shipped yesterday from the warehouse in Ohio, "
+    splitter = SentenceStream()
+    assert splitter.push(HOLD) == [HOLD]
+    assert splitter.push(text) == []
+    fresh = SentenceStream()
+    assert fresh.push(text) == ["Here is what I found about your order,"]

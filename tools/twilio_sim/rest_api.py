@@ -23,10 +23,8 @@ import base64
 import json
 import re
 import secrets
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 _TO = re.compile(r"\+[1-9][0-9]{1,14}|sips?:\S+")
@@ -59,6 +57,9 @@ class TwilioApi:
     calls: dict[str, dict[str, str]] = field(default_factory=dict)  # call SID -> its resource
 
     def __enter__(self) -> TwilioApi:
+        import threading  # here, not at import: callsim monkey-patches for gevent first
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -118,6 +119,8 @@ class TwilioApi:
     @staticmethod
     def _notify(callback, call_sid: str, form: dict[str, str]) -> None:
         if callback is not None:
+            import threading
+
             threading.Thread(target=callback, args=(call_sid, dict(form)), daemon=True).start()
 
     def add_call(self, call_sid: str, status: str = "in-progress") -> None:
