@@ -3,16 +3,22 @@
 Run: ``RESPONDER=examples.front_desk:respond python app.py``
 
 It greets callers it has seen before in this call by number, answers key presses
-(1: opening hours, 2: address), answers a few spoken questions, and ends the call when the
-caller says goodbye. A plain function: it runs in a worker thread, so it may block (look
+(1: opening hours, 2: address, 0: a person), answers a few spoken questions, hands the caller to
+a person (``FRONT_DESK_NUMBER``, default ``+15550123``; a cold transfer, which needs
+``TWILIO_ACCOUNT_SID`` and ``TWILIO_AUTH_TOKEN``) when they press 0 or ask for one, and ends the
+call when the caller says goodbye. A plain function: it runs in a worker thread, so it may block (look
 something up in a database, call an HTTP API) without stalling other calls.
 """
 
-from core.responder import CallContext, Goodbye
+import os
+
+from core.responder import CallContext, Goodbye, Transfer
 
 HOURS = "We are open from nine to five, Monday to Friday."
 ADDRESS = "We are at 12 Harbour Street, next to the library."
-MENU = "Press 1 for our opening hours, 2 for our address, or just ask."
+MENU = "Press 1 for our opening hours, 2 for our address, 0 for a person, or just ask."
+FRONT_DESK = os.environ.get("FRONT_DESK_NUMBER", "+15550123")
+TRANSFERRING = "Connecting you to the front desk now."
 
 
 def respond(text: str, call: CallContext):
@@ -25,14 +31,19 @@ def respond(text: str, call: CallContext):
             ``call.history`` the turns so far.
 
     Returns:
-        The reply to speak; ``Goodbye(...)`` to say it and end the call; ``None`` to stay silent.
+        The reply to speak; ``Goodbye(...)`` to say it and end the call; ``Transfer(...)`` to hand
+        the caller to a person; ``None`` to stay silent.
     """
+    if call.dtmf and "0" in call.dtmf:
+        return Transfer(FRONT_DESK, TRANSFERRING)
     if call.dtmf:
         answers = {"1": HOURS, "2": ADDRESS}
         return " ".join(answers.get(key, f"There is nothing on key {key}.") for key in call.dtmf if key != "#")
     words = text.lower()
     if any(word in words for word in ("bye", "that's all", "thank you")):
         return Goodbye("Thanks for calling. Goodbye!")
+    if any(word in words for word in ("person", "someone", "human", "front desk")):
+        return Transfer(FRONT_DESK, TRANSFERRING)
     if "open" in words or "hours" in words:
         return HOURS
     if "where" in words or "address" in words:

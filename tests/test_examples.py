@@ -35,3 +35,26 @@ def test_streaming_tutor_yields_sentences_piece_by_piece():
     assert list(respond("", call(dtmf="3")))[1] == "1 times 3 is 3. "
     [bye] = list(respond("bye now", call()))
     assert isinstance(bye, Goodbye)
+
+
+def test_front_desk_transfers_to_a_person_on_0_or_when_asked():
+    from core.responder import Transfer
+
+    respond = responder("front_desk")
+    assert respond("", call(dtmf="0")) == Transfer("+15550123", "Connecting you to the front desk now.")
+    assert respond("Can I talk to a person?", call()) == Transfer("+15550123", "Connecting you to the front desk now.")
+
+
+def test_the_appointment_reminder_confirms_transfers_and_leaves_a_voicemail():
+    from dataclasses import replace
+
+    from core.responder import Transfer, is_machine_responder
+
+    respond = responder("appointment_reminder")
+    assert is_machine_responder(respond)
+    person = replace(call(), direction="outbound", answered_by="human", custom_parameters={"name": "Ann", "when": "Tuesday at 3 pm"})
+    assert respond("", replace(person, dtmf="1")) == Goodbye("Thank you, your appointment on Tuesday at 3 pm is confirmed. Goodbye.")
+    assert isinstance(respond("", replace(person, dtmf="0")), Transfer)
+    assert respond("what?", person).startswith("Press 1")
+    message = respond("", replace(person, answered_by="machine_end_beep"))
+    assert isinstance(message, Goodbye) and message.startswith("Hello Ann, this is Harbour Clinic") and "Tuesday at 3 pm" in message

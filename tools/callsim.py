@@ -236,6 +236,23 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "every inbound media message (silence included), SNR dB below the caller's active speech "
                              "level (RMS of the script audio's 20 ms frames within 30 dB of the loudest), "
                              "e.g. tests/data/noise/street.flac:10")
+    parser.add_argument("--answer", action="store_true",
+                        help="play the called party of a call the server places (POST /api/calls) through a stand-in of "
+                             "Twilio's REST API: with --url, wait for the server (its TWILIO_API_BASE_URL must be the "
+                             "stand-in's, --api-port) to place one; without, start the server pointed at the stand-in "
+                             "and place one through POST /api/calls. The ITEMs are the person who answers (spoken at "
+                             "once: 'Hello?'), unless --voicemail; needs --auth-token")
+    parser.add_argument("--voicemail", metavar="FILE",
+                        help="--answer: a voicemail answers: FILE is its greeting, then a 1 kHz beep; answering-machine "
+                             "detection says machine_end_beep when the beep ends; then the ITEMs (if any)")
+    parser.add_argument("--api-port", type=int, default=None,
+                        help="run the REST API stand-in on this port (0: any) for transfers and hang-ups through the "
+                             "API; --answer runs it anyway")
+    parser.add_argument("--account-sid", default=None,
+                        help="the account SID of the call and of the REST API stand-in (default: a random AC… SID); "
+                             "must be the server's TWILIO_ACCOUNT_SID for the stand-in to accept its requests")
+    parser.add_argument("--answer-timeout-s", type=float, default=60.0,
+                        help="--answer with --url: how long to wait for the server to place a call (default %(default)s)")
     parser.add_argument("--dashboard-password", default=None,
                         help="the server's DASHBOARD_PASSWORD, to read the call record from /api/calls (default: "
                              "$DASHBOARD_PASSWORD; user $DASHBOARD_USER or admin)")

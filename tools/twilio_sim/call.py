@@ -18,6 +18,7 @@ from tools.twilio_sim.echo import EchoPath
 from tools.twilio_sim.latency import pair_latencies
 from tools.twilio_sim.media_format import MediaFormat
 from tools.twilio_sim.noise import LineNoise, speech_level
+from tools.twilio_sim.platform import SPEECH_END_THRESHOLD_MS, OutboundCall
 from tools.twilio_sim.report import CallOutcome, build_report, print_conversation, print_summary
 from tools.twilio_sim.repo import add_repo_root_to_sys_path
 from tools.twilio_sim.script import CallerScript, ForkScript, TurnWaiter
@@ -36,14 +37,130 @@ class CallError(Exception):
     """The call could not be placed or streamed (exit code 1)."""
 
 
-def start_in_process_server():
-    """Start the repository's app on 127.0.0.1 with an ephemeral port; return (server, base URL)."""
+def start_in_process_server(settings: dict[str, str] | None = None):
+    """Start the repository's app on 127.0.0.1; return (server, base URL).
+
+    Args:
+        settings: environment settings for it (``--answer``: the REST API stand-in's); with
+            ``PUBLIC_URL`` it listens on that URL's port, else on an ephemeral one.
+    """
+    import os
+    from urllib.parse import urlsplit
+
     add_repo_root_to_sys_path()
     from app import create_app, make_server
 
-    server = make_server(create_app(), "127.0.0.1", 0)
+    os.environ.update(settings or {})
+    port = urlsplit(os.environ["PUBLIC_URL"]).port if settings and "PUBLIC_URL" in settings else 0
+    server = make_server(create_app(), "127.0.0.1", port)
     server.start()
     return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_rest_api(args: argparse.Namespace, outcome: CallOutcome):
+    """Run the REST API stand-in (``--api-port``; ``--answer`` alone: any free port) for this call:
+    it accepts the server's ``create`` (``--answer``) and reports transfers (a ``Twiml`` update of
+    this call with a ``<Dial>``) by ending the stream as Twilio would."""
+    from tools.twilio_sim.rest_api import TwilioApi
+    from tools.twilio_sim.twiml import dial_targets
+
+    def on_update(call_sid: str, form: dict[str, str]) -> None:
+        session = outcome.session
+        if call_sid != outcome.call_sid:
+            return
+        if "Twiml" in form:
+            try:
+                targets = dial_targets(form["Twiml"])
+            except TwimlError as error:
+                outcome.errors.append(f"REST update with bad TwiML: {error}")
+                return
+            outcome.transfers.append({"twiml": form["Twiml"], "dial": targets,
+                                      "at_ms": session.clock_ms(_now()) if session is not None else None})
+            print(f"REST update: the call's TwiML is replaced; <Dial> {targets} (not dialled)", flush=True)
+            if session is not None:
+                session.end_by_platform(f"transferred to {', '.join(targets) or 'no <Dial>'}")
+        elif form.get("Status") == "completed" and session is not None:
+            session.end_by_platform("the call was completed through the REST API")
+
+    api = TwilioApi(outcome.account_sid, args.auth_token or "", port=args.api_port or 0, on_update=on_update)
+    api.__enter__()
+    print(f"Twilio REST API stand-in on {api.url} (account {outcome.account_sid})", flush=True)
+    return api
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _rest_api_settings(args: argparse.Namespace, outcome: CallOutcome, api) -> dict[str, str]:
+    """The in-process server's settings that point it at the stand-in (none without one)."""
+    if api is None:
+        return {}
+    return {"TWILIO_ACCOUNT_SID": outcome.account_sid, "TWILIO_AUTH_TOKEN": args.auth_token or "",
+            "TWILIO_API_BASE_URL": api.url, "PUBLIC_URL": f"http://127.0.0.1:{_free_port()}",
+            "TWILIO_PHONE_NUMBER": args.from_number}
+
+
+def _wait_for_outbound_call(args: argparse.Namespace, outcome: CallOutcome, api, in_process: bool) -> OutboundCall:
+    """The call the server asks the stand-in to place: placed here through ``POST /api/calls`` when
+    the server runs in this process, else waited for (``--answer-timeout-s``).
+
+    Raises:
+        CallError: no call was asked for in time, or ``POST /api/calls`` failed.
+    """
+    import time
+
+    if in_process:
+        import requests
+
+        body = {"to": args.to_number}
+        response = requests.post(outcome.base_url + "/api/calls", json=body, timeout=30,
+                                 auth=dashboard_auth(getattr(args, "dashboard_password", None)))
+        print(f"POST {outcome.base_url}/api/calls {body} -> HTTP {response.status_code} {response.text[:200]}")
+        if response.status_code != 201:
+            raise CallError(f"POST /api/calls failed: HTTP {response.status_code} {response.text[:300]}")
+    else:
+        print(f"waiting up to {args.answer_timeout_s:g} s for the server to place a call "
+              f"(its TWILIO_API_BASE_URL must be {api.url})", flush=True)
+    deadline_s = time.monotonic() + args.answer_timeout_s
+    while time.monotonic() < deadline_s:
+        created = [r for r in api.requests if r.path.endswith("/Calls.json")]
+        sids = [sid for sid, call in api.calls.items() if call.get("direction") == "outbound-api"]
+        if created and sids:
+            form = created[0].form
+            print(f"the server placed call {sids[0]} to {form.get('To')} from {form.get('From')} "
+                  f"(machine detection {form.get('MachineDetection', 'off')})", flush=True)
+            return OutboundCall(sids[0], form)
+        time.sleep(0.05)
+    raise CallError(f"no call was placed through the REST API stand-in within {args.answer_timeout_s:g} s")
+
+
+def _voicemail_greeting(path: str) -> str:
+    """The voicemail's greeting ``path`` followed by its beep (``platform.beep_pcm``), as one
+    temporary WAV file at the greeting's rate (one script item: nothing waits between them); its path."""
+    import tempfile
+
+    import numpy as np
+
+    from tools.twilio_sim.platform import beep_pcm
+
+    greeting = read_audio(path)
+    samples = np.concatenate([greeting.samples, beep_pcm(greeting.sample_rate)])
+    pcm = np.clip(np.rint(samples * 32767), -32768, 32767).astype("<i2").tobytes()
+    handle = tempfile.NamedTemporaryFile(prefix="callsim-voicemail-", suffix=".wav", delete=False)
+    handle.close()
+    write_wav(handle.name, pcm, greeting.sample_rate)
+    return handle.name
 
 
 def dashboard_auth(password: str | None = None, environ: dict | None = None) -> tuple[str, str] | None:
@@ -301,7 +418,7 @@ def _line_noise(args: argparse.Namespace, noise: SourceAudio | None, outcome: Ca
 
 
 def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str, SourceAudio],
-               noise: SourceAudio | None = None) -> None:
+               noise: SourceAudio | None = None, outbound: OutboundCall | None = None) -> None:
     """Run the whole call against ``outcome.base_url``, filling ``outcome``.
 
     Args:
@@ -309,6 +426,8 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str
         outcome: the call's SIDs, script, dialect and mode; filled in.
         sources: the script's audio files as read (``load_script``), put in the stream's format here.
         noise: the ``--noise`` recording as read, or None.
+        outbound: a call the server placed (``--answer``): its webhook URL and fields, its progress
+            and answering-machine detection callbacks (``tools.twilio_sim.platform``).
 
     Raises:
         CallError: the call could not be placed or streamed.
@@ -316,9 +435,14 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str
     fork = outcome.mode == "fork"
     dialect = DIALECTS[outcome.dialect]
     signer = dialect.signer(args.signing_key if args.signalwire else args.auth_token)
-    webhook_url = outcome.base_url.rstrip("/") + (FORK_WEBHOOK_PATH if fork else WEBHOOK_PATH)
-    form = webhook_form(outcome.call_sid, outcome.account_sid, args.from_number, args.to_number)
-    print(f"POST {webhook_url} (CallSid {outcome.call_sid}, From {args.from_number}, To {args.to_number})")
+    if outbound is not None:
+        webhook_url, form = outbound.webhook_url, outbound.webhook_form(outcome.account_sid)
+        for status in ("initiated", "ringing", "in-progress"):
+            outbound.send_status(status, outcome.account_sid, signer)
+    else:
+        webhook_url = outcome.base_url.rstrip("/") + (FORK_WEBHOOK_PATH if fork else WEBHOOK_PATH)
+        form = webhook_form(outcome.call_sid, outcome.account_sid, args.from_number, args.to_number)
+    print(f"POST {webhook_url.split('?')[0]} (CallSid {outcome.call_sid}, From {form['From']}, To {form['To']})")
     outcome.twiml = twiml = answer_call(webhook_url, form, signer, fork=fork, dialect=dialect)
     for text in twiml.say:
         print(f"TwiML <Say>: {text!r} ({dialect.platform} speaks this before streaming; not simulated)")
@@ -349,20 +473,26 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str
         raise
 
     line_noise = _line_noise(args, noise, outcome, audio, media_format)
+    on_stream_event = sender
+    if outbound is not None and outbound.machine_detection:
+        on_stream_event = _with_machine_detection(sender, outbound, outcome, signer, _amd_decision(args, sources, outcome))
     messages = dialect.messages(outcome.stream_sid, outcome.account_sid, outcome.call_sid, args.first_timestamp_ms,
                                 media_format)
     if fork:
         script = ForkScript(outcome.items, audio, gap_s=args.gap_s, tail_s=args.tail_s, media_format=media_format)
         session = SimulatedFork(ws, messages, twiml.parameters, twiml.tracks, script, verbose=args.verbose,
-                                on_stream_event=sender, noise=line_noise)
+                                on_stream_event=on_stream_event, noise=line_noise)
     else:
         waiter = TurnWaiter(args.quiet_s, args.min_wait_s, args.turn_timeout_s)
-        script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting,
+        script = CallerScript(outcome.items, audio, waiter, wait_first=not args.no_wait_greeting and outbound is None,
                               media_format=media_format)
         session = SimulatedCall(ws, messages, twiml.parameters, script, waiter, verbose=args.verbose,
-                                on_stream_event=sender, echo=_echo_path(args, media_format), noise=line_noise)
+                                on_stream_event=on_stream_event, echo=_echo_path(args, media_format), noise=line_noise)
     outcome.session = session
     session.run()
+    if outbound is not None:
+        outbound.send_status("completed", outcome.account_sid, signer)
+        outcome.platform_callbacks = outbound.callbacks
     if session.failure:
         outcome.errors.append(session.failure)
     _collect_callbacks(sender, outcome)
@@ -387,6 +517,41 @@ def place_call(args: argparse.Namespace, outcome: CallOutcome, sources: dict[str
         print(text)
         if args.strict:
             outcome.errors.append(text)
+
+
+def _amd_decision(args: argparse.Namespace, sources: dict[str, SourceAudio], outcome: CallOutcome) -> tuple[str, float]:
+    """What the answering-machine detection says, and when (s after the stream starts): a voicemail
+    (``--voicemail``) when its greeting and beep have played; a person ``SPEECH_END_THRESHOLD_MS``
+    after their first words (the script's first audio item, spoken at once), or after silence."""
+    audio_items = [item for item in outcome.items if item.kind == "audio"]
+    if getattr(args, "voicemail", None):  # the greeting and its beep are the first item
+        return "machine_end_beep", sources[audio_items[0].path].duration_s
+    first_words_s = sources[audio_items[0].path].duration_s if audio_items else 0.0
+    return "human", first_words_s + SPEECH_END_THRESHOLD_MS / 1000
+
+
+def _with_machine_detection(sender, outbound: OutboundCall, outcome: CallOutcome, signer,
+                            decision: tuple[str, float]):
+    """``on_stream_event`` that also starts the detection's timer when the stream starts."""
+    import gevent
+
+    answered_by, after_s = decision
+
+    def detect() -> None:
+        gevent.sleep(after_s)
+        session = outcome.session
+        if session is not None and session.ended_by is None:
+            print(f"answering-machine detection: {answered_by} after {after_s:.2f} s", flush=True)
+            outcome.answered_by = answered_by
+            outbound.send_answered_by(answered_by, round(after_s * 1000), outcome.account_sid, signer)
+
+    def on_stream_event(event: str, error: str | None = None) -> None:
+        if sender is not None:
+            sender(event, error)
+        if event == "stream-started":
+            gevent.spawn(detect)
+
+    return on_stream_event
 
 
 def _read_noise(args: argparse.Namespace, items: list, parser: argparse.ArgumentParser) -> SourceAudio | None:
@@ -421,27 +586,50 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.signalwire and args.auth_token:
         parser.error("--auth-token signs like Twilio; SignalWire signs with the project's signing key: "
                      "use --signing-key")
+    if args.answer and (args.fork or args.signalwire):
+        parser.error("--answer plays a call placed through Twilio's REST API: not with --fork or --signalwire")
+    if getattr(args, "voicemail", None) and not args.answer:
+        parser.error("--voicemail is what answers a placed call: it needs --answer")
+    if args.answer and not args.auth_token:
+        parser.error("--answer needs --auth-token: the REST API stand-in checks the server's credentials with it")
+    tokens = list(args.script)
+    if getattr(args, "voicemail", None):
+        try:
+            tokens = [_voicemail_greeting(args.voicemail)] + tokens
+        except Exception as error:  # soundfile raises LibsndfileError/TypeError/RuntimeError, not only OSError
+            parser.error(f"--voicemail: cannot read audio {args.voicemail!r}: {error}")
     try:
-        items, sources = load_script(args.script, fork=args.fork)
+        items, sources = load_script(tokens, fork=args.fork)
     except ValueError as error:
         parser.error(str(error))
     noise = _read_noise(args, items, parser)
     dialect = DIALECTS["signalwire" if args.signalwire else "twilio"]
-    outcome = CallOutcome(*dialect.new_sids(), items, args.first_timestamp_ms,
+    call_sid, account_sid, stream_sid = dialect.new_sids()
+    outcome = CallOutcome(call_sid, args.account_sid or account_sid, stream_sid, items, args.first_timestamp_ms,
                           base_url=args.url, mode="fork" if args.fork else "conversation", dialect=dialect.name)
-    server = None
+    server, api = None, None
     try:
+        if args.answer or args.api_port is not None:
+            api = _start_rest_api(args, outcome)
         if outcome.base_url is None:
             print("starting the server in this process (app.create_app)...", flush=True)
-            server, outcome.base_url = start_in_process_server()
+            server, outcome.base_url = start_in_process_server(_rest_api_settings(args, outcome, api))
             print(f"server listening on {outcome.base_url}")
-        place_call(args, outcome, sources, noise)
+        outbound = None
+        if args.answer:
+            outbound = _wait_for_outbound_call(args, outcome, api, in_process=server is not None)
+            outcome.call_sid, outcome.direction = outbound.call_sid, "outbound"
+        elif api is not None:
+            api.add_call(outcome.call_sid)  # the server may transfer or end this call through the API
+        place_call(args, outcome, sources, noise, outbound)
     except CallError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         outcome.errors.append(str(error))
     finally:
         if server is not None:
             server.stop(timeout=2)
+        if api is not None:
+            api.__exit__(None, None, None)
 
     report = build_report(outcome)
     if outcome.session is not None:

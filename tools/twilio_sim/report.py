@@ -54,6 +54,10 @@ class CallOutcome:
     errors: list[str] = field(default_factory=list)
     dialect: str = "twilio"
     media_format: MediaFormat | None = None
+    direction: str = "inbound"  # "outbound": a call the server placed (--answer)
+    answered_by: str | None = None  # what the simulated answering-machine detection said
+    transfers: list[dict] = field(default_factory=list)  # REST updates that replaced the call's TwiML
+    platform_callbacks: list[dict] = field(default_factory=list)  # call progress and AMD callbacks sent
 
 
 def spoken_entries(spoken: list[SpokenItem], first_timestamp_ms: int) -> list[dict]:
@@ -93,7 +97,11 @@ def build_report(outcome: CallOutcome) -> dict:
                    "say": [...], "dial": [...]} | null,
          "tracks": start.tracks sent, e.g. ["inbound"] or ["inbound", "outbound"],
          "script": [argument, ...], "first_timestamp_ms": int,
-         "ended_by": "caller" | "server" | "caller (interrupted)" | "error" | null,
+         "direction": "inbound" | "outbound" (--answer: a call the server placed),
+         "answered_by": what the simulated answering-machine detection said | null,
+         "transfers": [{"dial": [<Dial> targets], "twiml", "at_ms"}] (REST updates replacing the TwiML),
+         "platform_callbacks": [{"kind": "status" | "amd", "value", "status_code", "error"}],
+         "ended_by": "caller" | "server" | "platform" (a transfer) | "caller (interrupted)" | "error" | null,
          "duration_ms": media time sent (ticks × 20),
          "spoken": [{"track": "inbound" | "outbound", "speaker": "caller" | "callee", "item": argument,
                      "index": position in script, "start_ms", "end_ms"}] (each audio item as sent),
@@ -150,6 +158,10 @@ def build_report(outcome: CallOutcome) -> dict:
         "tracks": list(session.tracks) if session else (twiml.tracks if twiml else []),
         "script": [item.token for item in outcome.items],
         "first_timestamp_ms": outcome.first_timestamp_ms,
+        "direction": outcome.direction,
+        "answered_by": outcome.answered_by,
+        "transfers": outcome.transfers,
+        "platform_callbacks": outcome.platform_callbacks,
         "ended_by": session.ended_by if session else None,
         "duration_ms": len(session.frame_sent_s) * FRAME_MS if session else 0,
         "spoken": spoken_entries(session.spoken, outcome.first_timestamp_ms) if session else [],

@@ -96,6 +96,7 @@ class _MediaStream:
         self._t0: float | None = None
         self._server_closed = False
         self._stopping = False
+        self._platform_ending: str | None = None  # end_by_platform's reason
 
     @property
     def spoken(self) -> list[SpokenItem]:
@@ -127,6 +128,11 @@ class _MediaStream:
     def _with_line_noise(self, payload: bytes) -> bytes:
         """The caller's inbound frame with the line's background noise, if any."""
         return payload if self.noise is None else self.noise.mix(payload)
+
+    def end_by_platform(self, reason: str) -> None:
+        """End the stream from the platform's side at the next tick (Twilio sends ``stop`` and closes),
+        e.g. when the call's TwiML was replaced by a REST update (a transfer). Safe from any greenlet."""
+        self._platform_ending = reason
 
     def _stream_event(self, event: str) -> None:
         if self.on_stream_event is not None:
@@ -210,6 +216,10 @@ class _MediaStream:
                 if self._server_closed:
                     self.ended_by = "error" if self.failure else "server"
                     self.log(now_s, self.failure or "server closed the WebSocket")
+                    break
+                if self._platform_ending is not None:
+                    self.ended_by = "platform"
+                    self.log(now_s, f"platform: {self._platform_ending}; stream stops")
                     break
                 if not self._send_tick(now_s):
                     if self.script.final_note:

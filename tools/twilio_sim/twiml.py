@@ -243,3 +243,19 @@ def webhook_form(call_sid: str, account_sid: str, from_number: str, to_number: s
         form["To" + key] = value
         form["Called" + key] = value
     return form
+
+
+def dial_targets(text: str) -> list[str]:
+    """The ``<Dial>`` targets of a whole TwiML document (e.g. the ``Twiml`` of a REST update that
+    transfers a call), as in ``TwimlStream.dial``: the ``<Dial>`` text, or ``Noun:value``.
+
+    Raises:
+        TwimlError: not XML, or the root is not ``<Response>``.
+    """
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as error:
+        raise TwimlError(f"TwiML is not XML: {error}") from None
+    if root.tag != "Response":
+        raise TwimlError(f"TwiML root is <{root.tag}>, expected <Response>")
+    return _dial_targets(list(root))
