@@ -105,6 +105,20 @@ the RMS of the whole recording at the stream's rate. SNR must be within -20..60;
 readable and not all silence, and the script needs an audio item (the level's reference): otherwise
 it is a bad argument (exit code 2). Without ``--noise`` the line is clean.
 
+Outbound calls and transfers (``--answer``, ``--voicemail FILE``, ``--api-port PORT``): callsim runs a
+stand-in of Twilio's REST API (``tools.twilio_sim.rest_api``) checking ``--account-sid`` and
+``--auth-token``. With ``--answer`` it plays the called party of a call the server places: it waits
+for the server's ``calls.create`` (without ``--url`` it starts the server pointed at the stand-in and
+places one through ``POST /api/calls``), POSTs the call's progress to its ``StatusCallback``
+(initiated, ringing, in-progress, and completed at the end), requests the ``Url`` webhook with
+``Direction=outbound-api`` and plays the ITEMs at once as the person who answered; the simulated
+answering-machine detection POSTs ``AnsweredBy=human`` to ``AsyncAmdStatusCallback`` 1.2 s after
+the first item (``MachineDetectionSpeechEndThreshold``), or, with ``--voicemail FILE``, plays FILE
+and a 1 kHz beep and POSTs ``machine_end_beep`` when the beep ends (``tools.twilio_sim.platform``).
+In any mode, a REST update of the call with new ``Twiml`` (a transfer) ends the stream as Twilio
+does (``stop``); its ``<Dial>`` targets go in the report's ``transfers``, and ``ended_by`` is
+``platform``.
+
 Outputs: what the caller heard (``--out``, PCM16 mono WAV at the stream's rate: 8 kHz, or 16/24 kHz
 with an L16 codec; sample 0 is
 the timestamp of the first media message sent: the bot's audio as played or,
