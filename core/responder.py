@@ -4,7 +4,8 @@ A responder is ``respond(text: str, call: CallContext) -> str | None``. ``text``
 caller's transcribed utterance (never a recognition failure); for key presses ``text`` is
 ``""`` and ``call.dtmf`` holds the digits. Return the reply to speak, or ``None``/``""`` to
 stay silent, or ``Goodbye("…")`` to say it and end the call, or ``Transfer(…)`` to hand the caller
-to a person; ``Play(…)`` plays an audio file, alone or in a list with text. A one-argument ``respond(text)``
+to a person; ``Play(…)`` plays an audio file, alone or in a list with text. A streaming responder may
+also yield ``ToolCall`` records (not spoken; ``responders.llm`` does). A one-argument ``respond(text)``
 also works; it is not called for key presses.
 Select one with ``RESPONDER=module:function``.
 

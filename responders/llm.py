@@ -123,8 +123,10 @@ class LlmResponder:
                 action = action or piece
                 content = record.result if record.error is None else json.dumps({"error": record.error})
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
-                log.info("tool call %s: %s in %d ms", record.name, f"error: {record.error}" if record.error else "ok",
-                         record.elapsed_ms)
+                # Not the arguments or the error's text at INFO: they may hold what the caller said.
+                log.info("tool call %s: %s in %d ms", record.name, "failed" if record.error else "ok", record.elapsed_ms)
+                if record.error:
+                    log.debug("tool call %s failed: %s", record.name, record.error)
                 yield record
             if action is not None:  # the call is ending or being transferred: no more words from the model
                 yield action

@@ -297,16 +297,22 @@ def run_tool(tool: Tool, arguments: Mapping[str, Any], timeout_s: float) -> Tool
     for values such as dates).
     """
     began = time.monotonic()
+    result = error = None
     try:
         kwargs = tool.arguments(arguments)
-        value = call_off_hub(functools.partial(tool.function, **kwargs), timeout_s)
-        result, error = json.dumps(value, ensure_ascii=False, default=str), None
+        # Only the tool's outcome is caught: an exception raised while waiting (the worker's own
+        # timeout for the reply, a barge-in killing the job) is not the tool's and goes on up.
+        returned, value = call_off_hub(functools.partial(tool.function, **kwargs), timeout_s)
+        if not returned:
+            error = f"{type(value).__name__}: {value}"  # the tool's own failure: the model is told and can say so
+        else:
+            result = json.dumps(value, ensure_ascii=False, default=str)
     except ToolArgumentError as exc:
-        result, error = None, f"bad arguments: {exc}"
+        error = f"bad arguments: {exc}"
     except ToolTimeout:
-        result, error = None, f"no answer within {timeout_s:g} s"
-    except Exception as exc:  # the tool's own failure: the model is told and can say so
-        result, error = None, f"{type(exc).__name__}: {exc}"
+        error = f"no answer within {timeout_s:g} s"
+    except ValueError as exc:  # json.dumps: a circular structure
+        error = f"the result is not JSON: {exc}"
     return ToolCall(tool.name, dict(arguments), result, error, round((time.monotonic() - began) * 1000))
 
 
@@ -314,42 +320,40 @@ class ToolTimeout(Exception):
     """A tool did not return within its timeout."""
 
 
-def call_off_hub(function: Callable[[], Any], timeout_s: float) -> Any:
-    """``function()`` in another thread, waited for at most ``timeout_s`` s.
+def call_off_hub(function: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
+    """``function()`` in another thread, waited for at most ``timeout_s`` s: ``(True, its value)``
+    or ``(False, the exception it raised)``.
 
     Where the LLM responder's generator runs decides how to wait (``runtime.reply_stream``): with
-    gevent's patched sockets it runs on the hub, so the tool goes to the engines' thread pool and
-    this greenlet waits without blocking other calls; without them (tests, tools) it runs in an
-    ordinary thread, which may simply block on a helper thread.
+    gevent's patched sockets it runs on the hub, so the function goes to the engines' thread pool
+    and this greenlet waits without blocking other calls; without them (tests, tools) it runs in
+    an ordinary thread, which may simply block on a helper thread.
 
     Raises:
         ToolTimeout: not done in time (the thread runs on).
-        Exception: whatever ``function`` raised.
     """
     if is_module_patched("socket"):
         return _wait_on_hub(function, timeout_s)
     return _wait_in_thread(function, timeout_s)
 
 
-def _wait_on_hub(function: Callable[[], Any], timeout_s: float) -> Any:
+def _wait_on_hub(function: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
     # The engines' pool, not gevent's default one (database saves, files): a hung tool must not
     # hold a thread those need (runtime.blocking).
     job = spawn_engine(function)
-    job.wait(timeout_s)  # an outer gevent.Timeout (the worker's RESPONDER_TIMEOUT_S) propagates from here
+    job.wait(timeout_s)
     if not job.ready():
         raise ToolTimeout()
-    if job.successful():
-        return job.value
-    raise job.exception
+    return (True, job.value) if job.successful() else (False, job.exception)
 
 
-def _wait_in_thread(function: Callable[[], Any], timeout_s: float) -> Any:
+def _wait_in_thread(function: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
     outcome: list = []
 
     def run() -> None:
         try:
             outcome.append((True, function()))
-        except BaseException as exc:  # handed to the waiting thread
+        except Exception as exc:  # handed to the waiting thread
             outcome.append((False, exc))
 
     thread = threading.Thread(target=run, name="llm-tool", daemon=True)  # daemon: a hung tool does not block exit
@@ -357,7 +361,4 @@ def _wait_in_thread(function: Callable[[], Any], timeout_s: float) -> Any:
     thread.join(timeout_s)
     if not outcome:
         raise ToolTimeout()
-    ok, value = outcome[0]
-    if ok:
-        return value
-    raise value
+    return outcome[0]

@@ -180,16 +180,27 @@ def test_on_the_hub_a_blocking_tool_runs_in_a_thread_and_other_greenlets_go_on()
 
     ticking = gevent.spawn(ticker)
     try:
-        assert _wait_on_hub(blocking, 2) == "done"
+        assert _wait_on_hub(blocking, 2) == (True, "done")
         assert threads[0] != threading.get_ident() and len(ticks) >= 10
         with pytest.raises(ToolTimeout):
             _wait_on_hub(lambda: time.sleep(0.5), 0.1)
-        with pytest.raises(ZeroDivisionError):
-            _wait_on_hub(lambda: 1 / 0, 1)
+        returned, error = _wait_on_hub(lambda: 1 / 0, 1)
+        assert not returned and isinstance(error, ZeroDivisionError)
     finally:
         ticking.kill()
-    with pytest.raises(ZeroDivisionError):
-        _wait_in_thread(lambda: 1 / 0, 1)
+    returned, error = _wait_in_thread(lambda: 1 / 0, 1)
+    assert not returned and isinstance(error, ZeroDivisionError)
+
+
+def test_the_workers_own_timeout_while_a_tool_runs_is_not_taken_for_the_tools_error(monkeypatch):
+    def slow(seconds: float) -> str:
+        time.sleep(seconds)
+        return "late"
+
+    monkeypatch.setattr("responders.tools.is_module_patched", lambda name: True)  # as in the server: on the hub
+    with pytest.raises(TimeoutError):  # what HubStream raises when RESPONDER_TIMEOUT_S is up
+        with gevent.Timeout(0.1, TimeoutError):
+            run_tool(make_tool(slow), {"seconds": 0.5}, timeout_s=2)
 
 
 @pytest.mark.parametrize("text, target", [
