@@ -6,6 +6,10 @@ and ``heard`` (the sentences whose playback finished before the barge-in, known 
 mark echoes, T-WS "mark"); the model is shown only what was heard, so it does not believe it
 said what the caller never got. Roles and the message shape are those of the chat
 completions API (``{"role": "system"|"user"|"assistant", "content": str}``).
+
+Turns of the language model's tool calls (``speaker: "tool"``) are left out: a ``tool`` message
+must answer an assistant message's ``tool_calls`` by id, which a record's text cannot rebuild
+faithfully, and the bot's reply after a tool call already says what the model made of its result.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ def chat_messages(system_prompt: str, history: Iterable[Mapping], *, text: str =
     Args:
         system_prompt: the system message; ``""`` for none.
         history: the call's turns, oldest first: dicts with ``speaker`` (``"caller"``,
-            ``"bot"``), ``text``, and optionally ``dtmf``, ``interrupted``, ``heard``.
+            ``"bot"``; ``"tool"`` turns are skipped), ``text``, and optionally ``dtmf``, ``interrupted``, ``heard``.
         text: the turn being answered (its transcript); appended as a user message unless the
             history already ends with it.
         dtmf: the digits being answered, for a key-press turn.
@@ -35,7 +39,8 @@ def chat_messages(system_prompt: str, history: Iterable[Mapping], *, text: str =
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt.strip()})
     for turn in history:
-        _append(messages, *_message(turn))
+        if turn.get("speaker") in (None, "caller", "bot"):  # not "tool" (see the module docstring)
+            _append(messages, *_message(turn))
     latest = _caller_content(text, dtmf)
     if latest and not (messages and messages[-1]["role"] == "user" and messages[-1]["content"].endswith(latest)):
         _append(messages, "user", latest)

@@ -4,7 +4,8 @@ A responder is ``respond(text: str, call: CallContext) -> str | None``. ``text``
 caller's transcribed utterance (never a recognition failure); for key presses ``text`` is
 ``""`` and ``call.dtmf`` holds the digits. Return the reply to speak, or ``None``/``""`` to
 stay silent, or ``Goodbye("…")`` to say it and end the call, or ``Transfer(…)`` to hand the caller
-to a person; ``Play(…)`` plays an audio file, alone or in a list with text. A one-argument ``respond(text)``
+to a person; ``Play(…)`` plays an audio file, alone or in a list with text. A streaming responder may
+also yield ``ToolCall`` records (not spoken; ``responders.llm`` does). A one-argument ``respond(text)``
 also works; it is not called for key presses.
 Select one with ``RESPONDER=module:function``.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -59,6 +61,34 @@ class Transfer:
 
     target: str
     announcement: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool the language model called and what came of it: a piece of a streaming reply
+    (``responders.llm`` yields one right after running each tool), for the call record. Not spoken.
+
+    Attributes:
+        name: the tool's name (a function of ``LLM_TOOLS``, ``end_call`` or ``transfer_call``).
+        arguments: the arguments the model gave, parsed from its JSON (``{}`` when they did not parse).
+        result: what the model got back, the result as JSON text; ``None`` on an error.
+        error: why the call failed (the tool raised or timed out, bad arguments, unknown name);
+            the model got ``{"error": error}``. ``None`` on success.
+        elapsed_ms: how long the tool ran, ms (0 for the built-in tools, which only ask for an action).
+    """
+
+    name: str
+    arguments: dict
+    result: str | None
+    error: str | None
+    elapsed_ms: int
+
+    @property
+    def transcript(self) -> str:
+        """How the call shows in the call record: ``next_appointment({"name": "Ann"}) -> "Tuesday"``
+        (``-> error: …`` when it failed)."""
+        outcome = self.result if self.error is None else f"error: {self.error}"
+        return f"{self.name}({json.dumps(self.arguments, ensure_ascii=False)}) -> {outcome}"
 
 
 class ResponderConfigError(ValueError):

@@ -62,6 +62,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _name_list(*choices: str) -> Callable[[str], str]:
+    """A comma-separated list of some of ``choices``, normalized (``"a,b"``); ``none`` gives ``""``
+    (an empty variable is unset: the default)."""
+    def parse(text: str) -> str:
+        names = [name.strip().lower() for name in text.split(",") if name.strip()]
+        if names == ["none"]:
+            return ""
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            raise ValueError(f"expected a comma-separated list of {', '.join(choices)}, got {', '.join(unknown)}")
+        return ",".join(dict.fromkeys(names))
+
+    return parse
+
+
 def _url(text: str) -> str:
     value = text.strip().rstrip("/")
     if value and not value.startswith(("http://", "https://", "wss://")):
@@ -127,6 +142,10 @@ class Settings:
     llm_system_prompt: str = _setting("", str, "`RESPONDER=llm`: the system prompt. Empty: a built-in one asking for short, plain spoken answers (`responders/llm.py`).")
     llm_speculative: bool = _setting(False, _bool, "`RESPONDER=llm`: also ask the model during the caller's pause (`SPECULATION_PAUSE_MS`), before the endpoint; its reply is held until the caller has finished and thrown away (its stream closed) if they go on. Faster answers, more requests.")
     llm_max_tokens: int = _setting(300, _int_range(1, 100000), "`RESPONDER=llm`: longest reply, in tokens.")
+    llm_tools: str = _setting("", str, "`RESPONDER=llm`: a Python module (`package.module`, importable as `RESPONDER`'s are) whose typed public functions the model may call as tools: those in its `__all__`, else those defined in it without a leading `_`. Their JSON schemas come from the type hints (`str`, `int`, `float`, `bool`, `Literal`, `Enum`, `list[...]`, `Optional`) and the docstrings (summary, Google-style `Args:`); a function that cannot be a tool stops the start-up. Not with `LLM_SPECULATIVE`. docs/responders.md, \"Tools for the language model\".")
+    llm_tool_timeout_s: float = _setting(10.0, _positive_float, "`RESPONDER=llm`: longest run of one `LLM_TOOLS` function (in a thread); then the model is told it timed out (the thread runs on). Must be under `RESPONDER_TIMEOUT_S`, s.")
+    llm_builtin_tools: str = _setting("end_call,transfer_call", _name_list("end_call", "transfer_call"), "`RESPONDER=llm`: the built-in tools offered to the model, comma-separated: `end_call` (say a goodbye, hang up) and `transfer_call` (announce, then transfer the live call to a number or SIP address; needs `TWILIO_ACCOUNT_SID` and `TWILIO_AUTH_TOKEN`). `none`: none.")
+    llm_transfer_targets: str = _setting("", str, "`RESPONDER=llm`: comma-separated E.164 numbers (`+15551234567`) and `sip:` addresses that `transfer_call` may transfer to; the model is shown them and any other target is refused. Empty: any valid number or SIP address the model names, which may come from the caller's words (set it in production: toll fraud).")
     greeting: str = _setting("Hello! Say something and I will repeat it.", str, "Spoken with our voice when the stream starts; empty for none. Unset with any `RESPONDER` but echo: \"Hello! How can I help you?\"")
     twiml_greeting: str = _setting("", str, "Spoken by Twilio's `<Say>` before the stream connects; empty for none.")
     twilio_phone_number: str = _setting("", _phone_number, "Your Twilio number (E.164, e.g. `+15551234567`): the caller ID of outbound calls (`POST /api/calls`, `tools/call.py`) that name no `from`.")

@@ -7,9 +7,15 @@ transfer encoding, one ``data: {chat.completion.chunk}`` event per token, a last
 ``token_delay_s`` between them, so a client sees the reply arrive piece by piece.
 
 The reply to each request comes from ``reply(messages, index)``; every request body is kept in
-``requests`` for the test to inspect (e.g. the history the responder sent). ``fail`` makes
-request ``index`` answer with an HTTP error, stall before its first byte, or drop the
-connection mid-stream.
+``requests`` for the test to inspect (e.g. the history the responder sent, the ``tools`` offered,
+the ``tool`` messages with the results). ``fail`` makes request ``index`` answer with an HTTP
+error, stall before its first byte, or drop the connection mid-stream.
+
+A reply may call tools (:class:`ToolCalls`): after its text, each call streams as real servers
+do (OpenAI, vLLM): a first ``delta.tool_calls`` entry with the call's ``index``, ``id``, ``type``
+and ``function.name`` and empty arguments, then the arguments' JSON text in pieces of
+``ARGUMENT_PIECE_CHARS`` characters, each in its own event with only the ``index``; the last
+chunk's ``finish_reason`` is ``tool_calls``.
 """
 
 from __future__ import annotations
@@ -19,20 +25,35 @@ import re
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+
+ARGUMENT_PIECE_CHARS = 5  # a tool call's arguments arrive split mid-token, as a model writes them
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """A reply that calls tools: ``calls`` are ``(name, arguments)``, the arguments a dict (sent
+    as its JSON) or a string (sent as it is: broken JSON, for a test); ``text`` streams first."""
+
+    calls: tuple[tuple[str, "dict | str"], ...]
+    text: str = ""
+
+    def arguments_json(self) -> list[str]:
+        return [a if isinstance(a, str) else json.dumps(a) for _, a in self.calls]
 
 
 class ChatServer:
     """Run the server on 127.0.0.1 on a free port in a daemon thread (a context manager).
 
     Args:
-        reply: ``(messages, request_index) -> str``, the full reply text of a request.
+        reply: ``(messages, request_index) -> str | ToolCalls``, the full reply of a request.
         token_delay_s: pause before each streamed event, s.
         fail: ``request_index -> None | "http500" | ("stall", seconds) | ("drop", after_tokens)``.
     """
 
-    def __init__(self, reply: Callable[[list[dict], int], str], *, token_delay_s: float = 0.0,
+    def __init__(self, reply: Callable[[list[dict], int], "str | ToolCalls"], *, token_delay_s: float = 0.0,
                  fail: Callable[[int], object] = lambda index: None) -> None:
         self.reply = reply
         self.token_delay_s = token_delay_s
@@ -89,9 +110,11 @@ def _handler_for(server: ChatServer):
                 return
             if isinstance(failure, tuple) and failure[0] == "stall":
                 time.sleep(failure[1])
-            text = server.reply(body.get("messages", []), index)
+            answer = server.reply(body.get("messages", []), index)
+            calls = answer if isinstance(answer, ToolCalls) else None
+            text = calls.text if calls else answer
             if not body.get("stream"):
-                self._json(200, _completion(body, text))
+                self._json(200, _completion(body, text, calls))
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -109,7 +132,15 @@ def _handler_for(server: ChatServer):
                         return
                     time.sleep(server.token_delay_s)
                     self._event(_chunk(body, {"content": piece}, None))
-                self._event(_chunk(body, {}, "stop"))
+                for number, ((name, _), arguments) in enumerate(zip(calls.calls, calls.arguments_json()) if calls else ()):
+                    time.sleep(server.token_delay_s)
+                    self._event(_chunk(body, {"tool_calls": [{"index": number, "id": f"call_{index}_{number}", "type": "function",
+                                                              "function": {"name": name, "arguments": ""}}]}, None))
+                    for start in range(0, len(arguments), ARGUMENT_PIECE_CHARS):
+                        time.sleep(server.token_delay_s)
+                        piece = arguments[start:start + ARGUMENT_PIECE_CHARS]
+                        self._event(_chunk(body, {"tool_calls": [{"index": number, "function": {"arguments": piece}}]}, None))
+                self._event(_chunk(body, {}, "tool_calls" if calls else "stop"))
                 self._send_chunk(b"data: [DONE]\n\n")
                 self._send_chunk(b"")  # end of the chunked body
                 server.completed[index] = True
@@ -141,8 +172,12 @@ def _chunk(body: dict, delta: dict, finish_reason: str | None) -> dict:
     }
 
 
-def _completion(body: dict, text: str) -> dict:
+def _completion(body: dict, text: str, calls: ToolCalls | None) -> dict:
+    message: dict = {"role": "assistant", "content": text}
+    if calls:
+        message["tool_calls"] = [{"id": f"call_{number}", "type": "function", "function": {"name": name, "arguments": arguments}}
+                                 for number, ((name, _), arguments) in enumerate(zip(calls.calls, calls.arguments_json()))]
     return {
         "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": body.get("model", ""),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
     }

@@ -31,3 +31,14 @@ def test_the_turn_being_answered_is_added_when_the_history_lacks_it():
     assert chat_messages("", [{"speaker": "caller", "text": "", "dtmf": "5"}], dtmf="5") == [
         {"role": "user", "content": "(The caller pressed 5 on the keypad.)"},
     ]
+
+
+def test_tool_turns_are_left_out():
+    history = [
+        {"speaker": "caller", "text": "When is my appointment?"},
+        {"speaker": "tool", "text": 'next_appointment({"name": "Ann"}) -> "Tuesday"'},
+        {"speaker": "bot", "text": "On Tuesday."},
+    ]
+    assert chat_messages("", history) == [
+        {"role": "user", "content": "When is my appointment?"}, {"role": "assistant", "content": "On Tuesday."},
+    ]

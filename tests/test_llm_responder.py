@@ -1,14 +1,18 @@
 """The LLM responder against a local server that streams server-sent events over a real socket."""
 
+import json
 import time
 
 import openai
 import pytest
 
-from core.responder import CallContext, is_speculative
-from core.settings import load_settings
-from responders.llm import DEFAULT_SYSTEM_PROMPT, DONE, LlmResponder, make_llm_responder, sse_content
-from tests.llm_server import ChatServer, tokens
+from app import make_responder
+from core.responder import CallContext, Goodbye, ResponderConfigError, ToolCall, Transfer, is_speculative
+from core.settings import SettingsError, load_settings
+from responders.call_tools import CallTools
+from responders.llm import DEFAULT_SYSTEM_PROMPT, DONE, LlmResponder, ToolCallDeltas, make_llm_responder, sse_content, sse_delta
+from responders.tools import make_tool
+from tests.llm_server import ChatServer, ToolCalls, tokens
 
 HISTORY = (
     {"speaker": "bot", "text": "Hello! How can I help?", "start_ms": 100, "end_ms": 2000},
@@ -35,6 +39,7 @@ def test_the_reply_streams_piece_by_piece_with_the_heard_history():
     assert arrivals[-1][0] - arrivals[0][0] >= 0.02 * (len(arrivals) - 2)
     [request] = server.requests
     assert request["model"] == "test-model" and request["stream"] is True and request["max_tokens"] == 300
+    assert "tools" not in request  # none offered: some servers refuse an empty list
     assert request["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "assistant", "content": "Hello! How can I help?"},
@@ -107,3 +112,141 @@ def test_sse_lines():
         sse_content('data: {"error": {"message": "overloaded", "type": "server_error"}}')
     with pytest.raises(ValueError):
         sse_content("data: {not json")
+
+
+def lookup(name: str) -> dict:
+    """Find a customer's next appointment.
+
+    Args:
+        name: the customer's name.
+    """
+    if name == "boom":
+        raise KeyError(name)
+    return {"name": name, "when": "Tuesday"}
+
+
+def tool_results(request):
+    return [(m["tool_call_id"], m["content"]) for m in request["messages"] if m["role"] == "tool"]
+
+
+def test_streamed_tool_calls_are_run_and_their_results_sent_back_before_the_answer():
+    def reply(messages, index):
+        if index == 0:
+            return ToolCalls((("lookup", {"name": "Ann"}), ("lookup", {"name": "boom"})), text="Let me check.")
+        return "Ann comes on Tuesday."
+
+    with ChatServer(reply) as server:
+        responder = LlmResponder(server.url, "m", tools=[make_tool(lookup)], call_tools=CallTools())
+        pieces = list(responder("When is Ann coming?", context(())))
+    records = [p for p in pieces if isinstance(p, ToolCall)]
+    assert [(r.name, r.arguments, r.result, r.error) for r in records] == [
+        ("lookup", {"name": "Ann"}, '{"name": "Ann", "when": "Tuesday"}', None),
+        ("lookup", {"name": "boom"}, None, "KeyError: 'boom'"),
+    ]
+    text = [p for p in pieces if isinstance(p, str)]
+    assert "".join(text) == "Let me check. Ann comes on Tuesday."  # the two rounds' text kept apart by a space
+    assert pieces.index(records[0]) == len(tokens("Let me check."))  # the records come between the rounds
+    first, second = server.requests
+    assert [t["function"]["name"] for t in first["tools"]] == ["lookup", "end_call", "transfer_call"]
+    assert first["tools"][0]["function"]["parameters"]["properties"]["name"]["description"] == "the customer's name."
+    assert "tool_choice" not in first
+    assert second["messages"][-4:-2] == [
+        {"role": "user", "content": "When is Ann coming?"},
+        {"role": "assistant", "content": "Let me check.", "tool_calls": [
+            {"id": "call_0_0", "type": "function", "function": {"name": "lookup", "arguments": '{"name": "Ann"}'}},
+            {"id": "call_0_1", "type": "function", "function": {"name": "lookup", "arguments": '{"name": "boom"}'}}]},
+    ]
+    assert tool_results(second) == [("call_0_0", '{"name": "Ann", "when": "Tuesday"}'),
+                                    ("call_0_1", '{"error": "KeyError: \'boom\'"}')]
+
+
+def test_broken_arguments_and_unknown_tools_are_answered_with_errors():
+    def reply(messages, index):
+        return ToolCalls((("lookup", '{"name": "An'), ("lookup", '["Ann"]'), ("book", {"day": "monday"}))) if index == 0 else "Sorry."
+
+    with ChatServer(reply) as server:
+        pieces = list(LlmResponder(server.url, "m", tools=[make_tool(lookup)])("book me", context(())))
+    errors = [p.error for p in pieces if isinstance(p, ToolCall)]
+    assert errors[0].startswith("arguments are not a JSON object: Unterminated string")
+    assert errors[1] == "arguments are not a JSON object: expected a JSON object, got list"
+    assert errors[2] == "there is no tool named 'book' (the tools: lookup)"
+    assert [content for _, content in tool_results(server.requests[1])] == [json.dumps({"error": e}) for e in errors]
+    assert pieces[-1] == "." and len(server.requests) == 2
+
+
+def test_the_rounds_of_tool_calls_are_bounded():
+    with ChatServer(lambda messages, index: ToolCalls((("lookup", {"name": "Ann"}),))) as server:
+        responder = LlmResponder(server.url, "m", tools=[make_tool(lookup)], max_tool_rounds=2)
+        pieces = []
+        with pytest.raises(RuntimeError, match="asked for tools again after 2 rounds"):
+            for piece in responder("loop", context(())):
+                pieces.append(piece)
+    assert len(server.requests) == 3 and len(pieces) == 2  # two rounds run; the third request forbade tools
+    assert [r.get("tool_choice") for r in server.requests] == [None, None, "none"]
+    assert len(tool_results(server.requests[2])) == 2
+
+
+def test_end_call_says_goodbye_and_ends_the_reply():
+    reply = ToolCalls((("end_call", {"message": "Bye now!"}),), text="Glad I could help.")
+    with ChatServer(lambda messages, index: reply) as server:
+        pieces = list(LlmResponder(server.url, "m", call_tools=CallTools())("thanks, bye", context(())))
+    record, goodbye = pieces[-2:]
+    assert record.name == "end_call" and record.error is None
+    assert isinstance(goodbye, Goodbye) and goodbye == "Bye now!"
+    assert "".join(p for p in pieces[:-1] if isinstance(p, str)) == "Glad I could help."
+    assert len(server.requests) == 1  # no more words after the goodbye
+
+
+def test_a_transfer_to_a_target_off_the_list_is_refused_back_to_the_model():
+    def reply(messages, index):
+        target = "+1 900 555 0000" if index == 0 else "+15551234567"
+        return ToolCalls((("transfer_call", {"target": target, "announcement": "Connecting you."}),))
+
+    with ChatServer(reply) as server:
+        tools = CallTools(transfer_targets=("+15551234567",))
+        pieces = list(LlmResponder(server.url, "m", call_tools=tools)("a person please", context(())))
+    refused, done, transfer = pieces
+    assert refused.error == "+19005550000 is not an allowed transfer target; allowed: +15551234567"
+    assert done.error is None and transfer == Transfer("+15551234567", "Connecting you.")
+    assert tool_results(server.requests[1]) == [("call_0_0", json.dumps({"error": refused.error}))]
+    assert server.requests[0]["tools"][1]["function"]["parameters"]["properties"]["target"]["enum"] == ["+15551234567"]
+    assert len(server.requests) == 2
+
+
+def test_tool_call_deltas_as_servers_send_them():
+    calls = ToolCallDeltas()
+    calls.add([{"index": 0, "id": "a", "function": {"name": "look", "arguments": ""}}])
+    calls.add([{"index": 0, "function": {"name": "up", "arguments": '{"x"'}}])  # a name in pieces
+    calls.add([{"index": 1, "id": "b", "function": {"name": "end_call", "arguments": "{}"}},
+               {"index": 0, "function": {"arguments": ": 1}"}}])
+    calls.add([{"index": 1, "function": {"name": "end_call"}}])  # a name repeated
+    assert calls.complete() == [{"id": "a", "name": "lookup", "arguments": '{"x": 1}'},
+                                {"id": "b", "name": "end_call", "arguments": "{}"}]
+    whole = ToolCallDeltas()
+    whole.add([{"function": {"name": "f", "arguments": "{}"}}, {"function": {"name": "g", "arguments": "{}"}}])  # no index, no id
+    assert whole.complete() == [{"id": "call_0", "name": "f", "arguments": "{}"}, {"id": "call_1", "name": "g", "arguments": "{}"}]
+    assert sse_delta('data: {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0}]}}]}') == {"tool_calls": [{"index": 0}]}
+
+
+def test_tool_settings():
+    responder = make_llm_responder(load_settings({"LLM_TOOLS": "examples.clinic_tools", "LLM_TRANSFER_TARGETS": "+1 555 123 4567"}))
+    assert list(responder.tools) == ["next_appointment", "free_slots"] and responder.tool_timeout_s == 10.0
+    assert responder.call_tools.names == ("end_call", "transfer_call")
+    assert responder.call_tools.transfer_targets == ("+15551234567",)
+    assert [s["function"]["name"] for s in make_llm_responder(load_settings({"LLM_BUILTIN_TOOLS": "end_call"})).tool_specs] == ["end_call"]
+    assert make_llm_responder(load_settings({"LLM_BUILTIN_TOOLS": "none"})).tool_specs == []
+    with pytest.raises(SettingsError, match="LLM_BUILTIN_TOOLS"):
+        load_settings({"LLM_BUILTIN_TOOLS": "end_call,hang_up"})
+    for environ, message in [
+        ({"LLM_TOOLS": "examples.clinic_tools", "LLM_SPECULATIVE": "true"}, "LLM_SPECULATIVE cannot be used with LLM_TOOLS"),
+        ({"LLM_TOOL_TIMEOUT_S": "15"}, r"LLM_TOOL_TIMEOUT_S \(15 s\) must be under RESPONDER_TIMEOUT_S"),
+        ({"LLM_TRANSFER_TARGETS": "+15551234567,the desk"}, "LLM_TRANSFER_TARGETS: 'the desk' is not an E.164 number"),
+        ({"LLM_TOOLS": "examples.front_desk"}, "tool examples.front_desk.respond, parameter call: unsupported type CallContext"),
+        ({"LLM_TOOLS": "tests.llm_tools", "LLM_BUILTIN_TOOLS": "end_call"}, None),
+    ]:
+        settings = load_settings({"RESPONDER": "llm", **environ})
+        if message is None:
+            assert list(make_responder(settings).tools) == ["next_appointment"]
+            continue
+        with pytest.raises(ResponderConfigError, match=f"RESPONDER=llm: {message}"):  # stops the start-up
+            make_responder(settings)
