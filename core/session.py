@@ -671,6 +671,14 @@ class CallSession(StreamSession):
         if not any(r.hang_up for r in self._replies.values()):
             self._actions.append(HangUp(reason, self._transfer_to))
 
+    def receive_tool_call(self, turn_id: int, text: str, error: str | None = None) -> None:
+        """Record a tool the language model called while answering ``turn_id`` (``core.responder.ToolCall``'s
+        ``transcript``) as a ``"tool"`` turn at the current media time; ``error``: a short category.
+        Not spoken; ignored before ``start`` or for a turn that was dropped."""
+        if self.record is None or turn_id not in self._turns:
+            return
+        self.record.add_turn(Turn("tool", text, self.now_ms, self.now_ms, error=error))
+
     def transfer(self, target: str, announcement: str) -> None:
         """Hand the call to ``target`` (checked by the caller: ``core.dial_targets``): like
         ``hang_up(announcement)``, but the final ``HangUp`` carries ``transfer_to=target``, for the

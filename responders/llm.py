@@ -274,7 +274,13 @@ def make_llm_responder(settings: Settings) -> LlmResponder:
         targets = parse_targets(settings.llm_transfer_targets)
     except ValueError as exc:
         raise ValueError(f"LLM_TRANSFER_TARGETS: {exc}") from None
-    names = [name.strip() for name in settings.llm_builtin_tools.split(",") if name.strip()]
+    # The built-ins come with LLM_TOOLS only: a model without tool support answers any request that
+    # offers tools with an HTTP error. transfer_call needs LLM_TRANSFER_TARGETS: a model must not
+    # transfer a caller to a number the caller asked for (toll fraud).
+    names = [name.strip() for name in settings.llm_builtin_tools.split(",") if name.strip()] if settings.llm_tools else []
+    if "transfer_call" in names and not targets:
+        log.warning("LLM_TOOLS: transfer_call is not offered without LLM_TRANSFER_TARGETS")
+        names.remove("transfer_call")
     responder = LlmResponder(
         settings.llm_base_url, settings.llm_model, settings.llm_api_key,
         settings.llm_system_prompt or DEFAULT_SYSTEM_PROMPT,

@@ -52,7 +52,7 @@ from core.media_clock import is_too_far_ahead
 from core.protocol import ProtocolError
 from core.dial_targets import check_dial_target
 from core.outbound import PARAMETER_PREFIX, OutboundOptions
-from core.responder import CallContext, Goodbye, Play, Transfer, is_machine_responder, is_speculative
+from core.responder import CallContext, Goodbye, Play, ToolCall, Transfer, is_machine_responder, is_speculative
 from core.sentences import Reply, reply_text, split_reply
 from core.session import CallSession, SessionConfig
 from core.stream_session import StreamSession
@@ -648,6 +648,11 @@ class CallWorker:
                         session.receive_reply_chunk(turn_id, " " + piece.announcement, elapsed_ms=first_ms)
                         self._perform(session.actions_to_perform())
                     break
+                if isinstance(piece, ToolCall):  # for the record; the model's answer follows
+                    self.log.info("turn %d: the model called %s (%s, %d ms)", turn_id, piece.name,
+                                  "failed" if piece.error else "ok", piece.elapsed_ms)
+                    session.receive_tool_call(turn_id, piece.transcript, "tool failed" if piece.error else None)
+                    continue
                 if not isinstance(piece, (str, Play)) or not piece:
                     continue
                 hang_up = hang_up or isinstance(piece, Goodbye)

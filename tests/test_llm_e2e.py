@@ -39,7 +39,7 @@ def test_three_turns_with_the_llm_a_barge_in_that_trims_the_history_and_a_tool_c
     tool_log = tmp_path / "tool_calls.jsonl"
     with ChatServer(reply, token_delay_s=0.1) as llm:
         env = {**os.environ, **data_env(tmp_path), "GREETING": GREETING, "RESPONDER": "llm", "LLM_BASE_URL": llm.url,
-               "LLM_MODEL": "local-test", "LLM_SYSTEM_PROMPT": "Answer briefly.", "LLM_TOOLS": "tests.llm_tools",
+               "LLM_MODEL": "local-test", "LLM_SYSTEM_PROMPT": "Answer briefly.", "LLM_TOOLS": "tests.llm_tools", "LLM_TRANSFER_TARGETS": "+15550123",
                "CALLSTREAM_TEST_TOOL_LOG": str(tool_log)}
         report_path = tmp_path / "report.json"
         command = [sys.executable, "tools/callsim.py", "--json", str(report_path), "--out", str(tmp_path / "heard.wav"), "--strict",
@@ -93,6 +93,9 @@ def test_three_turns_with_the_llm_a_barge_in_that_trims_the_history_and_a_tool_c
     ]
     answer = bots[2]
     assert answer["text"] == f"{LOOKING} Your next appointment is {llm_tools.ANSWER}."
+    [tool_turn] = turns(report, "tool")  # the call record shows the tool call and its result
+    assert tool_turn["text"] == (f'next_appointment({json.dumps({"name": callers[2]["text"]})}) -> '
+                                 f"{json.dumps(llm_tools.ANSWER)}") and "error" not in tool_turn
     assert not answer.get("interrupted")
     # What the caller heard from the answer's first audio on, recognized: the tool's result.
     samples, sample_rate = sf.read(tmp_path / "heard.wav", dtype="int16")

@@ -233,8 +233,15 @@ def test_tool_settings():
     assert list(responder.tools) == ["next_appointment", "free_slots"] and responder.tool_timeout_s == 10.0
     assert responder.call_tools.names == ("end_call", "transfer_call")
     assert responder.call_tools.transfer_targets == ("+15551234567",)
-    assert [s["function"]["name"] for s in make_llm_responder(load_settings({"LLM_BUILTIN_TOOLS": "end_call"})).tool_specs] == ["end_call"]
-    assert make_llm_responder(load_settings({"LLM_BUILTIN_TOOLS": "none"})).tool_specs == []
+    with_tools = {"LLM_TOOLS": "tests.llm_tools"}
+    assert [s["function"]["name"] for s in make_llm_responder(load_settings({**with_tools, "LLM_BUILTIN_TOOLS": "end_call"})).tool_specs] == [
+        "next_appointment", "end_call"]
+    assert [s["function"]["name"] for s in make_llm_responder(load_settings({**with_tools, "LLM_BUILTIN_TOOLS": "none"})).tool_specs] == [
+        "next_appointment"]
+    # No LLM_TOOLS: no tools at all (a model without tool support fails any request offering them);
+    # no LLM_TRANSFER_TARGETS: no transfer_call (the model must not dial what a caller asks for).
+    assert make_llm_responder(load_settings({})).tool_specs == []
+    assert make_llm_responder(load_settings(with_tools)).call_tools.names == ("end_call",)
     with pytest.raises(SettingsError, match="LLM_BUILTIN_TOOLS"):
         load_settings({"LLM_BUILTIN_TOOLS": "end_call,hang_up"})
     for environ, message in [

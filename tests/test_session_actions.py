@@ -112,3 +112,16 @@ def test_key_presses_before_the_answer_is_known_are_recorded_not_answered():
     caller.pause(40)
     assert of_type(caller.drain(), Respond) == []
     assert caller.session.record.turns[-1].dtmf == "1"
+
+
+def test_a_tool_call_is_recorded_as_a_tool_turn_and_not_spoken():
+    caller = Caller(make_session())
+    caller.start()
+    respond = answered_turn(caller)
+    caller.session.receive_tool_call(respond.turn_id, 'next_appointment({"name": "Ann"}) -> "Tuesday"')
+    caller.session.receive_tool_call(respond.turn_id, "free_slots({}) -> error: timed out", "tool failed")
+    caller.session.receive_tool_call(999, "dropped() -> 1")  # a turn that is gone: nothing
+    assert of_type(caller.drain(), Speak) == []
+    tools = [t for t in caller.session.record.turns if t.speaker == "tool"]
+    assert [(t.text, t.error) for t in tools] == [('next_appointment({"name": "Ann"}) -> "Tuesday"', None),
+                                                  ("free_slots({}) -> error: timed out", "tool failed")]
