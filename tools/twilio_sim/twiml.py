@@ -85,12 +85,7 @@ def parse_twiml(text: str, fork: bool = False) -> TwimlStream:
             ``<Connect><Stream>`` (bidirectional, not a fork), or an unknown track (31941); a stream
             without ``url``, a ``<Parameter>`` without name, or a statusCallbackMethod other than GET/POST.
     """
-    try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as error:
-        raise TwimlError(f"TwiML is not XML: {error}") from None
-    if root.tag != "Response":
-        raise TwimlError(f"TwiML root is <{root.tag}>, expected <Response>")
+    root = _response(text)
     if fork and root.find("Connect/Stream") is not None:
         raise TwimlError("--fork expects a <Start><Stream> (listen-only fork) but the TwiML has a <Connect><Stream> "
                          "(a bidirectional stream): use the normal mode (/incoming-call) for it")
@@ -252,10 +247,20 @@ def dial_targets(text: str) -> list[str]:
     Raises:
         TwimlError: not XML, or the root is not ``<Response>``.
     """
+    root = _response(text)
+    return _dial_targets(list(root))
+
+
+def _response(text: str) -> ElementTree.Element:
+    """The ``<Response>`` root of a TwiML document.
+
+    Raises:
+        TwimlError: not XML, or another root.
+    """
     try:
         root = ElementTree.fromstring(text)
     except ElementTree.ParseError as error:
         raise TwimlError(f"TwiML is not XML: {error}") from None
     if root.tag != "Response":
         raise TwimlError(f"TwiML root is <{root.tag}>, expected <Response>")
-    return _dial_targets(list(root))
+    return root
