@@ -526,7 +526,7 @@ class CallSession(StreamSession):
         if reply.record is None:  # none of it was sent: its only items were prompts that failed
             self._drop_reply(reply)
             if reply.hang_up:
-                self._actions.append(HangUp(self.hanging_up or "goodbye"))
+                self._actions.append(self._final_hang_up())
             return
         self._reply_fully_sent(reply)
         if self._playout.finish_reply_at_last_mark(reply.reply_id):
@@ -535,7 +535,7 @@ class CallSession(StreamSession):
             reply.record.end_ms = self.now_ms
         self._replies.pop(reply.reply_id, None)
         if reply.hang_up:
-            self._actions.append(HangUp(self.hanging_up or "goodbye", self._transfer_to))
+            self._actions.append(self._final_hang_up())
 
     def receive_speech(self, reply_id: int, index: int, audio: bytes, *, elapsed_ms: int | None = None) -> None:
         """Queue sentence ``index`` of reply ``reply_id`` (synthesized, or a prompt's audio): mono audio
@@ -614,7 +614,7 @@ class CallSession(StreamSession):
         self._reply_fully_sent(reply)
         self._drop_reply(reply)
         if reply.hang_up:
-            self._actions.append(HangUp(self.hanging_up or "goodbye", self._transfer_to))
+            self._actions.append(self._final_hang_up())
 
     def receive_prompt_failed(self, reply_id: int, index: int, error: str) -> None:
         """Prompt ``index`` of reply ``reply_id`` (a ``Play``) could not be loaded: the reply goes on without it.
@@ -669,7 +669,7 @@ class CallSession(StreamSession):
         self._dtmf.discard()
         self._start_reply(goodbye, None, hang_up=True)
         if not any(r.hang_up for r in self._replies.values()):
-            self._actions.append(HangUp(reason, self._transfer_to))
+            self._actions.append(self._final_hang_up())
 
     def receive_tool_call(self, turn_id: int, text: str, error: str | None = None) -> None:
         """Record a tool the language model called while answering ``turn_id`` (``core.responder.ToolCall``'s
@@ -678,6 +678,11 @@ class CallSession(StreamSession):
         if self.record is None or turn_id not in self._turns:
             return
         self.record.add_turn(Turn("tool", text, self.now_ms, self.now_ms, error=error))
+
+    def _final_hang_up(self) -> HangUp:
+        """The ``HangUp`` once the goodbye (or a transfer's announcement) has played: it carries the
+        transfer's target, if any."""
+        return HangUp(self.hanging_up or "goodbye", self._transfer_to)
 
     def transfer(self, target: str, announcement: str) -> None:
         """Hand the call to ``target`` (checked by the caller: ``core.dial_targets``): like
@@ -937,7 +942,7 @@ class CallSession(StreamSession):
                 reply.record.end_ms = self.now_ms
                 del self._replies[reply.reply_id]
                 if reply.hang_up:
-                    self._actions.append(HangUp(self.hanging_up or "goodbye", self._transfer_to))
+                    self._actions.append(self._final_hang_up())
 
     def _on_dtmf(self, event: Dtmf) -> None:
         if not self._answering or not event.digit:

@@ -54,7 +54,7 @@ def create_call():
     try:
         call = CallRequest.from_json(request.get_json(silent=True), default_from=settings.twilio_phone_number,
                                      machine_detection=settings.machine_detection,
-                                     allowed_responders=[s for s in settings.outbound_responders.split(",") if s])
+                                     allowed_responders=list(services.outbound_responders))
     except ValueError as exc:
         return jsonify(error=str(exc)), 400
     if services.twilio_client is None:

@@ -5,51 +5,31 @@ on, ``core.responder.Goodbye`` (say it, then hang up) or ``core.responder.Transf
 then redirect the live call to the target). ``LLM_BUILTIN_TOOLS`` chooses which are offered.
 
 A transfer target comes from the model, which may have taken it from the caller's words, so it
-is checked: an E.164 number (``+`` and 8-15 digits; spaces, dashes, dots and parentheses are
-dropped) or a ``sip:`` address, and, if ``LLM_TRANSFER_TARGETS`` is set, one of those. A target
+is checked (``core.dial_targets.normalize_dial_target``): an E.164 number (spaces, dashes, dots and
+parentheses are dropped) or a ``sip:`` address, and one of ``LLM_TRANSFER_TARGETS``. A target
 that fails gets an error back to the model instead of a transfer.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Iterable, Mapping
 
+from core.dial_targets import normalize_dial_target
 from core.responder import Goodbye, ToolCall, Transfer
 
 END_CALL, TRANSFER_CALL = "end_call", "transfer_call"
 BUILTIN_TOOLS = (END_CALL, TRANSFER_CALL)
 DEFAULT_GOODBYE = "Goodbye!"
-_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
-_SIP = re.compile(r"^sip:[^\s<>\"']{1,250}$", re.IGNORECASE)
-_NUMBER_PUNCTUATION = re.compile(r"[\s().-]")
-
-
-def normalize_target(text: str) -> str:
-    """``text`` as a transfer target: ``+15551234567`` (from ``+1 (555) 123-4567``) or ``sip:…``.
-
-    Raises:
-        ValueError: neither an E.164 number (``+`` and 8-15 digits) nor a ``sip:`` address.
-    """
-    value = text.strip()
-    if value[:4].lower() == "sip:":
-        if _SIP.match(value):
-            return "sip:" + value[4:]
-    else:
-        number = _NUMBER_PUNCTUATION.sub("", value)
-        if _E164.match(number):
-            return number
-    raise ValueError(f"{text!r} is not an E.164 number (+ and 8 to 15 digits, e.g. +15551234567) or a sip: address")
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
     """A comma-separated list of targets (``LLM_TRANSFER_TARGETS``), normalized; ``()`` for ``""``.
 
     Raises:
-        ValueError: an entry is not a target (:func:`normalize_target`).
+        ValueError: an entry is not a target (``normalize_dial_target``).
     """
-    return tuple(normalize_target(part) for part in text.split(",") if part.strip())
+    return tuple(normalize_dial_target(part) for part in text.split(",") if part.strip())
 
 
 class CallTools:
@@ -119,7 +99,7 @@ class CallTools:
         if not isinstance(target, str) or not isinstance(announcement, str):
             return _record(name, arguments, error="target and announcement must be strings"), None
         try:
-            target = normalize_target(target)
+            target = normalize_dial_target(target)
         except ValueError as exc:
             return _record(name, arguments, error=str(exc)), None
         if self.transfer_targets and target not in self.transfer_targets:

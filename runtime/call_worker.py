@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 import gevent
 from gevent.queue import Queue
 from simple_websocket import ConnectionClosed
+from twilio.base.exceptions import TwilioRestException
 
 from audio.constants import FRAME_MS
 from audio.errors import AudioFormatError
@@ -63,9 +64,8 @@ from runtime.phrases import synthesize_for_stream
 from runtime.prompts import PROMPT_LOAD_TIMEOUT_S
 from runtime.reply_stream import END, is_reply_stream, open_reply_stream
 from runtime.server import close_websocket
-from runtime.twilio_rest import complete_call, explain_rest_error, redirect_to_dial
-from twilio.base.exceptions import TwilioRestException
 from runtime.services import Services
+from runtime.twilio_rest import complete_call, explain_rest_error, redirect_to_dial
 from speech.engine_queue import CancelToken, Priority
 
 log = logging.getLogger(__name__)

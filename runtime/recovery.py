@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from runtime import call_folder
-from store.instances import STALE_HEARTBEATS, Instance, is_gone
+from store.instances import STALE_HEARTBEATS, is_gone
 from store.records import whole_ms
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ import gevent
 import pytest
 
 from core.responder import Goodbye, ToolCall, Transfer
-from responders.call_tools import CallTools, normalize_target, parse_targets
+from core.dial_targets import normalize_dial_target as normalize_target
+from responders.call_tools import CallTools, parse_targets
 from responders.tools import (ToolDefinitionError, _wait_in_thread, _wait_on_hub, ToolTimeout, load_tools, make_tool,
                               parse_docstring, run_tool)
 
