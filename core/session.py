@@ -32,7 +32,10 @@ Turn-taking rules:
   speak; what the caller says before that continues the turn.
 * **Continuation:** if the caller starts speaking again before any audio of the reply to
   their previous utterance was sent, that reply is abandoned and the two utterances are
-  transcribed together as one turn (no answer to half a sentence).
+  transcribed together as one turn (no answer to half a sentence). The start is judged by the
+  first voiced frame: a reply that went out while the caller's voice was already back (their
+  start is decided ``endpointing.start_ms`` later) is retracted with a ``clear`` and leaves the
+  record (``_retract_answer``).
 * **Barge-in:** if the caller starts speaking (or presses a key) while reply audio is still
   queued at Twilio (marks not yet echoed) or being synthesized, the session sends ``clear``,
   cancels the reply and treats its pending marks as cleared (T-WS "clear": Twilio echoes
@@ -265,6 +268,7 @@ class CallSession(StreamSession):
         self._tentative: _CallerTurn | None = None  # speculative turn of the current pause
         self._barge_in_pending = False  # the caller started speaking over the bot; not confirmed yet
         self._short_over_bot: _CallerTurn | None = None  # the last words over the bot too short to stop it
+        self._last_answer: tuple[_CallerTurn, _Reply] | None = None  # the latest spoken turn whose reply has started
         self._turns: dict[int, _CallerTurn] = {}
         self._replies: dict[int, _Reply] = {}
         self._hang_up_reason: str | None = None
@@ -570,6 +574,8 @@ class CallSession(StreamSession):
                     "total": self.now_ms - turn.end_ms,
                 }
                 reply.turn_end_ms = turn.end_ms
+                if turn.pcm:
+                    self._last_answer = (turn, reply)
                 if self._open_turn is turn:
                     self._open_turn = None
                 if self._turn_end is not None and turn.pcm:
@@ -793,6 +799,10 @@ class CallSession(StreamSession):
             return  # the goodbye plays to the end
         if short is not None and event.voice_start_ms - short.end_ms > SHORT_OVER_BOT_JOIN_MS:
             short = None
+        retracted = self._retract_answer(event.voice_start_ms)
+        if retracted is not None:
+            self._continuation = retracted
+            return
         if self.config.barge_in_min_ms and self._bot_talking():
             self._barge_in_pending = True  # a backchannel or a cough must not stop the bot
             turn = self._open_turn
@@ -823,6 +833,29 @@ class CallSession(StreamSession):
             self._forget_turn(turn)
         for reply in [r for r in self._replies.values() if not r.cancelled]:
             self._drop_reply(reply)  # e.g. a greeting still being synthesized
+
+    def _retract_answer(self, voice_start_ms: int) -> _CallerTurn | None:
+        """The caller's voice began before the reply to their last turn was first sent (their start
+        is decided only ``endpointing.start_ms`` later, when that audio may be out): they were
+        still talking, so the reply is retracted like one not sent yet. Twilio's buffer is cleared,
+        the reply's bot turn leaves the record (the caller heard at most its first frames: the
+        recording keeps them) and the turn it answered is returned, to be continued. ``None``
+        otherwise: what starts after the reply began is heard over the bot (no echo can start
+        before the audio it echoes)."""
+        answer, self._last_answer = self._last_answer, None
+        if answer is None:
+            return None
+        turn, reply = answer
+        if reply.cancelled or reply.record is None or voice_start_ms >= reply.record.start_ms:
+            return None
+        log.info("turn %d continues at %d ms, before its reply was sent at %d ms: the reply is retracted",
+                 turn.turn_id, voice_start_ms, reply.record.start_ms)
+        self._interrupt_bot()
+        if self.record is not None:
+            self.record.turns[:] = [t for t in self.record.turns if t is not reply.record]
+        if self._turn_end is not None:
+            self._turn_end.observe_continued_pause(voice_start_ms - turn.end_ms)
+        return turn
 
     def _on_speech_paused(self, event: SpeechPaused) -> None:
         """Start transcribing the utterance so far: a tentative turn, confirmed by the endpoint."""

@@ -610,3 +610,39 @@ def test_a_bot_turn_records_its_latency_and_a_caller_turn_no_optional_keys():
     assert set(caller_turn.to_json()) == {"speaker", "text", "start_ms", "end_ms"}
     assert set(bot.to_json()) == {"speaker", "text", "start_ms", "end_ms", "latency_ms"}
     assert bot.latency_ms == bot.to_json()["latency_ms"] and bot.latency_ms["responder"] == 30
+
+
+def test_a_reply_sent_after_the_caller_went_on_is_retracted_and_the_turn_continues():
+    # The caller pauses, is answered, and goes on just before the reply's audio goes out; their
+    # start is decided 200 ms of voice later (EndpointingConfig.start_ms), when the reply is out.
+    caller = Caller(make_session())
+    caller.start()
+    respond = answered_turn(caller)  # 600 ms of speech, then 700 ms of silence
+    session = caller.session
+    session.receive_reply(respond.turn_id, "You said hello.")
+    [speak] = of_type(caller.drain(), Speak)
+    caller.speak(20)  # the caller's voice is back
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 1600)  # the reply goes out 20 ms later
+    assert sent_events(caller.drain())[0]["event"] == "media"
+    actions = caller.speak(400) + caller.pause(700)
+    assert [e["event"] for e in sent_events(actions)] == ["clear"]
+    [transcribe] = of_type(actions, Transcribe)
+    assert 1000 * 16 <= len(transcribe.pcm)  # both parts of the turn: 600 + 420 ms of speech
+    assert [t.speaker for t in session.record.turns] == ["caller"]  # the retracted reply is not a bot turn
+    session.receive_transcript(transcribe.turn_id, "hello there")
+    assert [t.text for t in session.record.turns] == ["hello there"]
+    assert of_type(caller.drain(), Respond)[0].text == "hello there"
+
+
+def test_speech_that_starts_after_the_reply_was_sent_is_over_the_bot():
+    caller = Caller(make_session(barge_in_min_ms=500))
+    caller.start()
+    respond = answered_turn(caller)
+    session = caller.session
+    session.receive_reply(respond.turn_id, "You said hello.")
+    [speak] = of_type(caller.drain(), Speak)
+    session.receive_speech(speak.reply_id, 0, b"\x01" * 16000)  # 2 s of reply
+    caller.drain()
+    actions = caller.pause(20) + caller.speak(300)  # a short word after the reply began (or its echo)
+    assert sent_events(actions) == []  # not a retraction: shorter than BARGE_IN_MIN_MS, no clear yet
+    assert [t.speaker for t in session.record.turns] == ["caller", "bot"]
