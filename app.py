@@ -45,6 +45,9 @@ from store.database import database_url, make_engine, upgrade_schema
 
 log = logging.getLogger("callstream")
 
+MAX_REQUEST_BYTES = 64 * 1024
+"""Largest HTTP request body: Twilio's webhooks are forms of a few kB, ``POST /api/calls`` a small JSON object."""
+
 
 def make_responder(settings: Settings):
     """The responder ``RESPONDER`` names: ``echo`` (the default), ``llm``, or ``module:function``.
@@ -97,6 +100,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     use_native_logging_locks()  # engine and threadpool threads log too: gevent locks could hang them
     app = Flask(__name__)
     app.config["CALLSTREAM"] = settings  # the one Settings object; handlers read it from here
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # Flask answers 413 past it, before a route reads the body
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.max_message_bytes, "ping_interval": settings.ws_ping_interval_s or None}
     responder = make_responder(settings)
     recognizer_options: dict[str, Any] = {}

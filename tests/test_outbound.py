@@ -169,3 +169,9 @@ def test_dial_targets():
         with pytest.raises(ValueError):
             check_dial_target(bad)
     assert check_dial_target(" +15551234567 ") == "+15551234567"
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(app, api):
+    response = app.test_client().post("/api/calls", data=b"{" + b" " * 70_000 + b"}",
+                                      headers={**LOGIN, "Content-Type": "application/json"})
+    assert response.status_code == 413 and api.requests == []
