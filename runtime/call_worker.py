@@ -330,7 +330,9 @@ class CallWorker:
     def _transfer(self, action: HangUp) -> None:
         """Redirect the call to ``<Dial>`` (its announcement has played); Twilio then ends the stream.
         If the REST API refuses, or the stream is still open ``TRANSFER_STOP_WAIT_S`` later, hang up."""
-        target, call_sid = action.transfer_to, self.session.start.call_sid
+        target, call_sid, record = action.transfer_to, self.session.start.call_sid, self.session.record
+        if record is not None:  # before the update: Twilio may end the stream (and this job) before it returns
+            record.transferred_to = target
         try:
             status = run_blocking(redirect_to_dial, self.services.twilio_client, call_sid, target, timeout_s=10)
         except TwilioRestException as exc:
@@ -340,8 +342,6 @@ class CallWorker:
             self._transfer_failed(action, f"{type(exc).__name__}: {exc}")
             return
         self.log.info("transferred to %s (call %s); waiting for Twilio to end the stream", target, status)
-        if self.session.record is not None:
-            self.session.record.transferred_to = target
         gevent.sleep(TRANSFER_STOP_WAIT_S)
         if not self._ended:
             self._hang_up("the stream went on after the transfer")
@@ -349,8 +349,10 @@ class CallWorker:
     def _transfer_failed(self, action: HangUp, why: str) -> None:
         self.log.warning("transfer to %s failed: %s; hanging up", action.transfer_to, why)
         record = self.session.record
-        if record is not None and record.turns and record.turns[-1].speaker == "bot":
-            record.turns[-1].error = "transfer failed"
+        if record is not None:
+            record.transferred_to = None
+            if record.turns and record.turns[-1].speaker == "bot":
+                record.turns[-1].error = "transfer failed"
         self._hang_up(action.reason)
 
     def _complete_call(self, client, call_sid: str) -> None:

@@ -105,8 +105,9 @@ class CallStore:
             record: the API shape (``CallRecord.to_json()``) plus ``mode``: ``call_sid``,
                 ``stream_sid``, ``from``, ``to`` (any length: SIP addresses too),
                 ``started_at``/``ended_at`` (ISO 8601 or ``None``), ``mode`` (``"conversation"`` |
-                ``"fork"``), ``instance_id`` (the process keeping the call), ``direction``,
-                ``answered_by`` and ``transferred_to`` (``None`` keeps the stored value), and ``turns``: the FULL
+                ``"fork"``), ``instance_id`` (the process keeping the call), ``direction`` and
+                ``answered_by`` (``None`` keeps the stored value: they may be noted elsewhere),
+                ``transferred_to``, and ``turns``: the FULL
                 current list, which replaces the stored one. Each turn: ``speaker``, ``text``,
                 ``start_ms``, ``end_ms`` (ms, media clock; ``end_ms`` may be ``None``) and
                 optional ``dtmf``, ``error``, ``interrupted``, ``heard``, ``latency_ms`` (a dict
@@ -134,7 +135,7 @@ class CallStore:
         }
         turns = [_turn_row(call_sid, position, turn) for position, turn in enumerate(record.get("turns") or [])]
         upsert = self._insert(CallRow.__table__).values(values)
-        # These three may come from elsewhere (POST /api/calls, an AMD callback in another process):
+        # These may come from elsewhere (POST /api/calls, an AMD callback in another process):
         # a record that does not know them yet keeps what is stored.
         kept = {name: func.coalesce(upsert.excluded[name], CallRow.__table__.c[name]) for name in _KEPT_WHEN_UNKNOWN}
         upsert = upsert.on_conflict_do_update(
@@ -184,10 +185,10 @@ class CallStore:
             )
 
     def note_call(self, call_sid: str, **fields: str | datetime | None) -> None:
-        """Set some of a call's ``direction``, ``answered_by``, ``transferred_to``, ``from`` and
-        ``to`` (``from_number``/``to_number``) and ``started_at`` (an aware ``datetime``: when an
-        outbound call was placed, until its stream starts), creating a placeholder row if the call
-        is not saved yet: an outbound call when it is placed, an AMD result, a transfer.
+        """Set some of a call's ``direction``, ``answered_by``, ``from`` and ``to``
+        (``from_number``/``to_number``) and ``started_at`` (an aware ``datetime``: when an outbound
+        call was placed, until its stream starts), creating a placeholder row if the call is not
+        saved yet: an outbound call when it is placed, an AMD result.
 
         Raises:
             ValueError: an empty ``call_sid`` or an unknown field.
@@ -671,8 +672,8 @@ class CallStore:
         )
 
 
-_KEPT_WHEN_UNKNOWN = ("direction", "answered_by", "transferred_to")
-_NOTED_FIELDS = {"direction", "answered_by", "transferred_to", "from_number", "to_number", "started_at"}
+_KEPT_WHEN_UNKNOWN = ("direction", "answered_by")
+_NOTED_FIELDS = {"direction", "answered_by", "from_number", "to_number", "started_at"}
 
 
 def _require_sid(call_sid: Any) -> str:
